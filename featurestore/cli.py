@@ -1,0 +1,407 @@
+"""The ``featurestore`` command: one thin function per verb (parse, call the library, print).
+
+Every read verb takes ``--json`` for scripts. Errors print the library's
+message (what, which object, what to do) and exit 1; ``plan
+--detailed-exitcode`` exits 2 when changes are pending, like ``terraform plan``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+
+from featurestore.errors import FeatureStoreError, InvalidReferenceError
+
+app = typer.Typer(
+    name="featurestore",
+    help="Versioned features from Spark and Kafka into Redis and Parquet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dev_app = typer.Typer(help="Local Redis and Kafka-protocol broker for development.")
+app.add_typer(dev_app, name="dev")
+
+RepoOption = Annotated[
+    Path,
+    typer.Option(
+        "--repo",
+        "-r",
+        envvar="FEATURESTORE_REPO",
+        help="Feature repo folder (holds featurestore.yaml).",
+        show_default=True,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Print a FeatureStoreError's message instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FeatureStoreError as exc:
+            _fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+def _store(repo: Path):  # noqa: ANN202 - keeps the import lazy
+    from featurestore.store import FeatureStore
+
+    return FeatureStore(repo)
+
+
+# -- plan / apply ---------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def plan(
+    repo: RepoOption = Path("."),
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help="Exit 2 when changes are pending, 0 when none."),
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show unchanged too.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what `apply` would change, object by object and field by field."""
+    result = _store(repo).plan()
+    if as_json:
+        _echo_json(result.to_json())
+    else:
+        typer.echo(result.render(verbose=verbose))
+    if detailed_exitcode and result.has_changes:
+        raise typer.Exit(2)
+
+
+@app.command()
+@handle_errors
+def apply(repo: RepoOption = Path("."), as_json: JsonOption = False) -> None:
+    """Make the registry match the repo (atomic, idempotent)."""
+    store = _store(repo)
+
+    def progress(change: Any) -> None:
+        if not as_json:
+            typer.echo(f"  applied {change.summary()}")
+
+    result = store.apply(on_change=progress)
+    if as_json:
+        _echo_json({**result.plan.to_json(), "apply_id": result.apply_id, "serial": result.serial})
+    elif result.apply_id is None:
+        typer.echo("No changes. The registry matches the repo.")
+    else:
+        notes = [n for c in result.plan.changes for n in c.notes]
+        for note in notes:
+            typer.echo(f"  note: {note}")
+        typer.echo(
+            f"Applied {len(result.plan.pending)} change(s) to project '{store.project}' "
+            f"(registry serial {result.serial})."
+        )
+
+
+# -- registry reads ---------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def versions(
+    view: Annotated[str, typer.Argument(help="Feature view name.")],
+    repo: RepoOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """List every version of a feature view: status, schema, and the models pinned to it."""
+    store = _store(repo)
+    snapshot = store.snapshot()
+    rows = []
+    for vv in store.versions(view):
+        rows.append(
+            {
+                "version": f"v{vv.version}",
+                "status": vv.status,
+                "created_at": vv.created_at.isoformat(timespec="seconds"),
+                "retired_at": vv.retired_at.isoformat(timespec="seconds") if vv.retired_at else None,
+                "fingerprint": vv.fingerprint,
+                "features": {n: str(d) for n, d in vv.feature_dtypes.items()},
+                "models": snapshot.models_pinned_to(view, vv.version),
+            }
+        )
+    if as_json:
+        _echo_json({"view": view, "versions": rows})
+        return
+    latest = snapshot.latest_version(view) if ("feature_view", view) in snapshot.heads else None
+    typer.echo(f"Feature view '{view}' in project '{store.project}':")
+    for row in rows:
+        mark = " (latest)" if row["version"] == f"v{latest}" else ""
+        models = f"  models: {', '.join(row['models'])}" if row["models"] else ""
+        typer.echo(f"  {row['version']}{mark}  {row['status']}  created {row['created_at']}{models}")
+        features = ", ".join(f"{n} {d}" for n, d in row["features"].items())
+        typer.echo(f"      {features}")
+
+
+@app.command()
+@handle_errors
+def describe(
+    name: Annotated[str, typer.Argument(help="Object name, or VIEW@vN for one view version.")],
+    repo: RepoOption = Path("."),
+    kind: Annotated[str | None, typer.Option(help="Kind, when a name is used twice.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show an object's current definition and its revision history."""
+    store = _store(repo)
+    snapshot = store.snapshot()
+    if "@v" in name:
+        view, _, version = name.partition("@v")
+        if not version.isdigit():
+            raise InvalidReferenceError(f"Cannot parse {name!r}; write VIEW@vN, e.g. user_profile@v1.")
+        vv = snapshot.view_version(view, int(version))
+        payload: dict[str, Any] = {
+            "kind": "feature_view_version",
+            "name": vv.label,
+            "status": vv.status,
+            "fingerprint": vv.fingerprint,
+            "spec": vv.spec,
+            "models": snapshot.models_pinned_to(view, vv.version),
+        }
+    else:
+        matches = [
+            head
+            for (k, n), head in snapshot.heads.items()
+            if n == name and (kind is None or k == kind)
+        ]
+        if not matches:
+            from featurestore.errors import ObjectNotFound, did_you_mean
+
+            names = {n for (_, n) in snapshot.heads}
+            raise ObjectNotFound(
+                f"No object named '{name}' in project '{store.project}'."
+                f"{did_you_mean(name, names)} `featurestore list` shows them all."
+            )
+        if len(matches) > 1:
+            kinds = ", ".join(sorted(h.kind for h in matches))
+            raise ObjectNotFound(f"'{name}' names several objects ({kinds}); pass --kind.")
+        head = matches[0]
+        history = store.registry.history(store.project, head.kind, head.name)
+        payload = {
+            "kind": head.kind,
+            "name": head.name,
+            "status": head.status,
+            "revision": head.revision,
+            "version": head.version,
+            "spec": head.spec,
+            "history": [
+                {
+                    "revision": r.revision,
+                    "version": r.version,
+                    "created_at": r.created_at.isoformat(timespec="seconds"),
+                    "location": r.location,
+                }
+                for r in history
+            ],
+        }
+    if as_json:
+        _echo_json(payload)
+        return
+    typer.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+@app.command("list")
+@handle_errors
+def list_objects(
+    kind: Annotated[str | None, typer.Argument(help="Only this kind, e.g. feature_view.")] = None,
+    repo: RepoOption = Path("."),
+    retired: Annotated[bool, typer.Option(help="Include retired objects.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List registered objects."""
+    snapshot = _store(repo).snapshot()
+    rows = [
+        {"kind": h.kind, "name": h.name, "status": h.status, "version": h.version}
+        for (_, _), h in sorted(snapshot.heads.items())
+        if (kind is None or h.kind == kind) and (retired or h.status == "active")
+    ]
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        version = f"@v{row['version']}" if row["version"] else ""
+        status = "" if row["status"] == "active" else f"  ({row['status']})"
+        typer.echo(f"{row['kind']:<16} {row['name']}{version}{status}")
+
+
+@app.command()
+@handle_errors
+def resolve(
+    refs: Annotated[
+        list[str] | None,
+        typer.Argument(help="view:feature, view@vN:feature or feature service names."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Resolve what this model reads.")] = None,
+    repo: RepoOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Show which view version each reference reads."""
+    snapshot = _store(repo).snapshot()
+    if model:
+        resolved = snapshot.resolve_model(model)
+    elif refs:
+        resolved = snapshot.resolve_all(refs)
+    else:
+        _fail("give references to resolve or --model NAME.", 2)
+        return
+    if as_json:
+        _echo_json([{"ref": str(r), "dtype": str(r.dtype)} for r in resolved])
+        return
+    for r in resolved:
+        typer.echo(f"{r}  {r.dtype}")
+
+
+@app.command()
+@handle_errors
+def retire(
+    view_version: Annotated[str, typer.Argument(help="VIEW@vN, e.g. user_profile@v1.")],
+    repo: RepoOption = Path("."),
+) -> None:
+    """Stop serving an old version of a view (refused while a model is pinned to it)."""
+    view, _, version = view_version.partition("@v")
+    if not version.isdigit():
+        raise InvalidReferenceError(
+            f"Cannot parse {view_version!r}; write VIEW@vN, e.g. user_profile@v1. To retire a whole "
+            "view, remove it from the repo and run `featurestore apply`."
+        )
+    vv = _store(repo).retire(view, int(version))
+    typer.echo(f"Retired {vv.label}. Its data is kept until deleted explicitly.")
+
+
+@app.command()
+@handle_errors
+def promote(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    repo: RepoOption = Path("."),
+) -> None:
+    """Re-register a model on the latest versions of the views it reads."""
+    pins = _store(repo).promote(model)
+    typer.echo(f"Model '{model}' now reads " + ", ".join(f"{v}@v{n}" for v, n in pins.items()))
+
+
+# -- data -------------------------------------------------------------------------
+
+
+@app.command("generate-data")
+@handle_errors
+def generate_data(
+    repo: RepoOption = Path("."),
+    users: Annotated[int, typer.Option(help="Card holders.")] = 20_000,
+    merchants: Annotated[int, typer.Option(help="Merchants.")] = 2_000,
+    days: Annotated[int, typer.Option(help="Days of history.")] = 30,
+    transactions: Annotated[int, typer.Option(help="Historical transactions.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 7,
+    kafka_events: Annotated[
+        int, typer.Option("--kafka-events", help="Also produce this many live events to Kafka.")
+    ] = 0,
+) -> None:
+    """Write the example repo's source Parquet (and optionally Kafka events), seeded."""
+    from pipelines.generate_data import GeneratorSettings, generate
+
+    from featurestore.config import load_config
+
+    config = load_config(repo)
+    settings = GeneratorSettings(
+        users=users, merchants=merchants, days=days, transactions=transactions, seed=seed
+    )
+    report = generate(config, settings, kafka_events=kafka_events, progress=typer.echo)
+    for name, rows in report.items():
+        typer.echo(f"  {name}: {rows:,} rows")
+
+
+# -- dev services -------------------------------------------------------------------
+
+
+def _print_services(statuses: list[Any], as_json: bool) -> None:
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "name": s.name,
+                    "address": s.address,
+                    "state": s.state,
+                    "pid": s.pid,
+                    "log": str(s.log_path),
+                    "detail": s.detail,
+                }
+                for s in statuses
+            ]
+        )
+        return
+    for s in statuses:
+        pid = f"pid {s.pid}" if s.pid else "-"
+        typer.echo(f"{s.name:<6} {s.state:<9} {s.address:<22} {pid:<11} {s.detail}")
+
+
+@dev_app.command("up")
+@handle_errors
+def dev_up(repo: RepoOption = Path("."), as_json: JsonOption = False) -> None:
+    """Start a local Redis and Kafka-protocol broker (idempotent)."""
+    from featurestore import devservices
+    from featurestore.config import load_config
+
+    config = load_config(repo)
+    statuses = devservices.up(config.redis_url, config.kafka_bootstrap_servers, config.state_dir)
+    _print_services(statuses, as_json)
+
+
+@dev_app.command("down")
+@handle_errors
+def dev_down(repo: RepoOption = Path("."), as_json: JsonOption = False) -> None:
+    """Stop the local services started by `dev up`."""
+    from featurestore import devservices
+    from featurestore.config import load_config
+
+    _print_services(devservices.down(load_config(repo).state_dir), as_json)
+
+
+@dev_app.command("status")
+@handle_errors
+def dev_status(repo: RepoOption = Path("."), as_json: JsonOption = False) -> None:
+    """Show whether the local services run and answer."""
+    from featurestore import devservices
+    from featurestore.config import load_config
+
+    config = load_config(repo)
+    statuses = devservices.status(
+        config.redis_url, config.kafka_bootstrap_servers, config.state_dir
+    )
+    _print_services(statuses, as_json)
+    if any(s.state != "running" for s in statuses):
+        raise typer.Exit(3)
+
+
+def main() -> None:
+    # Spark and Kafka clients log noisily; keep the CLI's output for people.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    app(prog_name="featurestore")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""``featurestore.yaml``: where a feature repo's project keeps its state.
+
+Every setting has a local default, so a repo with only ``project: name``
+works on one machine. Values may use ``${VAR}`` or ``${VAR:-default}`` to read
+the environment: that is how deployments pass a shared registry URL or a
+Redis password without editing the repo. Relative paths are relative to the
+repo folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featurestore.definitions._base import check_name
+from featurestore.errors import DefinitionError, RepoConfigError, did_you_mean
+
+CONFIG_FILE = "featurestore.yaml"
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+_DEFAULTS: dict[str, Any] = {
+    "registry": "data/registry.db",
+    "offline_store": {"path": "data/offline"},
+    "online_store": {"redis_url": "redis://127.0.0.1:6379/0"},
+    "kafka": {"bootstrap_servers": "127.0.0.1:9092"},
+    "spark": {"master": "local[*]", "conf": {}},
+    "policy": {"default": "allow"},
+    "state_dir": ".featurestore",
+    "ignore": [],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RepoConfig:
+    repo_path: Path
+    project: str
+    registry_url: str
+    offline_store_path: Path
+    redis_url: str
+    kafka_bootstrap_servers: str
+    spark_master: str = "local[*]"
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    policy_default: str = "allow"
+    state_dir: Path = Path(".featurestore")
+    ignore: tuple[str, ...] = ()
+
+
+def _expand(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, where) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise RepoConfigError(
+            f"{CONFIG_FILE}: '{where}' uses ${{{name}}}, which is not set. Export {name} or "
+            f"write ${{{name}:-default}} to give a default."
+        )
+
+    return _ENV.sub(sub, value)
+
+
+def _check_keys(section: str, given: dict[str, Any], allowed: dict[str, Any]) -> None:
+    for key in given:
+        if key not in allowed:
+            label = f"{section}.{key}" if section else key
+            raise RepoConfigError(
+                f"{CONFIG_FILE}: unknown setting '{label}'.{did_you_mean(key, allowed)} "
+                f"Known settings{' of ' + section if section else ''}: {', '.join(allowed)}."
+            )
+
+
+def registry_url(value: str, repo_path: Path) -> str:
+    """A path (relative to the repo) becomes a SQLite URL; URLs pass through."""
+    if "://" in value:
+        return value
+    path = Path(value)
+    if not path.is_absolute():
+        path = repo_path / path
+    return f"sqlite:///{path}"
+
+
+def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
+    """Read ``featurestore.yaml`` in ``repo_path``; raise RepoConfigError naming the setting."""
+    import yaml
+
+    repo = Path(repo_path).resolve()
+    path = repo / CONFIG_FILE
+    if not path.is_file():
+        raise RepoConfigError(
+            f"No {CONFIG_FILE} in {repo}. A feature repo is a folder with {CONFIG_FILE} "
+            "(at least `project: <name>`) and Python definition files; pass --repo PATH or cd "
+            "into one."
+        )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RepoConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RepoConfigError(f"{path}: must be a mapping of settings, e.g. `project: demo`.")
+    allowed = {"project": None, **_DEFAULTS}
+    _check_keys("", raw, allowed)
+    raw = _expand(raw, "")
+    if "project" not in raw:
+        raise RepoConfigError(f"{path}: 'project' is required, e.g. `project: payments`.")
+    try:
+        check_name("project", raw["project"])
+    except DefinitionError as exc:
+        raise RepoConfigError(f"{path}: {exc}") from exc
+
+    sections: dict[str, dict[str, Any]] = {}
+    for name in ("offline_store", "online_store", "kafka", "spark", "policy"):
+        given = raw.get(name) or {}
+        if not isinstance(given, dict):
+            raise RepoConfigError(f"{path}: '{name}' must be a mapping.")
+        _check_keys(name, given, _DEFAULTS[name])
+        sections[name] = {**_DEFAULTS[name], **given}
+    if sections["policy"]["default"] not in ("allow", "deny"):
+        raise RepoConfigError(f"{path}: policy.default must be 'allow' or 'deny'.")
+    ignore = raw.get("ignore", [])
+    if not isinstance(ignore, list) or not all(isinstance(i, str) for i in ignore):
+        raise RepoConfigError(f"{path}: 'ignore' must be a list of glob patterns.")
+
+    def local(value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else repo / p
+
+    return RepoConfig(
+        repo_path=repo,
+        project=raw["project"],
+        registry_url=registry_url(str(raw.get("registry", _DEFAULTS["registry"])), repo),
+        offline_store_path=local(str(sections["offline_store"]["path"])),
+        redis_url=str(sections["online_store"]["redis_url"]),
+        kafka_bootstrap_servers=str(sections["kafka"]["bootstrap_servers"]),
+        spark_master=str(sections["spark"]["master"]),
+        spark_conf={str(k): str(v) for k, v in (sections["spark"]["conf"] or {}).items()},
+        policy_default=sections["policy"]["default"],
+        state_dir=local(str(raw.get("state_dir", _DEFAULTS["state_dir"]))),
+        ignore=tuple(ignore),
+    )

@@ -1,0 +1,92 @@
+"""What every definition shares: a name, metadata, a source location, a spec.
+
+Definitions are frozen dataclasses built in user code. Each records the file
+and line where it was created, so the repo loader can point at the exact
+definition when something is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from featurestore.errors import DefinitionError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def caller_location() -> SourceLocation | None:
+    """The first stack frame outside this package: where the user built the object."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        raw = frame.f_code.co_filename
+        # Skip our own frames and generated code (dataclass __init__ is "<string>").
+        if not raw.startswith("<"):
+            filename = os.path.abspath(raw)
+            if not filename.startswith(_PACKAGE_DIR + os.sep):
+                return SourceLocation(filename, frame.f_lineno)
+        frame = frame.f_back
+    return None
+
+
+def check_name(kind: str, name: object) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DefinitionError(
+            f"{kind} name must be letters, digits and underscores, starting with a letter "
+            f"(got {name!r}). Names become Redis keys and folder names, so keep them simple."
+        )
+
+
+def check_str(owner: str, field: str, value: object, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise DefinitionError(
+            f"{owner}: '{field}' must be a str (got {value!r} that is a {type(value).__name__})."
+        )
+
+
+def check_tags(owner: str, tags: object) -> dict[str, str]:
+    """Tags are str -> str, as in Feast; a bare set of words is accepted as word -> 'true'."""
+    if tags is None:
+        return {}
+    if isinstance(tags, list | tuple | set | frozenset):
+        tags = {str(t): "true" for t in tags}
+    if not isinstance(tags, Mapping):
+        raise DefinitionError(
+            f"{owner}: 'tags' must be a dict of str to str (got {type(tags).__name__})."
+        )
+    out: dict[str, str] = {}
+    for key, value in tags.items():
+        if not isinstance(key, str):
+            raise DefinitionError(f"{owner}: tag keys must be str (got {key!r}).")
+        out[key] = value if isinstance(value, str) else str(value).lower()
+    return dict(sorted(out.items()))
+
+
+def set_location(obj: Any) -> None:
+    if obj.location is None:
+        object.__setattr__(obj, "location", caller_location())
+
+
+def metadata_spec(obj: Any) -> dict[str, Any]:
+    """The fields every definition carries that never change values."""
+    return {
+        "description": obj.description,
+        "owner": obj.owner,
+        "tags": dict(obj.tags),
+    }

@@ -1,0 +1,36 @@
+"""Field: a named, typed column of a feature view or a source schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from featurestore.definitions._base import check_name, check_str, check_tags
+from featurestore.dtypes import DType, parse_dtype
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Field:
+    """A feature or source column. Field tags (for example ``pii``) feed policies."""
+
+    name: str
+    dtype: DType | str
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name("Field", self.name)
+        owner = f"Field '{self.name}'"
+        object.__setattr__(self, "dtype", parse_dtype(self.dtype, context=f"{owner}: dtype"))
+        check_str(owner, "description", self.description)
+        object.__setattr__(self, "tags", check_tags(owner, self.tags))
+
+    def version_spec(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": str(self.dtype)}
+
+    def to_spec(self) -> dict[str, Any]:
+        return {**self.version_spec(), "description": self.description, "tags": dict(self.tags)}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Field:
+        return cls(**spec)

@@ -1,0 +1,143 @@
+"""Typed errors of featurestore.
+
+Every message says what went wrong, with which object, and what to do next.
+Leaves also subclass the builtin they refine, so generic ``except`` clauses
+keep working, and carry an ``http_status`` that the HTTP server maps in one
+handler.
+
+    FeatureStoreError
+    ├── DefinitionError (ValueError)          a definition is malformed
+    │   ├── InvalidDtypeError                 unknown or unsupported dtype
+    │   └── InvalidReferenceError             'view:feature' cannot be parsed
+    ├── RepoError                             the feature repo cannot be loaded
+    │   ├── RepoConfigError (ValueError)      featurestore.yaml is wrong
+    │   └── RepoLoadError (ValueError)        one or more definition problems
+    ├── NotFoundError (LookupError)           something named does not exist
+    │   ├── FeatureViewNotFound
+    │   ├── FeatureNotFound
+    │   ├── VersionNotFound
+    │   └── ObjectNotFound
+    ├── RegistryError                         the registry store failed
+    │   ├── RegistryUnavailable (ConnectionError)
+    │   └── ApplyError                        an apply failed and was rolled back
+    ├── MissingExtraError (ImportError)       an optional dependency is absent
+    └── DevServiceError (RuntimeError)        `featurestore dev` could not act
+        ├── PortInUseError
+        └── BinaryNotFoundError (FileNotFoundError)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class FeatureStoreError(Exception):
+    """Root of every error raised by featurestore."""
+
+    http_status: int = 500
+
+
+class DefinitionError(FeatureStoreError, ValueError):
+    http_status = 422
+
+
+class InvalidDtypeError(DefinitionError):
+    pass
+
+
+class InvalidReferenceError(DefinitionError):
+    http_status = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem found while loading a repo, located at a file and line."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        if self.file is None:
+            return self.message
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+class RepoError(FeatureStoreError):
+    http_status = 422
+
+
+class RepoConfigError(RepoError, ValueError):
+    pass
+
+
+class RepoLoadError(RepoError, ValueError):
+    """Raised with every problem of a repo at once, not just the first."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        header = f"The feature repo has {count} problem{'s' if count != 1 else ''}:"
+        body = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{header}\n{body}\nFix them and run the command again.")
+
+
+class NotFoundError(FeatureStoreError, LookupError):
+    http_status = 404
+
+
+class FeatureViewNotFound(NotFoundError):
+    pass
+
+
+class FeatureNotFound(NotFoundError):
+    pass
+
+
+class VersionNotFound(NotFoundError):
+    pass
+
+
+class ObjectNotFound(NotFoundError):
+    pass
+
+
+class RegistryError(FeatureStoreError):
+    http_status = 503
+
+
+class RegistryUnavailable(RegistryError, ConnectionError):
+    pass
+
+
+class ApplyError(RegistryError):
+    http_status = 500
+
+
+class MissingExtraError(FeatureStoreError, ImportError):
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"This needs the optional dependency '{module}'. "
+            f"Install it with: pip install 'featurestore[{extra}]'"
+        )
+
+
+class DevServiceError(FeatureStoreError, RuntimeError):
+    pass
+
+
+class PortInUseError(DevServiceError):
+    pass
+
+
+class BinaryNotFoundError(DevServiceError, FileNotFoundError):
+    pass
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """Return " Did you mean 'x'?" for the closest candidate, or ""."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean '{matches[0]}'?" if matches else ""

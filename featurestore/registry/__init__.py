@@ -1,0 +1,19 @@
+"""The versioned registry: every applied revision of every object, and lineage."""
+
+from featurestore.registry.snapshot import (
+    Head,
+    RegistrySnapshot,
+    ResolvedFeature,
+    ViewVersion,
+)
+from featurestore.registry.store import ApplyResult, Registry, Revision
+
+__all__ = [
+    "ApplyResult",
+    "Head",
+    "Registry",
+    "RegistrySnapshot",
+    "ResolvedFeature",
+    "Revision",
+    "ViewVersion",
+]

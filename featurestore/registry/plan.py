@@ -1,0 +1,430 @@
+"""``plan``: what an apply would change, object by object and field by field.
+
+Change kinds follow what they do to data. ``NEW_VERSION`` is the only kind
+that makes a feature view's new immutable version (schema, transformation,
+source, entities or aggregations changed); ``METADATA`` records a new
+revision of the same version (owner, description, tags, TTL,
+expectations). A model keeps its pinned versions until its own definition
+changes or it is promoted, so a new view version never moves a serving model
+by surprise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from featurestore.definitions import KINDS, FeatureView
+from featurestore.definitions.feature_view import fingerprint
+from featurestore.errors import FeatureStoreError, Problem, RepoLoadError
+from featurestore.references import parse_reference
+from featurestore.registry.snapshot import ACTIVE, RegistrySnapshot
+from featurestore.repo import RepoContents
+
+LABELS = {
+    "entity": "Entity",
+    "source": "Source",
+    "feature_view": "FeatureView",
+    "feature_service": "FeatureService",
+    "model": "Model",
+    "policy": "Policy",
+    "drift_monitor": "DriftMonitor",
+}
+
+
+class ChangeKind(StrEnum):
+    NEW = "new"
+    NEW_VERSION = "new_version"
+    METADATA = "metadata"
+    REPIN = "repin"
+    RETIRE = "retire"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    path: str
+    old: Any
+    new: Any
+
+    def __str__(self) -> str:
+        if self.old is _MISSING:
+            return f"+ {self.path} = {_show(self.new)}"
+        if self.new is _MISSING:
+            return f"- {self.path} (was {_show(self.old)})"
+        return f"{self.path}: {_show(self.old)} -> {_show(self.new)}"
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # registry kind, e.g. "feature_view"
+    name: str
+    change: ChangeKind
+    spec: dict[str, Any] | None  # the spec to write (None for RETIRE/UNCHANGED)
+    version: int | None = None  # feature views: the version after the apply
+    old_version: int | None = None
+    fingerprint: str | None = None
+    version_spec: dict[str, Any] | None = None
+    fields: tuple[FieldChange, ...] = ()
+    notes: tuple[str, ...] = ()
+    location: str | None = None
+
+    def summary(self) -> str:
+        label = f"{LABELS[self.kind]} {self.name}"
+        detail = {
+            ChangeKind.NEW: "new" + (f" (v{self.version})" if self.version else ""),
+            ChangeKind.NEW_VERSION: (
+                f"new version v{self.version} (v{self.old_version} stays served)"
+            ),
+            ChangeKind.METADATA: "metadata changed"
+            + (f" (stays v{self.version})" if self.version else ""),
+            ChangeKind.REPIN: "re-pinned to new view versions",
+            ChangeKind.RETIRE: "retired (removed from the repo; data kept)",
+            ChangeKind.UNCHANGED: "unchanged",
+        }[self.change]
+        schema = [f for f in self.fields if f.path.startswith("schema.")]
+        inline = " — " + ", ".join(_schema_text(f) for f in schema) if schema else ""
+        return f"{label}: {detail}{inline}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "change": str(self.change),
+            "version": self.version,
+            "old_version": self.old_version,
+            "fields": [
+                {"path": f.path, "old": _jsonable(f.old), "new": _jsonable(f.new)}
+                for f in self.fields
+            ],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    project: str
+    changes: tuple[Change, ...] = field(default_factory=tuple)
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.change != ChangeKind.UNCHANGED]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.pending)
+
+    def render(self, *, verbose: bool = False) -> str:
+        lines = [f"Project '{self.project}':"]
+        shown = self.changes if verbose else tuple(self.pending)
+        for change in shown:
+            lines.append(f"  {_SIGN[change.change]} {change.summary()}")
+            for fc in change.fields:
+                if not fc.path.startswith("schema."):
+                    lines.append(f"      {fc}")
+            lines.extend(f"      note: {note}" for note in change.notes)
+        notes = [c for c in self.changes if c.change == ChangeKind.UNCHANGED and c.notes]
+        if not verbose:
+            for change in notes:
+                lines.append(f"  = {change.summary()}")
+                lines.extend(f"      note: {note}" for note in change.notes)
+        counts: dict[str, int] = {}
+        for change in self.pending:
+            counts[change.change] = counts.get(change.change, 0) + 1
+        if counts:
+            lines.append(
+                "Plan: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
+            )
+        else:
+            lines.append("No changes. The registry matches the repo.")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "has_changes": self.has_changes,
+            "changes": [c.to_json() for c in self.changes],
+        }
+
+
+_SIGN = {
+    ChangeKind.NEW: "+",
+    ChangeKind.NEW_VERSION: "~",
+    ChangeKind.METADATA: "~",
+    ChangeKind.REPIN: "~",
+    ChangeKind.RETIRE: "-",
+    ChangeKind.UNCHANGED: "=",
+}
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value and " " not in value else repr(value)
+    return orjson.dumps(value).decode()
+
+
+def _jsonable(value: Any) -> Any:
+    return None if value is _MISSING else value
+
+
+def _schema_text(fc: FieldChange) -> str:
+    """'amount_sum float32 -> float64', '+ amount_max float64', '- amount_min'."""
+    name = fc.path.split(".", 2)[1]
+    if fc.old is _MISSING:
+        return f"+ {name} {fc.new.get('dtype', '') if isinstance(fc.new, dict) else fc.new}"
+    if fc.new is _MISSING:
+        return f"- {name}"
+    return f"{name} {_show(fc.old)} -> {_show(fc.new)}"
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a spec; lists of named dicts are keyed by name so reordering reads well."""
+    out: dict[str, Any] = {}
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    elif (
+        isinstance(value, list)
+        and value
+        and all(isinstance(i, dict) and "name" in i for i in value)
+    ):
+        for item in value:
+            rest = {k: v for k, v in item.items() if k != "name"}
+            out[f"{prefix}.{item['name']}"] = rest if rest else item["name"]
+    else:
+        out[prefix] = value
+    return out
+
+
+def diff_specs(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldChange, ...]:
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    changes: list[FieldChange] = []
+    for path in sorted(set(flat_old) | set(flat_new)):
+        a, b = flat_old.get(path, _MISSING), flat_new.get(path, _MISSING)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            # A named item changed: report its changed attributes.
+            for key in sorted(set(a) | set(b)):
+                if a.get(key, _MISSING) != b.get(key, _MISSING):
+                    if path.startswith("schema.") and key == "dtype":
+                        changes.append(FieldChange(path, a.get(key), b.get(key)))
+                    else:
+                        changes.append(
+                            FieldChange(f"{path}.{key}", a.get(key, _MISSING), b.get(key, _MISSING))
+                        )
+            continue
+        changes.append(FieldChange(path, a, b))
+    return tuple(changes)
+
+
+def _metadata_only(spec: dict[str, Any]) -> dict[str, Any]:
+    """A view spec without what the version covers, so metadata diffs list only metadata."""
+    out = {k: v for k, v in spec.items() if k not in ("entities", "source", "schema")}
+    out.pop("transformation", None)
+    out.pop("aggregations", None)
+    out["feature_descriptions"] = {
+        f["name"]: {"description": f["description"], "tags": f["tags"]} for f in spec["schema"]
+    }
+    return out
+
+
+def compute_plan(contents: RepoContents, snapshot: RegistrySnapshot) -> Plan:
+    """Diff the repo against the registry. Raises RepoLoadError for pins that cannot resolve."""
+    changes: list[Change] = []
+    problems: list[Problem] = []
+    new_versions: dict[str, int] = {}
+    for kind in KINDS:
+        desired = contents.of_kind(kind)
+        for name in sorted(desired):
+            obj = desired[name]
+            if kind == "feature_view":
+                change = _plan_view(obj, snapshot)
+                new_versions[name] = change.version  # type: ignore[assignment]
+            elif kind == "model":
+                change = _plan_model(obj, contents, snapshot, new_versions, problems)
+            else:
+                change = _plan_plain(kind, obj, snapshot)
+            changes.append(change)
+        for name, head in sorted(snapshot.active(kind).items()):
+            if name not in desired:
+                changes.append(Change(kind, name, ChangeKind.RETIRE, None, version=head.version))
+    _check_pinned_references(contents, snapshot, new_versions, problems)
+    if problems:
+        raise RepoLoadError(problems)
+    return Plan(snapshot.project, tuple(changes))
+
+
+def _location(obj: Any) -> str | None:
+    return str(obj.location) if getattr(obj, "location", None) else None
+
+
+def _plan_plain(kind: str, obj: Any, snapshot: RegistrySnapshot) -> Change:
+    spec = obj.to_spec()
+    head = snapshot.heads.get((kind, obj.name))
+    if head is None or head.status != ACTIVE:
+        return Change(kind, obj.name, ChangeKind.NEW, spec, location=_location(obj))
+    if head.spec == spec:
+        return Change(kind, obj.name, ChangeKind.UNCHANGED, None)
+    return Change(
+        kind,
+        obj.name,
+        ChangeKind.METADATA,
+        spec,
+        fields=diff_specs(head.spec, spec),
+        location=_location(obj),
+    )
+
+
+def _plan_view(view: FeatureView, snapshot: RegistrySnapshot) -> Change:
+    spec = view.to_spec()
+    version_spec = view.version_spec()
+    fp = fingerprint(version_spec)
+    head = snapshot.heads.get(("feature_view", view.name))
+    known = snapshot.versions.get(view.name, {})
+    next_version = max(known, default=0) + 1
+    common = {"fingerprint": fp, "version_spec": version_spec, "location": _location(view)}
+    if head is None or head.status != ACTIVE:
+        # A re-added view whose definition matches its last version keeps serving it.
+        last = known.get(max(known)) if known else None
+        if last is not None and last.fingerprint == fp and last.status == ACTIVE:
+            return Change(
+                "feature_view",
+                view.name,
+                ChangeKind.NEW,
+                spec,
+                version=last.version,
+                notes=(f"reactivates v{last.version} (same definition)",),
+                **common,
+            )
+        return Change(
+            "feature_view", view.name, ChangeKind.NEW, spec, version=next_version, **common
+        )
+    current = known[head.version]  # type: ignore[index]
+    if current.fingerprint != fp:
+        return Change(
+            "feature_view",
+            view.name,
+            ChangeKind.NEW_VERSION,
+            spec,
+            version=next_version,
+            old_version=current.version,
+            fields=diff_specs(current.version_spec, version_spec)
+            + diff_specs(_metadata_only(head.spec), _metadata_only(spec)),
+            **common,
+        )
+    if head.spec != spec:
+        return Change(
+            "feature_view",
+            view.name,
+            ChangeKind.METADATA,
+            spec,
+            version=current.version,
+            fields=diff_specs(_metadata_only(head.spec), _metadata_only(spec)),
+            **common,
+        )
+    return Change("feature_view", view.name, ChangeKind.UNCHANGED, None, version=current.version)
+
+
+def _plan_model(
+    model: Any,
+    contents: RepoContents,
+    snapshot: RegistrySnapshot,
+    new_versions: dict[str, int],
+    problems: list[Problem],
+) -> Change:
+    spec = model.to_spec()
+    views = sorted(
+        {
+            parse_reference(ref).view
+            for service in model.service_names
+            for ref in contents.feature_services[service].references
+        }
+    )
+    latest = {view: new_versions[view] for view in views}
+    head = snapshot.heads.get(("model", model.name))
+    if head is None or head.status != ACTIVE:
+        return Change(
+            "model",
+            model.name,
+            ChangeKind.NEW,
+            {**spec, "pins": latest},
+            notes=(_pins_text(latest),),
+            location=_location(model),
+        )
+    old_pins = head.spec.get("pins", {})
+    old_spec = {k: v for k, v in head.spec.items() if k != "pins"}
+    if old_spec != spec:
+        # A changed model is a re-registration: it moves to the latest versions.
+        fields = diff_specs(old_spec, spec) + diff_specs({"pins": old_pins}, {"pins": latest})
+        return Change(
+            "model",
+            model.name,
+            ChangeKind.METADATA,
+            {**spec, "pins": latest},
+            fields=fields,
+            location=_location(model),
+        )
+    pins = {view: old_pins.get(view, latest[view]) for view in views}
+    if pins != old_pins:  # a service gained a view: pin just that one
+        return Change(
+            "model",
+            model.name,
+            ChangeKind.REPIN,
+            {**spec, "pins": pins},
+            fields=diff_specs({"pins": old_pins}, {"pins": pins}),
+        )
+    behind = [f"{v}@v{pins[v]} (v{latest[v]} available)" for v in views if pins[v] != latest[v]]
+    notes = (
+        (
+            f"stays pinned to {', '.join(behind)}; run `featurestore promote {model.name}` "
+            "to move it once the new versions are materialized",
+        )
+        if behind
+        else ()
+    )
+    return Change("model", model.name, ChangeKind.UNCHANGED, None, notes=notes)
+
+
+def _pins_text(pins: dict[str, int]) -> str:
+    return "pinned to " + ", ".join(f"{v}@v{n}" for v, n in pins.items())
+
+
+def _check_pinned_references(
+    contents: RepoContents,
+    snapshot: RegistrySnapshot,
+    new_versions: dict[str, int],
+    problems: list[Problem],
+) -> None:
+    """``view@vN:feature`` in a service must name a version that exists (or this apply makes)."""
+    for name, service in contents.feature_services.items():
+        for text in service.references:
+            ref = parse_reference(text)
+            if ref.version is None:
+                continue
+            where = service.location
+            file, line = (where.file, where.line) if where else (None, None)
+            if ref.version == new_versions.get(ref.view):
+                view = contents.feature_views[ref.view]
+                if view.field(ref.feature) is None:
+                    problems.append(
+                        Problem(f"FeatureService '{name}': {text} has no such feature.", file, line)
+                    )
+                continue
+            try:
+                snapshot.resolve(ref)
+            except FeatureStoreError as exc:
+                problems.append(
+                    Problem(f"FeatureService '{name}' refers to '{text}': {exc}", file, line)
+                )

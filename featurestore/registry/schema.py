@@ -1,0 +1,97 @@
+"""Registry tables (SQLAlchemy Core, so the same code runs on SQLite and PostgreSQL).
+
+History is append-only: ``revisions`` keeps every applied form of every
+object and ``view_versions`` every version of every feature view; ``heads``
+points at the current revision. ``projects.serial`` grows with each apply so
+a server can tell with one tiny query whether it must reload.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+meta = Table(
+    "fs_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+projects = Table(
+    "fs_projects",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("serial", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+applies = Table(
+    "fs_applies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), ForeignKey("fs_projects.name"), nullable=False),
+    Column("serial", Integer, nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+    Column("applied_by", String(256), nullable=False),
+    Column("host", String(256), nullable=False),
+    Column("code_version", String(64)),
+    Column("summary", Text, nullable=False),
+)
+
+revisions = Table(
+    "fs_revisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("version", Integer),  # feature views only: the data version this revision serves
+    Column("spec", Text, nullable=False),
+    Column("spec_hash", String(32), nullable=False),
+    Column("location", Text),
+    Column("apply_id", Integer, ForeignKey("fs_applies.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("fs_revisions_key", "project", "kind", "name", "revision", unique=True),
+)
+
+heads = Table(
+    "fs_heads",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("revision", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # active | retired
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+view_versions = Table(
+    "fs_view_versions",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("view", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("fingerprint", String(32), nullable=False),
+    Column("version_spec", Text, nullable=False),
+    Column("spec", Text, nullable=False),  # the view's full spec at its last revision on it
+    Column("status", String(16), nullable=False),  # active | retired
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("retired_at", DateTime(timezone=True)),
+    Column("apply_id", Integer, ForeignKey("fs_applies.id"), nullable=False),
+)

@@ -1,0 +1,243 @@
+"""A consistent, in-memory read of one project's registry, and reference resolution.
+
+Servers and jobs read a snapshot once and resolve references against it
+without touching the database again; ``serial`` tells whether it is stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from featurestore.definitions import (
+    DriftMonitor,
+    Entity,
+    FeatureService,
+    FeatureView,
+    Model,
+    Policy,
+)
+from featurestore.definitions.sources import DataSource, source_from_spec
+from featurestore.dtypes import DType, parse_dtype
+from featurestore.errors import (
+    FeatureNotFound,
+    FeatureViewNotFound,
+    ObjectNotFound,
+    VersionNotFound,
+    did_you_mean,
+)
+from featurestore.references import FeatureRef, is_feature_reference, parse_reference
+
+ACTIVE = "active"
+RETIRED = "retired"
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The current revision of one object."""
+
+    kind: str
+    name: str
+    revision: int
+    status: str
+    spec: dict[str, Any]
+    version: int | None  # feature views: the latest version
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ViewVersion:
+    view: str
+    version: int
+    fingerprint: str
+    version_spec: dict[str, Any]
+    spec: dict[str, Any]
+    status: str
+    created_at: datetime
+    retired_at: datetime | None
+
+    @property
+    def feature_dtypes(self) -> dict[str, DType]:
+        return {f["name"]: parse_dtype(f["dtype"]) for f in self.version_spec["schema"]}
+
+    @property
+    def label(self) -> str:
+        return f"{self.view}@v{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedFeature:
+    """A reference bound to a concrete view version."""
+
+    view: str
+    version: int
+    feature: str
+    dtype: DType
+
+    @property
+    def ref(self) -> FeatureRef:
+        return FeatureRef(self.view, self.feature, self.version)
+
+    def __str__(self) -> str:
+        return str(self.ref)
+
+
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    project: str
+    serial: int
+    heads: dict[tuple[str, str], Head] = field(default_factory=dict)
+    versions: dict[str, dict[int, ViewVersion]] = field(default_factory=dict)
+
+    # -- objects --------------------------------------------------------------
+
+    def active(self, kind: str) -> dict[str, Head]:
+        return {
+            name: head
+            for (k, name), head in self.heads.items()
+            if k == kind and head.status == ACTIVE
+        }
+
+    def head(self, kind: str, name: str) -> Head:
+        head = self.heads.get((kind, name))
+        if head is None or head.status != ACTIVE:
+            label = kind.replace("_", " ")
+            retired = " It was retired (removed from the repo)." if head else ""
+            raise ObjectNotFound(
+                f"Unknown {label} '{name}' in project '{self.project}'.{retired}"
+                f"{did_you_mean(name, self.active(kind))} Run `featurestore apply` if it is new."
+            )
+        return head
+
+    def entity(self, name: str) -> Entity:
+        return Entity.from_spec(self.head("entity", name).spec)
+
+    def source(self, name: str) -> DataSource:
+        return source_from_spec(self.head("source", name).spec)
+
+    def feature_service(self, name: str) -> FeatureService:
+        return FeatureService.from_spec(self.head("feature_service", name).spec)
+
+    def model(self, name: str) -> Model:
+        spec = {k: v for k, v in self.head("model", name).spec.items() if k != "pins"}
+        return Model.from_spec(spec)
+
+    def policy(self, name: str) -> Policy:
+        return Policy.from_spec(self.head("policy", name).spec)
+
+    def drift_monitor(self, name: str) -> DriftMonitor:
+        return DriftMonitor.from_spec(self.head("drift_monitor", name).spec)
+
+    def model_pins(self, name: str) -> dict[str, int]:
+        """The view versions a model reads: fixed when it was registered or promoted."""
+        return dict(self.head("model", name).spec.get("pins", {}))
+
+    # -- feature views and versions -------------------------------------------
+
+    def view_head(self, view: str) -> Head:
+        head = self.heads.get(("feature_view", view))
+        if head is None or head.status != ACTIVE:
+            names = self.active("feature_view")
+            retired = " It was retired (removed from the repo)." if head else ""
+            raise FeatureViewNotFound(
+                f"Unknown feature view '{view}' in project '{self.project}'.{retired}"
+                f"{did_you_mean(view, names)} Run `featurestore apply` if it is new."
+            )
+        return head
+
+    def latest_version(self, view: str) -> int:
+        version = self.view_head(view).version
+        assert version is not None
+        return version
+
+    def view_version(self, view: str, version: int | None = None) -> ViewVersion:
+        """A view version; ``None`` means the latest. Retired versions are refused."""
+        if version is None:
+            version = self.latest_version(view)
+        known = self.versions.get(view, {})
+        found = known.get(version)
+        if found is None:
+            if not known:
+                self.view_head(view)  # raises with did-you-mean
+            listed = ", ".join(f"v{v}" for v in sorted(known)) or "none"
+            raise VersionNotFound(
+                f"Feature view '{view}' has no version v{version} (it has: {listed}). "
+                f"Use one of those or '{view}:feature' for the latest."
+            )
+        if found.status != ACTIVE:
+            active = [f"v{v}" for v, vv in sorted(known.items()) if vv.status == ACTIVE]
+            raise VersionNotFound(
+                f"{found.label} was retired and is no longer served. Active versions: "
+                f"{', '.join(active) or 'none'}."
+            )
+        return found
+
+    def feature_view(self, view: str, version: int | None = None) -> FeatureView:
+        """The view as defined at ``version``, with entities and source resolved."""
+        vv = self.view_version(view, version)
+        spec = vv.spec
+        entities = {n: self.entity(n) for n in spec["entities"]}
+        sources = {spec["source"]: source_from_spec(vv.version_spec["source"])}
+        return FeatureView.from_spec(spec, entities, sources)
+
+    def resolve(self, ref: str | FeatureRef) -> ResolvedFeature:
+        """Bind ``view:feature`` to the latest version, ``view@vN:feature`` to vN."""
+        parsed = parse_reference(ref) if isinstance(ref, str) else ref
+        vv = self.view_version(parsed.view, parsed.version)
+        dtypes = vv.feature_dtypes
+        if parsed.feature not in dtypes:
+            elsewhere = [
+                f"v{v}"
+                for v, other in sorted(self.versions.get(parsed.view, {}).items())
+                if parsed.feature in other.feature_dtypes and other.status == ACTIVE
+            ]
+            hint = (
+                f" It exists in {', '.join(elsewhere)}: pin it as "
+                f"'{parsed.view}@{elsewhere[-1]}:{parsed.feature}'."
+                if elsewhere
+                else ""
+            )
+            raise FeatureNotFound(
+                f"Feature view {vv.label} has no feature '{parsed.feature}'."
+                f"{did_you_mean(parsed.feature, dtypes)}{hint}"
+            )
+        return ResolvedFeature(parsed.view, vv.version, parsed.feature, dtypes[parsed.feature])
+
+    def resolve_all(self, items: list[str] | tuple[str, ...]) -> list[ResolvedFeature]:
+        """Resolve feature references and feature-service names, keeping order, dropping repeats."""
+        out: list[ResolvedFeature] = []
+        seen: set[FeatureRef] = set()
+        for item in items:
+            refs = (
+                [item]
+                if is_feature_reference(item)
+                else list(self.feature_service(item).references)
+            )
+            for ref in refs:
+                resolved = self.resolve(ref)
+                if resolved.ref not in seen:
+                    seen.add(resolved.ref)
+                    out.append(resolved)
+        return out
+
+    def resolve_model(self, model: str) -> list[ResolvedFeature]:
+        """The features a model consumes, at the versions it is pinned to."""
+        pins = self.model_pins(model)
+        out: list[ResolvedFeature] = []
+        seen: set[FeatureRef] = set()
+        for service in self.model(model).service_names:
+            for text in self.feature_service(service).references:
+                ref = parse_reference(text)
+                resolved = self.resolve(ref.pinned(ref.version or pins[ref.view]))
+                if resolved.ref not in seen:
+                    seen.add(resolved.ref)
+                    out.append(resolved)
+        return out
+
+    def models_pinned_to(self, view: str, version: int) -> list[str]:
+        return sorted(
+            name
+            for name, head in self.active("model").items()
+            if head.spec.get("pins", {}).get(view) == version
+        )

@@ -1,0 +1,475 @@
+"""The registry store: every applied revision of every object, behind a URL.
+
+``sqlite:///path`` (the default, embedded, WAL mode) serves one machine and
+any number of local readers; ``postgresql+psycopg://...`` lets serving
+replicas and consumers on other hosts share one registry. Writes take a
+registry-wide write lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
+PostgreSQL) and recompute the plan under it, so two racing applies serialize
+and the second sees the first's result.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, create_engine, event, select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from featurestore.definitions.feature_view import fingerprint
+from featurestore.errors import ApplyError, RegistryUnavailable, VersionNotFound
+from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
+from featurestore.registry import schema as t
+from featurestore.registry.snapshot import ACTIVE, RETIRED, Head, RegistrySnapshot, ViewVersion
+from featurestore.repo import RepoContents
+
+_LOCK_KEY = 7_305_513_927  # PostgreSQL advisory lock id for registry writes
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything we store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    plan: Plan
+    apply_id: int | None  # None when there was nothing to apply
+    serial: int
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    kind: str
+    name: str
+    revision: int
+    version: int | None
+    spec: dict[str, Any]
+    location: str | None
+    apply_id: int
+    created_at: datetime
+
+
+class Registry:
+    """Versioned object store for one or more projects."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or _make_engine(url)
+        self._schema_ready = False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions ---------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        self._ensure_schema()
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One atomic write transaction holding the registry-wide write lock."""
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(fs_write=True)
+                with conn.begin():
+                    if self.engine.dialect.name == "postgresql":
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+                    yield conn
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: Exception) -> RegistryUnavailable:
+        return RegistryUnavailable(
+            f"The registry at {_redact(self.url)} cannot be used: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}. Check the 'registry' setting in featurestore.yaml and "
+            "that the database is reachable."
+        )
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._write() as conn:
+            t.metadata.create_all(conn, checkfirst=True)
+            row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).first()
+            if row is None:
+                conn.execute(t.meta.insert().values(key="schema", value=str(t.SCHEMA_VERSION)))
+            elif int(row[0]) > t.SCHEMA_VERSION:
+                raise RegistryUnavailable(
+                    f"The registry at {_redact(self.url)} has schema v{row[0]}, newer than this "
+                    f"featurestore understands (v{t.SCHEMA_VERSION}). Upgrade featurestore."
+                )
+        self._schema_ready = True
+
+    # -- reads ----------------------------------------------------------------
+
+    def serial(self, project: str) -> int:
+        """Grows with every apply: compare it to reload a snapshot only when needed."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(t.projects.c.serial).where(t.projects.c.name == project)
+            ).first()
+        return int(row[0]) if row else 0
+
+    def snapshot(self, project: str) -> RegistrySnapshot:
+        with self._read() as conn:
+            return _read_snapshot(conn, project)
+
+    def history(self, project: str, kind: str, name: str) -> list[Revision]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.revisions)
+                .where(
+                    t.revisions.c.project == project,
+                    t.revisions.c.kind == kind,
+                    t.revisions.c.name == name,
+                )
+                .order_by(t.revisions.c.revision)
+            ).all()
+        return [
+            Revision(
+                r.kind,
+                r.name,
+                r.revision,
+                r.version,
+                orjson.loads(r.spec),
+                r.location,
+                r.apply_id,
+                _utc(r.created_at),  # type: ignore[arg-type]
+            )
+            for r in rows
+        ]
+
+    def versions(self, project: str, view: str) -> list[ViewVersion]:
+        """Every version of a view, retired ones included, oldest first."""
+        snap = self.snapshot(project)
+        known = snap.versions.get(view)
+        if not known:
+            snap.view_head(view)  # raises FeatureViewNotFound with did-you-mean
+            return []
+        return [known[v] for v in sorted(known)]
+
+    # -- writes ---------------------------------------------------------------
+
+    def plan(self, contents: RepoContents) -> Plan:
+        return compute_plan(contents, self.snapshot(contents.config.project))
+
+    def apply(
+        self,
+        contents: RepoContents,
+        *,
+        on_change: Callable[[Change], None] | None = None,
+        applied_by: str | None = None,
+        code_version: str | None = None,
+    ) -> ApplyResult:
+        """Make the registry match the repo, atomically.
+
+        The plan is recomputed under the write lock. ``on_change`` is called
+        after each change is written (progress); if it or anything else
+        raises, the whole apply rolls back and the registry is as it was.
+        """
+        project = contents.config.project
+        self._ensure_schema()
+        try:
+            with self._write() as conn:
+                snapshot = _read_snapshot(conn, project)
+                plan = compute_plan(contents, snapshot)
+                if not plan.has_changes:
+                    return ApplyResult(plan, None, snapshot.serial)
+                serial = snapshot.serial + 1
+                apply_id = _record_apply(
+                    conn, project, serial, plan.to_json(), applied_by, code_version
+                )
+                for change in plan.pending:
+                    _write_change(conn, project, change, snapshot, apply_id)
+                    if on_change is not None:
+                        on_change(change)
+                return ApplyResult(plan, apply_id, serial)
+        except (RegistryUnavailable, ApplyError):
+            raise
+        except SQLAlchemyError as exc:
+            raise ApplyError(
+                f"Apply to project '{project}' failed and was rolled back; the registry is "
+                f"unchanged. Cause: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+            ) from exc
+
+    def retire_version(self, project: str, view: str, version: int) -> ViewVersion:
+        """Stop serving one version. Refused while a model is pinned to it."""
+        with self._write() as conn:
+            snap = _read_snapshot(conn, project)
+            vv = snap.view_version(view, version)
+            if vv.version == snap.latest_version(view):
+                raise VersionNotFound(
+                    f"{vv.label} is the latest version of '{view}'; remove the view from the repo "
+                    "and apply to retire it, or apply a new version first."
+                )
+            pinned = snap.models_pinned_to(view, version)
+            if pinned:
+                raise ApplyError(
+                    f"{vv.label} is still used by model(s) {', '.join(pinned)}. Promote them "
+                    f"(`featurestore promote MODEL`) to a newer version first."
+                )
+            _record_apply(conn, project, snap.serial + 1, {"retire": vv.label})
+            conn.execute(
+                update(t.view_versions)
+                .where(
+                    t.view_versions.c.project == project,
+                    t.view_versions.c.view == view,
+                    t.view_versions.c.version == version,
+                )
+                .values(status=RETIRED, retired_at=_now())
+            )
+            return _read_snapshot(conn, project).versions[view][version]
+
+    def promote(self, project: str, model: str) -> dict[str, int]:
+        """Re-register a model on the latest versions of the views it reads."""
+        with self._write() as conn:
+            snap = _read_snapshot(conn, project)
+            head = snap.head("model", model)
+            old = head.spec.get("pins", {})
+            pins = {view: snap.latest_version(view) for view in old}
+            if pins == old:
+                return pins
+            spec = {**head.spec, "pins": pins}
+            apply_id = _record_apply(
+                conn, project, snap.serial + 1, {"promote": model, "pins": pins}
+            )
+            change = Change("model", model, ChangeKind.REPIN, spec)
+            _write_change(conn, project, change, snap, apply_id)
+            return pins
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and path != ":memory:":
+            from pathlib import Path
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # We issue BEGIN ourselves (below), so pysqlite must not.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # Writers take the write lock up front, so a racing apply waits
+            # instead of failing later with "database is locked".
+            immediate = conn.get_execution_options().get("fs_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise RegistryUnavailable(
+            f"Cannot open registry URL {_redact(url)}: {exc}. Use a path or sqlite:///path for "
+            "the embedded registry, or postgresql+psycopg://user@host/db with "
+            "`pip install 'featurestore[postgres]'`."
+        ) from exc
+
+
+def _read_snapshot(conn: Connection, project: str) -> RegistrySnapshot:
+    row = conn.execute(select(t.projects.c.serial).where(t.projects.c.name == project)).first()
+    serial = int(row[0]) if row else 0
+    r, h = t.revisions, t.heads
+    rows = conn.execute(
+        select(h.c.kind, h.c.name, h.c.revision, h.c.status, h.c.updated_at, r.c.spec, r.c.version)
+        .join(
+            r,
+            (r.c.project == h.c.project)
+            & (r.c.kind == h.c.kind)
+            & (r.c.name == h.c.name)
+            & (r.c.revision == h.c.revision),
+        )
+        .where(h.c.project == project)
+    ).all()
+    heads = {
+        (x.kind, x.name): Head(
+            x.kind,
+            x.name,
+            x.revision,
+            x.status,
+            orjson.loads(x.spec),
+            x.version,
+            _utc(x.updated_at),  # type: ignore[arg-type]
+        )
+        for x in rows
+    }
+    versions: dict[str, dict[int, ViewVersion]] = {}
+    for v in conn.execute(select(t.view_versions).where(t.view_versions.c.project == project)):
+        versions.setdefault(v.view, {})[v.version] = ViewVersion(
+            v.view,
+            v.version,
+            v.fingerprint,
+            orjson.loads(v.version_spec),
+            orjson.loads(v.spec),
+            v.status,
+            _utc(v.created_at),
+            _utc(v.retired_at),  # type: ignore[arg-type]
+        )
+    return RegistrySnapshot(project, serial, heads, versions)
+
+
+def _record_apply(
+    conn: Connection,
+    project: str,
+    serial: int,
+    summary: dict[str, Any],
+    applied_by: str | None = None,
+    code_version: str | None = None,
+) -> int:
+    now = _now()
+    # The projects row doubles as the change counter that servers poll.
+    updated = conn.execute(
+        update(t.projects).where(t.projects.c.name == project).values(serial=serial, updated_at=now)
+    )
+    if updated.rowcount == 0:
+        conn.execute(
+            t.projects.insert().values(name=project, serial=serial, created_at=now, updated_at=now)
+        )
+    result = conn.execute(
+        t.applies.insert().values(
+            project=project,
+            serial=serial,
+            applied_at=now,
+            applied_by=applied_by or _whoami(),
+            host=socket.gethostname(),
+            code_version=code_version,
+            summary=_dumps(summary),
+        )
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def _whoami() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+def _write_change(
+    conn: Connection,
+    project: str,
+    change: Change,
+    snapshot: RegistrySnapshot,
+    apply_id: int,
+) -> None:
+    now = _now()
+    key = (change.kind, change.name)
+    head = snapshot.heads.get(key)
+    where = (
+        (t.heads.c.project == project)
+        & (t.heads.c.kind == change.kind)
+        & (t.heads.c.name == change.name)
+    )
+    if change.change == ChangeKind.RETIRE:
+        conn.execute(update(t.heads).where(where).values(status=RETIRED, updated_at=now))
+        return
+    assert change.spec is not None
+    revision = (head.revision if head else 0) + 1
+    conn.execute(
+        t.revisions.insert().values(
+            project=project,
+            kind=change.kind,
+            name=change.name,
+            revision=revision,
+            version=change.version,
+            spec=_dumps(change.spec),
+            spec_hash=fingerprint(change.spec),
+            location=change.location,
+            apply_id=apply_id,
+            created_at=now,
+        )
+    )
+    if head is None:
+        conn.execute(
+            t.heads.insert().values(
+                project=project,
+                kind=change.kind,
+                name=change.name,
+                revision=revision,
+                status=ACTIVE,
+                updated_at=now,
+            )
+        )
+    else:
+        conn.execute(
+            update(t.heads).where(where).values(revision=revision, status=ACTIVE, updated_at=now)
+        )
+    if change.kind == "feature_view":
+        _write_view_version(conn, project, change, snapshot, apply_id, now)
+
+
+def _write_view_version(
+    conn: Connection,
+    project: str,
+    change: Change,
+    snapshot: RegistrySnapshot,
+    apply_id: int,
+    now: datetime,
+) -> None:
+    vv = t.view_versions
+    exists = change.version in snapshot.versions.get(change.name, {})
+    if exists:
+        conn.execute(
+            update(vv)
+            .where(
+                vv.c.project == project, vv.c.view == change.name, vv.c.version == change.version
+            )
+            .values(spec=_dumps(change.spec))
+        )
+        return
+    conn.execute(
+        vv.insert().values(
+            project=project,
+            view=change.name,
+            version=change.version,
+            fingerprint=change.fingerprint,
+            version_spec=_dumps(change.version_spec),
+            spec=_dumps(change.spec),
+            status=ACTIVE,
+            created_at=now,
+            apply_id=apply_id,
+        )
+    )

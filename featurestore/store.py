@@ -1,0 +1,92 @@
+"""FeatureStore: a thin facade over the repo, the registry and (later) the stores.
+
+It holds no logic of its own beyond wiring: each verb calls the module that
+owns the concept, so the facade stays small as parts are added.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+from featurestore.config import RepoConfig, load_config
+from featurestore.registry.plan import Change, Plan
+from featurestore.registry import ApplyResult, Registry, RegistrySnapshot, ResolvedFeature
+from featurestore.registry.snapshot import ViewVersion
+from featurestore.repo import RepoContents, load_repo
+
+
+class FeatureStore:
+    """Entry point for a feature repo: ``FeatureStore("feature_repo")``."""
+
+    def __init__(
+        self,
+        repo_path: str | os.PathLike[str] = ".",
+        *,
+        config: RepoConfig | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.config = config or load_config(repo_path)
+        self._registry = registry
+
+    @property
+    def project(self) -> str:
+        return self.config.project
+
+    @cached_property
+    def registry(self) -> Registry:
+        return self._registry or Registry(self.config.registry_url)
+
+    def close(self) -> None:
+        if self._registry is None and "registry" in self.__dict__:
+            self.registry.close()
+
+    # -- definitions ----------------------------------------------------------
+
+    def load_repo(self) -> RepoContents:
+        return load_repo(self.config.repo_path)
+
+    def plan(self) -> Plan:
+        return self.registry.plan(self.load_repo())
+
+    def apply(self, *, on_change: Callable[[Change], None] | None = None) -> ApplyResult:
+        return self.registry.apply(
+            self.load_repo(), on_change=on_change, code_version=git_sha(self.config.repo_path)
+        )
+
+    # -- registry reads -------------------------------------------------------
+
+    def snapshot(self) -> RegistrySnapshot:
+        return self.registry.snapshot(self.project)
+
+    def versions(self, view: str) -> list[ViewVersion]:
+        return self.registry.versions(self.project, view)
+
+    def resolve(self, refs: list[str] | tuple[str, ...]) -> list[ResolvedFeature]:
+        """Resolve feature references and feature-service names to view versions."""
+        return self.snapshot().resolve_all(refs)
+
+    def retire(self, view: str, version: int) -> ViewVersion:
+        return self.registry.retire_version(self.project, view, version)
+
+    def promote(self, model: str) -> dict[str, int]:
+        return self.registry.promote(self.project, model)
+
+
+def git_sha(path: Path) -> str | None:
+    """The feature repo's commit, '-dirty' when it has uncommitted changes; None outside git."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--", "."],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha[:12]}-dirty" if dirty else sha[:12]

@@ -1,0 +1,1 @@
+"""Runnable jobs: data generation, Spark batch jobs and Kafka streaming consumers."""
