@@ -58,7 +58,12 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 @dataclass(frozen=True, slots=True)
 class ServiceStatus:
-    """What one dev service is doing, for the CLI to print."""
+    """What one dev service is doing, for the CLI to print.
+
+    ``state``: "running" (our process answers its protocol), "unhealthy" (our process is alive
+    but does not answer), "stopped", or "external" (the address is served by a process we did not
+    start, or is not local). ``pid`` is set only for our live processes.
+    """
 
     name: str
     address: str
@@ -374,18 +379,13 @@ def _await_healthy(
 
 
 def _probe(spec: _Spec) -> tuple[bool, str]:
-    """(healthy, detail); a missing client library is an error, not an unhealthy server."""
+    """One protocol round trip: (healthy, detail). A missing client library raises instead."""
     try:
-        return True, _check(spec)
+        return True, _check_redis(spec) if spec.name == "redis" else _check_kafka(spec)
     except MissingExtraError:
         raise
     except Exception as exc:
         return False, f"health check failed: {_describe(exc)}"
-
-
-def _check(spec: _Spec) -> str:
-    """One protocol round trip; raises if the server does not answer like the service should."""
-    return _check_redis(spec) if spec.name == "redis" else _check_kafka(spec)
 
 
 def _check_redis(spec: _Spec) -> str:
