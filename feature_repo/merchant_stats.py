@@ -5,7 +5,7 @@ from datetime import timedelta
 from entities import merchant
 from sources import merchant_stats_source
 
-from featurestore import Field, FeatureView, Float64, Int64, String, expect_between, expect_not_null
+from featurestore import FeatureView, Field, Float64, Int64, String, expect_between, expect_not_null
 
 merchant_stats = FeatureView(
     name="merchant_stats",

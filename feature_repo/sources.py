@@ -1,4 +1,4 @@
-"""Where rows come from. Paths are relative to this repo; `featurestore generate-data` writes them."""
+"""Where rows come from (paths relative to the repo; `featurestore generate-data` writes them)."""
 
 from featurestore import Field, Float64, Int64, KafkaSource, ParquetSource, String, UnixTimestamp
 

@@ -6,8 +6,8 @@ from entities import user
 from sources import user_profile_source
 
 from featurestore import (
-    Field,
     FeatureView,
+    Field,
     Float64,
     Int64,
     String,

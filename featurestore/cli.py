@@ -66,7 +66,7 @@ def _echo_json(value: Any) -> None:
     typer.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode())
 
 
-def _store(repo: Path):  # noqa: ANN202 - keeps the import lazy
+def _store(repo: Path):
     from featurestore.store import FeatureStore
 
     return FeatureStore(repo)
@@ -141,7 +141,9 @@ def versions(
                 "version": f"v{vv.version}",
                 "status": vv.status,
                 "created_at": vv.created_at.isoformat(timespec="seconds"),
-                "retired_at": vv.retired_at.isoformat(timespec="seconds") if vv.retired_at else None,
+                "retired_at": vv.retired_at.isoformat(timespec="seconds")
+                if vv.retired_at
+                else None,
                 "fingerprint": vv.fingerprint,
                 "features": {n: str(d) for n, d in vv.feature_dtypes.items()},
                 "models": snapshot.models_pinned_to(view, vv.version),
@@ -155,7 +157,9 @@ def versions(
     for row in rows:
         mark = " (latest)" if row["version"] == f"v{latest}" else ""
         models = f"  models: {', '.join(row['models'])}" if row["models"] else ""
-        typer.echo(f"  {row['version']}{mark}  {row['status']}  created {row['created_at']}{models}")
+        typer.echo(
+            f"  {row['version']}{mark}  {row['status']}  created {row['created_at']}{models}"
+        )
         features = ", ".join(f"{n} {d}" for n, d in row["features"].items())
         typer.echo(f"      {features}")
 
@@ -174,7 +178,9 @@ def describe(
     if "@v" in name:
         view, _, version = name.partition("@v")
         if not version.isdigit():
-            raise InvalidReferenceError(f"Cannot parse {name!r}; write VIEW@vN, e.g. user_profile@v1.")
+            raise InvalidReferenceError(
+                f"Cannot parse {name!r}; write VIEW@vN, e.g. user_profile@v1."
+            )
         vv = snapshot.view_version(view, int(version))
         payload: dict[str, Any] = {
             "kind": "feature_view_version",
@@ -287,8 +293,8 @@ def retire(
     view, _, version = view_version.partition("@v")
     if not version.isdigit():
         raise InvalidReferenceError(
-            f"Cannot parse {view_version!r}; write VIEW@vN, e.g. user_profile@v1. To retire a whole "
-            "view, remove it from the repo and run `featurestore apply`."
+            f"Cannot parse {view_version!r}; write VIEW@vN, e.g. user_profile@v1. To retire a "
+            "whole view, remove it from the repo and run `featurestore apply`."
         )
     vv = _store(repo).retire(view, int(version))
     typer.echo(f"Retired {vv.label}. Its data is kept until deleted explicitly.")
@@ -322,9 +328,8 @@ def generate_data(
     ] = 0,
 ) -> None:
     """Write the example repo's source Parquet (and optionally Kafka events), seeded."""
-    from pipelines.generate_data import GeneratorSettings, generate
-
     from featurestore.config import load_config
+    from pipelines.generate_data import GeneratorSettings, generate
 
     config = load_config(repo)
     settings = GeneratorSettings(

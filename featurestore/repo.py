@@ -161,9 +161,7 @@ class _Collector:
 
     def import_file(self, path: Path) -> None:
         rel = path.relative_to(self.config.repo_path)
-        module_name = ".".join(rel.with_suffix("").parts)
-        if module_name.endswith(".__init__"):
-            module_name = module_name[: -len(".__init__")]
+        module_name = _module_name(self.config.repo_path, path)
         try:
             module = importlib.import_module(module_name)
         except SyntaxError as exc:
@@ -338,29 +336,43 @@ def load_repo(repo_path: str | os.PathLike[str]) -> RepoContents:
     config = load_config(repo_path)
     collector = _Collector(config)
     root = str(config.repo_path)
-    _forget_repo_modules(root)
+    files = repo_files(config)
+    # Repo modules have plain names ("models", "entities") that another repo
+    # or package may also use: drop any module of that name first, and our
+    # own when done, so each load is hermetic and sees the files as they are.
+    names = {_module_name(config.repo_path, path) for path in files}
+    _forget_modules(root, names)
     sys.path.insert(0, root)
     saved_bytecode = sys.dont_write_bytecode
     sys.dont_write_bytecode = True  # edits within one second must not hit a stale .pyc
     importlib.invalidate_caches()
     try:
-        for path in repo_files(config):
+        for path in files:
             collector.import_file(path)
     finally:
         sys.dont_write_bytecode = saved_bytecode
         sys.path.remove(root)
+        _forget_modules(root, names)
     _check_views(collector)
     _check_services(collector)
     _check_models_and_monitors(collector)
     _check_policies(collector)
     if collector.problems:
-        raise RepoLoadError(collector.problems)
+        # A file that fails is imported again by each file importing it: say it once.
+        raise RepoLoadError(dict.fromkeys(collector.problems))
     return RepoContents(config, collector.objects)
 
 
-def _forget_repo_modules(root: str) -> None:
+def _module_name(root: Path, path: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _forget_modules(root: str, names: set[str]) -> None:
     prefix = root + os.sep
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if file and os.path.abspath(file).startswith(prefix):
+        if name in names or (file and os.path.abspath(file).startswith(prefix)):
             del sys.modules[name]

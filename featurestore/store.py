@@ -13,8 +13,8 @@ from functools import cached_property
 from pathlib import Path
 
 from featurestore.config import RepoConfig, load_config
-from featurestore.registry.plan import Change, Plan
 from featurestore.registry import ApplyResult, Registry, RegistrySnapshot, ResolvedFeature
+from featurestore.registry.plan import Change, Plan
 from featurestore.registry.snapshot import ViewVersion
 from featurestore.repo import RepoContents, load_repo
 
@@ -81,11 +81,17 @@ def git_sha(path: Path) -> str | None:
     try:
         sha = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(path), "status", "--porcelain", "--", "."],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

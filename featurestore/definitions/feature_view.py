@@ -34,7 +34,7 @@ from featurestore.definitions.transformation import (
     transformation_from_spec,
     transformation_spec,
 )
-from featurestore.errors import DefinitionError
+from featurestore.errors import DefinitionError, did_you_mean
 
 
 def canonical_json(value: Any) -> bytes:
@@ -197,8 +197,9 @@ class FeatureView:
         unknown = [n for n in names if self.field(n) is None]
         if unknown:
             raise DefinitionError(
-                f"FeatureView '{self.name}' has no feature(s) {unknown}; "
-                f"it has {self.feature_names}."
+                f"FeatureView '{self.name}' has no feature '{unknown[0]}'."
+                f"{did_you_mean(unknown[0], self.feature_names)} "
+                f"Its features: {', '.join(self.feature_names)}."
             )
         return FeatureProjection(self.name, names)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -245,17 +246,18 @@ def compute_plan(contents: RepoContents, snapshot: RegistrySnapshot) -> Plan:
     changes: list[Change] = []
     problems: list[Problem] = []
     new_versions: dict[str, int] = {}
+    root = contents.config.repo_path
     for kind in KINDS:
         desired = contents.of_kind(kind)
         for name in sorted(desired):
             obj = desired[name]
             if kind == "feature_view":
-                change = _plan_view(obj, snapshot)
+                change = _plan_view(obj, snapshot, root)
                 new_versions[name] = change.version  # type: ignore[assignment]
             elif kind == "model":
-                change = _plan_model(obj, contents, snapshot, new_versions, problems)
+                change = _plan_model(obj, contents, snapshot, new_versions, root)
             else:
-                change = _plan_plain(kind, obj, snapshot)
+                change = _plan_plain(kind, obj, snapshot, root)
             changes.append(change)
         for name, head in sorted(snapshot.active(kind).items()):
             if name not in desired:
@@ -266,15 +268,22 @@ def compute_plan(contents: RepoContents, snapshot: RegistrySnapshot) -> Plan:
     return Plan(snapshot.project, tuple(changes))
 
 
-def _location(obj: Any) -> str | None:
-    return str(obj.location) if getattr(obj, "location", None) else None
+def _location(obj: Any, root: Any = None) -> str | None:
+    """'models.py:30': relative to the repo, so the registry reads the same on every machine."""
+    loc = getattr(obj, "location", None)
+    if loc is None:
+        return None
+    try:
+        return f"{Path(loc.file).relative_to(root).as_posix()}:{loc.line}" if root else str(loc)
+    except ValueError:
+        return str(loc)
 
 
-def _plan_plain(kind: str, obj: Any, snapshot: RegistrySnapshot) -> Change:
+def _plan_plain(kind: str, obj: Any, snapshot: RegistrySnapshot, root: Path) -> Change:
     spec = obj.to_spec()
     head = snapshot.heads.get((kind, obj.name))
     if head is None or head.status != ACTIVE:
-        return Change(kind, obj.name, ChangeKind.NEW, spec, location=_location(obj))
+        return Change(kind, obj.name, ChangeKind.NEW, spec, location=_location(obj, root))
     if head.spec == spec:
         return Change(kind, obj.name, ChangeKind.UNCHANGED, None)
     return Change(
@@ -283,18 +292,18 @@ def _plan_plain(kind: str, obj: Any, snapshot: RegistrySnapshot) -> Change:
         ChangeKind.METADATA,
         spec,
         fields=diff_specs(head.spec, spec),
-        location=_location(obj),
+        location=_location(obj, root),
     )
 
 
-def _plan_view(view: FeatureView, snapshot: RegistrySnapshot) -> Change:
+def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Change:
     spec = view.to_spec()
     version_spec = view.version_spec()
     fp = fingerprint(version_spec)
     head = snapshot.heads.get(("feature_view", view.name))
     known = snapshot.versions.get(view.name, {})
     next_version = max(known, default=0) + 1
-    common = {"fingerprint": fp, "version_spec": version_spec, "location": _location(view)}
+    common = {"fingerprint": fp, "version_spec": version_spec, "location": _location(view, root)}
     if head is None or head.status != ACTIVE:
         # A re-added view whose definition matches its last version keeps serving it.
         last = known.get(max(known)) if known else None
@@ -342,7 +351,7 @@ def _plan_model(
     contents: RepoContents,
     snapshot: RegistrySnapshot,
     new_versions: dict[str, int],
-    problems: list[Problem],
+    root: Path,
 ) -> Change:
     spec = model.to_spec()
     views = sorted(
@@ -361,7 +370,7 @@ def _plan_model(
             ChangeKind.NEW,
             {**spec, "pins": latest},
             notes=(_pins_text(latest),),
-            location=_location(model),
+            location=_location(model, root),
         )
     old_pins = head.spec.get("pins", {})
     old_spec = {k: v for k, v in head.spec.items() if k != "pins"}
@@ -374,7 +383,7 @@ def _plan_model(
             ChangeKind.METADATA,
             {**spec, "pins": latest},
             fields=fields,
-            location=_location(model),
+            location=_location(model, root),
         )
     pins = {view: old_pins.get(view, latest[view]) for view in views}
     if pins != old_pins:  # a service gained a view: pin just that one
@@ -413,8 +422,10 @@ def _check_pinned_references(
             ref = parse_reference(text)
             if ref.version is None:
                 continue
-            where = service.location
-            file, line = (where.file, where.line) if where else (None, None)
+            where = _location(service, contents.config.repo_path)
+            file, _, line_text = (where or "").rpartition(":")
+            line = int(line_text) if line_text.isdigit() else None
+            file = file or None
             if ref.version == new_versions.get(ref.view):
                 view = contents.feature_views[ref.view]
                 if view.field(ref.feature) is None:

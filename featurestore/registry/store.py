@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,8 +25,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from featurestore.definitions.feature_view import fingerprint
 from featurestore.errors import ApplyError, RegistryUnavailable, VersionNotFound
-from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry import schema as t
+from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry.snapshot import ACTIVE, RETIRED, Head, RegistrySnapshot, ViewVersion
 from featurestore.repo import RepoContents
 
@@ -111,6 +112,15 @@ class Registry:
     def _ensure_schema(self) -> None:
         if self._schema_ready:
             return
+        path = self.url.split(":///", 1)[1] if self.url.startswith("sqlite:///") else ""
+        if path and path != ":memory:":
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RegistryUnavailable(
+                    f"Cannot create the registry folder for {self.url}: {exc}. Check the "
+                    "'registry' setting in featurestore.yaml."
+                ) from exc
         with self._write() as conn:
             t.metadata.create_all(conn, checkfirst=True)
             row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).first()
@@ -273,11 +283,6 @@ def _redact(url: str) -> str:
 
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path and path != ":memory:":
-            from pathlib import Path
-
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")

@@ -1,0 +1,44 @@
+"""Shared fixtures: one set of real services per test run, started only when a test asks."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_REPO = ROOT / "feature_repo"
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Path:
+    """A copy of the example feature repo (definitions only, no data) in a temp folder."""
+    target = tmp_path / "feature_repo"
+    shutil.copytree(
+        EXAMPLE_REPO, target, ignore=shutil.ignore_patterns("data", "__pycache__", ".featurestore")
+    )
+    return target
+
+
+@dataclass(frozen=True)
+class Services:
+    redis_url: str
+    kafka_bootstrap: str
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """A real Redis and Kafka-protocol broker on free ports, shared by the whole run."""
+    from featurestore import devservices
+
+    state = tmp_path_factory.mktemp("services")
+    redis_url = f"redis://127.0.0.1:{devservices.free_port()}/0"
+    kafka = f"127.0.0.1:{devservices.free_port()}"
+    devservices.up(redis_url, kafka, state)
+    try:
+        yield Services(redis_url, kafka)
+    finally:
+        devservices.down(state)

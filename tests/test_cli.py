@@ -1,0 +1,128 @@
+"""The command line, as a user runs it: plan, apply, versions, describe, resolve, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from featurestore.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def _change_credit_limit_dtype(repo: Path) -> None:
+    path = repo / "user_profile.py"
+    text = path.read_text()
+    old = 'Field(name="credit_limit", dtype=Float64)'
+    assert old in text
+    path.write_text(text.replace(old, 'Field(name="credit_limit", dtype="float32")'))
+
+
+def test_plan_apply_and_a_new_version_beside_the_old(example_repo: Path) -> None:
+    repo = str(example_repo)
+    out = run("plan", "-r", repo, "--detailed-exitcode", code=2)
+    assert "+ FeatureView user_profile: new (v1)" in out
+    assert "Plan: 15 new" in out
+    out = run("apply", "-r", repo)
+    assert "Applied 15 change(s) to project 'payments'" in out
+    assert (
+        run("plan", "-r", repo, "--detailed-exitcode")
+        .strip()
+        .endswith("No changes. The registry matches the repo.")
+    )
+    assert "No changes" in run("apply", "-r", repo)
+
+    _change_credit_limit_dtype(example_repo)
+    out = run("plan", "-r", repo, "--detailed-exitcode", code=2)
+    assert (
+        "~ FeatureView user_profile: new version v2 (v1 stays served) — "
+        "credit_limit float64 -> float32"
+    ) in out
+    assert "stays pinned to user_profile@v1 (v2 available)" in out
+    run("apply", "-r", repo)
+
+    out = run("versions", "user_profile", "-r", repo)
+    lines = out.splitlines()
+    v1 = next(i for i, line in enumerate(lines) if line.strip().startswith("v1 "))
+    v2 = next(i for i, line in enumerate(lines) if line.strip().startswith("v2 (latest)"))
+    assert "models: fraud_detector, promo_ranker" in lines[v1]
+    assert "credit_limit float64" in lines[v1 + 1]
+    assert "credit_limit float32" in lines[v2 + 1]
+
+    data = json.loads(run("versions", "user_profile", "-r", repo, "--json"))
+    assert [(v["version"], v["features"]["credit_limit"]) for v in data["versions"]] == [
+        ("v1", "float64"),
+        ("v2", "float32"),
+    ]
+    out = run("resolve", "user_profile@v1:credit_limit", "user_profile:credit_limit", "-r", repo)
+    assert out.splitlines() == [
+        "user_profile@v1:credit_limit  float64",
+        "user_profile@v2:credit_limit  float32",
+    ]
+    # The models stay on v1 until promoted.
+    assert "user_profile@v1:age  int64" in run("resolve", "--model", "fraud_detector", "-r", repo)
+    assert "user_profile@v2" in run("promote", "fraud_detector", "-r", repo)
+    assert "user_profile@v2:age  int64" in run("resolve", "--model", "fraud_detector", "-r", repo)
+
+
+def test_errors_are_one_clear_line_and_exit_1(example_repo: Path) -> None:
+    repo = str(example_repo)
+    run("apply", "-r", repo)
+    out = run("resolve", "user_profil:age", "-r", repo, code=1)
+    assert "Unknown feature view 'user_profil'" in out
+    assert "Did you mean 'user_profile'?" in out
+    assert "Traceback" not in out
+    out = run("resolve", "user_profile@v7:age", "-r", repo, code=1)
+    assert "has no version v7 (it has: v1)" in out
+    out = run("resolve", "user_profile:agee", "-r", repo, code=1)
+    assert "Did you mean 'age'?" in out
+    out = run("resolve", "not a ref:", "-r", repo, code=1)
+    assert "Cannot parse feature reference" in out
+    out = run("plan", "-r", str(example_repo / "nowhere"), code=1)
+    assert "No featurestore.yaml" in out
+
+
+def test_loader_problems_are_all_listed_with_file_and_line(example_repo: Path) -> None:
+    models = example_repo / "models.py"
+    models.write_text(
+        models.read_text().replace('"account_age_days", "credit_limit"]', '"account_age_dayz"]')
+    )
+    (example_repo / "broken.py").write_text("x = (\n")
+    out = run("plan", "-r", str(example_repo), code=1)
+    assert "The feature repo has 2 problems" in out
+    assert "broken.py:1: syntax error" in out
+    assert "FeatureView 'user_profile' has no feature 'account_age_dayz'" in out
+    assert "Did you mean 'account_age_days'?" in out
+    assert "models.py:" in out
+
+
+def test_describe_and_list(example_repo: Path) -> None:
+    repo = str(example_repo)
+    run("apply", "-r", repo)
+    data = json.loads(run("describe", "fraud_detector", "-r", repo, "--json"))
+    assert data["kind"] == "model"
+    assert data["spec"]["pins"] == {"merchant_stats": 1, "user_profile": 1, "user_txn_stats": 1}
+    assert data["history"][0]["location"] == "models.py:30"
+    data = json.loads(run("describe", "user_profile@v1", "-r", repo, "--json"))
+    assert data["models"] == ["fraud_detector", "promo_ranker"]
+    rows = json.loads(run("list", "feature_view", "-r", repo, "--json"))
+    assert [(r["name"], r["version"]) for r in rows] == [
+        ("merchant_stats", 1),
+        ("user_profile", 1),
+        ("user_txn_stats", 1),
+    ]
+
+
+@pytest.mark.parametrize("bad", ["user_profile", "user_profile@vx"])
+def test_retire_needs_a_version(example_repo: Path, bad: str) -> None:
+    out = run("retire", bad, "-r", str(example_repo), code=1)
+    assert "write VIEW@vN" in out

@@ -1,0 +1,45 @@
+"""The public surface and the weight of importing it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import featurestore
+
+HEAVY = ("pyspark", "pandas", "great_expectations", "duckdb", "pyarrow")
+
+
+def test_exported_members_are_exactly_all() -> None:
+    public = {name for name in vars(featurestore) if not name.startswith("_")}
+    modules = {n for n in public if type(getattr(featurestore, n)).__name__ == "module"}
+    assert set(featurestore.__all__) - {"__version__"} == public - modules
+    assert (
+        featurestore.__all__ == sorted(featurestore.__all__, key=str.lower)
+        or sorted(featurestore.__all__) == featurestore.__all__
+    )
+
+
+def test_importing_the_library_and_cli_pulls_in_nothing_heavy() -> None:
+    code = (
+        "import sys, featurestore, featurestore.cli, featurestore.registry, featurestore.repo;"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""
+
+
+def test_loading_the_example_repo_pulls_in_nothing_heavy() -> None:
+    from tests.conftest import EXAMPLE_REPO
+
+    code = (
+        "import sys; from featurestore.repo import load_repo;"
+        f"load_repo({str(EXAMPLE_REPO)!r});"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""
