@@ -17,5 +17,18 @@ step "Applying again changes nothing" "featurestore apply -r $REPO"
 step "Registered objects" "featurestore list -r $REPO"
 step "Versions of a view" "featurestore versions user_profile -r $REPO"
 step "Which view versions fraud_detector reads" "featurestore resolve --model fraud_detector -r $REPO"
+
+# Versions: change a dtype in a scratch copy of the repo (own registry), apply,
+# and see v2 beside v1, with v1 still resolvable and the models still on it.
+SCRATCH=$(mktemp -d)
+cp "$REPO"/*.py "$REPO"/featurestore.yaml "$SCRATCH"/
+step "Scratch copy of the repo, applied as is" "featurestore apply -r $SCRATCH >/dev/null && featurestore list feature_view -r $SCRATCH"
+step "Change credit_limit from Float64 to float32" \
+  "sed -i 's/Field(name=\"credit_limit\", dtype=Float64)/Field(name=\"credit_limit\", dtype=\"float32\")/' $SCRATCH/user_profile.py && featurestore plan -r $SCRATCH"
+step "Apply: a new immutable version" "featurestore apply -r $SCRATCH"
+step "v2 beside v1" "featurestore versions user_profile -r $SCRATCH"
+step "v1 stays resolvable" "featurestore resolve user_profile@v1:credit_limit user_profile:credit_limit -r $SCRATCH"
+rm -rf "$SCRATCH"
+
 step "Local services" "featurestore dev status -r $REPO"
 printf '\nDone. Stop the services with: .venv/bin/featurestore dev down -r %s\n' "$REPO"
