@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the demo and the tests need on a fresh Debian 12 machine
-# (Python >= 3.11, Java 17, root or sudo): Debian's redis-server, and a
-# virtualenv in .venv with featurestore and all its extras installed.
+# (Python >= 3.11, Java 17, root or sudo): Debian's redis-server and
+# postgresql, and a virtualenv in .venv with featurestore and all its extras installed.
 # Idempotent and quick when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +13,19 @@ as_root() {
     echo "error: '$*' needs root; run as root or install sudo." >&2; exit 1; fi
 }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  log "installing redis-server (Debian package)"
+# Debian packages: redis-server for the online store, postgresql for the
+# shared-registry tests. We start our own servers on our own ports, so the
+# distribution's services are stopped and disabled.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  # We start our own servers on our own ports; the distribution's service is not needed.
-  as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  for svc in redis-server postgresql; do
+    as_root systemctl disable --now "$svc" >/dev/null 2>&1 || as_root service "$svc" stop >/dev/null 2>&1 || true
+  done
 fi
 
 PYTHON="${PYTHON:-python3}"
