@@ -50,7 +50,7 @@ class RepoConfig:
 
 def _expand(value: Any, where: str) -> Any:
     if isinstance(value, dict):
-        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _expand(v, f"{where}.{k}" if where else k) for k, v in value.items()}
     if isinstance(value, list):
         return [_expand(v, where) for v in value]
     if not isinstance(value, str):

@@ -55,7 +55,7 @@ class FieldChange:
         if self.old is _MISSING:
             return f"+ {self.path} = {_show(self.new)}"
         if self.new is _MISSING:
-            return f"- {self.path} (was {_show(self.old)})"
+            return f"- {self.path} = {_show(self.old)}"
         return f"{self.path}: {_show(self.old)} -> {_show(self.new)}"
 
 
@@ -82,7 +82,7 @@ class Change:
             ),
             ChangeKind.METADATA: "metadata changed"
             + (f" (stays v{self.version})" if self.version else ""),
-            ChangeKind.REPIN: "re-pinned to new view versions",
+            ChangeKind.REPIN: "re-pinned",
             ChangeKind.RETIRE: "retired (removed from the repo; data kept)",
             ChangeKind.UNCHANGED: "unchanged",
         }[self.change]
@@ -208,12 +208,20 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def diff_specs(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldChange, ...]:
     flat_old, flat_new = _flatten(old), _flatten(new)
     changes: list[FieldChange] = []
     for path in sorted(set(flat_old) | set(flat_new)):
         a, b = flat_old.get(path, _MISSING), flat_new.get(path, _MISSING)
         if a == b:
+            continue
+        if _str_list(a) and _str_list(b):
+            changes.extend(FieldChange(path, _MISSING, item) for item in b if item not in a)
+            changes.extend(FieldChange(path, item, _MISSING) for item in a if item not in b)
             continue
         if isinstance(a, dict) and isinstance(b, dict):
             # A named item changed: report its changed attributes.
@@ -230,6 +238,15 @@ def diff_specs(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldChange, .
     return tuple(changes)
 
 
+def _comparable(spec: dict[str, Any]) -> dict[str, Any]:
+    """A view spec without its transformation's source text: comments and formatting in user
+    code neither make a version nor a revision (the fingerprint covers the logic)."""
+    transformation = spec.get("transformation")
+    if not transformation:
+        return spec
+    return {**spec, "transformation": transformation["fingerprint"]}
+
+
 def _metadata_only(spec: dict[str, Any]) -> dict[str, Any]:
     """A view spec without what the version covers, so metadata diffs list only metadata."""
     out = {k: v for k, v in spec.items() if k not in ("entities", "source", "schema")}
@@ -239,6 +256,17 @@ def _metadata_only(spec: dict[str, Any]) -> dict[str, Any]:
         f["name"]: {"description": f["description"], "tags": f["tags"]} for f in spec["schema"]
     }
     return out
+
+
+def _shared_metadata_diff(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldChange, ...]:
+    """Metadata changes beside a new version, leaving out features added or removed (the
+    schema diff already lists those)."""
+    shared = {f["name"] for f in old["schema"]} & {f["name"] for f in new["schema"]}
+    return tuple(
+        fc
+        for fc in diff_specs(_metadata_only(old), _metadata_only(new))
+        if not fc.path.startswith("feature_descriptions.") or fc.path.split(".")[1] in shared
+    )
 
 
 def compute_plan(contents: RepoContents, snapshot: RegistrySnapshot) -> Plan:
@@ -330,10 +358,10 @@ def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Cha
             version=next_version,
             old_version=current.version,
             fields=diff_specs(current.version_spec, version_spec)
-            + diff_specs(_metadata_only(head.spec), _metadata_only(spec)),
+            + _shared_metadata_diff(head.spec, spec),
             **common,
         )
-    if head.spec != spec:
+    if _comparable(head.spec) != _comparable(spec):
         return Change(
             "feature_view",
             view.name,
@@ -386,13 +414,31 @@ def _plan_model(
             location=_location(model, root),
         )
     pins = {view: old_pins.get(view, latest[view]) for view in views}
-    if pins != old_pins:  # a service gained a view: pin just that one
+    notes: list[str] = []
+    for view, features in _unpinned_features(model, contents).items():
+        if pins[view] == latest[view]:
+            continue
+        pinned = snapshot.versions.get(view, {}).get(pins[view])
+        lacking = sorted(features - set(pinned.feature_dtypes)) if pinned else sorted(features)
+        if lacking:
+            # The pinned version cannot serve what the services now list.
+            notes.append(
+                f"moves to {view}@v{latest[view]}: its services now read "
+                f"{', '.join(lacking)}, which {view}@v{pins[view]} does not have"
+            )
+            pins[view] = latest[view]
+    if pins != old_pins:
+        dropped = sorted(set(old_pins) - set(pins))
+        added = sorted(set(pins) - set(old_pins))
+        notes += [f"no longer reads {v}" for v in dropped]
+        notes += [f"now also reads {v}@v{pins[v]}" for v in added]
         return Change(
             "model",
             model.name,
             ChangeKind.REPIN,
             {**spec, "pins": pins},
             fields=diff_specs({"pins": old_pins}, {"pins": pins}),
+            notes=tuple(notes),
         )
     behind = [f"{v}@v{pins[v]} (v{latest[v]} available)" for v in views if pins[v] != latest[v]]
     notes = (
@@ -404,6 +450,17 @@ def _plan_model(
         else ()
     )
     return Change("model", model.name, ChangeKind.UNCHANGED, None, notes=notes)
+
+
+def _unpinned_features(model: Any, contents: RepoContents) -> dict[str, set[str]]:
+    """Per view, the features the model's services read without pinning a version."""
+    out: dict[str, set[str]] = {}
+    for service in model.service_names:
+        for text in contents.feature_services[service].references:
+            ref = parse_reference(text)
+            if ref.version is None:
+                out.setdefault(ref.view, set()).add(ref.feature)
+    return out
 
 
 def _pins_text(pins: dict[str, int]) -> str:
@@ -432,6 +489,19 @@ def _check_pinned_references(
                     problems.append(
                         Problem(f"FeatureService '{name}': {text} has no such feature.", file, line)
                     )
+                continue
+            known = set(snapshot.versions.get(ref.view, {}))
+            if not known:  # the view's first apply: only the version this apply makes exists
+                listed = [new_versions[ref.view]]
+                problems.append(
+                    Problem(
+                        f"FeatureService '{name}' refers to '{text}', but view '{ref.view}' has "
+                        f"no version v{ref.version} (after this apply it has: "
+                        f"{', '.join(f'v{v}' for v in listed)}).",
+                        file,
+                        line,
+                    )
+                )
                 continue
             try:
                 snapshot.resolve(ref)

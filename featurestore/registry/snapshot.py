@@ -155,6 +155,8 @@ class RegistrySnapshot:
         """A view version; ``None`` means the latest. Retired versions are refused."""
         if version is None:
             version = self.latest_version(view)
+        else:
+            self.view_head(view)  # a retired view serves no version, pinned or not
         known = self.versions.get(view, {})
         found = known.get(version)
         if found is None:
