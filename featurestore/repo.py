@@ -303,7 +303,9 @@ def _check_models_and_monitors(c: _Collector) -> None:
                 c.problem(
                     monitor,
                     f"DriftMonitor '{name}' watches '{text}', which model '{model.name}' does "
-                    f"not consume.{did_you_mean(f'{ref.view}:{ref.feature}', consumed)}",
+                    f"not consume.{did_you_mean(f'{ref.view}:{ref.feature}', consumed)} "
+                    f"The model reads the services {', '.join(model.service_names)}; watch one "
+                    "of their features or add it to a service.",
                 )
 
 

@@ -44,6 +44,12 @@ class FeatureStore:
         if self._registry is None and "registry" in self.__dict__:
             self.registry.close()
 
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- definitions ----------------------------------------------------------
 
     def load_repo(self) -> RepoContents:

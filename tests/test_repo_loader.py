@@ -303,13 +303,15 @@ def test_drift_monitor_watching_a_feature_its_model_does_not_consume(tmp_path: P
         (
             # The suggestion is the closest feature the model does consume.
             "DriftMonitor 'monitor' watches 'stats:clicks', which model 'model' does not consume. "
-            "Did you mean 'stats:spend'?",
+            "Did you mean 'stats:spend'? The model reads the services spend_svc; watch one of "
+            "their features or add it to a service.",
             "defs.py",
             line_of(repo / "defs.py", "monitor = "),
         ),
         (
             "DriftMonitor 'typo' watches 'stats:spnd', which model 'model' does not consume. "
-            "Did you mean 'stats:spend'?",
+            "Did you mean 'stats:spend'? The model reads the services spend_svc; watch one of "
+            "their features or add it to a service.",
             "defs.py",
             line_of(repo / "defs.py", "typo = "),
         ),
