@@ -20,6 +20,7 @@ handler.
     ├── RegistryError                         the registry store failed
     │   ├── RegistryUnavailable (ConnectionError)
     │   └── ApplyError                        an apply failed and was rolled back
+    ├── ConflictError (ValueError)            refused: it would break something in use
     ├── MissingExtraError (ImportError)       an optional dependency is absent
     └── DevServiceError (RuntimeError)        `featurestore dev` could not act
         ├── PortInUseError
@@ -115,6 +116,12 @@ class RegistryUnavailable(RegistryError, ConnectionError):
 
 class ApplyError(RegistryError):
     http_status = 500
+
+
+class ConflictError(FeatureStoreError, ValueError):
+    """The request is valid but would break something in use (e.g. retire a pinned version)."""
+
+    http_status = 409
 
 
 class MissingExtraError(FeatureStoreError, ImportError):

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# A throwaway PostgreSQL server for the shared-registry tests (started only when asked for).
+pytest_plugins = ["tests.postgres"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = ROOT / "feature_repo"
 

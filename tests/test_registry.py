@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from featurestore.errors import ApplyError, RegistryUnavailable
+from featurestore.errors import ConflictError, RegistryUnavailable
 from featurestore.registry import Registry
 from featurestore.registry.plan import ChangeKind
 from featurestore.repo import load_repo
@@ -183,9 +183,9 @@ def test_unreachable_registry_gives_a_clear_error(tmp_path: Path) -> None:
 def test_retire_refuses_the_latest_version(example_repo: Path) -> None:
     registry = _registry(example_repo)
     registry.apply(load_repo(example_repo))
-    with pytest.raises(Exception, match="latest version"):
+    with pytest.raises(ConflictError, match="latest version"):
         registry.retire_version("payments", "user_profile", 1)
     _change_dtype(example_repo)
     registry.apply(load_repo(example_repo))
-    with pytest.raises(ApplyError, match="fraud_detector, promo_ranker"):
+    with pytest.raises(ConflictError, match="fraud_detector, promo_ranker"):
         registry.retire_version("payments", "user_profile", 1)

@@ -10,7 +10,7 @@ import pytest
 from featurestore import FeatureStore
 from featurestore.dtypes import Float32, Float64, Int64
 from featurestore.errors import (
-    ApplyError,
+    ConflictError,
     FeatureNotFound,
     FeatureViewNotFound,
     RepoLoadError,
@@ -508,8 +508,9 @@ def test_retire_version_is_refused_while_a_model_is_pinned(tmp_path: Path) -> No
     store.apply()
     serial = store.registry.serial("demo")
 
-    with pytest.raises(ApplyError) as info:
+    with pytest.raises(ConflictError) as info:
         store.retire("profile", 1)
+    assert info.value.http_status == 409
     assert str(info.value) == (
         "profile@v1 is still used by model(s) scorer. Promote them "
         "(`featurestore promote MODEL`) to a newer version first."
@@ -518,7 +519,7 @@ def test_retire_version_is_refused_while_a_model_is_pinned(tmp_path: Path) -> No
     assert store.snapshot().versions["profile"][1].status == ACTIVE
 
     # The latest version cannot be retired this way.
-    with pytest.raises(VersionNotFound, match="profile@v2 is the latest version of 'profile'"):
+    with pytest.raises(ConflictError, match="profile@v2 is the latest version of 'profile'"):
         store.retire("profile", 2)
 
     store.promote("scorer")

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from featurestore.definitions.feature_view import fingerprint
-from featurestore.errors import ApplyError, RegistryUnavailable, VersionNotFound
+from featurestore.errors import ApplyError, ConflictError, RegistryUnavailable
 from featurestore.registry import schema as t
 from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry.snapshot import ACTIVE, RETIRED, Head, RegistrySnapshot, ViewVersion
@@ -38,10 +38,12 @@ def _now() -> datetime:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; everything we store is UTC."""
-    if value is not None and value.tzinfo is None:
+    """Everything we store is UTC: SQLite returns it naive, PostgreSQL in the session's zone."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value
+    return value.astimezone(UTC)
 
 
 def _dumps(value: Any) -> str:
@@ -84,8 +86,14 @@ class Registry:
     def _read(self) -> Iterator[Connection]:
         self._ensure_schema()
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
+            with self.engine.connect() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # One snapshot for the whole read, as SQLite's read transaction gives:
+                    # under READ COMMITTED an apply committing between the statements of
+                    # _read_snapshot would mix two registry states.
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
         except OperationalError as exc:
             raise self._unavailable(exc) from exc
 
@@ -121,6 +129,9 @@ class Registry:
                     f"Cannot create the registry folder for {self.url}: {exc}. Check the "
                     "'registry' setting in featurestore.yaml."
                 ) from exc
+        if self._schema_current():
+            self._schema_ready = True
+            return
         with self._write() as conn:
             t.metadata.create_all(conn, checkfirst=True)
             row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).first()
@@ -132,6 +143,16 @@ class Registry:
                     f"featurestore understands (v{t.SCHEMA_VERSION}). Upgrade featurestore."
                 )
         self._schema_ready = True
+
+    def _schema_current(self) -> bool:
+        """Whether the tables exist at our schema version, read without any write, so that
+        servers and consumers can use a read-only database role."""
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).first()
+        except SQLAlchemyError:
+            return False  # no tables yet (or unreachable: the write path reports it)
+        return row is not None and int(row[0]) == t.SCHEMA_VERSION
 
     # -- reads ----------------------------------------------------------------
 
@@ -231,13 +252,13 @@ class Registry:
             snap = _read_snapshot(conn, project)
             vv = snap.view_version(view, version)
             if vv.version == snap.latest_version(view):
-                raise VersionNotFound(
+                raise ConflictError(
                     f"{vv.label} is the latest version of '{view}'; remove the view from the repo "
                     "and apply to retire it, or apply a new version first."
                 )
             pinned = snap.models_pinned_to(view, version)
             if pinned:
-                raise ApplyError(
+                raise ConflictError(
                     f"{vv.label} is still used by model(s) {', '.join(pinned)}. Promote them "
                     f"(`featurestore promote MODEL`) to a newer version first."
                 )
@@ -304,7 +325,10 @@ def _make_engine(url: str) -> Engine:
 
         return engine
     try:
-        return create_engine(url, pool_pre_ping=True)
+        # READ COMMITTED whatever the server's default_transaction_isolation: a write
+        # reads the registry after taking the advisory lock and must see what the
+        # apply it waited for committed (REPEATABLE READ would have the older snapshot).
+        return create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
     except (SQLAlchemyError, ImportError) as exc:
         raise RegistryUnavailable(
             f"Cannot open registry URL {_redact(url)}: {exc}. Use a path or sqlite:///path for "
