@@ -17,7 +17,12 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 
-from featurestore.errors import FeatureStoreError, InvalidReferenceError
+from featurestore.errors import (
+    FeatureStoreError,
+    InvalidReferenceError,
+    ObjectNotFound,
+    did_you_mean,
+)
 
 app = typer.Typer(
     name="featurestore",
@@ -152,7 +157,8 @@ def versions(
     if as_json:
         _echo_json({"view": view, "versions": rows})
         return
-    latest = snapshot.latest_version(view) if ("feature_view", view) in snapshot.heads else None
+    head = snapshot.heads.get(("feature_view", view))
+    latest = head.version if head is not None and head.status == "active" else None
     typer.echo(f"Feature view '{view}' in project '{store.project}':")
     for row in rows:
         mark = " (latest)" if row["version"] == f"v{latest}" else ""
@@ -197,8 +203,6 @@ def describe(
             if n == name and (kind is None or k == kind)
         ]
         if not matches:
-            from featurestore.errors import ObjectNotFound, did_you_mean
-
             names = {n for (_, n) in snapshot.heads}
             raise ObjectNotFound(
                 f"No object named '{name}' in project '{store.project}'."

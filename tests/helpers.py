@@ -197,3 +197,20 @@ BASE_REPO: dict[str, str] = {
         )
     ''',
 }
+
+
+def change_credit_limit_dtype(repo: Path) -> None:
+    """In a copy of the example repo: user_profile's credit_limit Float64 -> float32 (a new
+    version of the view)."""
+    replace_in_file(
+        repo / "user_profile.py",
+        'Field(name="credit_limit", dtype=Float64)',
+        'Field(name="credit_limit", dtype="float32")',
+    )
+
+
+def replace_in_file(path: Path, old: str, new: str) -> None:
+    """Edit a repo file; fails unless ``old`` occurs exactly once, so no edit silently misses."""
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
+    path.write_text(text.replace(old, new))

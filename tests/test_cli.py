@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from featurestore.cli import app
+from tests.helpers import change_credit_limit_dtype
 
 runner = CliRunner()
 
@@ -17,14 +18,6 @@ def run(*args: str, code: int = 0) -> str:
     result = runner.invoke(app, list(args))
     assert result.exit_code == code, result.output
     return result.output
-
-
-def _change_credit_limit_dtype(repo: Path) -> None:
-    path = repo / "user_profile.py"
-    text = path.read_text()
-    old = 'Field(name="credit_limit", dtype=Float64)'
-    assert old in text
-    path.write_text(text.replace(old, 'Field(name="credit_limit", dtype="float32")'))
 
 
 def test_plan_apply_and_a_new_version_beside_the_old(example_repo: Path) -> None:
@@ -41,7 +34,7 @@ def test_plan_apply_and_a_new_version_beside_the_old(example_repo: Path) -> None
     )
     assert "No changes" in run("apply", "-r", repo)
 
-    _change_credit_limit_dtype(example_repo)
+    change_credit_limit_dtype(example_repo)
     out = run("plan", "-r", repo, "--detailed-exitcode", code=2)
     assert (
         "~ FeatureView user_profile: new version v2 (v1 stays served) — "
@@ -126,3 +119,28 @@ def test_describe_and_list(example_repo: Path) -> None:
 def test_retire_needs_a_version(example_repo: Path, bad: str) -> None:
     out = run("retire", bad, "-r", str(example_repo), code=1)
     assert "write VIEW@vN" in out
+
+
+def test_dev_up_status_down(example_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from featurestore.devservices import free_port
+
+    redis_port, kafka_port = free_port(), free_port()
+    monkeypatch.setenv("FEATURESTORE_REDIS_URL", f"redis://127.0.0.1:{redis_port}/0")
+    monkeypatch.setenv("FEATURESTORE_KAFKA", f"127.0.0.1:{kafka_port}")
+    repo = str(example_repo)
+    try:
+        rows = json.loads(run("dev", "up", "-r", repo, "--json"))
+        assert [(r["name"], r["state"], r["address"]) for r in rows] == [
+            ("redis", "running", f"127.0.0.1:{redis_port}"),
+            ("kafka", "running", f"127.0.0.1:{kafka_port}"),
+        ]
+        pids = [r["pid"] for r in rows]
+        # Idempotent: the same processes answer a second `up`.
+        assert [r["pid"] for r in json.loads(run("dev", "up", "-r", repo, "--json"))] == pids
+        out = run("dev", "status", "-r", repo)
+        assert out.count(" running ") == 2
+        assert (example_repo / ".featurestore" / "redis.pid").exists()
+    finally:
+        run("dev", "down", "-r", repo)
+    out = run("dev", "status", "-r", repo, code=3)
+    assert out.count(" stopped ") == 2

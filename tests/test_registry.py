@@ -14,6 +14,7 @@ from featurestore.errors import ConflictError, RegistryUnavailable
 from featurestore.registry import Registry
 from featurestore.registry.plan import ChangeKind
 from featurestore.repo import load_repo
+from tests.helpers import change_credit_limit_dtype
 
 
 def _registry(repo: Path) -> Registry:
@@ -30,22 +31,10 @@ def _dump(db: Path) -> dict[str, list[tuple]]:
         conn.close()
 
 
-def _change_dtype(repo: Path) -> None:
-    path = repo / "user_profile.py"
-    text = path.read_text()
-    assert 'Field(name="credit_limit", dtype=Float64)' in text
-    path.write_text(
-        text.replace(
-            'Field(name="credit_limit", dtype=Float64)',
-            'Field(name="credit_limit", dtype="float32")',
-        )
-    )
-
-
 def test_apply_is_atomic_when_it_fails_midway(example_repo: Path) -> None:
     registry = _registry(example_repo)
     registry.apply(load_repo(example_repo))
-    _change_dtype(example_repo)
+    change_credit_limit_dtype(example_repo)
     (example_repo / "entities.py").write_text(
         (example_repo / "entities.py").read_text().replace("A card holder.", "A card holder (v2).")
     )
@@ -94,7 +83,7 @@ def _apply_in_process(
 def test_two_racing_applies_of_the_same_change_make_one_version(example_repo: Path) -> None:
     registry = _registry(example_repo)
     registry.apply(load_repo(example_repo))
-    _change_dtype(example_repo)
+    change_credit_limit_dtype(example_repo)
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
         barrier = manager.Barrier(2)
@@ -113,7 +102,7 @@ def test_racing_applies_of_different_changes_both_land(example_repo: Path, tmp_p
     registry.apply(load_repo(example_repo))
     other = tmp_path / "other_checkout"
     shutil.copytree(example_repo, other, ignore=shutil.ignore_patterns("data"))
-    _change_dtype(example_repo)
+    change_credit_limit_dtype(example_repo)
     (other / "merchant_stats.py").write_text(
         (other / "merchant_stats.py")
         .read_text()
@@ -185,7 +174,7 @@ def test_retire_refuses_the_latest_version(example_repo: Path) -> None:
     registry.apply(load_repo(example_repo))
     with pytest.raises(ConflictError, match="latest version"):
         registry.retire_version("payments", "user_profile", 1)
-    _change_dtype(example_repo)
+    change_credit_limit_dtype(example_repo)
     registry.apply(load_repo(example_repo))
     with pytest.raises(ConflictError, match="fraud_detector, promo_ranker"):
         registry.retire_version("payments", "user_profile", 1)

@@ -22,6 +22,7 @@ from featurestore.errors import ApplyError, RegistryUnavailable
 from featurestore.registry import Registry
 from featurestore.registry.plan import ChangeKind
 from featurestore.repo import load_repo
+from tests.helpers import change_credit_limit_dtype
 
 if TYPE_CHECKING:
     from tests.postgres import PostgresServer
@@ -45,18 +46,6 @@ def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
             }
     finally:
         engine.dispose()
-
-
-def _change_dtype(repo: Path) -> None:
-    path = repo / "user_profile.py"
-    source = path.read_text()
-    assert 'Field(name="credit_limit", dtype=Float64)' in source
-    path.write_text(
-        source.replace(
-            'Field(name="credit_limit", dtype=Float64)',
-            'Field(name="credit_limit", dtype="float32")',
-        )
-    )
 
 
 @pytest.fixture
@@ -89,7 +78,7 @@ def test_dtype_change_makes_v2_and_v1_still_resolves(
     registry: Registry, example_repo: Path
 ) -> None:
     registry.apply(load_repo(example_repo))
-    _change_dtype(example_repo)
+    change_credit_limit_dtype(example_repo)
     result = registry.apply(load_repo(example_repo))
     [change] = [c for c in result.plan.pending if c.name == "user_profile"]
     assert (change.change, change.old_version, change.version) == (ChangeKind.NEW_VERSION, 1, 2)
@@ -115,7 +104,7 @@ def test_apply_is_atomic_when_it_fails_midway(
     registry: Registry, postgres_db_url: str, example_repo: Path
 ) -> None:
     registry.apply(load_repo(example_repo))
-    _change_dtype(example_repo)
+    change_credit_limit_dtype(example_repo)
     entities = example_repo / "entities.py"
     entities.write_text(entities.read_text().replace("A card holder.", "A card holder (v2)."))
     before = _dump(postgres_db_url)
@@ -164,7 +153,7 @@ def test_two_racing_applies_of_the_same_change_make_one_version(
         args = [(str(example_repo), postgres_db_url, barrier)] * 2
         # Round 1, on an empty database: both also race to create the tables.
         first = pool.starmap(_apply_in_process, args)
-        _change_dtype(example_repo)
+        change_credit_limit_dtype(example_repo)
         # Round 2: the same new version from two "machines" at once.
         second = pool.starmap(_apply_in_process, args)
 
@@ -182,7 +171,7 @@ def test_two_racing_applies_of_the_same_change_make_one_version(
 
 def test_a_snapshot_is_one_consistent_read(registry: Registry, example_repo: Path) -> None:
     registry.apply(load_repo(example_repo))
-    _change_dtype(example_repo)
+    change_credit_limit_dtype(example_repo)
     writer, contents = Registry(registry.url), load_repo(example_repo)
     applied: list[int | None] = []
 
