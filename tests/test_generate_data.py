@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -126,3 +127,23 @@ def test_kafka_events_match_the_stream_schema(example_repo: Path, services: Serv
         assert 1 <= event["user_id"] <= SMALL.users
         assert isinstance(event["amount"], float)
         assert datetime.fromisoformat(event["event_timestamp"]).tzinfo is not None
+
+
+def test_spark_reads_the_sources_with_the_declared_types(generated: Path, spark: Any) -> None:
+    """Batch jobs read these files with Spark: same rows, UTC timestamps, partition pruning."""
+    from pyspark.sql import functions as F
+
+    path = str(generated / "data/sources/transactions")
+    df = spark.read.parquet(path)
+    assert df.count() == SMALL.transactions
+    types = dict(df.dtypes)
+    assert (types["user_id"], types["amount"], types["event_timestamp"]) == (
+        "bigint",
+        "double",
+        "timestamp",
+    )
+    one_day = df.where(F.col("date") == "2026-01-07")
+    expected = _read(generated / "data/sources/transactions/date=2026-01-07").num_rows
+    assert one_day.count() == expected > 0
+    day = one_day.agg(F.date_format(F.min("event_timestamp"), "yyyy-MM-dd")).first()[0]
+    assert day == "2026-01-07"  # the session reads UTC
