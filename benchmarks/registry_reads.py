@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sqlite3
@@ -73,9 +74,6 @@ def main() -> None:
 
         raw = sqlite3.connect(db)
 
-        def floor_serial() -> object:
-            return raw.execute("SELECT serial FROM fs_projects WHERE name = ?", ("payments",)).one()
-
         def floor_serial_fetch() -> object:
             return raw.execute(
                 "SELECT serial FROM fs_projects WHERE name = ?", ("payments",)
@@ -99,7 +97,7 @@ def main() -> None:
 
     result = {
         "benchmark": "registry_reads",
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "example_repo": {
             "load_repo_ms": round(load_ms, 1),
             "first_apply_ms": round(apply_ms, 1),
