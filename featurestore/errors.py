@@ -21,6 +21,8 @@ handler.
     │   ├── RegistryUnavailable (ConnectionError)
     │   └── ApplyError                        an apply failed and was rolled back
     ├── ConflictError (ValueError)            refused: it would break something in use
+    ├── SchemaMismatchError (ValueError)      data does not match its definition
+    ├── EntityInputError (ValueError)         a training-data entity input is unusable
     ├── MissingExtraError (ImportError)       an optional dependency is absent
     └── DevServiceError (RuntimeError)        `featurestore dev` could not act
         ├── PortInUseError
@@ -122,6 +124,18 @@ class ConflictError(FeatureStoreError, ValueError):
     """The request is valid but would break something in use (e.g. retire a pinned version)."""
 
     http_status = 409
+
+
+class SchemaMismatchError(FeatureStoreError, ValueError):
+    """Rows do not fit the definition they are written or joined under."""
+
+    http_status = 422
+
+
+class EntityInputError(FeatureStoreError, ValueError):
+    """The entity rows given to a training-data build are unusable (column, type, nulls)."""
+
+    http_status = 422
 
 
 class MissingExtraError(FeatureStoreError, ImportError):

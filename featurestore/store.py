@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from featurestore.config import RepoConfig, load_config
+from featurestore.errors import EntityInputError, MissingExtraError, did_you_mean
 from featurestore.registry import ApplyResult, Registry, RegistrySnapshot, ResolvedFeature
 from featurestore.registry.plan import Change, Plan
 from featurestore.registry.snapshot import ViewVersion
 from featurestore.repo import RepoContents, load_repo
+
+if TYPE_CHECKING:
+    from featurestore.offline.join import OfflineEngine
+    from featurestore.offline.training import TrainingSet
+    from featurestore.offline.writer import OfflineStore
 
 
 class FeatureStore:
@@ -74,6 +81,68 @@ class FeatureStore:
     def resolve(self, refs: list[str] | tuple[str, ...]) -> list[ResolvedFeature]:
         """Resolve feature references and feature-service names to view versions."""
         return self.snapshot().resolve_all(refs)
+
+    # -- offline ----------------------------------------------------------------
+
+    def offline_store(self) -> OfflineStore:
+        from featurestore.offline.writer import OfflineStore
+
+        return OfflineStore(self.config.offline_store_path, self.project)
+
+    def offline_engine(self, engine: str = "duckdb", **options: Any) -> OfflineEngine:
+        """``duckdb`` (default, embedded) or ``spark`` (the repo's spark.master and conf)."""
+        if engine == "duckdb":
+            from featurestore.offline.duckdb_engine import DuckDBEngine
+
+            return DuckDBEngine(**options)
+        if engine == "spark":
+            try:
+                from featurestore.offline.spark_engine import SparkEngine, session_from_config
+            except ImportError as exc:
+                raise MissingExtraError("pyspark", "spark") from exc
+            return SparkEngine(options.get("session") or session_from_config(self.config))
+        raise EntityInputError(
+            f"Unknown engine {engine!r}.{did_you_mean(engine, ['duckdb', 'spark'])} "
+            "Use 'duckdb' or 'spark'."
+        )
+
+    def get_training_data(
+        self,
+        entities: Any,
+        *,
+        features: Sequence[str] | None = None,
+        feature_service: str | None = None,
+        model: str | None = None,
+        timestamp_column: str = "event_timestamp",
+        full_feature_names: bool = False,
+        engine: str | OfflineEngine = "duckdb",
+        output_path: str | os.PathLike[str] | None = None,
+    ) -> TrainingSet:
+        """Point-in-time correct features for each entity row (see ``offline/join.py``).
+
+        ``entities``: a pyarrow Table, pandas DataFrame or Parquet path with the
+        join keys and ``timestamp_column`` (UTC; naive times are taken as UTC).
+        Ask with exactly one of ``features``, ``feature_service`` or ``model``
+        (a model reads its pinned versions). Returns a TrainingSet whose
+        ``.table`` is a pyarrow Table, or streams to ``output_path``; either way
+        the build is recorded in the registry for lineage.
+        """
+        from featurestore.offline.training import build_training_set
+
+        runner = self.offline_engine(engine) if isinstance(engine, str) else engine
+        return build_training_set(
+            registry=self.registry,
+            snapshot=self.snapshot(),
+            offline_root=self.config.offline_store_path,
+            engine=runner,
+            entities=entities,
+            features=features,
+            feature_service=feature_service,
+            model=model,
+            timestamp_column=timestamp_column,
+            full_feature_names=full_feature_names,
+            output_path=output_path,
+        )
 
     def retire(self, view: str, version: int) -> ViewVersion:
         return self.registry.retire_version(self.project, view, version)

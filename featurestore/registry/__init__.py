@@ -6,7 +6,7 @@ from featurestore.registry.snapshot import (
     ResolvedFeature,
     ViewVersion,
 )
-from featurestore.registry.store import ApplyResult, Registry, Revision
+from featurestore.registry.store import ApplyResult, Registry, Revision, TrainingSetRecord
 
 __all__ = [
     "ApplyResult",
@@ -15,5 +15,6 @@ __all__ = [
     "RegistrySnapshot",
     "ResolvedFeature",
     "Revision",
+    "TrainingSetRecord",
     "ViewVersion",
 ]

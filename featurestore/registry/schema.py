@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: training_sets
 
 metadata = MetaData()
 
@@ -94,4 +94,23 @@ view_versions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("retired_at", DateTime(timezone=True)),
     Column("apply_id", Integer, ForeignKey("fs_applies.id"), nullable=False),
+)
+
+# Lineage: which data trained which model. One row per training-set build.
+training_sets = Table(
+    "fs_training_sets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), nullable=False),
+    Column("model", String(256)),
+    Column("features", Text, nullable=False),  # ["view@vN:feature", ...]
+    Column("entity_fingerprint", String(64), nullable=False),
+    Column("entity_rows", Integer, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("engine", String(32), nullable=False),
+    Column("output_path", Text),
+    Column("offline_manifests", Text, nullable=False),  # {"view@vN": manifest sequence}
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Index("fs_training_sets_model", "project", "model"),
 )

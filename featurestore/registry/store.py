@@ -69,6 +69,22 @@ class Revision:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class TrainingSetRecord:
+    project: str
+    model: str | None
+    features: tuple[str, ...]  # resolved references, each pinned: "view@vN:feature"
+    entity_fingerprint: str
+    entity_rows: int
+    rows: int
+    engine: str
+    output_path: str | None
+    offline_manifests: dict[str, int]  # "view@vN" -> offline manifest sequence read
+    id: int | None = None
+    created_at: datetime | None = None
+    created_by: str | None = None
+
+
 class Registry:
     """Versioned object store for one or more projects."""
 
@@ -137,6 +153,13 @@ class Registry:
             row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).first()
             if row is None:
                 conn.execute(t.meta.insert().values(key="schema", value=str(t.SCHEMA_VERSION)))
+            elif int(row[0]) < t.SCHEMA_VERSION:
+                # Every migration so far only adds tables, which create_all just did.
+                conn.execute(
+                    update(t.meta)
+                    .where(t.meta.c.key == "schema")
+                    .values(value=str(t.SCHEMA_VERSION))
+                )
             elif int(row[0]) > t.SCHEMA_VERSION:
                 raise RegistryUnavailable(
                     f"The registry at {_redact(self.url)} has schema v{row[0]}, newer than this "
@@ -245,6 +268,52 @@ class Registry:
                 f"Apply to project '{project}' failed and was rolled back; the registry is "
                 f"unchanged. Cause: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
             ) from exc
+
+    def record_training_set(self, record: TrainingSetRecord) -> int:
+        """Lineage: remember which view versions and data a training set was built from."""
+        with self._write() as conn:
+            result = conn.execute(
+                t.training_sets.insert().values(
+                    project=record.project,
+                    model=record.model,
+                    features=_dumps(list(record.features)),
+                    entity_fingerprint=record.entity_fingerprint,
+                    entity_rows=record.entity_rows,
+                    rows=record.rows,
+                    engine=record.engine,
+                    output_path=record.output_path,
+                    offline_manifests=_dumps(record.offline_manifests),
+                    created_at=_now(),
+                    created_by=_whoami(),
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def training_sets(self, project: str, model: str | None = None) -> list[TrainingSetRecord]:
+        """Training-set builds, newest first; only one model's when ``model`` is given."""
+        ts = t.training_sets
+        query = select(ts).where(ts.c.project == project).order_by(ts.c.id.desc())
+        if model is not None:
+            query = query.where(ts.c.model == model)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            TrainingSetRecord(
+                project=r.project,
+                model=r.model,
+                features=tuple(orjson.loads(r.features)),
+                entity_fingerprint=r.entity_fingerprint,
+                entity_rows=r.entity_rows,
+                rows=r.rows,
+                engine=r.engine,
+                output_path=r.output_path,
+                offline_manifests=orjson.loads(r.offline_manifests),
+                id=r.id,
+                created_at=_utc(r.created_at),
+                created_by=r.created_by,
+            )
+            for r in rows
+        ]
 
     def retire_version(self, project: str, view: str, version: int) -> ViewVersion:
         """Stop serving one version. Refused while a model is pinned to it."""

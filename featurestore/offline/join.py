@@ -1,0 +1,214 @@
+"""What a point-in-time join needs, checked and normalized before any engine runs.
+
+Semantics (DESIGN.md, "Offline store"): for each entity row with keys k and
+time t, and each requested view version, the feature row with the same keys
+and the latest ``event_timestamp <= t`` that is also ``>= t - ttl`` (both
+bounds inclusive; no TTL, no lower bound). Ties on event time go to the
+larger ``created_timestamp``, then to the later write. No such row gives
+nulls; the entity row is always kept, in its original position, with every
+input column passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from featurestore.errors import EntityInputError
+from featurestore.offline.table import OfflineTable
+from featurestore.offline.timestamps import to_utc_us
+from featurestore.offline.writer import offline_schema
+from featurestore.registry.snapshot import RegistrySnapshot, ResolvedFeature
+
+ROW = "__fs_row"
+TS = "__fs_ts"
+
+
+@dataclass(frozen=True)
+class ViewJoin:
+    """One view version's part of a join."""
+
+    view: str
+    version: int
+    join_keys: tuple[str, ...]
+    features: tuple[str, ...]
+    output_names: tuple[str, ...]
+    ttl_us: int | None
+    files: tuple[tuple[str, int], ...]  # (absolute path, write sequence), pruned by time
+    schema: pa.Schema  # the offline table's schema
+    manifest_sequence: int = 0  # the offline commit read: lineage of the training set
+
+    @property
+    def output_types(self) -> list[pa.DataType]:
+        return [self.schema.field(f).type for f in self.features]
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    entities: pa.Table  # the input columns, plus ROW (0..n-1) and TS (UTC)
+    timestamp_column: str
+    views: tuple[ViewJoin, ...]
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [c for c in self.entities.column_names if c not in (ROW, TS)]
+
+
+class OfflineEngine(Protocol):
+    """Runs a JoinRequest: returns the input rows in order with feature columns appended."""
+
+    name: str
+
+    def join(self, request: JoinRequest) -> pa.Table: ...
+
+    def join_to_parquet(self, request: JoinRequest, path: Path) -> int: ...
+
+
+def read_entities(entities: Any, timestamp_column: str) -> pa.Table:
+    """A pyarrow Table, a pandas DataFrame or a Parquet path, as a pyarrow Table."""
+    if isinstance(entities, pa.Table):
+        table = entities
+    elif isinstance(entities, str | os.PathLike):
+        path = Path(entities)
+        if not path.exists():
+            raise EntityInputError(f"Entity input {path} does not exist.")
+        table = pq.read_table(path)
+    elif type(entities).__module__.startswith("pandas"):
+        try:
+            table = pa.Table.from_pandas(entities, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise EntityInputError(
+                f"Entity DataFrame cannot be converted ({exc}). Mixed time zones or mixed types "
+                f"in a column (often '{timestamp_column}') are the usual cause."
+            ) from exc
+    else:
+        raise EntityInputError(
+            "Entity input must be a pyarrow Table, a pandas DataFrame or a Parquet path "
+            f"(got {type(entities).__name__})."
+        )
+    return table.combine_chunks()
+
+
+def build_request(
+    entities: pa.Table,
+    features: Sequence[ResolvedFeature],
+    snapshot: RegistrySnapshot,
+    offline_root: Path,
+    *,
+    timestamp_column: str = "event_timestamp",
+    full_feature_names: bool = False,
+) -> JoinRequest:
+    """Check the entity rows against the requested features and plan the join.
+
+    Every problem with the input is raised here, naming the column, before
+    any data is read.
+    """
+    if entities.num_rows == 0:
+        raise EntityInputError("The entity input has no rows; give at least one entity row.")
+    if timestamp_column not in entities.column_names:
+        raise EntityInputError(
+            f"The entity input has no timestamp column '{timestamp_column}' (columns: "
+            f"{', '.join(entities.column_names)}). Pass timestamp_column=... to name it."
+        )
+    for reserved in (ROW, TS):
+        if reserved in entities.column_names:
+            raise EntityInputError(f"The entity input uses the reserved column name '{reserved}'.")
+    ts = to_utc_us(entities.column(timestamp_column), f"Entity column '{timestamp_column}'")
+    if ts.null_count:
+        raise EntityInputError(
+            f"Entity column '{timestamp_column}' has {ts.null_count} null timestamp(s); every "
+            "entity row needs the time at which its features are wanted."
+        )
+    if not features:
+        raise EntityInputError("No features requested; pass features=[...], a service or a model.")
+
+    by_view: dict[tuple[str, int], list[ResolvedFeature]] = {}
+    for feature in features:
+        by_view.setdefault((feature.view, feature.version), []).append(feature)
+    names = _output_names(features, full_feature_names)
+    clash = sorted(set(names.values()) & set(entities.column_names))
+    if clash:
+        raise EntityInputError(
+            f"The entity input already has column(s) {clash}, which the output would use for "
+            "features. Rename them, or pass full_feature_names=True (view__feature)."
+        )
+
+    min_ts, max_ts = pc.min(ts).value, pc.max(ts).value
+    keyed = entities
+    views = []
+    for (view_name, version), requested in by_view.items():
+        view = snapshot.feature_view(view_name, version)
+        entity_defs = view.resolved_entities()
+        for entity in entity_defs:
+            keyed = _check_key(keyed, entity.join_key, entity.dtype.arrow_type(), view_name)
+        ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else None
+        table = OfflineTable(offline_root / snapshot.project / view_name / f"v{version}")
+        start = None if ttl_us is None else min_ts - ttl_us
+        manifest = table.manifest()
+        files = tuple(
+            (str(table.root / f.path), f.seq) for f in manifest.files if f.overlaps(start, max_ts)
+        )
+        views.append(
+            ViewJoin(
+                view=view_name,
+                version=version,
+                join_keys=tuple(e.join_key for e in entity_defs),
+                features=tuple(f.feature for f in requested),
+                output_names=tuple(names[f.ref] for f in requested),
+                ttl_us=ttl_us,
+                files=files,
+                schema=offline_schema(view),
+                manifest_sequence=manifest.sequence,
+            )
+        )
+    keyed = keyed.append_column(ROW, pa.array(range(entities.num_rows), pa.int64()))
+    keyed = keyed.append_column(TS, ts)
+    return JoinRequest(keyed, timestamp_column, tuple(views))
+
+
+def _output_names(features: Sequence[ResolvedFeature], full: bool) -> dict[Any, str]:
+    names: dict[Any, str] = {}
+    taken: dict[str, ResolvedFeature] = {}
+    for feature in features:
+        name = f"{feature.view}__{feature.feature}" if full else feature.feature
+        if name in taken:
+            other = taken[name]
+            hint = (
+                "Request one version of it."
+                if other.view == feature.view
+                else "Pass full_feature_names=True to name columns view__feature."
+            )
+            raise EntityInputError(
+                f"Features {other} and {feature} would both be named '{name}' in the output. "
+                + hint
+            )
+        taken[name] = feature
+        names[feature.ref] = name
+    return names
+
+
+def _check_key(table: pa.Table, key: str, dtype: pa.DataType, view: str) -> pa.Table:
+    """The key column must exist and have the entity's type (integers may widen)."""
+    if key not in table.column_names:
+        raise EntityInputError(
+            f"The entity input has no column '{key}', the join key that view '{view}' needs "
+            f"(columns: {', '.join(table.column_names)})."
+        )
+    column = table.column(key)
+    if column.type == dtype:
+        return table
+    widening = pa.types.is_integer(column.type) and pa.types.is_integer(dtype)
+    if pa.types.is_null(column.type) or widening:
+        index = table.column_names.index(key)
+        return table.set_column(index, key, column.cast(dtype))
+    raise EntityInputError(
+        f"Entity column '{key}' is {column.type}, but view '{view}' keys it as {dtype}. "
+        f"Convert the column to {dtype}."
+    )

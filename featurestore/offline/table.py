@@ -1,0 +1,180 @@
+"""One view version's offline table: immutable Parquet files plus a manifest log.
+
+Layout, under ``<offline root>/<project>/<view>/v<version>/``::
+
+    date=2026-01-07/part-<uuid>.parquet   Hive-partitioned by event date, never modified
+    _manifests/0000000042.json            the complete file list of commit 42
+    _lock                                 serializes writers (fcntl)
+
+A commit writes its files first and then publishes a new manifest with one
+atomic ``link``: readers take the newest manifest and see either all of a
+write or none of it. Each manifest entry carries the file's event-time range
+and a sequence number, so reads prune files outside the time range and break
+exact ties (same keys, event and created time) in favour of the later write.
+Files no manifest references any more are deleted once older than the
+retention, so a reader holding an older manifest can finish.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+MANIFESTS = "_manifests"
+DEFAULT_RETENTION_SECONDS = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class DataFile:
+    path: str  # relative to the table folder
+    date: str
+    rows: int
+    min_ts: int  # event time range, microseconds since the epoch (UTC)
+    max_ts: int
+    seq: int  # commit that wrote it: later commits win exact ties
+
+    def overlaps(self, start_us: int | None, end_us: int | None) -> bool:
+        """Whether any row may fall in [start_us, end_us] (both inclusive, None = open)."""
+        return (start_us is None or self.max_ts >= start_us) and (
+            end_us is None or self.min_ts <= end_us
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    sequence: int
+    files: tuple[DataFile, ...] = ()
+    operation: str = "create"
+    committed_at: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "sequence": self.sequence,
+                "operation": self.operation,
+                "committed_at": self.committed_at,
+                "detail": self.detail,
+                "files": [
+                    {
+                        "path": f.path,
+                        "date": f.date,
+                        "rows": f.rows,
+                        "min_ts": f.min_ts,
+                        "max_ts": f.max_ts,
+                        "seq": f.seq,
+                    }
+                    for f in self.files
+                ],
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Manifest:
+        raw = orjson.loads(data)
+        return cls(
+            sequence=raw["sequence"],
+            files=tuple(DataFile(**f) for f in raw["files"]),
+            operation=raw.get("operation", ""),
+            committed_at=raw.get("committed_at", ""),
+            detail=raw.get("detail", {}),
+        )
+
+
+class OfflineTable:
+    """The files of one view version, read and committed through manifests."""
+
+    def __init__(self, root: Path, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS):
+        self.root = Path(root)
+        self.retention_seconds = retention_seconds
+
+    @property
+    def manifests_dir(self) -> Path:
+        return self.root / MANIFESTS
+
+    def manifest(self) -> Manifest:
+        """The newest committed manifest; an empty one (sequence 0) for a table never written."""
+        try:
+            names = sorted(n for n in os.listdir(self.manifests_dir) if n.endswith(".json"))
+        except FileNotFoundError:
+            return Manifest(0)
+        if not names:
+            return Manifest(0)
+        return Manifest.from_json((self.manifests_dir / names[-1]).read_bytes())
+
+    def files(self, start_us: int | None = None, end_us: int | None = None) -> list[DataFile]:
+        """Committed files that may hold rows with event time in [start_us, end_us]."""
+        return [f for f in self.manifest().files if f.overlaps(start_us, end_us)]
+
+    def new_file_path(self, date: str) -> tuple[str, Path]:
+        rel = f"date={date}/part-{uuid.uuid4().hex}.parquet"
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return rel, path
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """One writer at a time per table; readers never wait."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "_lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def commit(
+        self,
+        base: Manifest,
+        keep: list[DataFile],
+        add: list[DataFile],
+        *,
+        operation: str,
+        detail: dict[str, Any] | None = None,
+    ) -> Manifest:
+        """Publish ``keep + add`` as the next manifest. Call under ``writer_lock``."""
+        sequence = base.sequence + 1
+        manifest = Manifest(
+            sequence=sequence,
+            files=tuple(keep) + tuple(add),
+            operation=operation,
+            committed_at=datetime.now().astimezone().isoformat(timespec="seconds"),
+            detail=detail or {},
+        )
+        self.manifests_dir.mkdir(parents=True, exist_ok=True)
+        final = self.manifests_dir / f"{sequence:010d}.json"
+        tmp = self.manifests_dir / f".{sequence:010d}.{uuid.uuid4().hex}.tmp"
+        tmp.write_bytes(manifest.to_json())
+        try:
+            os.link(tmp, final)  # atomic, and fails if another writer got there first
+        finally:
+            tmp.unlink()
+        self._collect_garbage(manifest)
+        return manifest
+
+    def _collect_garbage(self, current: Manifest) -> None:
+        """Delete files and manifests nothing current references, once past the retention."""
+        referenced = {f.path for f in current.files}
+        horizon = time.time() - self.retention_seconds
+        for part in self.root.glob("date=*/*.parquet"):
+            rel = part.relative_to(self.root).as_posix()
+            if rel not in referenced and part.stat().st_mtime < horizon:
+                part.unlink(missing_ok=True)
+        for old in self.manifests_dir.glob("*.json"):
+            if old.name != f"{current.sequence:010d}.json" and old.stat().st_mtime < horizon:
+                old.unlink(missing_ok=True)

@@ -1,0 +1,116 @@
+"""Training data: resolve what is asked for, check the input, join, record lineage."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from featurestore.errors import EntityInputError
+from featurestore.offline.join import OfflineEngine, build_request, read_entities
+from featurestore.registry import Registry, RegistrySnapshot, TrainingSetRecord
+from featurestore.registry.snapshot import ResolvedFeature
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSet:
+    """A finished build: the table (unless streamed to a file) and its lineage record."""
+
+    table: pa.Table | None
+    record: TrainingSetRecord
+
+    @property
+    def rows(self) -> int:
+        return self.record.rows
+
+    def to_pandas(self) -> Any:
+        if self.table is None:
+            raise EntityInputError(
+                f"This training set was written to {self.record.output_path}; read it from there."
+            )
+        return self.table.to_pandas()
+
+
+def resolve_request(
+    snapshot: RegistrySnapshot,
+    *,
+    features: Sequence[str] | None,
+    feature_service: str | None,
+    model: str | None,
+) -> list[ResolvedFeature]:
+    """Exactly one of features / feature_service / model, resolved to pinned view versions."""
+    given = [x is not None for x in (features, feature_service, model)]
+    if sum(given) != 1:
+        raise EntityInputError(
+            "Ask for training data with exactly one of features=[...], feature_service=... or "
+            "model=... (a model reads the view versions it is pinned to)."
+        )
+    if model is not None:
+        return snapshot.resolve_model(model)
+    if feature_service is not None:
+        snapshot.feature_service(feature_service)  # raises with did-you-mean
+        return snapshot.resolve_all([feature_service])
+    return snapshot.resolve_all(list(features or []))
+
+
+def fingerprint_table(table: pa.Table) -> str:
+    """A content hash of the entity rows, so lineage can tell two inputs apart."""
+    digest = hashlib.sha256()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    digest.update(sink.getvalue())
+    return digest.hexdigest()
+
+
+def build_training_set(
+    *,
+    registry: Registry,
+    snapshot: RegistrySnapshot,
+    offline_root: Path,
+    engine: OfflineEngine,
+    entities: Any,
+    features: Sequence[str] | None = None,
+    feature_service: str | None = None,
+    model: str | None = None,
+    timestamp_column: str = "event_timestamp",
+    full_feature_names: bool = False,
+    output_path: str | Path | None = None,
+) -> TrainingSet:
+    resolved = resolve_request(
+        snapshot, features=features, feature_service=feature_service, model=model
+    )
+    table = read_entities(entities, timestamp_column)
+    request = build_request(
+        table,
+        resolved,
+        snapshot,
+        offline_root,
+        timestamp_column=timestamp_column,
+        full_feature_names=full_feature_names,
+    )
+    if output_path is not None:
+        path = Path(output_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = engine.join_to_parquet(request, path)
+        result = None
+    else:
+        result = engine.join(request)
+        rows = result.num_rows
+    record = TrainingSetRecord(
+        project=snapshot.project,
+        model=model,
+        features=tuple(str(f) for f in resolved),
+        entity_fingerprint=fingerprint_table(table),
+        entity_rows=table.num_rows,
+        rows=rows,
+        engine=engine.name,
+        output_path=str(Path(output_path).resolve()) if output_path is not None else None,
+        offline_manifests={f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views},
+    )
+    record_id = registry.record_training_set(record)
+    return TrainingSet(result, replace(record, id=record_id))

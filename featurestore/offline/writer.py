@@ -1,0 +1,222 @@
+"""The offline store's one write path, shared by batch and streaming materialization.
+
+``append`` adds rows; ``replace`` rewrites a time window [start, end): rows of
+the window already stored are dropped and the new rows take their place, so
+re-running the same window never duplicates anything. Either way the write
+becomes visible at once, through one manifest commit (see ``table.py``).
+Within one write, rows with the same keys, event time and created time are
+one fact written twice: the last one is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from featurestore.definitions import FeatureView
+from featurestore.errors import SchemaMismatchError
+from featurestore.offline.table import DataFile, Manifest, OfflineTable
+from featurestore.offline.timestamps import UTC_US, to_utc_us
+
+EVENT_TS = "event_timestamp"
+CREATED_TS = "created_timestamp"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    view: str
+    version: int
+    rows_written: int
+    rows_replaced: int
+    files_added: int
+    manifest: Manifest
+
+
+def table_path(root: Path, project: str, view: str, version: int) -> Path:
+    return Path(root) / project / view / f"v{version}"
+
+
+def offline_schema(view: FeatureView) -> pa.Schema:
+    """Keys, event and created time, then the features, in the view's declared types."""
+    fields = [pa.field(e.join_key, e.dtype.arrow_type()) for e in view.resolved_entities()]
+    fields += [pa.field(EVENT_TS, UTC_US, nullable=False), pa.field(CREATED_TS, UTC_US)]
+    fields += [pa.field(f.name, f.dtype.arrow_type()) for f in view.schema]
+    return pa.schema(fields)
+
+
+class OfflineStore:
+    """Parquet offline store of one project: one ``OfflineTable`` per view version."""
+
+    def __init__(self, root: Path, project: str) -> None:
+        self.root = Path(root)
+        self.project = project
+
+    def table(self, view: str, version: int) -> OfflineTable:
+        return OfflineTable(table_path(self.root, self.project, view, version))
+
+    def write(
+        self,
+        view: FeatureView,
+        version: int,
+        rows: pa.Table,
+        *,
+        window: tuple[datetime, datetime] | None = None,
+        created_at: datetime | None = None,
+    ) -> WriteResult:
+        """Append ``rows`` (or replace ``window`` with them) for ``view@v<version>``.
+
+        ``rows`` has the view's join keys, ``event_timestamp``, the features and
+        optionally ``created_timestamp`` (default: ``created_at`` or now).
+        Raises SchemaMismatchError, naming the column, before anything is written.
+        """
+        label = f"{view.name}@v{version}"
+        prepared = prepare_rows(view, rows, label=label, created_at=created_at)
+        if window is not None:
+            _check_inside_window(prepared, window, label)
+        table = self.table(view.name, version)
+        with table.writer_lock():
+            base = table.manifest()
+            seq = base.sequence + 1
+            keep, replaced, rewritten = list(base.files), 0, []
+            if window is not None:
+                keep, replaced, rewritten = _drop_window(table, base, window, seq)
+            added = _write_files(table, prepared, seq)
+            detail = {"rows": prepared.num_rows}
+            if window is not None:
+                detail["window"] = [window[0].isoformat(), window[1].isoformat()]
+            manifest = table.commit(
+                base,
+                keep,
+                rewritten + added,
+                operation="replace" if window is not None else "append",
+                detail=detail,
+            )
+        return WriteResult(view.name, version, prepared.num_rows, replaced, len(added), manifest)
+
+
+def prepare_rows(
+    view: FeatureView, rows: pa.Table, *, label: str, created_at: datetime | None = None
+) -> pa.Table:
+    """Select, order and cast the columns to the offline schema; dedupe exact repeats."""
+    schema = offline_schema(view)
+    if CREATED_TS not in rows.column_names:
+        stamp = created_at or datetime.now(UTC)
+        rows = rows.append_column(CREATED_TS, pa.array([stamp] * rows.num_rows, UTC_US))
+    columns = []
+    for field in schema:
+        if field.name not in rows.column_names:
+            raise SchemaMismatchError(
+                f"Rows for {label} have no column '{field.name}' (have: "
+                f"{', '.join(rows.column_names)}). Add it or rename the source column."
+            )
+        column = rows.column(field.name)
+        if field.name in (EVENT_TS, CREATED_TS):
+            column = to_utc_us(column, f"{label}: column '{field.name}'")
+        else:
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SchemaMismatchError(
+                    f"Rows for {label}: column '{field.name}' is {column.type}, which does not "
+                    f"convert to the declared {field.type} ({exc}). Fix the source or the "
+                    "view's schema."
+                ) from exc
+        columns.append(column)
+    table = pa.table(columns, schema=schema.with_metadata(None))
+    if table.column(EVENT_TS).null_count:
+        raise SchemaMismatchError(
+            f"Rows for {label}: {table.column(EVENT_TS).null_count} rows have a null "
+            f"'{EVENT_TS}'. Every feature row needs an event time."
+        )
+    return _dedupe(table, [e.join_key for e in view.resolved_entities()])
+
+
+def _dedupe(table: pa.Table, keys: list[str]) -> pa.Table:
+    """Keep the last of rows equal on keys, event and created time."""
+    if table.num_rows < 2:
+        return table
+    index = pa.array(range(table.num_rows), pa.int64())
+    grouped = (
+        table.select([*keys, EVENT_TS, CREATED_TS])
+        .append_column("__i", index)
+        .group_by([*keys, EVENT_TS, CREATED_TS], use_threads=False)
+        .aggregate([("__i", "max")])
+    )
+    if grouped.num_rows == table.num_rows:
+        return table
+    return table.take(pc.sort_indices(grouped.column("__i_max")))
+
+
+def _check_inside_window(table: pa.Table, window: tuple[datetime, datetime], label: str) -> None:
+    start, end = (_us(w) for w in window)
+    ts = table.column(EVENT_TS).cast(pa.int64())
+    outside = pc.sum(pc.or_(pc.less(ts, start), pc.greater_equal(ts, end))).as_py() or 0
+    if outside:
+        raise SchemaMismatchError(
+            f"Rows for {label}: {outside} rows have an event time outside the window "
+            f"[{window[0].isoformat()}, {window[1].isoformat()}) being replaced; filter them "
+            "out or widen the window."
+        )
+
+
+def _us(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1_000_000)
+
+
+def _drop_window(
+    table: OfflineTable, base: Manifest, window: tuple[datetime, datetime], seq: int
+) -> tuple[list[DataFile], int, list[DataFile]]:
+    """Files to keep, rows dropped, and rewritten remainders of files cut by the window."""
+    start, end = _us(window[0]), _us(window[1])
+    keep: list[DataFile] = []
+    rewritten: list[DataFile] = []
+    dropped = 0
+    for f in base.files:
+        if f.max_ts < start or f.min_ts >= end:
+            keep.append(f)
+            continue
+        if f.min_ts >= start and f.max_ts < end:
+            dropped += f.rows
+            continue
+        rows = pq.read_table(table.root / f.path)
+        ts = rows.column(EVENT_TS).cast(pa.int64())
+        outside = pc.or_(pc.less(ts, start), pc.greater_equal(ts, end))
+        remainder = rows.filter(outside)
+        dropped += rows.num_rows - remainder.num_rows
+        if remainder.num_rows:
+            # The remainder keeps its original sequence number: it is the same old write.
+            written = _write_files(table, remainder, f.seq)
+            rewritten.extend(written)
+    return keep, dropped, rewritten
+
+
+def _write_files(table: OfflineTable, rows: pa.Table, seq: int) -> list[DataFile]:
+    """One file per event date, sorted by event time (tight ranges prune well)."""
+    if rows.num_rows == 0:
+        return []
+    rows = rows.sort_by(EVENT_TS)
+    dates = pc.strftime(rows.column(EVENT_TS), format="%Y-%m-%d")
+    out: list[DataFile] = []
+    for date in pc.unique(dates).to_pylist():
+        part = rows.filter(pc.equal(dates, date))
+        rel, path = table.new_file_path(date)
+        pq.write_table(part, path, compression="zstd", row_group_size=256_000)
+        ts = part.column(EVENT_TS).cast(pa.int64())
+        out.append(
+            DataFile(
+                path=rel,
+                date=date,
+                rows=part.num_rows,
+                min_ts=pc.min(ts).as_py(),
+                max_ts=pc.max(ts).as_py(),
+                seq=seq,
+            )
+        )
+    return out
