@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -316,6 +317,87 @@ def promote(
 
 
 # -- data -------------------------------------------------------------------------
+
+
+@app.command("training-data")
+@handle_errors
+def training_data(
+    entities: Annotated[
+        Path, typer.Option("--entities", "-e", help="Parquet file of entity rows (keys + time).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")],
+    repo: RepoOption = Path("."),
+    service: Annotated[str | None, typer.Option(help="Feature service name.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name: reads the view versions it is pinned to.")
+    ] = None,
+    features: Annotated[
+        list[str] | None, typer.Option("--feature", "-f", help="view:feature (repeatable).")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="duckdb (default) or spark.")] = "duckdb",
+    timestamp_column: Annotated[
+        str, typer.Option(help="Entity time column (UTC; naive times are UTC).")
+    ] = "event_timestamp",
+    full_feature_names: Annotated[
+        bool, typer.Option(help="Name columns view__feature instead of feature.")
+    ] = False,
+    memory_limit: Annotated[
+        str | None, typer.Option(help="DuckDB memory limit, e.g. 2GB; spills to disk beyond.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a point-in-time correct training set and record it for lineage."""
+    import time
+
+    store = _store(repo)
+    options = {"memory_limit": memory_limit, "progress": not as_json} if engine == "duckdb" else {}
+    started = time.perf_counter()
+    result = store.get_training_data(
+        entities,
+        features=features or None,
+        feature_service=service,
+        model=model,
+        timestamp_column=timestamp_column,
+        full_feature_names=full_feature_names,
+        engine=store.offline_engine(engine, **options),
+        output_path=out,
+    )
+    seconds = time.perf_counter() - started
+    record = result.record
+    if as_json:
+        _echo_json({**asdict(record), "seconds": round(seconds, 3)})
+        return
+    typer.echo(
+        f"Wrote {record.rows:,} rows with {len(record.features)} features to {out} in "
+        f"{seconds:.1f}s ({record.engine}); training set #{record.id} recorded"
+        + (f" for model {model}." if model else ".")
+    )
+    typer.echo(
+        "  reads "
+        + ", ".join(f"{k} (offline commit {v})" for k, v in record.offline_manifests.items())
+    )
+
+
+@app.command("training-sets")
+@handle_errors
+def training_sets(
+    repo: RepoOption = Path("."),
+    model: Annotated[str | None, typer.Option(help="Only this model's.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Which data trained which model: recorded training-set builds, newest first."""
+    store = _store(repo)
+    records = store.registry.training_sets(store.project, model=model)
+    if as_json:
+        _echo_json([asdict(r) for r in records])
+        return
+    for r in records:
+        when = r.created_at.isoformat(timespec="seconds") if r.created_at else "-"
+        typer.echo(
+            f"#{r.id}  {when}  model={r.model or '-'}  rows={r.rows:,}  engine={r.engine}  "
+            f"entities={r.entity_fingerprint[:12]}  -> {r.output_path or '(in memory)'}"
+        )
+        typer.echo(f"      {', '.join(r.features)}")
 
 
 @app.command("generate-data")

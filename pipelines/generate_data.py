@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from featurestore.config import RepoConfig
 
@@ -131,6 +132,25 @@ def transactions(s: GeneratorSettings, rng: np.random.Generator) -> pa.Table:
     )
 
 
+def fraud_labels(
+    transactions_path: Path, s: GeneratorSettings, rng: np.random.Generator
+) -> pa.Table:
+    """Entity rows for training: a sample of transactions with a fraud label.
+
+    Large amounts at night are more often fraud, so a model has something to learn.
+    """
+    table = ds.dataset(transactions_path, format="parquet", partitioning="hive").to_table(
+        columns=["transaction_id", "user_id", "merchant_id", "amount", "event_timestamp"]
+    )
+    size = min(table.num_rows, max(1, s.transactions // 10))
+    sample = table.take(np.sort(rng.choice(table.num_rows, size=size, replace=False)))
+    amount = sample.column("amount").to_numpy()
+    hour = (sample.column("event_timestamp").cast(pa.int64()).to_numpy() // 3_600_000_000) % 24
+    risk = 0.01 + 0.2 * (amount > 500) + 0.1 * ((hour < 5) | (hour > 22))
+    is_fraud = rng.random(size) < risk
+    return sample.append_column("is_fraud", pa.array(is_fraud))
+
+
 def write_partitioned(table: pa.Table, target: Path) -> None:
     """Write ``table`` Hive-partitioned by ``date`` and swap it in atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +194,11 @@ def generate(
             f"wrote {name}: {table.num_rows:,} rows in {time.perf_counter() - started:.1f}s "
             f"-> {root / name}"
         )
+    labels = fraud_labels(root / "transactions", settings, rng)
+    labels_path = config.repo_path / "data" / "labels.parquet"
+    pq.write_table(labels, labels_path)
+    report["labels"] = labels.num_rows
+    progress(f"wrote labels: {labels.num_rows:,} labelled transactions -> {labels_path}")
     if kafka_events:
         report["kafka_events"] = produce_events(config, settings, kafka_events, progress=progress)
     return report

@@ -17,6 +17,11 @@ step "Applying again changes nothing" "featurestore apply -r $REPO"
 step "Registered objects" "featurestore list -r $REPO"
 step "Versions of a view" "featurestore versions user_profile -r $REPO"
 step "Which view versions fraud_detector reads" "featurestore resolve --model fraud_detector -r $REPO"
+step "Load the batch views' offline store from their sources (local backfill)" \
+  "python -m pipelines.backfill_offline --repo $REPO"
+step "Build a point-in-time correct training set for fraud_detector" \
+  "featurestore training-data -r $REPO --model fraud_detector --entities $REPO/data/labels.parquet --out $REPO/data/training/fraud_detector.parquet"
+step "Lineage: which data trained which model" "featurestore training-sets -r $REPO --model fraud_detector"
 
 # Versions: change a dtype in a scratch copy of the repo (own registry), apply,
 # and see v2 beside v1, with v1 still resolvable and the models still on it.
