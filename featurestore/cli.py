@@ -138,10 +138,15 @@ def versions(
     as_json: JsonOption = False,
 ) -> None:
     """List every version of a feature view: status, schema, and the models pinned to it."""
+    from featurestore.offline.table import OfflineTable
+
     store = _store(repo)
     snapshot = store.snapshot()
     rows = []
     for vv in store.versions(view):
+        offline = OfflineTable(
+            store.config.offline_store_path / store.project / view / f"v{vv.version}"
+        ).manifest()
         rows.append(
             {
                 "version": f"v{vv.version}",
@@ -153,6 +158,8 @@ def versions(
                 "fingerprint": vv.fingerprint,
                 "features": {n: str(d) for n, d in vv.feature_dtypes.items()},
                 "models": snapshot.models_pinned_to(view, vv.version),
+                "offline_rows": offline.rows,
+                "offline_commit": offline.sequence,
             }
         )
     if as_json:
@@ -164,8 +171,14 @@ def versions(
     for row in rows:
         mark = " (latest)" if row["version"] == f"v{latest}" else ""
         models = f"  models: {', '.join(row['models'])}" if row["models"] else ""
+        data = (
+            f"offline {row['offline_rows']:,} rows (commit {row['offline_commit']})"
+            if row["offline_commit"]
+            else "no offline data yet"
+        )
         typer.echo(
-            f"  {row['version']}{mark}  {row['status']}  created {row['created_at']}{models}"
+            f"  {row['version']}{mark}  {row['status']}  created {row['created_at']}  {data}"
+            f"{models}"
         )
         features = ", ".join(f"{n} {d}" for n, d in row["features"].items())
         typer.echo(f"      {features}")
