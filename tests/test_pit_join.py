@@ -301,21 +301,6 @@ class Scenario:
     full_feature_names: bool
 
 
-def last_of_each_fact(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Drop all but the last of rows equal on keys, event and created time (order kept).
-
-    The contract says the last one wins, so this does not change the expected result; it keeps
-    such in-write repeats away from the writer, whose dedupe loses rows (see
-    test_exact_repeats_within_one_write_keep_the_last_row).
-    """
-    last = {tuple(r[k] for k in (*keys, EVENT_TS, CREATED_TS)): i for i, r in enumerate(rows)}
-    return [
-        r
-        for i, r in enumerate(rows)
-        if last[tuple(r[k] for k in (*keys, EVENT_TS, CREATED_TS))] == i
-    ]
-
-
 @st.composite
 def writes_for(draw: st.DrawFn, view: str) -> list[Write]:
     row = st.fixed_dictionaries(
@@ -346,7 +331,7 @@ def writes_for(draw: st.DrawFn, view: str) -> list[Write]:
         if created_at is not None:
             rows = [{**r, CREATED_TS: created_at} for r in rows]
         style = draw(st.sampled_from(["utc", "naive", "offset"]))
-        out.append(Write(last_of_each_fact(rows, KEYS[view]), style, created_at))
+        out.append(Write(rows, style, created_at))
     return out
 
 
@@ -561,11 +546,6 @@ def test_rule_on_a_worked_example(
     assert_matches_oracle(result, entities, point_in_time_join(entity_rows, requested), requested)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="writer._dedupe takes rows by sort_indices() positions instead of the kept row "
-    "indices: exact repeats within one write survive and the write's last rows are dropped",
-)
 def test_exact_repeats_within_one_write_keep_the_last_row(store: FeatureStore) -> None:
     view = store.snapshot().feature_view("user_stats")
     rows = [
@@ -616,11 +596,6 @@ def test_null_keys_never_match(
     assert result.table.column("amount").to_pylist() == [None, None, None, 3.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FeatureView.to_spec stores ttl_seconds=int(ttl.total_seconds()): a 1.5 s TTL "
-    "joins as 1 s, and a 0.5 s TTL becomes 0, which from_spec reads as no TTL at all",
-)
 def test_sub_second_ttl_is_honoured(store: FeatureStore) -> None:
     snapshot = store.snapshot()
     offline = store.offline_store()
@@ -806,12 +781,6 @@ def test_output_path_streams_the_same_table_and_records_lineage(
     assert other.record.entity_fingerprint != record.entity_fingerprint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DuckDBEngine.join_to_parquet names every input column in SQL, and DuckDB "
-    "identifiers are case-insensitive: 'SCORE' and 'score' (or 'User_Id' and 'user_id') "
-    "collapse into one column",
-)
 def test_output_path_keeps_columns_that_differ_only_in_case(
     store: FeatureStore, tmp_path: Path
 ) -> None:
@@ -974,11 +943,6 @@ def test_missing_parquet_path_is_a_typed_error(store: FeatureStore, tmp_path: Pa
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="join._check_key casts any integer key to int64 unchecked ('widening'); a uint64 "
-    "value above 2**63-1 escapes as a raw pyarrow.ArrowInvalid, not an EntityInputError",
-)
 def test_out_of_range_unsigned_key_is_a_typed_error(store: FeatureStore) -> None:
     entities = _entities(user_id=pa.array([1, 2**63], pa.uint64()))
     with pytest.raises(EntityInputError, match="user_id"):
@@ -993,11 +957,6 @@ def test_narrower_integer_keys_are_widened(store: FeatureStore) -> None:
     assert result.column("score").to_pylist() == [1.5, None]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="join._check_key accepts only the exact arrow type: a pandas 'string[pyarrow]' "
-    "column (arrow large_string) is refused as a key for a String entity",
-)
 def test_pandas_pyarrow_strings_work_as_string_keys(store: FeatureStore) -> None:
     import pandas as pd
 

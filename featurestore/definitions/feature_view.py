@@ -41,6 +41,12 @@ def canonical_json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
+def _seconds(value: timedelta) -> int | float:
+    """Whole seconds as an int (stable specs), sub-second TTLs kept exactly as a float."""
+    seconds = value.total_seconds()
+    return int(seconds) if seconds.is_integer() else seconds
+
+
 def fingerprint(value: Any) -> str:
     return hashlib.sha256(canonical_json(value)).hexdigest()[:16]
 
@@ -232,7 +238,7 @@ class FeatureView:
             "entities": self.entity_names,
             "source": self.source_name,
             "schema": [f.to_spec() for f in self.schema],
-            "ttl_seconds": int(self.ttl.total_seconds()) if self.ttl is not None else None,
+            "ttl_seconds": _seconds(self.ttl) if self.ttl is not None else None,
             "transformation": (
                 transformation_spec(self.transformation) if self.transformation else None
             ),
@@ -257,7 +263,11 @@ class FeatureView:
             entities=[entities.get(n, n) for n in spec["entities"]],
             source=sources.get(spec["source"], spec["source"]),
             schema=[Field.from_spec(f) for f in spec["schema"]],
-            ttl=timedelta(seconds=spec["ttl_seconds"]) if spec.get("ttl_seconds") else None,
+            ttl=(
+                timedelta(seconds=spec["ttl_seconds"])
+                if spec.get("ttl_seconds") is not None
+                else None
+            ),
             transformation=transformation_from_spec(spec.get("transformation")),
             aggregations=[Aggregation.from_spec(a) for a in spec.get("aggregations", [])],
             expectations=[Expectation.from_spec(e) for e in spec.get("expectations", [])],

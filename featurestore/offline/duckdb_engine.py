@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from featurestore.offline.join import ROW, TS, JoinRequest, ViewJoin
 from featurestore.offline.writer import CREATED_TS, EVENT_TS
@@ -66,51 +67,42 @@ class DuckDBEngine:
     def join(self, request: JoinRequest) -> pa.Table:
         conn = self._connect()
         try:
-            conn.register(
-                "entities", _with_micros(request.entities.select([ROW, TS, *_keys(request)]))
-            )
-            sql = _join_sql(request, [ROW]) + f" ORDER BY e.{_q(ROW)}"
-            features = conn.sql(sql).to_arrow_table()
+            features = conn.sql(self._prepare(conn, request)).to_arrow_table()
         finally:
             conn.close()
-        out = request.entities.select(request.input_columns)
-        for view in request.views:
-            for name, dtype in zip(view.output_names, view.output_types, strict=True):
-                out = out.append_column(name, features.column(name).cast(dtype))
-        return out
+        return request.assemble(features)
 
-    def join_to_parquet(self, request: JoinRequest, path: Path) -> int:
-        """Stream the result to one Parquet file without holding it in memory."""
+    def join_to_parquet(self, request: JoinRequest, path: Path, batch_rows: int = 200_000) -> int:
+        """Stream the result to one Parquet file, batch by batch, in input order."""
         conn = self._connect()
+        writer = None
+        offset = 0
         try:
-            conn.register("entities", _with_micros(request.entities))
-            cols = [ROW, *request.input_columns]
-            sql = _join_sql(request, cols) + f" ORDER BY e.{_q(ROW)}"
-            outer = ", ".join(_q(c) for c in [*request.input_columns, *_outputs(request)])
-            conn.execute(
-                f"COPY (SELECT {outer} FROM ({sql})) TO {_lit(str(path))} "
-                "(FORMAT parquet, COMPRESSION zstd)"
-            )
-            rows = conn.execute(f"SELECT count(*) FROM read_parquet({_lit(str(path))})")
-            return int(rows.fetchone()[0])  # type: ignore[index]
+            reader = conn.sql(self._prepare(conn, request)).to_arrow_reader(batch_rows)
+            for batch in reader:
+                part = request.assemble(pa.Table.from_batches([batch]), offset)
+                if writer is None:
+                    writer = pq.ParquetWriter(path, part.schema, compression="zstd")
+                writer.write_table(part)
+                offset += part.num_rows
         finally:
+            if writer is not None:
+                writer.close()
             conn.close()
+        return offset
+
+    def _prepare(self, conn: duckdb.DuckDBPyConnection, request: JoinRequest) -> str:
+        """Register the keys and times (never the other input columns: DuckDB's names are
+        case-insensitive) and return the query: row number and features, in row order."""
+        conn.register(
+            "entities", _with_micros(request.entities.select([ROW, TS, *request.join_keys]))
+        )
+        return _join_sql(request, [ROW]) + f" ORDER BY e.{_q(ROW)}"
 
 
 def _with_micros(entities: pa.Table) -> pa.Table:
     index = entities.column_names.index(TS)
     return entities.set_column(index, TS, entities.column(TS).cast(pa.int64()))
-
-
-def _keys(request: JoinRequest) -> list[str]:
-    seen: dict[str, None] = {}
-    for view in request.views:
-        seen.update(dict.fromkeys(view.join_keys))
-    return list(seen)
-
-
-def _outputs(request: JoinRequest) -> list[str]:
-    return [name for view in request.views for name in view.output_names]
 
 
 def _source_sql(view: ViewJoin) -> str:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurestore.errors import EntityInputError
+from featurestore.errors import EntityInputError, SchemaMismatchError
 from featurestore.offline.table import OfflineTable
 from featurestore.offline.timestamps import to_utc_us
 from featurestore.offline.writer import offline_schema
@@ -55,10 +55,40 @@ class JoinRequest:
     entities: pa.Table  # the input columns, plus ROW (0..n-1) and TS (UTC)
     timestamp_column: str
     views: tuple[ViewJoin, ...]
+    output_order: tuple[str, ...] = ()  # feature columns in the order they were asked for
 
     @property
     def input_columns(self) -> list[str]:
         return [c for c in self.entities.column_names if c not in (ROW, TS)]
+
+    @property
+    def join_keys(self) -> list[str]:
+        return list(dict.fromkeys(k for view in self.views for k in view.join_keys))
+
+    @property
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {
+            name: dtype
+            for view in self.views
+            for name, dtype in zip(view.output_names, view.output_types, strict=True)
+        }
+
+    def assemble(self, features: pa.Table, offset: int = 0) -> pa.Table:
+        """Input rows [offset, offset + len(features)) with the feature columns appended.
+
+        Engines compute only the row number and the features; the input columns
+        are taken from the input itself, so they pass through exactly as given
+        (names, case and types included).
+        """
+        rows = features.column(ROW)
+        expected = pa.array(range(offset, offset + features.num_rows), pa.int64())
+        if not rows.equals(pa.chunked_array([expected])):  # pragma: no cover - a bug guard
+            raise AssertionError("an engine lost, duplicated or reordered entity rows")
+        out = self.entities.slice(offset, features.num_rows).select(self.input_columns)
+        types = self.output_types
+        for name in self.output_order:
+            out = out.append_column(name, features.column(name).cast(types[name]))
+        return out
 
 
 class OfflineEngine(Protocol):
@@ -120,7 +150,10 @@ def build_request(
     for reserved in (ROW, TS):
         if reserved in entities.column_names:
             raise EntityInputError(f"The entity input uses the reserved column name '{reserved}'.")
-    ts = to_utc_us(entities.column(timestamp_column), f"Entity column '{timestamp_column}'")
+    try:
+        ts = to_utc_us(entities.column(timestamp_column), f"Entity column '{timestamp_column}'")
+    except SchemaMismatchError as exc:
+        raise EntityInputError(str(exc)) from exc
     if ts.null_count:
         raise EntityInputError(
             f"Entity column '{timestamp_column}' has {ts.null_count} null timestamp(s); every "
@@ -170,7 +203,8 @@ def build_request(
         )
     keyed = keyed.append_column(ROW, pa.array(range(entities.num_rows), pa.int64()))
     keyed = keyed.append_column(TS, ts)
-    return JoinRequest(keyed, timestamp_column, tuple(views))
+    order = tuple(names[f.ref] for f in features)
+    return JoinRequest(keyed, timestamp_column, tuple(views), order)
 
 
 def _output_names(features: Sequence[ResolvedFeature], full: bool) -> dict[Any, str]:
@@ -205,9 +239,16 @@ def _check_key(table: pa.Table, key: str, dtype: pa.DataType, view: str) -> pa.T
     if column.type == dtype:
         return table
     widening = pa.types.is_integer(column.type) and pa.types.is_integer(dtype)
-    if pa.types.is_null(column.type) or widening:
-        index = table.column_names.index(key)
-        return table.set_column(index, key, column.cast(dtype))
+    strings = pa.types.is_large_string(column.type) and pa.types.is_string(dtype)
+    if pa.types.is_null(column.type) or widening or strings:
+        try:
+            converted = column.cast(dtype)
+        except pa.ArrowInvalid as exc:
+            raise EntityInputError(
+                f"Entity column '{key}' has values that do not fit {dtype}, the type view "
+                f"'{view}' keys it as ({exc})."
+            ) from exc
+        return table.set_column(table.column_names.index(key), key, converted)
     raise EntityInputError(
         f"Entity column '{key}' is {column.type}, but view '{view}' keys it as {dtype}. "
         f"Convert the column to {dtype}."

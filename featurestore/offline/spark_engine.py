@@ -45,8 +45,9 @@ class SparkEngine:
         self.session = session
 
     def _features(self, request: JoinRequest) -> DataFrame:
-        keys = _keys(request)
-        entities = self.session.createDataFrame(request.entities.select([ROW, TS, *keys]))
+        entities = self.session.createDataFrame(
+            request.entities.select([ROW, TS, *request.join_keys])
+        )
         result = entities.select(ROW)
         for view in request.views:
             result = result.join(self._view(entities, view), on=ROW, how="left")
@@ -131,14 +132,7 @@ class SparkEngine:
         return out
 
     def join(self, request: JoinRequest) -> pa.Table:
-        features = self._features(request).orderBy(ROW).toArrow()
-        if features.num_rows != request.entities.num_rows:  # pragma: no cover - a bug guard
-            raise AssertionError("Spark join lost or duplicated entity rows")
-        out = request.entities.select(request.input_columns)
-        for view in request.views:
-            for name, dtype in zip(view.output_names, view.output_types, strict=True):
-                out = out.append_column(name, features.column(name).cast(dtype))
-        return out
+        return request.assemble(self._features(request).orderBy(ROW).toArrow())
 
     def join_to_parquet(self, request: JoinRequest, path: Path) -> int:
         """Write the result as one Parquet file, in input order."""
@@ -147,13 +141,6 @@ class SparkEngine:
         table = self.join(request)
         pq.write_table(table, path, compression="zstd")
         return table.num_rows
-
-
-def _keys(request: JoinRequest) -> list[str]:
-    seen: dict[str, None] = {}
-    for view in request.views:
-        seen.update(dict.fromkeys(view.join_keys))
-    return list(seen)
 
 
 def _spark_type(dtype: pa.DataType) -> Any:

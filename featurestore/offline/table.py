@@ -11,13 +11,15 @@ atomic ``link``: readers take the newest manifest and see either all of a
 write or none of it. Each manifest entry carries the file's event-time range
 and a sequence number, so reads prune files outside the time range and break
 exact ties (same keys, event and created time) in favour of the later write.
-Files no manifest references any more are deleted once older than the
-retention, so a reader holding an older manifest can finish.
+A file a commit stops referencing is deleted only once the retention has
+passed since that commit (the manifest remembers when), so a reader holding an
+older manifest can finish its read.
 """
 
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import time
 import uuid
@@ -57,6 +59,7 @@ class Manifest:
     operation: str = "create"
     committed_at: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    orphans: dict[str, float] = field(default_factory=dict)  # path -> unix time unreferenced
 
     @property
     def rows(self) -> int:
@@ -69,6 +72,7 @@ class Manifest:
                 "operation": self.operation,
                 "committed_at": self.committed_at,
                 "detail": self.detail,
+                "orphans": self.orphans,
                 "files": [
                     {
                         "path": f.path,
@@ -93,6 +97,7 @@ class Manifest:
             operation=raw.get("operation", ""),
             committed_at=raw.get("committed_at", ""),
             detail=raw.get("detail", {}),
+            orphans=raw.get("orphans", {}),
         )
 
 
@@ -109,13 +114,18 @@ class OfflineTable:
 
     def manifest(self) -> Manifest:
         """The newest committed manifest; an empty one (sequence 0) for a table never written."""
-        try:
-            names = sorted(n for n in os.listdir(self.manifests_dir) if n.endswith(".json"))
-        except FileNotFoundError:
-            return Manifest(0)
-        if not names:
-            return Manifest(0)
-        return Manifest.from_json((self.manifests_dir / names[-1]).read_bytes())
+        for _ in range(10):
+            try:
+                names = sorted(n for n in os.listdir(self.manifests_dir) if n.endswith(".json"))
+            except FileNotFoundError:
+                return Manifest(0)
+            if not names:
+                return Manifest(0)
+            try:
+                return Manifest.from_json((self.manifests_dir / names[-1]).read_bytes())
+            except FileNotFoundError:
+                continue  # cleaned up between listing and reading: list again
+        raise RuntimeError(f"Cannot read a stable manifest of {self.root}")  # pragma: no cover
 
     def files(self, start_us: int | None = None, end_us: int | None = None) -> list[DataFile]:
         """Committed files that may hold rows with event time in [start_us, end_us]."""
@@ -149,12 +159,17 @@ class OfflineTable:
     ) -> Manifest:
         """Publish ``keep + add`` as the next manifest. Call under ``writer_lock``."""
         sequence = base.sequence + 1
+        now = time.time()
+        current = {f.path for f in keep} | {f.path for f in add}
+        orphans = {p: t for p, t in base.orphans.items() if p not in current}
+        orphans.update({f.path: now for f in base.files if f.path not in current})
         manifest = Manifest(
             sequence=sequence,
             files=tuple(keep) + tuple(add),
             operation=operation,
             committed_at=datetime.now().astimezone().isoformat(timespec="seconds"),
             detail=detail or {},
+            orphans=orphans,
         )
         self.manifests_dir.mkdir(parents=True, exist_ok=True)
         final = self.manifests_dir / f"{sequence:010d}.json"
@@ -168,13 +183,31 @@ class OfflineTable:
         return manifest
 
     def _collect_garbage(self, current: Manifest) -> None:
-        """Delete files and manifests nothing current references, once past the retention."""
-        referenced = {f.path for f in current.files}
+        """Delete what no current manifest needs, once past the retention.
+
+        A file counts from when a commit stopped referencing it; a file no
+        manifest ever referenced (left by a crashed writer) from when it was
+        written; a manifest from when the next one superseded it.
+        """
         horizon = time.time() - self.retention_seconds
+        referenced = {f.path for f in current.files}
         for part in self.root.glob("date=*/*.parquet"):
             rel = part.relative_to(self.root).as_posix()
-            if rel not in referenced and part.stat().st_mtime < horizon:
+            if rel in referenced:
+                continue
+            since = current.orphans.get(rel)
+            if since is None:
+                try:
+                    since = part.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+            if since < horizon:
                 part.unlink(missing_ok=True)
-        for old in self.manifests_dir.glob("*.json"):
-            if old.name != f"{current.sequence:010d}.json" and old.stat().st_mtime < horizon:
-                old.unlink(missing_ok=True)
+        names = sorted(n for n in os.listdir(self.manifests_dir) if n.endswith(".json"))
+        for older, newer in itertools.pairwise(names):
+            try:
+                superseded = (self.manifests_dir / newer).stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if superseded < horizon:
+                (self.manifests_dir / older).unlink(missing_ok=True)

@@ -11,7 +11,7 @@ one fact written twice: the last one is kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +20,12 @@ import pyarrow.parquet as pq
 
 from featurestore.definitions import FeatureView
 from featurestore.errors import SchemaMismatchError
-from featurestore.offline.table import DataFile, Manifest, OfflineTable
+from featurestore.offline.table import (
+    DEFAULT_RETENTION_SECONDS,
+    DataFile,
+    Manifest,
+    OfflineTable,
+)
 from featurestore.offline.timestamps import UTC_US, to_utc_us
 
 EVENT_TS = "event_timestamp"
@@ -52,12 +57,18 @@ def offline_schema(view: FeatureView) -> pa.Schema:
 class OfflineStore:
     """Parquet offline store of one project: one ``OfflineTable`` per view version."""
 
-    def __init__(self, root: Path, project: str) -> None:
+    def __init__(
+        self, root: Path, project: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS
+    ) -> None:
         self.root = Path(root)
         self.project = project
+        self.retention_seconds = retention_seconds
 
     def table(self, view: str, version: int) -> OfflineTable:
-        return OfflineTable(table_path(self.root, self.project, view, version))
+        return OfflineTable(
+            table_path(self.root, self.project, view, version),
+            retention_seconds=self.retention_seconds,
+        )
 
     def write(
         self,
@@ -149,7 +160,8 @@ def _dedupe(table: pa.Table, keys: list[str]) -> pa.Table:
     )
     if grouped.num_rows == table.num_rows:
         return table
-    return table.take(pc.sort_indices(grouped.column("__i_max")))
+    kept = grouped.column("__i_max")
+    return table.take(pc.take(kept, pc.sort_indices(kept)))  # original order
 
 
 def _check_inside_window(table: pa.Table, window: tuple[datetime, datetime], label: str) -> None:
@@ -164,10 +176,14 @@ def _check_inside_window(table: pa.Table, window: tuple[datetime, datetime], lab
         )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _us(value: datetime) -> int:
+    """Exact microseconds since the epoch (float seconds would round far from 1970)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1_000_000)
+    return (value - _EPOCH) // timedelta(microseconds=1)
 
 
 def _drop_window(
