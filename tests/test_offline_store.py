@@ -347,6 +347,40 @@ def test_exact_repeats_within_one_write_keep_only_the_last(
     assert stored(table) == [(1, DAY1, 11.0), (2, DAY1 + HOUR, 12.0), (3, DAY1 + 2 * HOUR, 13.0)]
 
 
+def test_event_time_ties_within_one_write_keep_what_a_join_would_pick(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    offline = store.offline_store()
+    table = offline.table("user_stats", 1)
+    created = [DAY1 + HOUR, DAY1 + 2 * HOUR, None, DAY1 + 2 * HOUR, DAY1, None]
+    data = rows([DAY1, DAY1, DAY1, DAY1, DAY1 + HOUR, DAY1 + HOUR], users=[1, 1, 1, 1, 2, 2])
+    data = data.set_column(2, "created_timestamp", pa.array(created, UTC_US))
+    result = offline.write(view, 1, data)
+    # user 1: the largest created time wins, the last of equals (row 3, not row 1);
+    # user 2: a null created time loses to any created time.
+    assert result.rows_written == 2
+    assert stored(table) == [(1, DAY1, 4.0), (2, DAY1 + HOUR, 5.0)]
+    assert all(f.tie_free for f in table.manifest().files)
+
+
+def test_only_files_overlapping_another_write_need_a_dedupe() -> None:
+    from featurestore.offline.join import needs_dedupe
+    from featurestore.offline.table import DataFile
+
+    def f(name: str, lo: int, hi: int, seq: int, tie_free: bool = True) -> DataFile:
+        return DataFile(name, "d", 1, lo, hi, seq, tie_free)
+
+    files = [
+        f("a", 0, 10, 1),
+        f("b", 11, 20, 2),  # touches nothing: a later window
+        f("c", 20, 30, 3),  # shares t=20 with b: may tie
+        f("d", 40, 50, 4, tie_free=False),  # written before writes reduced ties
+        f("e", 60, 70, 5),
+        f("f", 65, 66, 5),  # same write as e: already reduced
+    ]
+    assert sorted(x.path for x in needs_dedupe(files)) == ["b", "c", "d"]
+
+
 # -- atomic commits -------------------------------------------------------------------------------
 
 

@@ -106,7 +106,8 @@ def _with_micros(entities: pa.Table) -> pa.Table:
 
 
 def _source_sql(view: ViewJoin) -> str:
-    """The view's rows, one per (keys, event time): the largest created time, then latest write."""
+    """The view's rows, one per (keys, event time): the largest created time, then latest
+    write. Only files that may hold ties go through the (costly) window."""
     cols = [*view.join_keys, EVENT_TS, CREATED_TS, *view.features]
     select = ", ".join(_q(c) for c in cols)
     timed = f"{select}, epoch_us({_q(EVENT_TS)}) AS __t"
@@ -116,19 +117,25 @@ def _source_sql(view: ViewJoin) -> str:
             f"CAST(NULL AS {_duck_type(view.schema.field(c).type)}) AS {_q(c)}" for c in cols
         )
         return f"SELECT {typed}, CAST(NULL AS BIGINT) AS __t WHERE false"
-    by_seq: dict[int, list[str]] = {}
-    for path, seq in view.files:
-        by_seq.setdefault(seq, []).append(path)
-    parts = [
-        f"SELECT {select}, {seq} AS __seq FROM read_parquet([{', '.join(map(_lit, paths))}])"
-        for seq, paths in sorted(by_seq.items())
-    ]
-    union = " UNION ALL ".join(parts)
-    keys = ", ".join(_q(k) for k in [*view.join_keys, EVENT_TS])
-    return (
-        f"SELECT {timed} FROM ({union}) QUALIFY row_number() OVER (PARTITION BY {keys} "
-        f"ORDER BY {_q(CREATED_TS)} DESC NULLS LAST, __seq DESC) = 1"
-    )
+    clean = [p for p, _ in view.files if p not in view.dedupe_files]
+    tied = [(p, seq) for p, seq in view.files if p in view.dedupe_files]
+    parts = []
+    if clean:  # no row here ties with another: no window needed
+        parts.append(f"SELECT {timed} FROM read_parquet([{', '.join(map(_lit, clean))}])")
+    if tied:
+        by_seq: dict[int, list[str]] = {}
+        for path, seq in tied:
+            by_seq.setdefault(seq, []).append(path)
+        union = " UNION ALL ".join(
+            f"SELECT {select}, {seq} AS __seq FROM read_parquet([{', '.join(map(_lit, ps))}])"
+            for seq, ps in sorted(by_seq.items())
+        )
+        keys = ", ".join(_q(k) for k in [*view.join_keys, EVENT_TS])
+        parts.append(
+            f"SELECT {timed} FROM ({union}) QUALIFY row_number() OVER (PARTITION BY {keys} "
+            f"ORDER BY {_q(CREATED_TS)} DESC NULLS LAST, __seq DESC) = 1"
+        )
+    return " UNION ALL ".join(parts)
 
 
 def _join_sql(request: JoinRequest, entity_columns: list[str]) -> str:

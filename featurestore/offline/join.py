@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.errors import EntityInputError, SchemaMismatchError
-from featurestore.offline.table import OfflineTable
+from featurestore.offline.table import DataFile, OfflineTable
 from featurestore.offline.timestamps import to_utc_us
-from featurestore.offline.writer import offline_schema
+from featurestore.offline.writer import offline_schema, row_numbers
 from featurestore.registry.snapshot import RegistrySnapshot, ResolvedFeature
 
 ROW = "__fs_row"
@@ -44,6 +44,9 @@ class ViewJoin:
     files: tuple[tuple[str, int], ...]  # (absolute path, write sequence), pruned by time
     schema: pa.Schema  # the offline table's schema
     manifest_sequence: int = 0  # the offline commit read: lineage of the training set
+    # Files whose rows may tie on (keys, event time) with another row; the others can
+    # skip the dedupe step (an engine may still dedupe everything).
+    dedupe_files: frozenset[str] = frozenset()
 
     @property
     def output_types(self) -> list[pa.DataType]:
@@ -81,7 +84,7 @@ class JoinRequest:
         (names, case and types included).
         """
         rows = features.column(ROW)
-        expected = pa.array(range(offset, offset + features.num_rows), pa.int64())
+        expected = row_numbers(features.num_rows, offset)
         if not rows.equals(pa.chunked_array([expected])):  # pragma: no cover - a bug guard
             raise AssertionError("an engine lost, duplicated or reordered entity rows")
         out = self.entities.slice(offset, features.num_rows).select(self.input_columns)
@@ -185,9 +188,8 @@ def build_request(
         table = OfflineTable(offline_root / snapshot.project / view_name / f"v{version}")
         start = None if ttl_us is None else min_ts - ttl_us
         manifest = table.manifest()
-        files = tuple(
-            (str(table.root / f.path), f.seq) for f in manifest.files if f.overlaps(start, max_ts)
-        )
+        read = [f for f in manifest.files if f.overlaps(start, max_ts)]
+        files = tuple((str(table.root / f.path), f.seq) for f in read)
         views.append(
             ViewJoin(
                 view=view_name,
@@ -199,12 +201,33 @@ def build_request(
                 files=files,
                 schema=offline_schema(view),
                 manifest_sequence=manifest.sequence,
+                dedupe_files=frozenset(str(table.root / f.path) for f in needs_dedupe(read)),
             )
         )
-    keyed = keyed.append_column(ROW, pa.array(range(entities.num_rows), pa.int64()))
+    keyed = keyed.append_column(ROW, row_numbers(entities.num_rows))
     keyed = keyed.append_column(TS, ts)
     order = tuple(names[f.ref] for f in features)
     return JoinRequest(keyed, timestamp_column, tuple(views), order)
+
+
+def needs_dedupe(files: Sequence[DataFile]) -> list[DataFile]:
+    """The files whose rows may tie with another row on (keys, event time).
+
+    A tie needs two rows at the same event time. A tie-free file (its write reduced
+    its ties) can only tie with a file of another write whose time range overlaps
+    its own; batch windows and in-order streams rarely overlap, so most reads skip
+    the dedupe entirely.
+    """
+    ordered = sorted(files, key=lambda f: f.min_ts)
+    marked = [not f.tie_free for f in ordered]
+    for i, f in enumerate(ordered):
+        for j in range(i + 1, len(ordered)):
+            g = ordered[j]
+            if g.min_ts > f.max_ts:
+                break  # sorted by start: no later file overlaps f either
+            if g.seq != f.seq:
+                marked[i] = marked[j] = True
+    return [f for f, m in zip(ordered, marked, strict=True) if m]
 
 
 def _output_names(features: Sequence[ResolvedFeature], full: bool) -> dict[Any, str]:

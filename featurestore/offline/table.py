@@ -44,6 +44,9 @@ class DataFile:
     min_ts: int  # event time range, microseconds since the epoch (UTC)
     max_ts: int
     seq: int  # commit that wrote it: later commits win exact ties
+    # No two rows share keys and event time within this file's write (the writer
+    # reduced them): a file that overlaps no other write's time range needs no dedupe.
+    tie_free: bool = False
 
     def overlaps(self, start_us: int | None, end_us: int | None) -> bool:
         """Whether any row may fall in [start_us, end_us] (both inclusive, None = open)."""
@@ -81,6 +84,7 @@ class Manifest:
                         "min_ts": f.min_ts,
                         "max_ts": f.max_ts,
                         "seq": f.seq,
+                        "tie_free": f.tie_free,
                     }
                     for f in self.files
                 ],

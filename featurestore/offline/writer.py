@@ -4,8 +4,10 @@
 the window already stored are dropped and the new rows take their place, so
 re-running the same window never duplicates anything. Either way the write
 becomes visible at once, through one manifest commit (see ``table.py``).
-Within one write, rows with the same keys, event time and created time are
-one fact written twice: the last one is kept.
+Within one write, rows with the same keys and event time are reduced to the
+one a point-in-time join would pick (the largest created time, then the last
+row): the others can never be read, and a tie-free file lets the join skip
+its dedupe step (see ``join.needs_dedupe``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -113,7 +116,7 @@ class OfflineStore:
 def prepare_rows(
     view: FeatureView, rows: pa.Table, *, label: str, created_at: datetime | None = None
 ) -> pa.Table:
-    """Select, order and cast the columns to the offline schema; dedupe exact repeats."""
+    """Select, order and cast the columns to the offline schema; reduce event-time ties."""
     schema = offline_schema(view)
     if CREATED_TS not in rows.column_names:
         stamp = created_at or datetime.now(UTC)
@@ -144,24 +147,57 @@ def prepare_rows(
             f"Rows for {label}: {table.column(EVENT_TS).null_count} rows have a null "
             f"'{EVENT_TS}'. Every feature row needs an event time."
         )
-    return _dedupe(table, [e.join_key for e in view.resolved_entities()])
+    return reduce_ties(table, [e.join_key for e in view.resolved_entities()])
 
 
-def _dedupe(table: pa.Table, keys: list[str]) -> pa.Table:
-    """Keep the last of rows equal on keys, event and created time."""
+def reduce_ties(table: pa.Table, keys: list[str]) -> pa.Table:
+    """One row per (keys, event time): the largest created time (null lowest), then the
+    last row. Keeps the input order of the rows kept."""
     if table.num_rows < 2:
         return table
-    index = pa.array(range(table.num_rows), pa.int64())
-    grouped = (
-        table.select([*keys, EVENT_TS, CREATED_TS])
-        .append_column("__i", index)
-        .group_by([*keys, EVENT_TS, CREATED_TS], use_threads=False)
-        .aggregate([("__i", "max")])
-    )
-    if grouped.num_rows == table.num_rows:
+    group = [*keys, EVENT_TS]
+    if table.select(group).group_by(group, use_threads=False).aggregate([]).num_rows == (
+        table.num_rows
+    ):
+        return table  # the common case: no ties, nothing to sort
+    return last_per_group(table, group)
+
+
+def last_per_group(table: pa.Table, group: list[str]) -> pa.Table:
+    """The row a point-in-time read would pick for each ``group`` (e.g. the join keys:
+    the latest row per entity): the largest event time, then created time (null
+    lowest), then the last row. Keeps the input order of the rows kept."""
+    if table.num_rows < 2:
         return table
-    kept = grouped.column("__i_max")
-    return table.take(pc.take(kept, pc.sort_indices(kept)))  # original order
+    created = table.column(CREATED_TS).cast(pa.int64()).fill_null(-(2**63))
+    by = [*group, *([EVENT_TS] if EVENT_TS not in group else []), "__c", "__i"]
+    order = (
+        table.select([c for c in by if c in table.column_names])
+        .append_column("__c", created)
+        .append_column("__i", row_numbers(table.num_rows))
+        .sort_by([(c, "ascending") for c in by])
+    )
+    kept = pc.filter(order.column("__i"), _differs_from_next(order, group))
+    return table.take(pc.take(kept, pc.sort_indices(kept)))  # input order
+
+
+def row_numbers(n: int, start: int = 0) -> pa.Array:
+    """start, start + 1, ... as int64, built in C (from a Python range: ~0.1 s per 1M)."""
+    return pa.array(np.arange(start, start + n, dtype=np.int64))
+
+
+def _differs_from_next(table: pa.Table, columns: list[str]) -> pa.Array:
+    """For each row of a sorted table: whether the next row differs on ``columns``
+    (True for the last row)."""
+    n = table.num_rows
+    out = pa.array([False] * (n - 1), pa.bool_())
+    for name in columns:
+        col = table.column(name).combine_chunks()
+        # null == null counts as equal here (both null keys group together).
+        a, b = col.slice(0, n - 1), col.slice(1)
+        same = pc.or_kleene(pc.and_(a.is_null(), b.is_null()), pc.fill_null(pc.equal(a, b), False))
+        out = pc.or_(out, pc.invert(same))
+    return pa.concat_arrays([out, pa.array([True])])
 
 
 def _check_inside_window(table: pa.Table, window: tuple[datetime, datetime], label: str) -> None:
@@ -208,12 +244,14 @@ def _drop_window(
         dropped += rows.num_rows - remainder.num_rows
         if remainder.num_rows:
             # The remainder keeps its original sequence number: it is the same old write.
-            written = _write_files(table, remainder, f.seq)
+            written = _write_files(table, remainder, f.seq, tie_free=f.tie_free)
             rewritten.extend(written)
     return keep, dropped, rewritten
 
 
-def _write_files(table: OfflineTable, rows: pa.Table, seq: int) -> list[DataFile]:
+def _write_files(
+    table: OfflineTable, rows: pa.Table, seq: int, *, tie_free: bool = True
+) -> list[DataFile]:
     """One file per event date, sorted by event time (tight ranges prune well)."""
     if rows.num_rows == 0:
         return []
@@ -233,6 +271,7 @@ def _write_files(table: OfflineTable, rows: pa.Table, seq: int) -> list[DataFile
                 min_ts=pc.min(ts).as_py(),
                 max_ts=pc.max(ts).as_py(),
                 seq=seq,
+                tie_free=tie_free,
             )
         )
     return out
