@@ -16,13 +16,16 @@ handler.
     │   ├── FeatureViewNotFound
     │   ├── FeatureNotFound
     │   ├── VersionNotFound
+    │   ├── FeatureNotServedOnline            its view is declared online=False
     │   └── ObjectNotFound
     ├── RegistryError                         the registry store failed
     │   ├── RegistryUnavailable (ConnectionError)
     │   └── ApplyError                        an apply failed and was rolled back
     ├── ConflictError (ValueError)            refused: it would break something in use
     ├── SchemaMismatchError (ValueError)      data does not match its definition
-    ├── EntityInputError (ValueError)         a training-data entity input is unusable
+    ├── EntityInputError (ValueError)         entity rows are unusable (column, type, nulls)
+    │   └── RequestTooLargeError              more entity rows than a lookup may ask for
+    ├── OnlineStoreUnavailable (ConnectionError)  Redis cannot be reached
     ├── MissingExtraError (ImportError)       an optional dependency is absent
     └── DevServiceError (RuntimeError)        `featurestore dev` could not act
         ├── PortInUseError
@@ -104,6 +107,10 @@ class VersionNotFound(NotFoundError):
     pass
 
 
+class FeatureNotServedOnline(NotFoundError):
+    """The feature exists but its view is not materialized online (online=False)."""
+
+
 class ObjectNotFound(NotFoundError):
     pass
 
@@ -133,9 +140,21 @@ class SchemaMismatchError(FeatureStoreError, ValueError):
 
 
 class EntityInputError(FeatureStoreError, ValueError):
-    """The entity rows given to a training-data build are unusable (column, type, nulls)."""
+    """Entity rows given to a training-data build or a lookup are unusable."""
 
     http_status = 422
+
+
+class RequestTooLargeError(EntityInputError):
+    """A lookup asks for more entity rows than the server allows."""
+
+    http_status = 413
+
+
+class OnlineStoreUnavailable(FeatureStoreError, ConnectionError):
+    """Redis cannot be reached; lookups and online writes fail until it is back."""
+
+    http_status = 503
 
 
 class MissingExtraError(FeatureStoreError, ImportError):

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from featurestore.offline.join import OfflineEngine
     from featurestore.offline.training import TrainingSet
     from featurestore.offline.writer import OfflineStore
+    from featurestore.online.client import Catalog, OnlineClient
+    from featurestore.online.response import OnlineResponse
+    from featurestore.online.writer import OnlineWriter, WriteStats
 
 
 class FeatureStore:
@@ -48,6 +51,8 @@ class FeatureStore:
         return self._registry or Registry(self.config.registry_url)
 
     def close(self) -> None:
+        if "_online" in self.__dict__:
+            self._online.close()
         if self._registry is None and "registry" in self.__dict__:
             self.registry.close()
 
@@ -66,9 +71,17 @@ class FeatureStore:
         return self.registry.plan(self.load_repo())
 
     def apply(self, *, on_change: Callable[[Change], None] | None = None) -> ApplyResult:
-        return self.registry.apply(
+        result = self.registry.apply(
             self.load_repo(), on_change=on_change, code_version=git_sha(self.config.repo_path)
         )
+        self._registry_changed()
+        return result
+
+    def _registry_changed(self) -> None:
+        """This process changed the registry: its own lookups see it at once (other
+        processes within their refresh interval)."""
+        if "_online" in self.__dict__:
+            self._online.catalog = self.catalog()
 
     # -- registry reads -------------------------------------------------------
 
@@ -144,11 +157,117 @@ class FeatureStore:
             output_path=output_path,
         )
 
-    def retire(self, view: str, version: int) -> ViewVersion:
-        return self.registry.retire_version(self.project, view, version)
+    # -- online -------------------------------------------------------------------
+
+    def catalog(self) -> Catalog:
+        from featurestore.online.client import Catalog
+
+        return Catalog(self.snapshot())
+
+    def refreshed(self, catalog: Catalog) -> Catalog:
+        """``catalog`` if the registry has not changed since, else a new one."""
+        if self.registry.serial(self.project) == catalog.serial:
+            return catalog
+        return self.catalog()
+
+    def online_client(self, **options: Any) -> OnlineClient:
+        """A lookup client on this repo's Redis; it follows registry changes within
+        ``refresh_seconds`` (default 1 s). See ``OnlineClient`` for the options."""
+        from featurestore.online.client import OnlineClient
+
+        return OnlineClient(
+            self.config.redis_url, self.catalog(), refresh=self.refreshed, **options
+        )
+
+    @cached_property
+    def _online(self) -> OnlineClient:
+        return self.online_client()
+
+    def get_online_features(
+        self,
+        entities: Any,
+        *,
+        model: str | None = None,
+        features: Sequence[str] | None = None,
+        full_feature_names: bool = False,
+    ) -> OnlineResponse:
+        """Latest values for each entity row, with per-feature status and event time.
+
+        ``entities``: ``[{"user_id": 1}, ...]`` or ``{"user_id": [1, ...]}``. Ask with
+        ``model`` (its pinned versions) or ``features`` (references and service names).
+        One Redis round trip, whatever the number of rows and views.
+        """
+        return self._online.get_online_features(
+            entities, model=model, features=features, full_feature_names=full_feature_names
+        )
+
+    async def get_online_features_async(
+        self,
+        entities: Any,
+        *,
+        model: str | None = None,
+        features: Sequence[str] | None = None,
+        full_feature_names: bool = False,
+    ) -> OnlineResponse:
+        return await self._online.get_online_features_async(
+            entities, model=model, features=features, full_feature_names=full_feature_names
+        )
+
+    def online_writer(self, **options: Any) -> OnlineWriter:
+        from featurestore.online.writer import OnlineWriter
+
+        return OnlineWriter.from_url(self.config.redis_url, **options)
+
+    def write_online(self, view: str, rows: Any, *, version: int | None = None) -> WriteStats:
+        """Write an Arrow table of feature rows to ``view``'s latest (or given) version;
+        a value never replaces a newer one."""
+        from featurestore.online.layout import ViewLayout
+
+        snapshot = self.snapshot()
+        vv = snapshot.view_version(view, version)
+        layout = ViewLayout.from_view(
+            self.project, snapshot.feature_view(view, vv.version), vv.version
+        )
+        return self.online_writer().write_table(layout, rows)
+
+    def cleanup_online(self) -> dict[str, int]:
+        """Remove the online values of every retired version; returns fields removed per version."""
+        from featurestore.online.layout import ViewLayout
+
+        snapshot = self.snapshot()
+        writer = self.online_writer()
+        removed = {}
+        for vv in snapshot.retired_versions():
+            layout = ViewLayout.from_version(snapshot, vv)
+            removed[vv.label] = writer.delete_version(layout)
+        return removed
+
+    def retire(self, view: str, version: int, *, remove_online: bool = True) -> ViewVersion:
+        """Stop serving ``view@v<version>`` and remove its online values.
+
+        If Redis is unreachable the version is retired anyway, and
+        OnlineStoreUnavailable says to run ``featurestore online cleanup`` later.
+        """
+        from featurestore.errors import OnlineStoreUnavailable
+        from featurestore.online.layout import ViewLayout
+
+        retired = self.registry.retire_version(self.project, view, version)
+        self._registry_changed()
+        if remove_online:
+            layout = ViewLayout.from_version(self.snapshot(), retired)
+            try:
+                self.online_writer().delete_version(layout)
+            except OnlineStoreUnavailable as exc:
+                raise OnlineStoreUnavailable(
+                    f"{retired.label} is retired, but its online values stay in Redis until "
+                    f"removed: {exc}"
+                ) from exc
+        return retired
 
     def promote(self, model: str) -> dict[str, int]:
-        return self.registry.promote(self.project, model)
+        pins = self.registry.promote(self.project, model)
+        self._registry_changed()
+        return pins
 
 
 def git_sha(path: Path) -> str | None:

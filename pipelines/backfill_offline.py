@@ -1,4 +1,4 @@
-"""Local backfill of batch views' offline data: source Parquet -> offline store.
+"""Local backfill of batch views: source Parquet -> offline store (and online store).
 
 A single-machine stand-in for the Spark materialization job, for the demo and
 for tests: it reads each batch view's ParquetSource (the whole source, or the
@@ -6,7 +6,9 @@ event-time window given), maps the source's timestamp fields to
 ``event_timestamp`` / ``created_timestamp``, and replaces that window of the
 view version's offline data through the one offline write path. It runs no
 transformation and no validation; ``featurestore materialize`` (Spark) does.
-Streaming views (KafkaSource) are skipped.
+With ``--online`` it also writes each entity's latest row to Redis through the
+online store's event-time-monotonic writer. Streaming views (KafkaSource) are
+skipped.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import pyarrow.dataset as ds
 
 from featurestore.definitions import FeatureView, ParquetSource
 from featurestore.offline.timestamps import to_utc_us
-from featurestore.offline.writer import CREATED_TS, EVENT_TS, WriteResult
+from featurestore.offline.writer import CREATED_TS, EVENT_TS, WriteResult, last_per_group
+from featurestore.online.writer import WriteStats
 from featurestore.store import FeatureStore
 
 
@@ -69,6 +72,20 @@ def backfill_view(
     return store.offline_store().write(view, version, rows, window=(window_start, window_end))
 
 
+def push_online(store: FeatureStore, view: FeatureView, version: int) -> WriteStats:
+    """Each entity's latest offline row (as a point-in-time read would pick it) -> Redis."""
+    from featurestore.online.layout import ViewLayout
+
+    table = store.offline_store().table(view.name, version)
+    files = [str(table.root / f.path) for f in table.manifest().files]
+    if not files:
+        return WriteStats()
+    rows = ds.dataset(files, format="parquet").to_table()
+    latest = last_per_group(rows, [e.join_key for e in view.resolved_entities()])
+    layout = ViewLayout.from_view(store.project, view, version)
+    return store.online_writer().write_table(layout, latest)
+
+
 def backfill(
     store: FeatureStore,
     views: list[str] | None = None,
@@ -76,6 +93,7 @@ def backfill(
     start: datetime | None = None,
     end: datetime | None = None,
     progress: Callable[[str], None] = lambda _m: None,
+    online: bool = False,
 ) -> dict[str, int]:
     """Backfill the latest version of each named (default: every batch) view."""
     snapshot = store.snapshot()
@@ -93,6 +111,12 @@ def backfill(
             f"{name}@v{version}: {result.rows_written:,} rows written offline "
             f"({result.rows_replaced:,} replaced), manifest {result.manifest.sequence}"
         )
+        if online:
+            stats = push_online(store, view, version)
+            progress(
+                f"{name}@v{version}: {stats.written:,} entities written online "
+                f"({stats.skipped_expired:,} past the TTL, {stats.skipped_older:,} already newer)"
+            )
     return written
 
 
@@ -102,11 +126,16 @@ def main() -> None:
     parser.add_argument("views", nargs="*", help="views (default: every batch view)")
     parser.add_argument("--start", type=datetime.fromisoformat, default=None)
     parser.add_argument("--end", type=datetime.fromisoformat, default=None)
+    parser.add_argument(
+        "--online", action="store_true", help="also write each entity's latest row to Redis"
+    )
     args = parser.parse_args()
     start = args.start.replace(tzinfo=args.start.tzinfo or UTC) if args.start else None
     end = args.end.replace(tzinfo=args.end.tzinfo or UTC) if args.end else None
     with FeatureStore(args.repo) as store:
-        backfill(store, args.views or None, start=start, end=end, progress=print)
+        backfill(
+            store, args.views or None, start=start, end=end, progress=print, online=args.online
+        )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["BASE_REPO", "line_of", "replace_once", "write_repo"]
+__all__ = ["BASE_REPO", "ONLINE_REPO", "line_of", "online_repo", "replace_once", "write_repo"]
 
 
 def write_repo(
@@ -214,3 +214,96 @@ def replace_in_file(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
     path.write_text(text.replace(old, new))
+
+
+# A repo for the online store's tests: every dtype the online store encodes, an entity
+# pair (composite key), a view without TTL and one that is offline only.
+ONLINE_REPO: dict[str, str] = {
+    "defs.py": """
+        from datetime import timedelta
+
+        from featurestore import (
+            Array,
+            Bool,
+            Bytes,
+            Entity,
+            FeatureService,
+            FeatureView,
+            Field,
+            Float32,
+            Float64,
+            Int32,
+            Int64,
+            Model,
+            ParquetSource,
+            String,
+            UnixTimestamp,
+        )
+
+        user = Entity(name="user", join_key="user_id", dtype=Int64)
+        merchant = Entity(name="merchant", join_key="merchant_id", dtype=String)
+        src = ParquetSource(name="src", path="data/src")
+
+        user_stats = FeatureView(
+            name="user_stats",
+            entities=[user],
+            source=src,
+            schema=[
+                Field(name="avg_amount", dtype=Float64),
+                Field(name="txn_count", dtype=Int64),
+                Field(name="country", dtype=String),
+            ],
+            ttl=timedelta(hours=1),
+        )
+        user_profile = FeatureView(
+            name="user_profile",
+            entities=[user],
+            source=src,
+            schema=[
+                Field(name="embedding", dtype=Array(Float32)),
+                Field(name="signup", dtype=UnixTimestamp),
+                Field(name="vip", dtype=Bool),
+                Field(name="blob", dtype=Bytes),
+                Field(name="score32", dtype=Float32),
+                Field(name="level", dtype=Int32),
+            ],
+        )
+        merchant_stats = FeatureView(
+            name="merchant_stats",
+            entities=[merchant],
+            source=src,
+            schema=[Field(name="chargeback_rate", dtype=Float64)],
+            ttl=timedelta(days=7),
+        )
+        pair_stats = FeatureView(
+            name="pair_stats",
+            entities=[user, merchant],
+            source=src,
+            schema=[Field(name="pair_count", dtype=Int64)],
+            ttl=timedelta(days=1),
+        )
+        offline_only = FeatureView(
+            name="offline_only",
+            entities=[user],
+            source=src,
+            schema=[Field(name="label_rate", dtype=Float64)],
+            online=False,
+        )
+
+        fraud = FeatureService(
+            name="fraud",
+            features=[user_stats, merchant_stats[["chargeback_rate"]], pair_stats],
+        )
+        fraud_model = Model(
+            name="fraud_model", feature_services=[fraud], purpose="fraud", owner="risk@x.com"
+        )
+    """,
+}
+
+
+def online_repo(path: Path, redis_url: str, project: str = "shop") -> Path:
+    """ONLINE_REPO in ``path``, on the given Redis."""
+    config = (
+        f"project: {project}\nregistry: data/registry.db\nonline_store:\n  redis_url: {redis_url}\n"
+    )
+    return write_repo(path, {**ONLINE_REPO, "featurestore.yaml": config})

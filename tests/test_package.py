@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import featurestore
 
@@ -37,6 +39,24 @@ def test_loading_the_example_repo_pulls_in_nothing_heavy() -> None:
     code = (
         "import sys; from featurestore.repo import load_repo;"
         f"load_repo({str(EXAMPLE_REPO)!r});"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""
+
+
+def test_the_online_read_path_pulls_in_nothing_heavy(tmp_path: Path, services: Any) -> None:
+    """Importing the client and the server, and doing a lookup, loads no heavy module."""
+    from tests.helpers import online_repo
+
+    repo = online_repo(tmp_path / "repo", services.redis_url, "light")
+    code = (
+        "import sys; import featurestore.online.client, featurestore.serving.app;"
+        "from featurestore import FeatureStore;"
+        f"s = FeatureStore({str(repo)!r}); s.apply();"
+        "s.get_online_features([{'user_id': 1}], features=['user_stats:avg_amount']);"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run(

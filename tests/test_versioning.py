@@ -509,7 +509,7 @@ def test_retire_version_is_refused_while_a_model_is_pinned(tmp_path: Path) -> No
     serial = store.registry.serial("demo")
 
     with pytest.raises(ConflictError) as info:
-        store.retire("profile", 1)
+        store.retire("profile", 1, remove_online=False)
     assert info.value.http_status == 409
     assert str(info.value) == (
         "profile@v1 is still used by model(s) scorer. Promote them "
@@ -520,10 +520,10 @@ def test_retire_version_is_refused_while_a_model_is_pinned(tmp_path: Path) -> No
 
     # The latest version cannot be retired this way.
     with pytest.raises(ConflictError, match="profile@v2 is the latest version of 'profile'"):
-        store.retire("profile", 2)
+        store.retire("profile", 2, remove_online=False)
 
     store.promote("scorer")
-    retired = store.retire("profile", 1)
+    retired = store.retire("profile", 1, remove_online=False)  # online: test_online_store
     assert (retired.label, retired.status) == ("profile@v1", RETIRED)
     assert retired.retired_at is not None
 
@@ -537,7 +537,7 @@ def test_retire_version_is_refused_while_a_model_is_pinned(tmp_path: Path) -> No
     assert [v.status for v in store.versions("profile")] == [RETIRED, ACTIVE]
     # Retiring it again says so.
     with pytest.raises(VersionNotFound, match="retired"):
-        store.retire("profile", 1)
+        store.retire("profile", 1, remove_online=False)
     store.close()
 
 

@@ -177,11 +177,23 @@ class RegistrySnapshot:
 
     def feature_view(self, view: str, version: int | None = None) -> FeatureView:
         """The view as defined at ``version``, with entities and source resolved."""
-        vv = self.view_version(view, version)
+        return self.build_view(self.view_version(view, version))
+
+    def build_view(self, vv: ViewVersion) -> FeatureView:
+        """The FeatureView of any version, retired ones included (for cleanup, lineage)."""
         spec = vv.spec
-        entities = {n: self.entity(n) for n in spec["entities"]}
+        entities = {e["name"]: Entity.from_spec(e) for e in vv.version_spec["entities"]}
         sources = {spec["source"]: source_from_spec(vv.version_spec["source"])}
         return FeatureView.from_spec(spec, entities, sources)
+
+    def retired_versions(self) -> list[ViewVersion]:
+        """Versions no longer served: retired, or of a view removed from the repo."""
+        out = []
+        for view, versions in sorted(self.versions.items()):
+            head = self.heads.get(("feature_view", view))
+            view_gone = head is None or head.status != ACTIVE
+            out += [vv for _, vv in sorted(versions.items()) if view_gone or vv.status != ACTIVE]
+        return out
 
     def resolve(self, ref: str | FeatureRef) -> ResolvedFeature:
         """Bind ``view:feature`` to the latest version, ``view@vN:feature`` to vN."""

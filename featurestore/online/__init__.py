@@ -1,0 +1,1 @@
+"""The Redis online store: layout, the event-time-monotonic writer, lookups."""

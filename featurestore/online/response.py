@@ -1,0 +1,108 @@
+"""What a lookup returns: values, per-feature status and event times.
+
+Stored column-wise (one list per feature, one slot per entity row), as Feast's
+feature server answers, so ``to_json`` and ``to_dict`` need no transposing.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from featurestore.online.layout import from_micros
+from featurestore.online.plan import LookupPlan
+
+PRESENT = "present"
+MISSING = "missing"  # no value for this entity (never written, or expired and evicted)
+EXPIRED = "expired"  # a value older than the view's TTL: never served
+
+
+class OnlineResponse:
+    __slots__ = ("entities", "event_us", "plan", "statuses", "values")
+
+    def __init__(
+        self,
+        plan: LookupPlan,
+        entities: list[dict[str, Any]],
+        values: list[list[Any]],
+        statuses: list[list[str]],
+        event_us: list[list[int | None]],
+    ) -> None:
+        self.plan = plan
+        self.entities = entities
+        self.values = values  # [feature][row]
+        self.statuses = statuses
+        self.event_us = event_us
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.plan.feature_names
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """Join keys and features as columns, like Feast's ``OnlineResponse.to_dict()``."""
+        out: dict[str, list[Any]] = {
+            k: [row.get(k) for row in self.entities] for k in self.plan.join_keys
+        }
+        out.update(zip(self.plan.feature_names, self.values, strict=True))
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict of feature values per entity row."""
+        names = self.plan.feature_names
+        return [dict(zip(names, row, strict=True)) for row in zip(*self.values, strict=True)]
+
+    def status_dict(self) -> dict[str, list[str]]:
+        return dict(zip(self.plan.feature_names, self.statuses, strict=True))
+
+    def event_times(self) -> dict[str, list[Any]]:
+        """Each value's event time as a UTC datetime (None where missing)."""
+        return {
+            name: [None if us is None else from_micros(us) for us in column]
+            for name, column in zip(self.plan.feature_names, self.event_us, strict=True)
+        }
+
+    def to_json_dict(self) -> dict[str, Any]:
+        times: dict[int, Any] = {}
+
+        def when(us: int | None) -> Any:
+            if us is None:
+                return None
+            t = times.get(us)
+            if t is None:
+                t = times[us] = from_micros(us)
+            return t
+
+        return {
+            "metadata": {
+                "model": self.plan.model,
+                "feature_names": list(self.plan.feature_names),
+                "features": list(self.plan.refs),
+            },
+            "entities": {k: [row.get(k) for row in self.entities] for k in self.plan.join_keys},
+            "results": [
+                {"values": v, "statuses": s, "event_timestamps": [when(us) for us in e]}
+                for v, s, e in zip(self.values, self.statuses, self.event_us, strict=True)
+            ],
+        }
+
+    def to_json(self) -> bytes:
+        """The HTTP server's response body. NaN and infinities become null in JSON."""
+        return orjson.dumps(self.to_json_dict(), default=_json_default, option=orjson.OPT_UTC_Z)
+
+    def to_json_text(self, *, indent: bool = False) -> str:
+        option = orjson.OPT_UTC_Z | (orjson.OPT_INDENT_2 if indent else 0)
+        return orjson.dumps(self.to_json_dict(), default=_json_default, option=option).decode()
+
+    def __repr__(self) -> str:
+        return f"OnlineResponse({len(self)} rows x {self.plan.width} features)"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):  # Bytes features travel as base64 in JSON
+        return base64.b64encode(value).decode()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")

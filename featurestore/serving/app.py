@@ -1,0 +1,273 @@
+"""The feature server: ``featurestore serve``.
+
+``POST /v1/features`` takes the same request as the in-process client and
+answers with ``OnlineResponse.to_json()``. The registry is read once at start
+and re-read in the background when its serial changes (every
+``refresh_seconds``), never per request; if the registry becomes unreachable
+the last snapshot keeps serving and ``/readyz`` says so. Redis errors answer
+503 and the next request reconnects by itself.
+
+The request body is parsed with orjson rather than pydantic (the models below
+only document the API at ``/docs``): on this path validation is the lookup's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from featurestore.errors import EntityInputError, FeatureStoreError, did_you_mean
+from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
+from featurestore.serving import metrics
+from featurestore.store import FeatureStore
+
+log = logging.getLogger("featurestore.serve")
+
+REQUEST_KEYS = ("model", "features", "entities", "full_feature_names")
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+
+class FeaturesRequest(BaseModel):
+    """Ask with ``model`` (reads its pinned versions) or ``features``, not both."""
+
+    model: str | None = Field(None, examples=["fraud_detector"])
+    features: list[str] | None = Field(
+        None,
+        description="Feature references (view:feature, view@v2:feature) or service names.",
+        examples=[["user_profile:credit_limit", "merchant_stats@v1:category"]],
+    )
+    entities: list[dict[str, Any]] | dict[str, list[Any]] = Field(
+        ...,
+        description="Rows ({join key: value}) or columns ({join key: [values]}).",
+        examples=[[{"user_id": 1001, "merchant_id": "m_0001"}]],
+    )
+    full_feature_names: bool = Field(False, description="Name outputs view__feature.")
+
+
+class FeatureColumn(BaseModel):
+    values: list[Any]
+    statuses: list[str] = Field(description="present | missing | expired, per entity row")
+    event_timestamps: list[str | None]
+
+
+class FeaturesResponse(BaseModel):
+    metadata: dict[str, Any] = Field(
+        description="model, feature_names (output names), features (resolved references)"
+    )
+    entities: dict[str, list[Any]]
+    results: list[FeatureColumn] = Field(description="One column per feature, in order.")
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="The error type, e.g. FeatureNotFound")
+    detail: str = Field(description="What went wrong and what to do")
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
+class Server:
+    """State shared by the routes of one worker."""
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        *,
+        max_entities: int,
+        max_body_bytes: int,
+        refresh_seconds: float,
+    ) -> None:
+        self.store = store
+        self.client = OnlineClient(
+            store.config.redis_url, store.catalog(), refresh=None, max_entities=max_entities
+        )
+        self.max_body_bytes = max_body_bytes
+        self.refresh_seconds = refresh_seconds
+        self.registry_error: str | None = None
+        metrics.REGISTRY_SERIAL.set(self.client.catalog.serial)
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        try:
+            catalog = await asyncio.to_thread(self.store.refreshed, self.client.catalog)
+        except Exception as exc:  # keep serving the last good snapshot
+            if self.registry_error is None:
+                log.warning("registry refresh failed, serving the last snapshot: %s", exc)
+            self.registry_error = str(exc)
+            metrics.REGISTRY_REFRESH_ERRORS.inc()
+            return
+        self.registry_error = None
+        if catalog is not self.client.catalog:
+            log.info(
+                "registry changed: serial %s -> %s", self.client.catalog.serial, catalog.serial
+            )
+            self.client.catalog = catalog
+            metrics.REGISTRY_SERIAL.set(catalog.serial)
+
+
+def create_app(
+    repo_path: str | os.PathLike[str] = ".",
+    *,
+    max_entities: int = DEFAULT_MAX_ENTITIES,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    refresh_seconds: float = 1.0,
+) -> FastAPI:
+    store = FeatureStore(repo_path)
+    server = Server(
+        store,
+        max_entities=max_entities,
+        max_body_bytes=max_body_bytes,
+        refresh_seconds=refresh_seconds,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(server.refresh_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await server.client.aclose()
+            store.close()
+
+    app = FastAPI(
+        title="featurestore",
+        summary="Online feature lookups for models, one Redis round trip each.",
+        version=_version(),
+        lifespan=lifespan,
+    )
+    app.state.server = server
+
+    @app.exception_handler(FeatureStoreError)
+    async def feature_store_error(_request: Request, exc: FeatureStoreError) -> Response:
+        return _error(exc.http_status, type(exc).__name__, str(exc))
+
+    @app.post(
+        "/v1/features",
+        summary="Look up features for entity rows",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _schema(FeaturesRequest)}},
+            }
+        },
+        responses={
+            200: {"model": FeaturesResponse},
+            400: {"model": ErrorResponse, "description": "Body is not a JSON object"},
+            404: {"model": ErrorResponse, "description": "Unknown model, feature or version"},
+            413: {"model": ErrorResponse, "description": "Too many entity rows or bytes"},
+            422: {"model": ErrorResponse, "description": "Bad entity keys or request fields"},
+            503: {"model": ErrorResponse, "description": "Redis unreachable"},
+        },
+    )
+    async def get_features(request: Request) -> Response:
+        start = time.perf_counter()
+        body = await request.body()
+        if len(body) > server.max_body_bytes:
+            return _error(
+                413,
+                "RequestTooLargeError",
+                f"The request body is {len(body)} bytes; the limit is {server.max_body_bytes}.",
+            )
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, "InvalidJSON", f"The request body is not valid JSON: {exc}.")
+        if not isinstance(payload, dict):
+            return _error(400, "InvalidJSON", "The request body must be a JSON object.")
+        for key in payload:
+            if key not in REQUEST_KEYS:
+                raise EntityInputError(
+                    f"Unknown request field '{key}'.{did_you_mean(key, REQUEST_KEYS)} "
+                    f"Fields: {', '.join(REQUEST_KEYS)}."
+                )
+        if "entities" not in payload:
+            raise EntityInputError('The request has no "entities".')
+        model = payload.get("model")
+        features = payload.get("features")
+        if model is not None and not isinstance(model, str):
+            raise EntityInputError('"model" must be a string (a model name).')
+        if features is not None and (
+            not isinstance(features, list) or not all(isinstance(f, str) for f in features)
+        ):
+            raise EntityInputError('"features" must be a list of strings.')
+        full = payload.get("full_feature_names", False)
+        if not isinstance(full, bool):
+            raise EntityInputError('"full_feature_names" must be true or false.')
+        response = await server.client.get_online_features_async(
+            payload["entities"], model=model, features=features, full_feature_names=full
+        )
+        content = response.to_json()
+        label = model or ""
+        metrics.LOOKUPS.labels(label).inc()
+        metrics.ENTITY_ROWS.labels(label).inc(len(response))
+        metrics.LATENCY.labels(label).observe(time.perf_counter() - start)
+        return Response(content, media_type="application/json")
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/readyz", summary="Redis and the registry are reachable")
+    async def readyz() -> Response:
+        redis_ok = await server.client.ping_async()
+        try:
+            await asyncio.to_thread(server.store.registry.serial, server.store.project)
+            registry_error = None
+        except Exception as exc:
+            registry_error = str(exc)
+        ready = redis_ok and registry_error is None
+        body = {
+            "status": "ready" if ready else "not ready",
+            "redis": "ok" if redis_ok else f"unreachable at {server.client.redis_url}",
+            "registry": "ok" if registry_error is None else registry_error,
+            "registry_serial": server.client.catalog.serial,
+        }
+        return Response(orjson.dumps(body), 200 if ready else 503, media_type="application/json")
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        content, media_type = metrics.render()
+        return Response(content, media_type=media_type)
+
+    return app
+
+
+def _error(status: int, name: str, detail: str) -> Response:
+    metrics.ERRORS.labels(str(status), name).inc()
+    body = orjson.dumps({"error": name, "detail": detail})
+    return Response(body, status, media_type="application/json")
+
+
+def _version() -> str:
+    from featurestore import __version__
+
+    return __version__
+
+
+def app_from_env() -> FastAPI:
+    """The factory ``featurestore serve`` gives each uvicorn worker."""
+    return create_app(
+        Path(os.environ.get("FEATURESTORE_REPO", ".")),
+        max_entities=int(os.environ.get("FEATURESTORE_MAX_ENTITIES", DEFAULT_MAX_ENTITIES)),
+        max_body_bytes=int(os.environ.get("FEATURESTORE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+        refresh_seconds=float(os.environ.get("FEATURESTORE_REFRESH_SECONDS", "1.0")),
+    )
