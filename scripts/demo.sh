@@ -17,11 +17,27 @@ step "Applying again changes nothing" "featurestore apply -r $REPO"
 step "Registered objects" "featurestore list -r $REPO"
 step "Versions of a view" "featurestore versions user_profile -r $REPO"
 step "Which view versions fraud_detector reads" "featurestore resolve --model fraud_detector -r $REPO"
-step "Load the batch views' offline store from their sources (local backfill)" \
-  "python -m pipelines.backfill_offline --repo $REPO"
+step "Load the batch views' offline and online stores from their sources (local backfill)" \
+  "python -m pipelines.backfill_offline --repo $REPO --online"
 step "Build a point-in-time correct training set for fraud_detector" \
   "featurestore training-data -r $REPO --model fraud_detector --entities $REPO/data/labels.parquet --out $REPO/data/training/fraud_detector.parquet"
 step "Lineage: which data trained which model" "featurestore training-sets -r $REPO --model fraud_detector"
+step "Online lookup for fraud_detector from the command line (one Redis round trip)" \
+  "featurestore get-online -r $REPO --model fraud_detector -e user_id=42 -e merchant_id=m_00042"
+
+# The feature server: start it, ask it over HTTP, stop it.
+PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+featurestore serve -r $REPO --port "$PORT" --workers 2 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "localhost:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+step "The same lookup over HTTP (featurestore serve, 2 workers)" \
+  "curl -s localhost:$PORT/v1/features -d '{\"model\": \"fraud_detector\", \"entities\": [{\"user_id\": 42, \"merchant_id\": \"m_00042\"}]}' | python -m json.tool | head -40"
+step "A bad request gets a clear 4xx" \
+  "curl -s localhost:$PORT/v1/features -d '{\"model\": \"fraud_detector\", \"entities\": [{\"user_id\": \"42\"}]}'; echo"
+step "Readiness and metrics" \
+  "curl -s localhost:$PORT/readyz; echo; curl -s localhost:$PORT/metrics | grep -E '^featurestore_(lookups|request_errors)_total'"
+kill $SERVER; wait $SERVER 2>/dev/null || true
 
 # Versions: change a dtype in a scratch copy of the repo (own registry), apply,
 # and see v2 beside v1, with v1 still resolvable and the models still on it.

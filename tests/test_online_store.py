@@ -196,6 +196,32 @@ def test_async_lookup_equals_sync(store: FeatureStore) -> None:
     assert result.to_json() == sync.to_json()
 
 
+def test_concurrent_async_lookups_on_one_connection_each_get_their_own_rows(
+    tmp_path: Path, services: Any
+) -> None:
+    # A database other than 0 also checks the connection's SELECT handshake.
+    url = services.redis_url.rsplit("/", 1)[0] + "/3"
+    with FeatureStore(online_repo(tmp_path / "repo", url, f"db3x{next(_projects)}")) as s:
+        s.apply()
+        users = list(range(200))
+        s.write_online("user_stats", user_stats(users, [ago(minutes=1)] * 200, users))
+        client = s.online_client()
+
+        async def ask_all() -> list[Any]:
+            return await asyncio.gather(
+                *(
+                    client.get_online_features_async(
+                        [{"user_id": u}, {"user_id": u + 1000}], features=USER_STATS
+                    )
+                    for u in users
+                )
+            )
+
+        responses = asyncio.run(ask_all())
+        assert [r.to_dict()["avg_amount"] for r in responses] == [[float(u), None] for u in users]
+        assert redis.Redis.from_url(url).dbsize() == 200
+
+
 def test_full_feature_names(store: FeatureStore) -> None:
     store.write_online("user_stats", user_stats([1], [ago(minutes=1)], [3.5]))
     response = store.get_online_features(

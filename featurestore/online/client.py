@@ -18,9 +18,9 @@ from typing import Any
 
 import msgpack
 import redis
-import redis.asyncio as aioredis
 
 from featurestore.errors import EntityInputError, OnlineStoreUnavailable, RequestTooLargeError
+from featurestore.online.aioredis import AsyncRedis, ReplyError
 from featurestore.online.layout import HEADER_SIZE
 from featurestore.online.plan import LookupPlan, compile_plan
 from featurestore.online.response import EXPIRED, MISSING, PRESENT, OnlineResponse
@@ -29,7 +29,13 @@ from featurestore.registry.snapshot import RegistrySnapshot
 DEFAULT_MAX_ENTITIES = 1000
 _HEADER_EVENT = struct.Struct(">q").unpack_from
 _unpackb = msgpack.unpackb
-_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+_CONNECTION_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
 
 
 def now_us() -> int:
@@ -227,7 +233,7 @@ class OnlineClient:
         self._clock = clock
         options = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
         self._pool = redis.ConnectionPool.from_url(redis_url, **options)
-        self._apool = aioredis.ConnectionPool.from_url(redis_url, **options)
+        self._async = AsyncRedis(redis_url, timeout=socket_timeout)
 
     # -- registry ----------------------------------------------------------------
 
@@ -313,25 +319,18 @@ class OnlineClient:
         raise self._unavailable(error) from error
 
     async def _execute_async(self, commands: list[tuple]) -> list[Any]:
-        error: BaseException | None = None
-        for _attempt in (1, 2):
-            try:
-                conn = await self._apool.get_connection()
-            except _CONNECTION_ERRORS as exc:
-                error = exc
-                continue
-            try:
-                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-                return [await conn.read_response() for _ in commands]
-            except _CONNECTION_ERRORS as exc:
-                await conn.disconnect()
-                error = exc
-            except BaseException:
-                await conn.disconnect()
-                raise
-            finally:
-                await self._apool.release(conn)
-        raise self._unavailable(error) from error
+        try:
+            return await self._async.execute(commands)
+        except ReplyError:
+            raise
+        except _CONNECTION_ERRORS:
+            pass  # a connection dropped while idle (Redis restarted): one fresh try
+        try:
+            return await self._async.execute(commands)
+        except ReplyError:
+            raise
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: BaseException | None) -> OnlineStoreUnavailable:
         return OnlineStoreUnavailable(
@@ -343,7 +342,7 @@ class OnlineClient:
         self._pool.disconnect()
 
     async def aclose(self) -> None:
-        await self._apool.disconnect()
+        await self._async.close()
 
 
 def _redacted(url: str) -> str:
