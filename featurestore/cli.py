@@ -452,7 +452,7 @@ def serve(
         metrics_dir = tempfile.mkdtemp(prefix="featurestore-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     typer.echo(
-        f"Serving {repo.resolve()} on http://{host}:{port} ({workers} worker(s)); docs at /docs"
+        f"Serving {repo.resolve()} on http://{host}:{port} with {workers} worker(s); docs at /docs"
     )
     try:
         uvicorn.run(

@@ -32,7 +32,7 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "localhost:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 step "The same lookup over HTTP (featurestore serve, 2 workers)" \
-  "curl -s localhost:$PORT/v1/features -d '{\"model\": \"fraud_detector\", \"entities\": [{\"user_id\": 42, \"merchant_id\": \"m_00042\"}]}' | python -m json.tool | head -40"
+  "curl -s localhost:$PORT/v1/features -d '{\"model\": \"fraud_detector\", \"entities\": [{\"user_id\": 42, \"merchant_id\": \"m_00042\"}]}' > /tmp/featurestore-demo.json && python scripts/show_response.py /tmp/featurestore-demo.json"
 step "A bad request gets a clear 4xx" \
   "curl -s localhost:$PORT/v1/features -d '{\"model\": \"fraud_detector\", \"entities\": [{\"user_id\": \"42\"}]}'; echo"
 step "Readiness and metrics" \
