@@ -22,6 +22,7 @@ from featurestore.errors import (
     EntityInputError,
     FeatureStoreError,
     InvalidReferenceError,
+    MissingExtraError,
     ObjectNotFound,
     did_you_mean,
 )
@@ -482,6 +483,108 @@ def online_cleanup(repo: RepoOption = Path("."), as_json: JsonOption = False) ->
         typer.echo("No retired versions.")
     for label, n in removed.items():
         typer.echo(f"{label}: removed {n:,} online value(s)")
+
+
+# -- materialization ----------------------------------------------------------------
+
+
+def _parse_time(value: str | None, option: str) -> Any:
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise EntityInputError(
+            f"{option} {value!r} is not an ISO date or time, e.g. 2026-11-01 or "
+            "2026-11-01T12:00:00Z (times without a zone are UTC)."
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+@app.command()
+@handle_errors
+def materialize(
+    views: Annotated[
+        list[str] | None, typer.Argument(help="Views to materialize (default: every batch view).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="Window start, inclusive (default: all history).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--end", help="Window end, exclusive (default: now).")
+    ] = None,
+    incremental: Annotated[
+        bool,
+        typer.Option("--incremental", help="Start each view where its last successful run ended."),
+    ] = False,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Run the Spark job: source -> validate -> offline store and online store; record the run."""
+    if incremental and start is not None:
+        raise EntityInputError("--incremental starts at each view's watermark; drop --start.")
+    try:
+        from pipelines.materialize import materialize as run_job
+    except ImportError as exc:
+        raise MissingExtraError("pyspark", "spark") from exc
+
+    def show(message: str) -> None:
+        typer.echo(message)
+
+    with _store(repo) as store:
+        runs = run_job(
+            store,
+            views or None,
+            start=_parse_time(start, "--start"),
+            end=_parse_time(end, "--end"),
+            incremental=incremental,
+            progress=show,
+        )
+    if not runs:
+        typer.echo("Nothing to do: every view is up to date.")
+
+
+@app.command()
+@handle_errors
+def runs(
+    view: Annotated[str | None, typer.Argument(help="Only this view's runs.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest N runs.")] = 20,
+    repo: RepoOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Materialization runs (lineage): window, rows, validation, code version, status."""
+    with _store(repo) as store:
+        records = store.registry.runs(store.project, view, limit=limit)
+    if as_json:
+        _echo_json([asdict(r) for r in records])
+        return
+    if not records:
+        typer.echo("No materialization runs yet. Run `featurestore materialize`.")
+        return
+    for r in records:
+        window = (
+            f"{r.window_start.isoformat() if r.window_start else 'beginning'} .. "
+            f"{r.window_end.isoformat()}"
+        )
+        color = {"succeeded": typer.colors.GREEN, "failed": typer.colors.RED}.get(r.status)
+        typer.secho(f"run {r.id}  {r.label}  {r.status}", fg=color, bold=True)
+        typer.echo(f"  window     {window}")
+        typer.echo(
+            f"  rows       read {r.rows_read if r.rows_read is not None else '-'}, offline "
+            f"{r.rows_offline if r.rows_offline is not None else '-'}, online "
+            f"{r.rows_online if r.rows_online is not None else '-'}"
+        )
+        if r.validation is not None:
+            failed = [e["expectation"] for e in r.validation["expectations"] if not e["success"]]
+            verdict = "passed" if r.validation["success"] else "failed: " + "; ".join(failed)
+            typer.echo(f"  validation {verdict} ({r.validation['report']})")
+        typer.echo(f"  sources    {len(r.sources)} file(s); code {r.code_version or 'unknown'}")
+        started = r.started_at.isoformat(timespec="seconds") if r.started_at else "?"
+        finished = r.finished_at.isoformat(timespec="seconds") if r.finished_at else "-"
+        typer.echo(f"  time       {started} .. {finished} by {r.started_by}")
+        if r.error:
+            typer.echo(f"  error      {r.error.splitlines()[0]}")
 
 
 # -- data -------------------------------------------------------------------------

@@ -26,6 +26,10 @@ handler.
     ├── EntityInputError (ValueError)         entity rows are unusable (column, type, nulls)
     │   └── RequestTooLargeError              more entity rows than a lookup may ask for
     ├── OnlineStoreUnavailable (ConnectionError)  Redis cannot be reached
+    ├── MaterializationError (RuntimeError)   a materialization run failed, nothing committed
+    │   ├── SourceNotFoundError (FileNotFoundError)
+    │   ├── TransformationError
+    │   └── ValidationFailedError             the batch failed the view's expectations
     ├── MissingExtraError (ImportError)       an optional dependency is absent
     └── DevServiceError (RuntimeError)        `featurestore dev` could not act
         ├── PortInUseError
@@ -155,6 +159,28 @@ class OnlineStoreUnavailable(FeatureStoreError, ConnectionError):
     """Redis cannot be reached; lookups and online writes fail until it is back."""
 
     http_status = 503
+
+
+class MaterializationError(FeatureStoreError, RuntimeError):
+    """A materialization run failed (source, transformation, write); nothing was committed."""
+
+    http_status = 500
+
+
+class SourceNotFoundError(MaterializationError, FileNotFoundError):
+    """A view's source path does not exist or holds no Parquet files."""
+
+
+class TransformationError(MaterializationError):
+    """A view's transformation raised or returned rows that do not fit the view."""
+
+
+class ValidationFailedError(MaterializationError):
+    """A batch failed the view's expectations: nothing was written anywhere."""
+
+    def __init__(self, message: str, result: dict | None = None) -> None:
+        super().__init__(message)
+        self.result = result or {}
 
 
 class MissingExtraError(FeatureStoreError, ImportError):

@@ -11,6 +11,8 @@ too old.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,39 @@ from featurestore.config import RepoConfig
 from featurestore.offline.join import ROW, TS, JoinRequest, ViewJoin
 from featurestore.offline.writer import CREATED_TS, EVENT_TS
 
+# Spark's console noise (start-up warnings) is off by default; SPARK_LOG_LEVEL=WARN brings
+# it back. log4j reads its level before any Python call could set it, hence a config file.
+_LOG4J = """\
+rootLogger.level = {level}
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n
+"""
+
+
+def _log4j_options(state_dir: Path) -> str:
+    path = state_dir / "log4j2.properties"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(_LOG4J.format(level=os.environ.get("SPARK_LOG_LEVEL", "ERROR")))
+    return f"-Dlog4j2.configurationFile=file:{path}"
+
 
 def session_from_config(config: RepoConfig) -> SparkSession:
     """The Spark session a repo's jobs use: ``spark.master`` and ``spark.conf`` from its yaml."""
+    # Python workers (transformations, online writes) run this interpreter, which has
+    # featurestore and pyarrow, not whatever `python3` is first on the PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if config.spark_master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no hostname-lookup warnings
     builder = (
         SparkSession.builder.master(config.spark_master)
         .appName(f"featurestore-{config.project}")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", _log4j_options(config.state_dir))
     )
     for key, value in config.spark_conf.items():
         builder = builder.config(key, value)

@@ -12,9 +12,11 @@ its dedupe step (see ``join.needs_dedupe``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -111,6 +113,76 @@ class OfflineStore:
                 detail=detail,
             )
         return WriteResult(view.name, version, prepared.num_rows, replaced, len(added), manifest)
+
+    def commit_files(
+        self,
+        view: FeatureView,
+        version: int,
+        staged: list[Path],
+        *,
+        window: tuple[datetime, datetime] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> WriteResult:
+        """Publish Parquet files written by another engine (Spark executors) in one commit.
+
+        Each file sits in a ``date=YYYY-MM-DD`` folder, has the offline schema, and holds
+        rows already reduced to one per (keys, event time). Files move into the table
+        (a rename: same filesystem), then one manifest commit makes them visible, replacing
+        ``window`` if given. A crash before the commit leaves only unreferenced files,
+        which the table's garbage collection removes.
+        """
+        label = f"{view.name}@v{version}"
+        schema = offline_schema(view)
+        table = self.table(view.name, version)
+        described = [_describe_staged(path, schema, label) for path in staged]
+        with table.writer_lock():
+            base = table.manifest()
+            seq = base.sequence + 1
+            keep, replaced, rewritten = list(base.files), 0, []
+            if window is not None:
+                keep, replaced, rewritten = _drop_window(table, base, window, seq)
+            added = []
+            for path, date, rows, min_ts, max_ts in described:
+                if rows == 0:
+                    continue
+                rel, final = table.new_file_path(date)
+                os.replace(path, final)
+                added.append(DataFile(rel, date, rows, min_ts, max_ts, seq, tie_free=True))
+            info: dict[str, Any] = {"rows": sum(f.rows for f in added), **(detail or {})}
+            if window is not None:
+                info["window"] = [window[0].isoformat(), window[1].isoformat()]
+            manifest = table.commit(
+                base,
+                keep,
+                rewritten + added,
+                operation="replace" if window is not None else "append",
+                detail=info,
+            )
+        return WriteResult(view.name, version, info["rows"], replaced, len(added), manifest)
+
+
+def _describe_staged(path: Path, schema: pa.Schema, label: str) -> tuple[Path, str, int, int, int]:
+    """(path, date, rows, min and max event time in us): the schema and row count from the
+    footer, the time range from the event-time column (one column read)."""
+    folder = path.parent.name
+    if not folder.startswith("date="):
+        raise SchemaMismatchError(
+            f"{label}: staged file {path} is not in a date=YYYY-MM-DD folder."
+        )
+    meta = pq.ParquetFile(path)
+    got = meta.schema_arrow
+    for field in schema:
+        if field.name not in got.names or not got.field(field.name).type.equals(field.type):
+            have = got.field(field.name).type if field.name in got.names else "missing"
+            raise SchemaMismatchError(
+                f"{label}: staged file {path} has column '{field.name}' as {have}, not "
+                f"{field.type}; the job must write the offline schema."
+            )
+    rows = meta.metadata.num_rows
+    if rows == 0:
+        return path, folder[5:], 0, 0, 0
+    ts = pq.read_table(path, columns=[EVENT_TS]).column(EVENT_TS).cast(pa.int64())
+    return path, folder[5:], rows, pc.min(ts).as_py(), pc.max(ts).as_py()
 
 
 def prepare_rows(

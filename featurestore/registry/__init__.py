@@ -1,5 +1,6 @@
 """The versioned registry: every applied revision of every object, and lineage."""
 
+from featurestore.registry.runs import RunRecord
 from featurestore.registry.snapshot import (
     Head,
     RegistrySnapshot,
@@ -15,6 +16,7 @@ __all__ = [
     "RegistrySnapshot",
     "ResolvedFeature",
     "Revision",
+    "RunRecord",
     "TrainingSetRecord",
     "ViewVersion",
 ]

@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 2  # 2: training_sets
+SCHEMA_VERSION = 3  # 2: training_sets, 3: materialization_runs
 
 metadata = MetaData()
 
@@ -113,4 +113,30 @@ training_sets = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(256), nullable=False),
     Index("fs_training_sets_model", "project", "model"),
+)
+
+# Lineage: each materialization of one view version (source -> version -> run).
+materialization_runs = Table(
+    "fs_materialization_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), nullable=False),
+    Column("view", String(256), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("window_start", DateTime(timezone=True)),  # None: from the beginning
+    Column("window_end", DateTime(timezone=True), nullable=False),
+    Column("sources", Text, nullable=False),  # [{"path", "mtime"}, ...]
+    Column("rows_read", Integer),
+    Column("rows_offline", Integer),
+    Column("rows_online", Integer),
+    Column("validation", Text),  # {"success", "failed": [...], "report"}
+    Column("offline_manifest", Integer),
+    Column("code_version", String(64)),
+    Column("engine", String(256)),
+    Column("error", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("started_by", String(256), nullable=False),
+    Index("fs_materialization_runs_view", "project", "view", "version"),
 )

@@ -1,0 +1,1 @@
+"""Data quality: a view's expectations checked on batches (Great Expectations)."""

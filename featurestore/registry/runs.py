@@ -1,0 +1,163 @@
+"""Materialization runs: the lineage step between a source and a view version.
+
+A run is recorded ``running`` when it starts and ``succeeded`` or ``failed``
+when it ends, so a run killed mid-way stays visible as ``running`` (with no
+finish time) rather than vanishing. The incremental watermark of a view
+version is the end of its last successful run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+
+from featurestore.registry import schema as t
+
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+
+
+@dataclass(slots=True)
+class RunRecord:
+    project: str
+    view: str
+    version: int
+    window_start: datetime | None
+    window_end: datetime
+    status: str = RUNNING
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    rows_read: int | None = None
+    rows_offline: int | None = None
+    rows_online: int | None = None
+    validation: dict[str, Any] | None = None
+    offline_manifest: int | None = None
+    code_version: str | None = None
+    engine: str | None = None
+    error: str | None = None
+    id: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    started_by: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.view}@v{self.version}"
+
+
+class RunLog:
+    """Registry methods for materialization runs (mixed into Registry)."""
+
+    def start_run(self, run: RunRecord) -> int:
+        from featurestore.registry.store import _now, _whoami
+
+        with self._write() as conn:  # type: ignore[attr-defined]
+            result = conn.execute(
+                t.materialization_runs.insert().values(
+                    project=run.project,
+                    view=run.view,
+                    version=run.version,
+                    status=RUNNING,
+                    window_start=run.window_start,
+                    window_end=run.window_end,
+                    sources=orjson.dumps(run.sources).decode(),
+                    code_version=run.code_version,
+                    engine=run.engine,
+                    started_at=_now(),
+                    started_by=_whoami(),
+                )
+            )
+            run.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        return run.id
+
+    def finish_run(self, run: RunRecord, status: str, error: str | None = None) -> None:
+        from featurestore.registry.store import _now
+
+        run.status, run.error = status, error
+        with self._write() as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                update(t.materialization_runs)
+                .where(t.materialization_runs.c.id == run.id)
+                .values(
+                    status=status,
+                    error=error,
+                    sources=orjson.dumps(run.sources).decode(),
+                    rows_read=run.rows_read,
+                    rows_offline=run.rows_offline,
+                    rows_online=run.rows_online,
+                    validation=(
+                        orjson.dumps(run.validation).decode()
+                        if run.validation is not None
+                        else None
+                    ),
+                    offline_manifest=run.offline_manifest,
+                    finished_at=_now(),
+                )
+            )
+
+    def runs(
+        self, project: str, view: str | None = None, *, limit: int | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first; one view's when ``view`` is given."""
+        from featurestore.registry.store import _utc
+
+        mr = t.materialization_runs
+        query = select(mr).where(mr.c.project == project).order_by(mr.c.id.desc())
+        if view is not None:
+            query = query.where(mr.c.view == view)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(query).all()
+        return [
+            RunRecord(
+                project=r.project,
+                view=r.view,
+                version=r.version,
+                window_start=_utc(r.window_start),
+                window_end=_utc(r.window_end),  # type: ignore[arg-type]
+                status=r.status,
+                sources=orjson.loads(r.sources),
+                rows_read=r.rows_read,
+                rows_offline=r.rows_offline,
+                rows_online=r.rows_online,
+                validation=orjson.loads(r.validation) if r.validation else None,
+                offline_manifest=r.offline_manifest,
+                code_version=r.code_version,
+                engine=r.engine,
+                error=r.error,
+                id=r.id,
+                started_at=_utc(r.started_at),
+                finished_at=_utc(r.finished_at),
+                started_by=r.started_by,
+            )
+            for r in rows
+        ]
+
+    def watermark(self, project: str, view: str, version: int) -> datetime | None:
+        """End of the last successful run of ``view@v<version>``; None if it never ran."""
+        from featurestore.registry.store import _utc
+
+        mr = t.materialization_runs
+        query = (
+            select(mr.c.window_end)
+            .where(
+                mr.c.project == project,
+                mr.c.view == view,
+                mr.c.version == version,
+                mr.c.status == SUCCEEDED,
+            )
+            .order_by(mr.c.window_end.desc())
+            .limit(1)
+        )
+        with self._read() as conn:  # type: ignore[attr-defined]
+            row = conn.execute(query).first()
+        return _utc(row[0]) if row else None
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()

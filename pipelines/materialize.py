@@ -1,0 +1,653 @@
+"""Spark batch materialization: source Parquet -> validate -> offline store and online store.
+
+For each view version, in order:
+
+1. **read** the source Parquet for the window [start, end): Hive ``date=`` partitions
+   outside it are pruned, then rows are filtered on the source's timestamp field;
+2. **transform** with the view's transformation (Arrow batches, ``mapInArrow``) and
+   conform the columns to the view's schema (a missing or mistyped column is refused,
+   never cast silently);
+3. **validate** with Great Expectations against the view's expectations: a failing batch
+   writes nothing anywhere;
+4. **stage** the offline rows (one per keys and event time) as Parquet, written by the
+   executors beside the table; nothing is visible yet;
+5. **online**: each entity's latest row, written from the executors (per partition, in
+   pipelined batches) through the online store's event-time-monotonic writer; the driver
+   collects only counts;
+6. **commit** the staged files in one offline manifest commit, replacing the window (a
+   re-run of the same window replaces its own rows, never duplicates them);
+7. record the run (sources and their modification times, window, rows, validation,
+   code version) in the registry.
+
+A run killed at any point leaves no visible offline rows (the commit is last) and only
+online values that a re-run writes again; the next run of the same view version marks
+the dead run failed and removes its staged files. One run per view version at a time (a
+lock file beside the table).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from featurestore.definitions import FeatureView, ParquetSource
+from featurestore.errors import (
+    MaterializationError,
+    OnlineStoreUnavailable,
+    SchemaMismatchError,
+    SourceNotFoundError,
+    TransformationError,
+    ValidationFailedError,
+    did_you_mean,
+)
+from featurestore.offline.writer import CREATED_TS, EVENT_TS, offline_schema
+from featurestore.online.layout import ViewLayout
+from featurestore.registry.runs import FAILED, SUCCEEDED, RunRecord
+from featurestore.store import FeatureStore, git_sha
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ViewRun:
+    """What happened to one view version, for the CLI and the tests."""
+
+    record: RunRecord
+    seconds: dict[str, float] = field(default_factory=dict)
+    skipped: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.record.label
+
+
+def spark_type(dtype: str) -> T.DataType:
+    return {
+        "int32": T.IntegerType(),
+        "int64": T.LongType(),
+        "float32": T.FloatType(),
+        "float64": T.DoubleType(),
+        "string": T.StringType(),
+        "bytes": T.BinaryType(),
+        "bool": T.BooleanType(),
+        "timestamp": T.TimestampType(),
+        "array<float32>": T.ArrayType(T.FloatType()),
+    }[dtype]
+
+
+# Source types that convert to the declared type without loss or guessing.
+_WIDENS = {
+    T.LongType(): (T.IntegerType(), T.ShortType(), T.ByteType()),
+    T.IntegerType(): (T.ShortType(), T.ByteType()),
+    T.DoubleType(): (T.FloatType(), T.LongType(), T.IntegerType(), T.ShortType(), T.ByteType()),
+    T.FloatType(): (T.IntegerType(), T.ShortType(), T.ByteType()),
+    T.TimestampType(): (T.TimestampNTZType(),),
+}
+
+
+def _compatible(have: T.DataType, want: T.DataType) -> bool:
+    return have == want or have in _WIDENS.get(want, ())
+
+
+# -- the job --------------------------------------------------------------------------------
+
+
+def materialize(
+    store: FeatureStore,
+    views: list[str] | None = None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    incremental: bool = False,
+    session: SparkSession | None = None,
+    progress: Progress = lambda _m: None,
+) -> list[ViewRun]:
+    """Materialize the latest version of each named view (default: every batch view).
+
+    ``start``/``end`` bound the window [start, end) (default: from the beginning to now);
+    ``incremental`` starts each view version at the end of its last successful run.
+    Raises the first failure (after recording it); views before it stay committed.
+    """
+    end = _utc(end) or datetime.now(UTC)
+    start = _utc(start)
+    if start is not None and start >= end:
+        raise MaterializationError(
+            f"The window is empty: start {start.isoformat()} is not before end {end.isoformat()}."
+        )
+    snapshot = store.snapshot()
+    repo = store.load_repo()  # transformations run from the repo's code, checked below
+    batch_views = sorted(
+        name
+        for name, head in snapshot.active("feature_view").items()
+        if head.spec.get("source") in snapshot.active("source")
+        and isinstance(snapshot.source(head.spec["source"]), ParquetSource)
+    )
+    names = views or batch_views
+    for name in names:
+        if name not in batch_views:
+            snapshot.view_head(name)  # unknown view: raises with did-you-mean
+            raise MaterializationError(
+                f"Feature view '{name}' is not fed by a ParquetSource; streaming views are "
+                f"materialized by `featurestore stream`. Batch views: {', '.join(batch_views)}."
+            )
+    spark = session or _session(store)
+    configure(spark)
+    runs = []
+    for name in names:
+        version = snapshot.latest_version(name)
+        view = snapshot.feature_view(name, version)
+        code = repo.feature_views.get(name)
+        window_start = (
+            store.registry.watermark(store.project, name, version) if incremental else start
+        )
+        if window_start is not None and window_start >= end:
+            progress(f"{name}@v{version}: up to date (watermark {window_start.isoformat()})")
+            continue
+        runs.append(
+            materialize_view(
+                store,
+                view,
+                version,
+                spark,
+                start=window_start,
+                end=end,
+                transformation=_transformation(view, code),
+                progress=progress,
+            )
+        )
+    return runs
+
+
+def materialize_view(
+    store: FeatureStore,
+    view: FeatureView,
+    version: int,
+    spark: SparkSession,
+    *,
+    start: datetime | None,
+    end: datetime,
+    transformation: Callable[[pa.Table], pa.Table] | None = None,
+    progress: Progress = lambda _m: None,
+) -> ViewRun:
+    label = f"{view.name}@v{version}"
+    source = view.source
+    assert isinstance(source, ParquetSource)
+    record = RunRecord(
+        project=store.project,
+        view=view.name,
+        version=version,
+        window_start=start,
+        window_end=end,
+        code_version=git_sha(store.config.repo_path),
+        engine=f"spark {spark.version} {spark.sparkContext.master}",
+    )
+    run = ViewRun(record)
+    table = store.offline_store().table(view.name, version)
+    with _run_lock(table.root) as staging_root:
+        for stale in store.registry.runs(store.project, view.name, limit=20):
+            if stale.version == version and stale.status == "running":
+                store.registry.finish_run(
+                    stale, FAILED, "abandoned: its process stopped before the run finished"
+                )
+        shutil.rmtree(staging_root, ignore_errors=True)  # staged files of dead runs
+        store.registry.start_run(record)
+        staging = staging_root / f"run-{record.id}-{uuid.uuid4().hex[:8]}"
+        try:
+            _run(store, view, version, spark, record, run, staging, transformation, progress)
+        except BaseException as exc:
+            store.registry.finish_run(record, FAILED, _message(exc))
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        store.registry.finish_run(record, SUCCEEDED)
+    total = sum(run.seconds.values())
+    progress(
+        f"{label}: done in {total:.1f}s: {record.rows_read:,} rows read, "
+        f"{record.rows_offline:,} offline, {record.rows_online:,} entities online (run {record.id})"
+    )
+    return run
+
+
+def _run(
+    store: FeatureStore,
+    view: FeatureView,
+    version: int,
+    spark: SparkSession,
+    record: RunRecord,
+    run: ViewRun,
+    staging: Path,
+    transformation: Callable[[pa.Table], pa.Table] | None,
+    progress: Progress,
+) -> None:
+    label = record.label
+    start, end = record.window_start, record.window_end
+
+    # 1-2. read and conform
+    t0 = time.perf_counter()
+    raw, files = read_source(spark, view, store.config.repo_path, start, end, label)
+    record.sources = [_file_info(f) for f in files]
+    rows = conform(raw, view, label, transformation, created_at=datetime.now(UTC))
+    rows = rows.persist()
+    try:
+        record.rows_read = _count(rows, label)
+        run.seconds["read"] = time.perf_counter() - t0
+        progress(
+            f"{label}: read {record.rows_read:,} rows from {len(files)} file(s) "
+            f"{_rate(record.rows_read, run.seconds['read'])}"
+        )
+        if record.rows_read == 0:
+            record.rows_offline = record.rows_online = 0
+            progress(f"{label}: no rows in the window; nothing to write")
+            return
+
+        # 3. validate
+        if view.expectations:
+            t0 = time.perf_counter()
+            from featurestore.quality.batch import validate_dataframe
+
+            report = store.config.state_dir / "reports" / f"{label}-run{record.id}.json"
+            record.validation = validate_dataframe(
+                rows, view.expectations, label=label, report_path=report
+            )
+            run.seconds["validate"] = time.perf_counter() - t0
+            if not record.validation["success"]:
+                raise ValidationFailedError(
+                    _failed_message(label, record.validation), record.validation
+                )
+            progress(
+                f"{label}: {len(view.expectations)} expectation(s) passed "
+                f"({run.seconds['validate']:.1f}s)"
+            )
+        _pause_for_tests("validated")
+
+        # 4. stage offline rows: one per (keys, event time), the largest created time
+        t0 = time.perf_counter()
+        keys = [e.join_key for e in view.resolved_entities()]
+        best = Window.partitionBy(*keys, EVENT_TS).orderBy(F.col(CREATED_TS).desc_nulls_last())
+        reduced = rows.withColumn("__n", F.row_number().over(best)).where("__n = 1").drop("__n")
+        (
+            reduced.withColumn("date", F.date_format(EVENT_TS, "yyyy-MM-dd"))
+            .repartition("date")
+            .sortWithinPartitions(EVENT_TS)
+            .write.partitionBy("date")
+            .parquet(str(staging))
+        )
+        staged = sorted(staging.glob("date=*/*.parquet"))
+        run.seconds["stage"] = time.perf_counter() - t0
+        _pause_for_tests("staged")
+
+        # 5. online: each entity's latest row, written by the executors
+        if view.online:
+            t0 = time.perf_counter()
+            record.rows_online = write_online(store, view, version, rows, label)
+            run.seconds["online"] = time.perf_counter() - t0
+            progress(
+                f"{label}: {record.rows_online:,} entities written online "
+                f"{_rate(record.rows_online, run.seconds['online'])}"
+            )
+        else:
+            record.rows_online = 0
+        _pause_for_tests("online")
+
+        # 6. commit offline
+        t0 = time.perf_counter()
+        window = (start or EPOCH, end)
+        result = store.offline_store().commit_files(
+            view, version, staged, window=window, detail={"run": record.id}
+        )
+        record.rows_offline = result.rows_written
+        record.offline_manifest = result.manifest.sequence
+        run.seconds["offline"] = run.seconds.pop("stage") + time.perf_counter() - t0
+        progress(
+            f"{label}: {record.rows_offline:,} rows committed offline "
+            f"({result.rows_replaced:,} replaced), manifest {result.manifest.sequence}"
+        )
+        shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        rows.unpersist()
+
+
+def read_source(
+    spark: SparkSession,
+    view: FeatureView,
+    repo: Path,
+    start: datetime | None,
+    end: datetime,
+    label: str,
+) -> tuple[DataFrame, list[str]]:
+    source = view.source
+    assert isinstance(source, ParquetSource)
+    path = Path(source.path) if Path(source.path).is_absolute() else repo / source.path
+    if not path.exists() or not any(path.rglob("*.parquet")):
+        raise SourceNotFoundError(
+            f"{label}: source '{source.name}' has no Parquet files at {path}. Check the "
+            "source's path (relative to the repo), or generate the data first "
+            "(`featurestore generate-data` for the example)."
+        )
+    df = spark.read.option("basePath", str(path)).parquet(str(path))
+    ts = source.timestamp_field
+    if ts not in df.columns:
+        raise SchemaMismatchError(
+            f"{label}: source '{source.name}' ({path}) has no timestamp column '{ts}'"
+            f"{did_you_mean(ts, df.columns)} Columns: {', '.join(df.columns)}."
+        )
+    if not isinstance(df.schema[ts].dataType, T.TimestampType | T.TimestampNTZType):
+        raise SchemaMismatchError(
+            f"{label}: source column '{ts}' in {path} is {df.schema[ts].dataType.simpleString()}"
+            ", not a timestamp. Write it as a Parquet timestamp."
+        )
+    partitions = sorted(p for p in path.glob("date=*") if p.is_dir())
+    if partitions:
+        # Hive date partitions: read only the folders that can hold rows of the window.
+        first = start.date().isoformat() if start is not None else ""
+        last = end.date().isoformat()
+        wanted = [str(p) for p in partitions if first <= p.name[5:] <= last]
+        df = spark.read.option("basePath", str(path)).parquet(*wanted) if wanted else df.limit(0)
+    if start is not None:
+        df = df.where(F.col(ts) >= F.lit(start))
+    df = df.where(F.col(ts) < F.lit(end))
+    return df, (sorted(df.inputFiles()) if not partitions or wanted else [])
+
+
+def conform(
+    df: DataFrame,
+    view: FeatureView,
+    label: str,
+    transformation: Callable[[pa.Table], pa.Table] | None,
+    *,
+    created_at: datetime,
+) -> DataFrame:
+    """Keys, event_timestamp, created_timestamp and the features, in the declared types."""
+    source = view.source
+    assert isinstance(source, ParquetSource)
+    schema = offline_schema(view)
+    renames = {source.timestamp_field: EVENT_TS}
+    if source.created_timestamp_field:
+        renames[source.created_timestamp_field] = CREATED_TS
+    out_fields = []
+    for f in schema:
+        dtype = _dtype_of(view, f.name)
+        out_fields.append(T.StructField(f.name, spark_type(dtype), True))
+    out_schema = T.StructType(out_fields)
+    if transformation is not None:
+        fn = functools.partial(
+            _apply_transformation,
+            transformation=transformation,
+            renames=renames,
+            schema=schema,
+            created_us=int((created_at - EPOCH).total_seconds() * 1_000_000),
+            label=label,
+        )
+        return df.mapInArrow(fn, out_schema)
+    columns = []
+    for f in out_fields:
+        src = next((s for s, d in renames.items() if d == f.name), f.name)
+        if f.name == CREATED_TS and src not in df.columns:
+            columns.append(F.lit(created_at).cast(T.TimestampType()).alias(CREATED_TS))
+            continue
+        if src not in df.columns:
+            raise SchemaMismatchError(
+                f"{label}: source '{source.name}' has no column '{src}'"
+                f"{did_you_mean(src, df.columns)} Columns: {', '.join(df.columns)}. Add it "
+                "to the source, or a transformation that derives it."
+            )
+        have = df.schema[src].dataType
+        if not _compatible(have, f.dataType):
+            raise SchemaMismatchError(
+                f"{label}: source column '{src}' is {have.simpleString()}, but the view "
+                f"declares {f.dataType.simpleString()}. Fix the source, declare the column's "
+                "type, or convert it in a transformation."
+            )
+        columns.append(F.col(src).cast(f.dataType).alias(f.name))
+    return df.select(*columns)
+
+
+def _dtype_of(view: FeatureView, column: str) -> str:
+    if column in (EVENT_TS, CREATED_TS):
+        return "timestamp"
+    for e in view.resolved_entities():
+        if e.join_key == column:
+            return str(e.dtype)
+    return next(str(f.dtype) for f in view.schema if f.name == column)
+
+
+def _apply_transformation(
+    batches: Iterator[pa.RecordBatch],
+    *,
+    transformation: Callable[[pa.Table], pa.Table],
+    renames: dict[str, str],
+    schema: pa.Schema,
+    created_us: int,
+    label: str,
+) -> Iterator[pa.RecordBatch]:
+    """Runs on executors: the user's function on each Arrow batch, conformed to the view."""
+    name = getattr(transformation, "__name__", "transformation")
+    for batch in batches:
+        try:
+            out = transformation(pa.Table.from_batches([batch]))
+        except Exception as exc:
+            raise TransformationError(
+                f"{label}: transformation '{name}' raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(out, pa.Table):
+            raise TransformationError(
+                f"{label}: transformation '{name}' returned {type(out).__name__}; it must "
+                "return a pyarrow.Table."
+            )
+        out = out.rename_columns([renames.get(c, c) for c in out.column_names])
+        if CREATED_TS not in out.column_names:
+            stamp = pa.array([created_us] * out.num_rows, pa.int64())
+            out = out.append_column(CREATED_TS, stamp.cast(schema.field(CREATED_TS).type))
+        columns = []
+        for f in schema:
+            if f.name not in out.column_names:
+                raise TransformationError(
+                    f"{label}: transformation '{name}' returned no column '{f.name}' "
+                    f"(returned: {', '.join(out.column_names)})."
+                )
+            try:
+                columns.append(out.column(f.name).cast(f.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise TransformationError(
+                    f"{label}: transformation '{name}' returned column '{f.name}' as "
+                    f"{out.column(f.name).type}, which does not convert to {f.type} ({exc})."
+                ) from exc
+        yield from pa.table(columns, schema=schema).to_batches()
+
+
+def write_online(
+    store: FeatureStore, view: FeatureView, version: int, rows: DataFrame, label: str
+) -> int:
+    """Each entity's latest row -> Redis, from the executors; returns entities written."""
+    keys = [e.join_key for e in view.resolved_entities()]
+    # max_by over (event time, created time): null created times sort first, so they lose.
+    order = F.struct(F.col(EVENT_TS), F.col(CREATED_TS))
+    others = [c for c in rows.columns if c not in keys]
+    latest = (
+        rows.groupBy(*keys)
+        .agg(F.max_by(F.struct(*[F.col(c) for c in others]), order).alias("__row"))
+        .select(*keys, "__row.*")
+    )
+    layout = ViewLayout.from_view(store.project, view, version)
+    counts = latest.mapInArrow(
+        functools.partial(_write_partition, redis_url=store.config.redis_url, layout=layout),
+        "written long, older long, expired long",
+    ).agg(F.sum("written"), F.sum("older"), F.sum("expired"))
+    try:
+        written, _older, _expired = counts.collect()[0]
+    except Exception as exc:
+        text = str(exc)
+        if "OnlineStoreUnavailable" in text or "unreachable" in text:
+            raise OnlineStoreUnavailable(
+                f"{label}: Redis at {store.config.redis_url} is unreachable; nothing was "
+                "committed offline. Start Redis (`featurestore dev up`) and run again."
+            ) from None
+        raise
+    return int(written or 0)
+
+
+def _write_partition(
+    batches: Iterator[pa.RecordBatch], *, redis_url: str, layout: ViewLayout
+) -> Iterator[pa.RecordBatch]:
+    """Runs on executors: one writer (one connection) per partition, pipelined batches."""
+    from featurestore.online.writer import OnlineWriter
+
+    writer = OnlineWriter.from_url(redis_url)
+    written = older = expired = 0
+    for batch in batches:
+        stats = writer.write_table(layout, pa.Table.from_batches([batch]))
+        written += stats.written
+        older += stats.skipped_older
+        expired += stats.skipped_expired
+    writer.client.close()
+    yield pa.RecordBatch.from_pydict({"written": [written], "older": [older], "expired": [expired]})
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _session(store: FeatureStore) -> SparkSession:
+    from featurestore.offline.spark_engine import session_from_config
+
+    spark = session_from_config(store.config)
+    return spark
+
+
+def configure(spark: SparkSession) -> None:
+    # Parquet timestamps as int64 microseconds (Spark's default INT96 is legacy).
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+def _transformation(
+    view: FeatureView, code: FeatureView | None
+) -> Callable[[pa.Table], pa.Table] | None:
+    """The repo's callable for the view's registered transformation (checked identical)."""
+    if view.transformation is None:
+        return None
+    fn = getattr(code, "transformation", None)
+    if fn is None or not callable(fn):
+        raise TransformationError(
+            f"Feature view '{view.name}' has a transformation, but the loaded repo has no "
+            "callable for it; run from the feature repo that defines it."
+        )
+    from featurestore.definitions.transformation import transformation_spec
+
+    registered = transformation_spec(view.transformation)["fingerprint"]
+    if transformation_spec(fn)["fingerprint"] != registered:
+        raise TransformationError(
+            f"Feature view '{view.name}': the transformation in the repo differs from the "
+            "applied one. Run `featurestore apply` (a new version) or check out the applied "
+            "code."
+        )
+    return fn
+
+
+@contextmanager
+def _run_lock(table_root: Path) -> Iterator[Path]:
+    staging_root = table_root / "_staging"
+    staging_root.mkdir(parents=True, exist_ok=True)
+    with open(table_root / ".materialize.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MaterializationError(
+                f"Another materialization of {table_root.parent.name}@{table_root.name} is "
+                "running; wait for it to finish."
+            ) from None
+        try:
+            yield staging_root
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _count(rows: DataFrame, label: str) -> int:
+    """Count the conformed rows (this reads the source); Spark's failures, made readable."""
+    try:
+        return rows.count()
+    except Exception as exc:
+        text = str(exc)
+        marker = "TransformationError: "
+        if marker in text:
+            raise TransformationError(text.split(marker, 1)[1].splitlines()[0]) from None
+        mismatch = re.search(
+            r"reading file (\S+?)\. Data type mismatches when reading Parquet column "
+            r"\[?([^\].]+)\]?\. Expected Spark type (\w+), actual Parquet type (\w+)",
+            text,
+        )
+        if mismatch:
+            path, column, expected, actual = mismatch.groups()
+            raise SchemaMismatchError(
+                f"{label}: {path.removeprefix('file://')}: column '{column}' is {actual} in "
+                f"this file but {expected} in the source's other files. Rewrite the file "
+                "with the source's type."
+            ) from None
+        raise MaterializationError(
+            f"{label}: reading the source failed: {_first_line(text)}"
+        ) from exc
+
+
+def _failed_message(label: str, validation: dict[str, Any]) -> str:
+    lines = [f"{label}: the batch failed its expectations; nothing was written."]
+    for e in validation["expectations"]:
+        if not e["success"]:
+            examples = f" e.g. {', '.join(e['examples'])}" if e["examples"] else ""
+            lines.append(
+                f"  - {e['expectation']}: {e['unexpected_count']:,} of {validation['rows']:,} "
+                f"rows ({e['unexpected_percent']:.2f}%) unexpected{examples}"
+            )
+    lines.append(f"Full report: {validation['report']}")
+    return "\n".join(lines)
+
+
+def _message(exc: BaseException) -> str:
+    return _first_line(str(exc)) if not isinstance(exc, ValidationFailedError) else str(exc)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "interrupted"
+
+
+def _file_info(uri: str) -> dict[str, Any]:
+    path = uri.removeprefix("file://").removeprefix("file:")
+    try:
+        mtime = datetime.fromtimestamp(os.stat(path).st_mtime, UTC).isoformat()
+    except OSError:
+        mtime = None
+    return {"path": path, "mtime": mtime}
+
+
+def _rate(rows: int, seconds: float) -> str:
+    return f"({seconds:.1f}s, {rows / seconds:,.0f} rows/s)" if seconds > 0 else ""
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _pause_for_tests(stage: str) -> None:
+    """``FEATURESTORE_TEST_PAUSE_AT=<stage>`` stops here for a minute, so a test can kill
+    the job at a known point (kill -9 and re-run). Never set in production."""
+    if os.environ.get("FEATURESTORE_TEST_PAUSE_AT") == stage:
+        marker = os.environ.get("FEATURESTORE_TEST_PAUSE_MARKER")
+        if marker:
+            Path(marker).write_text(stage)
+        time.sleep(60)
