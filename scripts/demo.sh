@@ -17,8 +17,10 @@ step "Applying again changes nothing" "featurestore apply -r $REPO"
 step "Registered objects" "featurestore list -r $REPO"
 step "Versions of a view" "featurestore versions user_profile -r $REPO"
 step "Which view versions fraud_detector reads" "featurestore resolve --model fraud_detector -r $REPO"
-step "Load the batch views' offline and online stores from their sources (local backfill)" \
-  "python -m pipelines.backfill_offline --repo $REPO --online"
+step "Materialize the batch views with Spark: validate, offline store, online store" \
+  "featurestore materialize -r $REPO"
+step "Each run is recorded for lineage" "featurestore runs -r $REPO --limit 2"
+step "Incremental: only what arrived since the last run" "featurestore materialize -r $REPO --incremental"
 step "Build a point-in-time correct training set for fraud_detector" \
   "featurestore training-data -r $REPO --model fraud_detector --entities $REPO/data/labels.parquet --out $REPO/data/training/fraud_detector.parquet"
 step "Lineage: which data trained which model" "featurestore training-sets -r $REPO --model fraud_detector"
