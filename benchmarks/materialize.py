@@ -156,7 +156,7 @@ def one_size(
     (repo / "featurestore.yaml").write_text(
         f"project: matbench\nregistry: data/registry.db\n"
         f"online_store:\n  redis_url: redis://127.0.0.1:{port}/0\n"
-        "spark:\n  conf:\n    spark.driver.memory: 4g\n    spark.sql.shuffle.partitions: '8'\n"
+        "spark:\n  conf:\n    spark.driver.memory: 6g\n"
     )
     (repo / "defs.py").write_text(REPO_DEFS)
     dates = pa.compute.strftime(data.column("event_timestamp"), format="%Y-%m-%d")

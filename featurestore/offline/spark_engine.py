@@ -58,6 +58,10 @@ def session_from_config(config: RepoConfig) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.extraJavaOptions", _log4j_options(config.state_dir))
     )
+    if config.spark_master.startswith("local"):
+        # Spark's default of 200 shuffle partitions is for clusters; on one machine a few
+        # per core keep small jobs fast (adaptive execution still coalesces or splits).
+        builder = builder.config("spark.sql.shuffle.partitions", str(2 * (os.cpu_count() or 2)))
     for key, value in config.spark_conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
