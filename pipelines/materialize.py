@@ -63,6 +63,7 @@ from featurestore.offline.writer import CREATED_TS, EVENT_TS, offline_schema
 from featurestore.online.layout import ViewLayout
 from featurestore.registry.runs import FAILED, SUCCEEDED, RunRecord
 from featurestore.store import FeatureStore, git_sha
+from pipelines import materialize_tasks as tasks
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Progress = Callable[[str], None]
@@ -402,7 +403,7 @@ def conform(
     out_schema = T.StructType(out_fields)
     if transformation is not None:
         fn = functools.partial(
-            _apply_transformation,
+            tasks.apply_transformation,
             transformation=transformation,
             renames=renames,
             schema=schema,
@@ -442,50 +443,6 @@ def _dtype_of(view: FeatureView, column: str) -> str:
     return next(str(f.dtype) for f in view.schema if f.name == column)
 
 
-def _apply_transformation(
-    batches: Iterator[pa.RecordBatch],
-    *,
-    transformation: Callable[[pa.Table], pa.Table],
-    renames: dict[str, str],
-    schema: pa.Schema,
-    created_us: int,
-    label: str,
-) -> Iterator[pa.RecordBatch]:
-    """Runs on executors: the user's function on each Arrow batch, conformed to the view."""
-    name = getattr(transformation, "__name__", "transformation")
-    for batch in batches:
-        try:
-            out = transformation(pa.Table.from_batches([batch]))
-        except Exception as exc:
-            raise TransformationError(
-                f"{label}: transformation '{name}' raised {type(exc).__name__}: {exc}"
-            ) from exc
-        if not isinstance(out, pa.Table):
-            raise TransformationError(
-                f"{label}: transformation '{name}' returned {type(out).__name__}; it must "
-                "return a pyarrow.Table."
-            )
-        out = out.rename_columns([renames.get(c, c) for c in out.column_names])
-        if CREATED_TS not in out.column_names:
-            stamp = pa.array([created_us] * out.num_rows, pa.int64())
-            out = out.append_column(CREATED_TS, stamp.cast(schema.field(CREATED_TS).type))
-        columns = []
-        for f in schema:
-            if f.name not in out.column_names:
-                raise TransformationError(
-                    f"{label}: transformation '{name}' returned no column '{f.name}' "
-                    f"(returned: {', '.join(out.column_names)})."
-                )
-            try:
-                columns.append(out.column(f.name).cast(f.type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise TransformationError(
-                    f"{label}: transformation '{name}' returned column '{f.name}' as "
-                    f"{out.column(f.name).type}, which does not convert to {f.type} ({exc})."
-                ) from exc
-        yield from pa.table(columns, schema=schema).to_batches()
-
-
 def write_online(
     store: FeatureStore, view: FeatureView, version: int, rows: DataFrame, label: str
 ) -> int:
@@ -501,7 +458,7 @@ def write_online(
     )
     layout = ViewLayout.from_view(store.project, view, version)
     counts = latest.mapInArrow(
-        functools.partial(_write_partition, redis_url=store.config.redis_url, layout=layout),
+        functools.partial(tasks.write_partition, redis_url=store.config.redis_url, layout=layout),
         "written long, older long, expired long",
     ).agg(F.sum("written"), F.sum("older"), F.sum("expired"))
     try:
@@ -515,23 +472,6 @@ def write_online(
             ) from None
         raise
     return int(written or 0)
-
-
-def _write_partition(
-    batches: Iterator[pa.RecordBatch], *, redis_url: str, layout: ViewLayout
-) -> Iterator[pa.RecordBatch]:
-    """Runs on executors: one writer (one connection) per partition, pipelined batches."""
-    from featurestore.online.writer import OnlineWriter
-
-    writer = OnlineWriter.from_url(redis_url)
-    written = older = expired = 0
-    for batch in batches:
-        stats = writer.write_table(layout, pa.Table.from_batches([batch]))
-        written += stats.written
-        older += stats.skipped_older
-        expired += stats.skipped_expired
-    writer.client.close()
-    yield pa.RecordBatch.from_pydict({"written": [written], "older": [older], "expired": [expired]})
 
 
 # -- helpers --------------------------------------------------------------------------------
