@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -352,3 +353,41 @@ def test_a_job_killed_mid_run_completes_when_run_again(
     statuses = [r.status for r in store.registry.runs(store.project, "user_stats")]
     assert statuses == ["succeeded", "failed"]  # the killed run, marked abandoned
     assert "abandoned" in store.registry.runs(store.project, "user_stats")[1].error
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_materialize_and_runs_commands(store: FeatureStore, spark: Any) -> None:
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+
+    runner = CliRunner()
+    repo = str(store.config.repo_path)
+    write_source(store, ROWS)
+    out = runner.invoke(app, ["materialize", "user_stats", "-r", repo])
+    assert out.exit_code == 0, out.output
+    assert "user_stats@v1: read 6 rows from 4 file(s)" in out.output
+    assert "user_stats@v1: 2 expectation(s) passed" in out.output
+    assert "user_stats@v1: 2 entities written online" in out.output
+    assert "user_stats@v1: 5 rows committed offline" in out.output
+
+    bad = [(4, NOW - timedelta(hours=1), NOW, -5.0, 1, "DE")]
+    write_source(store, bad, name="bad")
+    start = (NOW - timedelta(hours=2)).isoformat()
+    out = runner.invoke(app, ["materialize", "user_stats", "-r", repo, "--start", start])
+    assert out.exit_code == 1
+    assert "the batch failed its expectations; nothing was written" in out.output
+    assert "amount between in [0, 1000]: 1 of 1 rows (100.00%) unexpected e.g. -5.0" in out.output
+
+    out = runner.invoke(app, ["runs", "user_stats", "-r", repo])
+    assert out.exit_code == 0, out.output
+    assert out.output.index("failed") < out.output.index("succeeded")  # newest first
+    assert "validation failed: amount between in [0, 1000]" in out.output
+    listed = json.loads(runner.invoke(app, ["runs", "-r", repo, "--json"]).output)
+    assert [r["status"] for r in listed] == ["failed", "succeeded"]
+    assert listed[1]["rows_offline"] == 5
+    bad_time = runner.invoke(app, ["materialize", "-r", repo, "--start", "yesterday"])
+    assert bad_time.exit_code == 1
+    assert "--start 'yesterday' is not an ISO date" in bad_time.output
