@@ -3,9 +3,11 @@
 Per size (source rows : entities), the same rows, 5 float64 features, spread over the last
 20 days, go to one Redis (a database per contender, flushed before each):
 
-  * featurestore ``featurestore materialize`` as a command (Spark start-up included), and
-    in-process on a running Spark session (stage times reported): read, validate with
-    Great Expectations (2 expectations), offline commit, online writes from executors;
+  * featurestore ``featurestore materialize`` as a command (``--engine auto``: in-process
+    below 256 MB of source files in local mode, else Spark, start-up included), and
+    in-process on a running Spark session (stage times reported), and (up to 5M rows) with
+    the in-process engine: read, validate with Great Expectations (2 expectations), offline
+    commit, online writes;
   * Feast 0.67 ``feast materialize`` as a command, and ``FeatureStore.materialize()``
     in-process (its own timing, import excluded), with its file offline store;
   * the floor: one DuckDB query for each entity's latest row, then pipelined redis-py HSETs
@@ -178,14 +180,26 @@ def one_size(
     log("featurestore command ...")
     r0.flushdb()
     out["featurestore_command"] = run_cmd([fs_bin, "materialize", "stats", "--repo", str(repo)])
-    log(f"featurestore command: {out['featurestore_command']['seconds']} s")
+    with FeatureStore(repo) as store:
+        out["featurestore_command"]["engine"] = store.registry.runs(store.project)[0].engine
+    log(f"featurestore command: {out['featurestore_command']}")
+    if rows <= 5_000_000:
+        with FeatureStore(repo) as store:
+            r0.flushdb()
+            start = time.perf_counter()
+            (run,) = materialize(store, ["stats"], engine="local")
+            out["featurestore_in_process_local_engine"] = {
+                "seconds": round(time.perf_counter() - start, 3),
+                "stages_s": {k: round(v, 3) for k, v in run.seconds.items()},
+            }
+        log(f"featurestore in-process, local engine: {out['featurestore_in_process_local_engine']}")
 
     with FeatureStore(repo) as store:
         spark = session_from_config(store.config)
         r0.flushdb()
         rss_before = _rss_mb()
         start = time.perf_counter()
-        (run,) = materialize(store, ["stats"], session=spark)
+        (run,) = materialize(store, ["stats"], session=spark, engine="spark")
         seconds = time.perf_counter() - start
         rec = run.record
         out["featurestore_in_process"] = {

@@ -519,9 +519,16 @@ def materialize(
         bool,
         typer.Option("--incremental", help="Start each view where its last successful run ended."),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="spark, local (in-process) or auto: in-process for small windows when "
+            "spark.master is local, else Spark."
+        ),
+    ] = "auto",
     repo: RepoOption = Path("."),
 ) -> None:
-    """Run the Spark job: source -> validate -> offline store and online store; record the run."""
+    """Run the job: source -> validate -> offline store and online store; record the run."""
     if incremental and start is not None:
         raise EntityInputError("--incremental starts at each view's watermark; drop --start.")
     try:
@@ -539,6 +546,7 @@ def materialize(
             start=_parse_time(start, "--start"),
             end=_parse_time(end, "--end"),
             incremental=incremental,
+            engine=engine,
             progress=show,
         )
     if not runs:

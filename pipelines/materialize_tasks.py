@@ -7,7 +7,10 @@ workers start quickly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 
@@ -75,3 +78,12 @@ def write_partition(
         expired += stats.skipped_expired
     writer.client.close()
     yield pa.RecordBatch.from_pydict({"written": [written], "older": [older], "expired": [expired]})
+
+
+def file_info(uri: str) -> dict[str, Any]:
+    path = uri.removeprefix("file://").removeprefix("file:")
+    try:
+        mtime = datetime.fromtimestamp(os.stat(path).st_mtime, UTC).isoformat()
+    except OSError:
+        mtime = None
+    return {"path": path, "mtime": mtime}

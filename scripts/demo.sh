@@ -17,10 +17,11 @@ step "Applying again changes nothing" "featurestore apply -r $REPO"
 step "Registered objects" "featurestore list -r $REPO"
 step "Versions of a view" "featurestore versions user_profile -r $REPO"
 step "Which view versions fraud_detector reads" "featurestore resolve --model fraud_detector -r $REPO"
-step "Materialize the batch views with Spark: validate, offline store, online store" \
+step "Materialize the batch views: validate, offline store, online store (small: in-process)" \
   "featurestore materialize -r $REPO"
 step "Each run is recorded for lineage" "featurestore runs -r $REPO --limit 2"
-step "Incremental: only what arrived since the last run" "featurestore materialize -r $REPO --incremental"
+step "Incremental, on Spark (what a cluster runs): only what arrived since the last run" \
+  "featurestore materialize -r $REPO --incremental --engine spark"
 step "Build a point-in-time correct training set for fraud_detector" \
   "featurestore training-data -r $REPO --model fraud_detector --entities $REPO/data/labels.parquet --out $REPO/data/training/fraud_detector.parquet"
 step "Lineage: which data trained which model" "featurestore training-sets -r $REPO --model fraud_detector"

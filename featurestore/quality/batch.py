@@ -1,4 +1,4 @@
-"""Validate a batch (a Spark DataFrame) against a view's expectations with Great Expectations.
+"""Validate a batch (a Spark or pandas DataFrame) against a view's expectations with GE.
 
 Each run gets an ephemeral GE context (nothing written to a GE project folder);
 the full GE result is saved as JSON next to the run, and the summary names each
@@ -49,7 +49,12 @@ def validate_dataframe(
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    asset = context.data_sources.add_spark(name="featurestore").add_dataframe_asset(name=label)
+    # A pandas DataFrame (the in-process engine) or a Spark one (the Spark job).
+    if type(df).__module__.startswith("pandas"):
+        source = context.data_sources.add_pandas(name="featurestore")
+    else:
+        source = context.data_sources.add_spark(name="featurestore")
+    asset = source.add_dataframe_asset(name=label)
     batch = asset.add_batch_definition_whole_dataframe("batch").get_batch(
         batch_parameters={"dataframe": df}
     )
