@@ -588,6 +588,7 @@ def runs(
             verdict = "passed" if r.validation["success"] else "failed: " + "; ".join(failed)
             typer.echo(f"  validation {verdict} ({r.validation['report']})")
         typer.echo(f"  sources    {len(r.sources)} file(s); code {r.code_version or 'unknown'}")
+        typer.echo(f"  engine     {r.engine or 'unknown'}")
         started = r.started_at.isoformat(timespec="seconds") if r.started_at else "?"
         finished = r.finished_at.isoformat(timespec="seconds") if r.finished_at else "-"
         typer.echo(f"  time       {started} .. {finished} by {r.started_by}")

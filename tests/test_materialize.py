@@ -419,6 +419,7 @@ def test_materialize_and_runs_commands(store: FeatureStore) -> None:
     assert out.exit_code == 0, out.output
     assert out.output.index("failed") < out.output.index("succeeded")  # newest first
     assert "validation failed: amount between in [0, 1000]" in out.output
+    assert "engine     in-process (pyarrow)" in out.output  # small and local: no Spark
     listed = json.loads(runner.invoke(app, ["runs", "-r", repo, "--json"]).output)
     assert [r["status"] for r in listed] == ["failed", "succeeded"]
     assert listed[1]["rows_offline"] == 5
