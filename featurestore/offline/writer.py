@@ -13,6 +13,7 @@ its dedupe step (see ``join.needs_dedupe``).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,25 +95,9 @@ class OfflineStore:
         prepared = prepare_rows(view, rows, label=label, created_at=created_at)
         if window is not None:
             _check_inside_window(prepared, window, label)
-        table = self.table(view.name, version)
-        with table.writer_lock():
-            base = table.manifest()
-            seq = base.sequence + 1
-            keep, replaced, rewritten = list(base.files), 0, []
-            if window is not None:
-                keep, replaced, rewritten = _drop_window(table, base, window, seq)
-            added = _write_files(table, prepared, seq)
-            detail = {"rows": prepared.num_rows}
-            if window is not None:
-                detail["window"] = [window[0].isoformat(), window[1].isoformat()]
-            manifest = table.commit(
-                base,
-                keep,
-                rewritten + added,
-                operation="replace" if window is not None else "append",
-                detail=detail,
-            )
-        return WriteResult(view.name, version, prepared.num_rows, replaced, len(added), manifest)
+        return self._commit(
+            view, version, window, lambda table, seq: _write_files(table, prepared, seq)
+        )
 
     def commit_files(
         self,
@@ -133,14 +118,9 @@ class OfflineStore:
         """
         label = f"{view.name}@v{version}"
         schema = offline_schema(view)
-        table = self.table(view.name, version)
         described = [_describe_staged(path, schema, label) for path in staged]
-        with table.writer_lock():
-            base = table.manifest()
-            seq = base.sequence + 1
-            keep, replaced, rewritten = list(base.files), 0, []
-            if window is not None:
-                keep, replaced, rewritten = _drop_window(table, base, window, seq)
+
+        def move_in(table: OfflineTable, seq: int) -> list[DataFile]:
             added = []
             for path, date, rows, min_ts, max_ts in described:
                 if rows == 0:
@@ -148,6 +128,28 @@ class OfflineStore:
                 rel, final = table.new_file_path(date)
                 os.replace(path, final)
                 added.append(DataFile(rel, date, rows, min_ts, max_ts, seq, tie_free=True))
+            return added
+
+        return self._commit(view, version, window, move_in, detail)
+
+    def _commit(
+        self,
+        view: FeatureView,
+        version: int,
+        window: tuple[datetime, datetime] | None,
+        add_files: Callable[[OfflineTable, int], list[DataFile]],
+        detail: dict[str, Any] | None = None,
+    ) -> WriteResult:
+        """Under the table's writer lock: drop ``window``'s rows if given, add the files
+        ``add_files(table, seq)`` returns, and publish both in one manifest commit."""
+        table = self.table(view.name, version)
+        with table.writer_lock():
+            base = table.manifest()
+            seq = base.sequence + 1
+            keep, replaced, rewritten = list(base.files), 0, []
+            if window is not None:
+                keep, replaced, rewritten = _drop_window(table, base, window, seq)
+            added = add_files(table, seq)
             info: dict[str, Any] = {"rows": sum(f.rows for f in added), **(detail or {})}
             if window is not None:
                 info["window"] = [window[0].isoformat(), window[1].isoformat()]
