@@ -63,10 +63,11 @@ from featurestore.offline.writer import CREATED_TS, EVENT_TS, offline_schema
 from featurestore.online.layout import ViewLayout
 from featurestore.registry.runs import FAILED, SUCCEEDED, RunRecord
 from featurestore.store import FeatureStore, git_sha
+from featurestore.times import EPOCH, micros
+from featurestore.times import as_utc as _utc
 from pipelines import materialize_tasks as tasks
 from pipelines.materialize_local import run_local, source_files
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Progress = Callable[[str], None]
 
 
@@ -445,7 +446,7 @@ def conform(
             transformation=transformation,
             renames=renames,
             schema=schema,
-            created_us=int((created_at - EPOCH).total_seconds() * 1_000_000),
+            created_us=micros(created_at),
             label=label,
         )
         return df.mapInArrow(fn, out_schema)
@@ -651,12 +652,6 @@ def _first_line(text: str) -> str:
 
 def _rate(rows: int, seconds: float) -> str:
     return f"({seconds:.1f}s, {rows / seconds:,.0f} rows/s)" if seconds > 0 else ""
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _pause_for_tests(stage: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,9 +33,9 @@ from featurestore.offline.writer import CREATED_TS, EVENT_TS, last_per_group, of
 from featurestore.online.layout import ViewLayout
 from featurestore.registry.runs import RunRecord
 from featurestore.store import FeatureStore
+from featurestore.times import EPOCH, micros
 from pipelines import materialize_tasks as tasks
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Progress = Callable[[str], None]
 
 # Source types that convert to the declared type without loss (as the Spark engine allows).
@@ -217,7 +217,7 @@ def _conform(
     renames = {source.timestamp_field: EVENT_TS}
     if source.created_timestamp_field:
         renames[source.created_timestamp_field] = CREATED_TS
-    created_us = int((created_at - EPOCH).total_seconds() * 1_000_000)
+    created_us = micros(created_at)
     if transformation is not None:
         batches = tasks.apply_transformation(
             iter(table.to_batches()) if table.num_rows else iter([]),

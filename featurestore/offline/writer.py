@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from featurestore.offline.table import (
     OfflineTable,
 )
 from featurestore.offline.timestamps import UTC_US, to_utc_us
+from featurestore.times import micros
 
 EVENT_TS = "event_timestamp"
 CREATED_TS = "created_timestamp"
@@ -275,7 +276,7 @@ def _differs_from_next(table: pa.Table, columns: list[str]) -> pa.Array:
 
 
 def _check_inside_window(table: pa.Table, window: tuple[datetime, datetime], label: str) -> None:
-    start, end = (_us(w) for w in window)
+    start, end = (micros(w) for w in window)
     ts = table.column(EVENT_TS).cast(pa.int64())
     outside = pc.sum(pc.or_(pc.less(ts, start), pc.greater_equal(ts, end))).as_py() or 0
     if outside:
@@ -286,21 +287,11 @@ def _check_inside_window(table: pa.Table, window: tuple[datetime, datetime], lab
         )
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _us(value: datetime) -> int:
-    """Exact microseconds since the epoch (float seconds would round far from 1970)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // timedelta(microseconds=1)
-
-
 def _drop_window(
     table: OfflineTable, base: Manifest, window: tuple[datetime, datetime], seq: int
 ) -> tuple[list[DataFile], int, list[DataFile]]:
     """Files to keep, rows dropped, and rewritten remainders of files cut by the window."""
-    start, end = _us(window[0]), _us(window[1])
+    start, end = micros(window[0]), micros(window[1])
     keep: list[DataFile] = []
     rewritten: list[DataFile] = []
     dropped = 0

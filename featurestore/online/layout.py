@@ -22,30 +22,19 @@ import struct
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgpack
 
 from featurestore.errors import EntityInputError
+from featurestore.times import from_micros, micros
 
 HEADER = struct.Struct(">qq")
 HEADER_SIZE = HEADER.size
 NO_CREATED = -(2**63)  # a row without created time loses every tie, as offline
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT_RANGES = {"int64": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31 - 1)}
 KEY_DTYPES = ("int64", "int32", "string")
-
-
-def micros(value: datetime) -> int:
-    """Exact microseconds since the epoch; naive datetimes are UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // timedelta(microseconds=1)
-
-
-def from_micros(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True, slots=True)

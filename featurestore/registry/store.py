@@ -30,21 +30,13 @@ from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry.runs import RunLog
 from featurestore.registry.snapshot import ACTIVE, RETIRED, Head, RegistrySnapshot, ViewVersion
 from featurestore.repo import RepoContents
+from featurestore.times import as_utc as _utc  # SQLite returns naive, PostgreSQL zoned
 
 _LOCK_KEY = 7_305_513_927  # PostgreSQL advisory lock id for registry writes
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """Everything we store is UTC: SQLite returns it naive, PostgreSQL in the session's zone."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def _dumps(value: Any) -> str:
