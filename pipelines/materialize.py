@@ -42,7 +42,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -52,7 +51,6 @@ from pyspark.sql import types as T
 from featurestore.definitions import FeatureView, ParquetSource
 from featurestore.errors import (
     MaterializationError,
-    OnlineStoreUnavailable,
     SchemaMismatchError,
     SourceNotFoundError,
     TransformationError,
@@ -66,7 +64,14 @@ from featurestore.store import FeatureStore, git_sha
 from featurestore.times import EPOCH, micros
 from featurestore.times import as_utc as _utc
 from pipelines import materialize_tasks as tasks
-from pipelines.materialize_local import run_local, source_files
+from pipelines.materialize_local import (
+    online_unavailable,
+    pause_for_tests,
+    run_local,
+    source_files,
+    source_path,
+    validate_batch,
+)
 
 Progress = Callable[[str], None]
 
@@ -241,8 +246,6 @@ def materialize_view(
         staging = staging_root / f"run-{record.id}-{uuid.uuid4().hex[:8]}"
         try:
             if spark is None:
-                from featurestore.quality.batch import validate_dataframe
-
                 run_local(
                     store,
                     view,
@@ -252,8 +255,6 @@ def materialize_view(
                     transformation,
                     progress,
                     created_at=datetime.now(UTC),
-                    validate=validate_dataframe,
-                    pause=_pause_for_tests,
                 )
             else:
                 _run(store, view, version, spark, record, run, staging, transformation, progress)
@@ -304,23 +305,8 @@ def _run(
 
         # 3. validate
         if view.expectations:
-            t0 = time.perf_counter()
-            from featurestore.quality.batch import validate_dataframe
-
-            report = store.config.state_dir / "reports" / f"{label}-run{record.id}.json"
-            record.validation = validate_dataframe(
-                rows, view.expectations, label=label, report_path=report
-            )
-            run.seconds["validate"] = time.perf_counter() - t0
-            if not record.validation["success"]:
-                raise ValidationFailedError(
-                    _failed_message(label, record.validation), record.validation
-                )
-            progress(
-                f"{label}: {len(view.expectations)} expectation(s) passed "
-                f"({run.seconds['validate']:.1f}s)"
-            )
-        _pause_for_tests("validated")
+            validate_batch(store, view, record, run.seconds, rows, progress)
+        pause_for_tests("validated")
 
         # 4. stage offline rows: one per (keys, event time), the largest created time
         t0 = time.perf_counter()
@@ -345,7 +331,7 @@ def _run(
         dated.write.partitionBy("date").parquet(str(staging))
         staged = sorted(staging.glob("date=*/*.parquet"))
         run.seconds["stage"] = time.perf_counter() - t0
-        _pause_for_tests("staged")
+        pause_for_tests("staged")
 
         # 5. online: each entity's latest row, written by the executors
         if view.online:
@@ -358,7 +344,7 @@ def _run(
             )
         else:
             record.rows_online = 0
-        _pause_for_tests("online")
+        pause_for_tests("online")
 
         # 6. commit offline
         t0 = time.perf_counter()
@@ -388,13 +374,8 @@ def read_source(
 ) -> tuple[DataFrame, list[str]]:
     source = view.source
     assert isinstance(source, ParquetSource)
-    path = Path(source.path) if Path(source.path).is_absolute() else repo / source.path
-    if not path.exists() or not any(path.rglob("*.parquet")):
-        raise SourceNotFoundError(
-            f"{label}: source '{source.name}' has no Parquet files at {path}. Check the "
-            "source's path (relative to the repo), or generate the data first "
-            "(`featurestore generate-data` for the example)."
-        )
+    files = source_files(view, repo, start, end, label)  # raises if the source is missing
+    path = source_path(view, repo)
     df = spark.read.option("basePath", str(path)).parquet(str(path))
     ts = source.timestamp_field
     if ts not in df.columns:
@@ -407,17 +388,12 @@ def read_source(
             f"{label}: source column '{ts}' in {path} is {df.schema[ts].dataType.simpleString()}"
             ", not a timestamp. Write it as a Parquet timestamp."
         )
-    partitions = sorted(p for p in path.glob("date=*") if p.is_dir())
-    if partitions:
-        # Hive date partitions: read only the folders that can hold rows of the window.
-        first = start.date().isoformat() if start is not None else ""
-        last = end.date().isoformat()
-        wanted = [str(p) for p in partitions if first <= p.name[5:] <= last]
-        df = spark.read.option("basePath", str(path)).parquet(*wanted) if wanted else df.limit(0)
+    # Only the window's files (its Hive date folders), with the partition columns kept.
+    df = spark.read.option("basePath", str(path)).parquet(*files) if files else df.limit(0)
     if start is not None:
         df = df.where(F.col(ts) >= F.lit(start))
     df = df.where(F.col(ts) < F.lit(end))
-    return df, (sorted(df.inputFiles()) if not partitions or wanted else [])
+    return df, files
 
 
 def conform(
@@ -505,10 +481,7 @@ def write_online(
     except Exception as exc:
         text = str(exc)
         if "OnlineStoreUnavailable" in text or "unreachable" in text:
-            raise OnlineStoreUnavailable(
-                f"{label}: Redis at {store.config.redis_url} is unreachable; nothing was "
-                "committed offline. Start Redis (`featurestore dev up`) and run again."
-            ) from None
+            raise online_unavailable(label, store.config.redis_url) from None
         raise
     return int(written or 0)
 
@@ -629,19 +602,6 @@ def _has_ties(rows: DataFrame, keys: list[str]) -> bool:
     return dupes.limit(1).count() > 0
 
 
-def _failed_message(label: str, validation: dict[str, Any]) -> str:
-    lines = [f"{label}: the batch failed its expectations; nothing was written."]
-    for e in validation["expectations"]:
-        if not e["success"]:
-            examples = f" e.g. {', '.join(e['examples'])}" if e["examples"] else ""
-            lines.append(
-                f"  - {e['expectation']}: {e['unexpected_count']:,} of {validation['rows']:,} "
-                f"rows ({e['unexpected_percent']:.2f}%) unexpected{examples}"
-            )
-    lines.append(f"Full report: {validation['report']}")
-    return "\n".join(lines)
-
-
 def _message(exc: BaseException) -> str:
     return _first_line(str(exc)) if not isinstance(exc, ValidationFailedError) else str(exc)
 
@@ -652,13 +612,3 @@ def _first_line(text: str) -> str:
 
 def _rate(rows: int, seconds: float) -> str:
     return f"({seconds:.1f}s, {rows / seconds:,.0f} rows/s)" if seconds > 0 else ""
-
-
-def _pause_for_tests(stage: str) -> None:
-    """``FEATURESTORE_TEST_PAUSE_AT=<stage>`` stops here for a minute, so a test can kill
-    the job at a known point (kill -9 and re-run). Never set in production."""
-    if os.environ.get("FEATURESTORE_TEST_PAUSE_AT") == stage:
-        marker = os.environ.get("FEATURESTORE_TEST_PAUSE_MARKER")
-        if marker:
-            Path(marker).write_text(stage)
-        time.sleep(60)

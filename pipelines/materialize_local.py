@@ -12,10 +12,12 @@ On a cluster master, or with ``--engine spark``, Spark always runs.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,13 +49,20 @@ _WIDENS: dict[pa.DataType, tuple[pa.DataType, ...]] = {
 }
 
 
+def source_path(view: FeatureView, repo: Path) -> Path:
+    source = view.source
+    assert isinstance(source, ParquetSource)
+    return Path(source.path) if Path(source.path).is_absolute() else repo / source.path
+
+
 def source_files(
     view: FeatureView, repo: Path, start: datetime | None, end: datetime, label: str
 ) -> list[str]:
-    """The source's Parquet files that can hold rows of [start, end) (Hive date folders)."""
+    """The source's Parquet files that can hold rows of [start, end): under Hive ``date=``
+    folders, only those of the window's dates. Both engines read exactly these."""
     source = view.source
     assert isinstance(source, ParquetSource)
-    path = Path(source.path) if Path(source.path).is_absolute() else repo / source.path
+    path = source_path(view, repo)
     if not path.exists() or not any(path.rglob("*.parquet")):
         raise SourceNotFoundError(
             f"{label}: source '{source.name}' has no Parquet files at {path}. Check the "
@@ -80,8 +89,6 @@ def run_local(
     progress: Progress,
     *,
     created_at: datetime,
-    validate: Callable[..., dict],
-    pause: Callable[[str], None],
 ) -> None:
     label = record.label
     start, end = record.window_start, record.window_end
@@ -102,22 +109,8 @@ def run_local(
         return
 
     if view.expectations:
-        t0 = time.perf_counter()
-        report = store.config.state_dir / "reports" / f"{label}-run{record.id}.json"
-        record.validation = validate(
-            rows.to_pandas(), view.expectations, label=label, report_path=report
-        )
-        seconds["validate"] = time.perf_counter() - t0
-        if not record.validation["success"]:
-            from pipelines.materialize import _failed_message
-
-            raise ValidationFailedError(
-                _failed_message(label, record.validation), record.validation
-            )
-        progress(
-            f"{label}: {len(view.expectations)} expectation(s) passed ({seconds['validate']:.1f}s)"
-        )
-    pause("validated")
+        validate_batch(store, view, record, seconds, rows.to_pandas(), progress)
+    pause_for_tests("validated")
 
     keys = [e.join_key for e in view.resolved_entities()]
     if view.online:
@@ -126,16 +119,13 @@ def run_local(
         try:
             stats = store.online_writer().write_table(layout, last_per_group(rows, keys))
         except OnlineStoreUnavailable:
-            raise OnlineStoreUnavailable(
-                f"{label}: Redis at {store.config.redis_url} is unreachable; nothing was "
-                "committed offline. Start Redis (`featurestore dev up`) and run again."
-            ) from None
+            raise online_unavailable(label, store.config.redis_url) from None
         record.rows_online = stats.written
         seconds["online"] = time.perf_counter() - t0
         progress(f"{label}: {stats.written:,} entities written online ({seconds['online']:.1f}s)")
     else:
         record.rows_online = 0
-    pause("online")
+    pause_for_tests("online")
 
     t0 = time.perf_counter()
     result = store.offline_store().write(view, version, rows, window=(start or EPOCH, end))
@@ -255,3 +245,61 @@ def _conform(
             )
         columns.append(column.cast(field.type))
     return pa.table(columns, schema=schema)
+
+
+# -- shared by both engines (pipelines/materialize.py imports these) --------------------------
+
+
+def validate_batch(
+    store: FeatureStore,
+    view: FeatureView,
+    record: RunRecord,
+    seconds: dict[str, float],
+    frame: Any,
+    progress: Progress,
+) -> None:
+    """Great Expectations on ``frame`` (Spark or pandas); raises ValidationFailedError."""
+    from featurestore.quality.batch import validate_dataframe
+
+    label = record.label
+    t0 = time.perf_counter()
+    report = store.config.state_dir / "reports" / f"{label}-run{record.id}.json"
+    record.validation = validate_dataframe(
+        frame, view.expectations, label=label, report_path=report
+    )
+    seconds["validate"] = time.perf_counter() - t0
+    if not record.validation["success"]:
+        raise ValidationFailedError(failed_message(label, record.validation), record.validation)
+    progress(
+        f"{label}: {len(view.expectations)} expectation(s) passed ({seconds['validate']:.1f}s)"
+    )
+
+
+def failed_message(label: str, validation: dict[str, Any]) -> str:
+    lines = [f"{label}: the batch failed its expectations; nothing was written."]
+    for e in validation["expectations"]:
+        if not e["success"]:
+            examples = f" e.g. {', '.join(e['examples'])}" if e["examples"] else ""
+            lines.append(
+                f"  - {e['expectation']}: {e['unexpected_count']:,} of {validation['rows']:,} "
+                f"rows ({e['unexpected_percent']:.2f}%) unexpected{examples}"
+            )
+    lines.append(f"Full report: {validation['report']}")
+    return "\n".join(lines)
+
+
+def online_unavailable(label: str, redis_url: str) -> OnlineStoreUnavailable:
+    return OnlineStoreUnavailable(
+        f"{label}: Redis at {redis_url} is unreachable; nothing was committed offline. Start "
+        "Redis (`featurestore dev up`) and run again."
+    )
+
+
+def pause_for_tests(stage: str) -> None:
+    """``FEATURESTORE_TEST_PAUSE_AT=<stage>`` stops here for a minute, so a test can kill
+    the job at a known point (kill -9 and re-run). Never set in production."""
+    if os.environ.get("FEATURESTORE_TEST_PAUSE_AT") == stage:
+        marker = os.environ.get("FEATURESTORE_TEST_PAUSE_MARKER")
+        if marker:
+            Path(marker).write_text(stage)
+        time.sleep(60)
