@@ -27,7 +27,6 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import redis
+
+from featurestore.devservices import free_port
 
 ROOT = Path(__file__).resolve().parent
 FEATURES = [f"f{i}" for i in range(5)]
@@ -70,12 +71,6 @@ stats = FeatureView(
 
 def log(message: str) -> None:
     print(f"[materialize {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def generate(rows: int, entities: int, seed: int) -> pa.Table:

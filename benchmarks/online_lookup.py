@@ -48,6 +48,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 
+from featurestore.devservices import free_port
+
 ROOT = Path(__file__).resolve().parent
 FEATURES = [f"f{i}" for i in range(5)]
 ENTITIES = 10_000
@@ -75,12 +77,6 @@ model = Model(name="bench_model", feature_services=[service], owner="bench", pur
 
 def log(message: str) -> None:
     print(f"[online_lookup {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 60) -> None:

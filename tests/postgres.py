@@ -24,7 +24,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,7 +33,9 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["PostgresServer", "PostgresUnavailable", "find_bin_dir", "free_port", "start_postgres"]
+from featurestore.devservices import free_port
+
+__all__ = ["PostgresServer", "PostgresUnavailable", "find_bin_dir", "start_postgres"]
 
 _INSTALL_HINT = (
     "Install the PostgreSQL server: `apt-get install -y postgresql` (Debian/Ubuntu), "
@@ -75,12 +76,6 @@ def find_bin_dir() -> Path:
 
 def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", name)) or (0,)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore import FeatureStore
+from featurestore.devservices import free_port
 from featurestore.errors import (
     FeatureViewNotFound,
     MaterializationError,
@@ -30,7 +31,6 @@ from featurestore.errors import (
 )
 from pipelines.materialize import materialize as run_materialize
 from tests.helpers import replace_in_file, write_repo
-from tests.test_online_store import free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 UTC_US = pa.timestamp("us", tz="UTC")

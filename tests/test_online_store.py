@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import math
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurestore import FeatureStore
+from featurestore.devservices import free_port
 from featurestore.errors import (
     EntityInputError,
     FeatureNotFound,
@@ -561,12 +561,6 @@ def test_a_table_missing_a_feature_column_is_refused(store: FeatureStore) -> Non
 
 
 # -- Redis down ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_redis(port: int) -> subprocess.Popen:

@@ -19,8 +19,9 @@ import pyarrow as pa
 import pytest
 
 from featurestore import FeatureStore
+from featurestore.devservices import free_port
 from tests.helpers import online_repo, replace_in_file
-from tests.test_online_store import free_port, start_redis, user_stats
+from tests.test_online_store import start_redis, user_stats
 
 pytestmark = pytest.mark.services
 
