@@ -261,13 +261,8 @@ class OnlineClient:
         features: Sequence[str] | None = None,
         full_feature_names: bool = False,
     ) -> OnlineResponse:
-        self.maybe_refresh()
-        plan = self.catalog.plan(
-            model=model, features=features, full_feature_names=full_feature_names
-        )
-        rows = entity_rows(entities, self.max_entities)
-        replies = self._execute(build_commands(plan, rows))
-        return assemble(plan, rows, replies, self._clock())
+        plan, rows, commands = self._prepare(entities, model, features, full_feature_names)
+        return assemble(plan, rows, self._execute(commands), self._clock())
 
     async def get_online_features_async(
         self,
@@ -277,13 +272,23 @@ class OnlineClient:
         features: Sequence[str] | None = None,
         full_feature_names: bool = False,
     ) -> OnlineResponse:
+        plan, rows, commands = self._prepare(entities, model, features, full_feature_names)
+        return assemble(plan, rows, await self._execute_async(commands), self._clock())
+
+    def _prepare(
+        self,
+        entities: Any,
+        model: str | None,
+        features: Sequence[str] | None,
+        full_feature_names: bool,
+    ) -> tuple[LookupPlan, list[dict[str, Any]], list[tuple]]:
+        """The plan, the entity rows and the commands: all a lookup does before Redis."""
         self.maybe_refresh()
         plan = self.catalog.plan(
             model=model, features=features, full_feature_names=full_feature_names
         )
         rows = entity_rows(entities, self.max_entities)
-        replies = await self._execute_async(build_commands(plan, rows))
-        return assemble(plan, rows, replies, self._clock())
+        return plan, rows, build_commands(plan, rows)
 
     def ping(self) -> bool:
         try:
