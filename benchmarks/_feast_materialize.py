@@ -16,44 +16,16 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-FEATURES = [f"f{i}" for i in range(5)]
-YAML = """\
-project: matbench
-registry: {root}/registry.db
-provider: local
-online_store:
-  type: redis
-  connection_string: "{redis}"
-offline_store:
-  type: file
-entity_key_serialization_version: 3
-"""
+from _feast_repo import stats_definitions, write_config
 
 
 def setup(args: argparse.Namespace) -> None:
-    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
-    from feast.types import Float64
+    from feast import FeatureStore
 
     root = Path(args.repo)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "feature_store.yaml").write_text(YAML.format(root=root, redis=args.redis))
+    write_config(root, "matbench", redis=args.redis)
     store = FeatureStore(repo_path=str(root))
-    entity = Entity(name="entity", join_keys=["entity_id"], value_type=ValueType.INT64)
-    source = FileSource(
-        name="stats_source",
-        path=str(Path(args.features).resolve()),
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created_timestamp",
-    )
-    view = FeatureView(
-        name="stats",
-        entities=[entity],
-        ttl=timedelta(days=60),
-        schema=[Field(name=f, dtype=Float64) for f in FEATURES],
-        source=source,
-        online=True,
-    )
-    store.apply([entity, view])
+    store.apply(stats_definitions(args.features, ttl=timedelta(days=60), online=True))
     print(json.dumps({"ok": True}))
 
 

@@ -21,35 +21,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-FEATURES = [f"f{i}" for i in range(5)]
-YAML = """\
-project: olbench
-registry: {root}/registry.db
-provider: local
-online_store:
-  type: redis
-  connection_string: "{redis}"
-offline_store:
-  type: file
-entity_key_serialization_version: 3
-"""
-
-
-def definitions(features_file: str):
-    from feast import Entity, FeatureView, Field, FileSource, ValueType
-    from feast.types import Float64
-
-    entity = Entity(name="entity", join_keys=["entity_id"], value_type=ValueType.INT64)
-    source = FileSource(name="stats_source", path=features_file, timestamp_field="event_timestamp")
-    view = FeatureView(
-        name="stats",
-        entities=[entity],
-        ttl=timedelta(days=1),
-        schema=[Field(name=f, dtype=Float64) for f in FEATURES],
-        source=source,
-        online=True,
-    )
-    return entity, view
+from _feast_repo import FEATURES, stats_definitions, write_config
 
 
 def setup(args: argparse.Namespace) -> None:
@@ -57,11 +29,9 @@ def setup(args: argparse.Namespace) -> None:
     from feast import FeatureStore
 
     root = Path(args.repo)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "feature_store.yaml").write_text(YAML.format(root=root, redis=args.redis))
+    write_config(root, "olbench", redis=args.redis)
     store = FeatureStore(repo_path=str(root))
-    entity, view = definitions(str(Path(args.features).resolve()))
-    store.apply([entity, view])
+    store.apply(stats_definitions(args.features, ttl=timedelta(days=1), online=True, created=False))
     df = pq.read_table(args.features).to_pandas()
     start = time.perf_counter()
     store.write_to_online_store("stats", df)

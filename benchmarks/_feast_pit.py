@@ -23,19 +23,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-FEATURES = [f"f{i}" for i in range(5)]
-
-YAML = """\
-project: pitbench
-registry: {root}/registry.db
-provider: local
-online_store:
-  type: sqlite
-  path: {root}/online.db
-offline_store:
-  type: {store}
-entity_key_serialization_version: 3
-"""
+from _feast_repo import FEATURES, stats_definitions, write_config
 
 
 def main() -> None:
@@ -52,31 +40,15 @@ def main() -> None:
     import feast
     import pandas as pd
     import pyarrow.parquet as pq
-    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
-    from feast.types import Float64
+    from feast import FeatureStore
 
     import_s = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory(prefix="feast-pit-") as tmp:
         root = Path(tmp)
-        (root / "feature_store.yaml").write_text(YAML.format(root=root, store=args.store))
+        write_config(root, "pitbench", redis=None, offline=args.store)
         store = FeatureStore(repo_path=str(root))
-        entity = Entity(name="entity", join_keys=["entity_id"], value_type=ValueType.INT64)
-        source = FileSource(
-            name="stats_source",
-            path=str(Path(args.features).resolve()),
-            timestamp_field="event_timestamp",
-            created_timestamp_column="created_timestamp",
-        )
-        view = FeatureView(
-            name="stats",
-            entities=[entity],
-            ttl=timedelta(days=1),
-            schema=[Field(name=f, dtype=Float64) for f in FEATURES],
-            source=source,
-            online=False,
-        )
-        store.apply([entity, view])
+        store.apply(stats_definitions(args.features, ttl=timedelta(days=1), online=False))
         entity_df: pd.DataFrame = pq.read_table(args.entities).to_pandas()
         refs = [f"stats:{f}" for f in FEATURES]
 
