@@ -196,6 +196,19 @@ def test_exact_values_offline_and_online(store: FeatureStore, spark: Any, materi
     assert record.offline_manifest == 1
 
 
+def test_a_tie_with_a_null_created_time_goes_to_the_row_that_has_one(
+    store: FeatureStore, spark: Any, materialize: Any
+) -> None:
+    # Same user and event time: the row without a created time loses, offline and online,
+    # in whichever order the rows arrive.
+    late = T0 + timedelta(hours=2)
+    write_source(store, [(7, late, None, 70.0, 1, "DE"), (8, late, late, 81.0, 2, "FR")], "a")
+    write_source(store, [(7, late, late, 71.0, 3, "DE"), (8, late, None, 80.0, 4, "FR")], "b")
+    materialize(store, ["user_stats"])
+    assert offline_rows(store) == [(7, late, 71.0, 3, "DE"), (8, late, 81.0, 2, "FR")]
+    assert online(store, [7, 8], USER_STATS)["amount"] == [71.0, 81.0]
+
+
 def test_rerunning_a_window_replaces_it_and_a_late_backfill_never_regresses_online(
     store: FeatureStore, spark: Any, materialize: Any
 ) -> None:
