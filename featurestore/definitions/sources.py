@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from featurestore.definitions._base import (
@@ -81,6 +82,8 @@ class KafkaSource:
 
     ``bootstrap_servers`` defaults to the repo's ``kafka.bootstrap_servers``;
     it is deployment detail, so changing it does not make a new view version.
+    ``allowed_lateness``: how far behind its partition's newest event time an event
+    may arrive and still count; later ones go to the dead-letter topic.
     """
 
     kind: ClassVar[str] = "source"
@@ -90,6 +93,7 @@ class KafkaSource:
     timestamp_field: str
     schema: Sequence[Field]
     value_format: str = "json"
+    allowed_lateness: timedelta = timedelta(minutes=5)
     bootstrap_servers: str | None = None
     batch_source: ParquetSource | None = None
     description: str = ""
@@ -119,6 +123,11 @@ class KafkaSource:
                 f"({', '.join(names)}). Add it as Field(name=..., dtype=UnixTimestamp)."
             )
         object.__setattr__(self, "schema", schema)
+        if not isinstance(self.allowed_lateness, timedelta) or self.allowed_lateness < timedelta(0):
+            raise DefinitionError(
+                f"{owner}: 'allowed_lateness' must be a timedelta >= 0 (got "
+                f"{self.allowed_lateness!r})."
+            )
         if self.batch_source is not None and not isinstance(self.batch_source, ParquetSource):
             raise DefinitionError(f"{owner}: 'batch_source' must be a ParquetSource.")
         check_str(owner, "bootstrap_servers", self.bootstrap_servers)
@@ -134,6 +143,8 @@ class KafkaSource:
             "topic": self.topic,
             "timestamp_field": self.timestamp_field,
             "value_format": self.value_format,
+            # Which events count (late ones do not) changes values: part of the version.
+            "allowed_lateness_seconds": self.allowed_lateness.total_seconds(),
             "schema": [f.version_spec() for f in self.schema],
             "batch_source": self.batch_source.version_spec() if self.batch_source else None,
         }
@@ -151,6 +162,8 @@ class KafkaSource:
     def from_spec(cls, spec: dict[str, Any]) -> KafkaSource:
         spec = {k: v for k, v in spec.items() if k != "type"}
         spec["schema"] = [Field.from_spec(f) for f in spec["schema"]]
+        if "allowed_lateness_seconds" in spec:
+            spec["allowed_lateness"] = timedelta(seconds=spec.pop("allowed_lateness_seconds"))
         if spec.get("batch_source"):
             spec["batch_source"] = ParquetSource.from_spec(spec["batch_source"])
         return cls(**spec)

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 MANIFESTS = "_manifests"
+STREAM = "stream"  # manifest detail: a stream consumer's committed position
 DEFAULT_RETENTION_SECONDS = 3600.0
 
 
@@ -167,12 +168,15 @@ class OfflineTable:
         current = {f.path for f in keep} | {f.path for f in add}
         orphans = {p: t for p, t in base.orphans.items() if p not in current}
         orphans.update({f.path: now for f in base.files if f.path not in current})
+        detail = dict(detail or {})
+        if STREAM in base.detail and STREAM not in detail:
+            detail[STREAM] = base.detail[STREAM]  # a stream's position outlives other commits
         manifest = Manifest(
             sequence=sequence,
             files=tuple(keep) + tuple(add),
             operation=operation,
             committed_at=datetime.now().astimezone().isoformat(timespec="seconds"),
-            detail=detail or {},
+            detail=detail,
             orphans=orphans,
         )
         self.manifests_dir.mkdir(parents=True, exist_ok=True)

@@ -97,7 +97,7 @@ class OfflineStore:
         if window is not None:
             _check_inside_window(prepared, window, label)
         return self._commit(
-            view, version, window, lambda table, seq: _write_files(table, prepared, seq)
+            view, version, window, lambda table, seq: write_files(table, prepared, seq)
         )
 
     def commit_files(
@@ -309,12 +309,12 @@ def _drop_window(
         dropped += rows.num_rows - remainder.num_rows
         if remainder.num_rows:
             # The remainder keeps its original sequence number: it is the same old write.
-            written = _write_files(table, remainder, f.seq, tie_free=f.tie_free)
+            written = write_files(table, remainder, f.seq, tie_free=f.tie_free)
             rewritten.extend(written)
     return keep, dropped, rewritten
 
 
-def _write_files(
+def write_files(
     table: OfflineTable, rows: pa.Table, seq: int, *, tie_free: bool = True
 ) -> list[DataFile]:
     """One file per event date, sorted by event time (tight ranges prune well)."""

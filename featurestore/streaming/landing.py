@@ -1,0 +1,128 @@
+"""Where a stream consumer lands its micro-batches, and where it resumes after a crash.
+
+Each streaming view version has two offline tables:
+
+* its feature table (``<offline>/<project>/<view>/v<N>/``), read by training-data builds
+  like any view's: one row per accepted event with the window aggregations as of it
+  (plus corrections when a late event changes earlier rows: same keys and event time,
+  later created time, so reads pick them);
+* its event log (``.../v<N>/_events/``): the accepted events as parsed, with their
+  Kafka partition and offset. The batch job recomputes the features from it, and a
+  consumer rebuilds its window state from it after a restart or a rebalance.
+
+Every commit to either table records, in the same atomic manifest commit, the next
+Kafka offset per partition and the partition's largest accepted event time. That
+record, not Kafka's committed offsets, is where a consumer resumes: rows of offsets
+already recorded are skipped, so a replay after a crash never duplicates a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from featurestore.definitions import FeatureView, KafkaSource
+from featurestore.offline.table import STREAM, Manifest, OfflineTable
+from featurestore.offline.timestamps import UTC_US
+from featurestore.offline.writer import CREATED_TS, EVENT_TS, offline_schema, write_files
+
+PARTITION = "_partition"
+OFFSET = "_offset"
+EVENTS = "_events"
+
+
+@dataclass
+class StreamPosition:
+    """Per partition: the next offset to read and the largest accepted event time (us)."""
+
+    offsets: dict[int, int] = field(default_factory=dict)
+    max_event_us: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> StreamPosition:
+        raw = manifest.detail.get(STREAM) or {}
+        return cls(
+            {int(p): int(o) for p, o in raw.get("offsets", {}).items()},
+            {int(p): int(t) for p, t in raw.get("max_event_us", {}).items()},
+        )
+
+    def merged(self, other: StreamPosition) -> StreamPosition:
+        return StreamPosition(
+            {**self.offsets, **other.offsets}, {**self.max_event_us, **other.max_event_us}
+        )
+
+    def to_detail(self) -> dict[str, Any]:
+        return {
+            "offsets": {str(p): o for p, o in sorted(self.offsets.items())},
+            "max_event_us": {str(p): t for p, t in sorted(self.max_event_us.items())},
+        }
+
+
+def events_schema(view: FeatureView, source: KafkaSource) -> pa.Schema:
+    """The event log's columns: event_timestamp, created_timestamp, the source's other
+    fields, then the Kafka partition and offset."""
+    fields = [pa.field(EVENT_TS, UTC_US, nullable=False), pa.field(CREATED_TS, UTC_US)]
+    for f in source.schema:
+        if f.name != source.timestamp_field:
+            fields.append(pa.field(f.name, f.dtype.arrow_type()))
+    fields += [pa.field(PARTITION, pa.int32()), pa.field(OFFSET, pa.int64())]
+    return pa.schema(fields)
+
+
+class Landing:
+    """The two offline tables of one streaming view version."""
+
+    def __init__(self, table_root: Path, view: FeatureView, source: KafkaSource) -> None:
+        self.features = OfflineTable(table_root)
+        self.events = OfflineTable(table_root / EVENTS)
+        self.features_schema = offline_schema(view)
+        self.events_schema = events_schema(view, source)
+
+    def positions(self) -> tuple[StreamPosition, StreamPosition]:
+        """(features, events): each table's committed position."""
+        return StreamPosition.of(self.features.manifest()), StreamPosition.of(
+            self.events.manifest()
+        )
+
+    def append(self, table: OfflineTable, rows: pa.Table, position: StreamPosition) -> Manifest:
+        """Append ``rows`` and advance the table's position in one commit."""
+        with table.writer_lock():
+            base = table.manifest()
+            merged = StreamPosition.of(base).merged(position)
+            seq = base.sequence + 1
+            # Stream files may hold corrections of one another: never marked tie-free.
+            added = write_files(table, rows, seq, tie_free=False)
+            return table.commit(
+                base,
+                list(base.files),
+                added,
+                operation="stream-append",
+                detail={"rows": rows.num_rows, STREAM: merged.to_detail()},
+            )
+
+    def load_events(
+        self, before: dict[int, int], since_us: dict[int, int], columns: list[str]
+    ) -> pa.Table:
+        """Logged events of the given partitions with offset < ``before[p]`` and event time
+        > ``since_us[p]``, sorted by (partition, event time, offset)."""
+        if not before:
+            return self.events_schema.empty_table().select(columns)
+        low = min(since_us.get(p, -(2**62)) for p in before)
+        files = [self.events.root / f.path for f in self.events.files(low + 1, None)]
+        if not files:
+            return self.events_schema.empty_table().select(columns)
+        dataset = ds.dataset(files, schema=self.events_schema, format="parquet")
+        ts = pc.cast(ds.field(EVENT_TS), pa.int64())
+        wanted = None
+        for p, offset in before.items():
+            cond = (ds.field(PARTITION) == p) & (ds.field(OFFSET) < offset)
+            if p in since_us:
+                cond = cond & (ts > since_us[p])
+            wanted = cond if wanted is None else wanted | cond
+        table = dataset.to_table(columns=columns, filter=wanted)
+        return table.sort_by([(c, "ascending") for c in (PARTITION, EVENT_TS, OFFSET)])

@@ -1,0 +1,228 @@
+"""The stream consumer's logic, without Kafka: events in; feature rows, logged events,
+online rows and dead letters out. ``pipelines/stream.py`` feeds it from a consumer group.
+
+Per Kafka partition it keeps a watermark (the largest accepted event time) and each
+entity's events within reach of a future row. An event older than the watermark minus
+the source's ``allowed_lateness`` is refused as late (a dead letter), so what is accepted
+depends only on the partition's own order: a restart or a rebalance decides the same.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from featurestore.definitions import FeatureView, KafkaSource
+from featurestore.offline.writer import CREATED_TS, EVENT_TS
+from featurestore.streaming.events import BadEvent, EventParser
+from featurestore.streaming.landing import OFFSET, PARTITION, StreamPosition
+from featurestore.streaming.windows import EntityEvents, WindowAggregator
+from featurestore.times import from_micros
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    reason: str
+
+
+@dataclass
+class PartitionState:
+    max_event_us: int | None = None
+    next_offset: int | None = None
+    entities: dict[Any, EntityEvents] = field(default_factory=dict)
+    # Rows of offsets below these are already committed offline (a replay skips them).
+    features_from: int = 0
+    events_from: int = 0
+
+
+class StreamProcessor:
+    def __init__(self, view: FeatureView, source: KafkaSource) -> None:
+        self.view = view
+        self.source = source
+        self.parser = EventParser(view, source)
+        self.aggregator = WindowAggregator(view)
+        self.keys = view.join_keys
+        self.ts_field = source.timestamp_field
+        self.lateness_us = int(source.allowed_lateness.total_seconds() * 1_000_000)
+        self.reach_us = self.lateness_us + self.aggregator.max_window_us
+        self.event_fields = [f.name for f in source.schema if f.name != self.ts_field]
+        self.partitions: dict[int, PartitionState] = {}
+        self._last_created = 0
+        self.reset_pending()
+
+    def reset_pending(self) -> None:
+        # Offline rows waiting for the next landing, column-wise.
+        self.feature_rows: list[tuple[Any, int, int, tuple[Any, ...]]] = []
+        self.event_rows: list[tuple[int, int, int, dict[str, Any]]] = []
+        self.touched: dict[tuple[int, Any], None] = {}  # (partition, key) for online
+        self.accepted = 0
+        self.dead = 0
+
+    # -- state -----------------------------------------------------------------------
+
+    def assign(self, partition: int, features: StreamPosition, events: StreamPosition) -> int:
+        """Start tracking a partition; returns the offset to read from."""
+        state = PartitionState(
+            max_event_us=features.max_event_us.get(partition),
+            next_offset=features.offsets.get(partition, 0),
+            features_from=features.offsets.get(partition, 0),
+            events_from=events.offsets.get(partition, 0),
+        )
+        self.partitions[partition] = state
+        return state.next_offset or 0
+
+    def restore(self, partition: int, events: pa.Table) -> None:
+        """Rebuild a partition's window state from its logged events (sorted by time)."""
+        state = self.partitions[partition]
+        # Timestamps as epoch microseconds, as the parser gives them.
+        events = pa.table(
+            [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in events.columns],
+            names=events.column_names,
+        )
+        cols = events.to_pydict()
+        times = cols[EVENT_TS]
+        key_cols = [cols[k] for k in self.keys]
+        inputs = [cols[c] for c in self._input_columns()]
+        for i, (t, offset) in enumerate(zip(times, cols[OFFSET], strict=True)):
+            key = key_cols[0][i] if len(key_cols) == 1 else tuple(c[i] for c in key_cols)
+            entity = state.entities.get(key)
+            if entity is None:
+                entity = state.entities[key] = self.aggregator.new_entity()
+            entity.add(t, offset, [c[i] for c in inputs])
+
+    def revoke(self, partition: int) -> None:
+        self.partitions.pop(partition, None)
+
+    def restore_columns(self) -> list[str]:
+        return [*dict.fromkeys([*self.keys, *self._input_columns()]), EVENT_TS, PARTITION, OFFSET]
+
+    def _input_columns(self) -> list[str]:
+        return [EVENT_TS if c == self.ts_field else c for c in self.aggregator.inputs]
+
+    # -- events ------------------------------------------------------------------------
+
+    def process(self, partition: int, offset: int, raw: bytes | None) -> DeadLetter | None:
+        state = self.partitions[partition]
+        state.next_offset = offset + 1
+        try:
+            event = self.parser.parse(raw)
+        except BadEvent as exc:
+            self.dead += 1
+            return DeadLetter(partition, offset, str(exc))
+        t = event[self.ts_field]
+        if state.max_event_us is not None and t < state.max_event_us - self.lateness_us:
+            self.dead += 1
+            return DeadLetter(
+                partition,
+                offset,
+                f"late: event time {from_micros(t).isoformat()} is more than "
+                f"{self.source.allowed_lateness} behind partition {partition}'s newest "
+                f"({from_micros(state.max_event_us).isoformat()})",
+            )
+        if state.max_event_us is None or t > state.max_event_us:
+            state.max_event_us = t
+        keys = self.keys
+        key = event[keys[0]] if len(keys) == 1 else tuple(event[k] for k in keys)
+        entity = state.entities.get(key)
+        if entity is None:
+            entity = state.entities[key] = self.aggregator.new_entity()
+        i = entity.add(t, offset, [event[c] for c in self.aggregator.inputs])
+        if offset >= state.features_from:
+            rows = (i,) if i == len(entity) - 1 else self.aggregator.affected(entity, t)
+            created = self._created()
+            row_at = self.aggregator.row_at
+            for j in rows:
+                self.feature_rows.append((key, entity.times[j], created, row_at(entity, j)))
+        if offset >= state.events_from:
+            self.event_rows.append((t, partition, offset, event))
+        self.touched[(partition, key)] = None
+        horizon = state.max_event_us - self.reach_us
+        if entity.times[0] <= horizon:
+            entity.evict_through(horizon)
+        self.accepted += 1
+        return None
+
+    def _created(self) -> int:
+        # Strictly increasing, so a correction always sorts after the row it corrects.
+        now = time.time_ns() // 1000
+        self._last_created = now if now > self._last_created else self._last_created + 1
+        return self._last_created
+
+    def evict_idle(self) -> int:
+        """Drop entities with no event within reach; returns how many are kept."""
+        kept = 0
+        for state in self.partitions.values():
+            if state.max_event_us is None:
+                continue
+            horizon = state.max_event_us - self.reach_us
+            for key in [k for k, e in state.entities.items() if e.times[-1] <= horizon]:
+                del state.entities[key]
+            kept += len(state.entities)
+        return kept
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def online_rows(self) -> list[tuple[Any, int, int, tuple[Any, ...]]]:
+        """Each touched entity's latest row, for the online writer; clears the touched set."""
+        out = []
+        row_at = self.aggregator.row_at
+        for partition, key in self.touched:
+            entity = self.partitions[partition].entities.get(key)
+            if entity is None or not len(entity):
+                continue
+            last = len(entity) - 1
+            keys = (key,) if len(self.keys) == 1 else key
+            out.append((keys, entity.times[last], self._created(), row_at(entity, last)))
+        self.touched = {}
+        return out
+
+    def positions(self) -> StreamPosition:
+        offsets, max_event = {}, {}
+        for p, s in self.partitions.items():
+            if s.next_offset is not None:
+                offsets[p] = s.next_offset
+            if s.max_event_us is not None:
+                max_event[p] = s.max_event_us
+        return StreamPosition(offsets, max_event)
+
+    def feature_table(self, schema: pa.Schema) -> pa.Table:
+        rows = self.feature_rows
+        cols: dict[str, list[Any]] = {}
+        if len(self.keys) == 1:
+            cols[self.keys[0]] = [r[0] for r in rows]
+        else:
+            for i, k in enumerate(self.keys):
+                cols[k] = [r[0][i] for r in rows]
+        cols[EVENT_TS] = [r[1] for r in rows]
+        cols[CREATED_TS] = [r[2] for r in rows]
+        for i, name in enumerate(self.aggregator.features):
+            cols[name] = [r[3][i] for r in rows]
+        return _table(cols, schema)
+
+    def event_table(self, schema: pa.Schema, created_us: int) -> pa.Table:
+        rows = self.event_rows
+        cols: dict[str, list[Any]] = {
+            EVENT_TS: [r[0] for r in rows],
+            CREATED_TS: [created_us] * len(rows),
+        }
+        for name in self.event_fields:
+            cols[name] = [r[3][name] for r in rows]
+        cols[PARTITION] = [r[1] for r in rows]
+        cols[OFFSET] = [r[2] for r in rows]
+        return _table(cols, schema)
+
+
+def _table(cols: dict[str, list[Any]], schema: pa.Schema) -> pa.Table:
+    arrays = []
+    for f in schema:
+        values = cols[f.name]
+        if pa.types.is_timestamp(f.type):
+            arrays.append(pa.array(values, pa.int64()).cast(f.type))
+        else:
+            arrays.append(pa.array(values, f.type))
+    return pa.table(arrays, schema=schema)
