@@ -768,6 +768,9 @@ def dev_status(repo: RepoOption = Path("."), as_json: JsonOption = False) -> Non
         raise typer.Exit(3)
 
 
+from featurestore import cli_stream as _cli_stream  # noqa: E402,F401  (registers `stream`)
+
+
 def main() -> None:
     # Spark and Kafka clients log noisily; keep the CLI's output for people.
     os.environ.setdefault("PYTHONWARNINGS", "ignore")

@@ -1,0 +1,174 @@
+"""``featurestore stream``: run the Kafka consumer, and look at its dead letters and status.
+
+``featurestore stream [VIEW ...]`` runs the consumer (``run`` is implied);
+``stream status``, ``stream dlq`` and ``stream backfill`` are the other verbs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import orjson
+import typer
+from typer.core import TyperGroup
+
+from featurestore.cli import JsonOption, RepoOption, _echo_json, _store, app, handle_errors
+from featurestore.errors import MissingExtraError
+
+
+class _DefaultRun(TyperGroup):
+    """`featurestore stream VIEW ...` means `featurestore stream run VIEW ...`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+stream_app = typer.Typer(
+    cls=_DefaultRun,
+    help="Kafka streaming: consume views' topics into the online and offline stores.",
+)
+app.add_typer(stream_app, name="stream")
+
+
+def _pipeline() -> Any:
+    try:
+        from pipelines import stream
+    except ImportError as exc:
+        raise MissingExtraError("kafka", "kafka") from exc
+    return stream
+
+
+def _streaming_views(store: Any, views: list[str] | None) -> list[str]:
+    from featurestore.definitions import KafkaSource
+
+    if views:
+        return views
+    snapshot = store.snapshot()
+    return sorted(
+        name
+        for name, head in snapshot.active("feature_view").items()
+        if isinstance(snapshot.feature_view(name).source, KafkaSource)
+    )
+
+
+@stream_app.command("run")
+@handle_errors
+def run(
+    views: Annotated[
+        list[str] | None, typer.Argument(help="Views to stream (default: every streaming view).")
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="Consumer group (default: featurestore.<project>.<view>.v<N>)."),
+    ] = None,
+    flush_seconds: Annotated[
+        float, typer.Option(help="How often events and feature rows land offline.")
+    ] = 5.0,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port (+1 per view).")
+    ] = None,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Consume until SIGTERM or Ctrl-C (which land the current batch and commit)."""
+    stream = _pipeline()
+    with _store(repo) as store:
+        names = _streaming_views(store, views)
+        if not names:
+            typer.echo("No streaming views (views whose source is a KafkaSource) in this repo.")
+            return
+        stats = stream.run(
+            store,
+            names,
+            group=group,
+            flush_seconds=flush_seconds,
+            metrics_port=metrics_port,
+            progress=typer.echo,
+        )
+    for name, s in zip(names, stats, strict=True):
+        typer.echo(
+            f"{name}: {s.accepted:,} events accepted, {s.dead_letters:,} dead letters, "
+            f"{s.offline_rows:,} feature rows landed offline"
+        )
+
+
+@stream_app.command("status")
+@handle_errors
+def status(
+    view: Annotated[str | None, typer.Argument(help="Only this view.")] = None,
+    as_json: JsonOption = False,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Consumers of this machine (rate, freshness, dead letters) and each group's lag."""
+    stream = _pipeline()
+    with _store(repo) as store:
+        names = _streaming_views(store, [view] if view else None)
+        out = [stream.group_status(store, name) for name in names]
+    if as_json:
+        _echo_json(out)
+        return
+    for s in out:
+        lag = ", ".join(f"p{p}={n:,}" for p, n in s["lag"].items()) or "no committed offsets"
+        typer.echo(f"{s['view']}  group {s['group']}  lag: {lag}  (total {s['total_lag']:,})")
+        if not s["consumers"]:
+            typer.echo("  no running consumer on this machine")
+        for c in s["consumers"]:
+            fresh = c["freshness_ms"]
+            typer.echo(
+                f"  pid {c['pid']}: partitions {c['partitions']}, {c['events_per_s']:,.0f} "
+                f"events/s, {c['accepted']:,} accepted, {c['dead_letters']:,} dead letters, "
+                f"freshness p50 {fresh['p50']} ms p99 {fresh['p99']} ms, "
+                f"updated {time.time() - c['updated']:.0f}s ago"
+            )
+
+
+@stream_app.command("dlq")
+@handle_errors
+def dlq(
+    view: Annotated[str | None, typer.Argument(help="Only this view's topic.")] = None,
+    limit: Annotated[int, typer.Option(help="The newest N dead letters per topic.")] = 20,
+    as_json: JsonOption = False,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Recent dead letters: reason, partition and offset, and the original event."""
+    stream = _pipeline()
+    with _store(repo) as store:
+        names = _streaming_views(store, [view] if view else None)
+        letters = stream.recent_dead_letters(store, names, limit=limit)
+    if as_json:
+        _echo_json(letters)
+        return
+    if not letters:
+        typer.echo("No dead letters.")
+    for d in letters:
+        typer.echo(
+            f"{d['topic']}[{d['partition']}]@{d['offset']}  {d['reason']}\n    {d['value'][:200]}"
+        )
+
+
+@stream_app.command("backfill")
+@handle_errors
+def backfill(
+    view: Annotated[str, typer.Argument(help="The streaming view.")],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="log: the events the stream landed; source: the KafkaSource's batch_source.",
+        ),
+    ] = "source",
+    repo: RepoOption = Path("."),
+) -> None:
+    """Compute the view's rows on Spark from historical events (the same window
+    definitions as the stream) and commit them to its offline table."""
+    try:
+        from pipelines.stream_batch import backfill as run_backfill
+    except ImportError as exc:
+        raise MissingExtraError("pyspark", "spark") from exc
+    with _store(repo) as store:
+        result = run_backfill(store, view, source=source, progress=typer.echo)
+    typer.echo(orjson.dumps(result).decode())

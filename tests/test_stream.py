@@ -1,0 +1,254 @@
+"""The Kafka stream consumer against the real broker (Tansu), a real Redis and real Parquet:
+values, dead letters, crash and restart, SIGTERM, two consumers in one group."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+
+from featurestore import FeatureStore
+from featurestore.offline.writer import EVENT_TS
+from featurestore.streaming.landing import OFFSET, PARTITION, StreamPosition
+from featurestore.streaming.processor import StreamProcessor
+from pipelines import stream as stream_job
+from tests.helpers import write_repo
+
+pytestmark = [pytest.mark.services]
+_n = itertools.count()
+
+DEFS = """
+from datetime import timedelta
+
+from featurestore import (
+    Aggregation, Entity, FeatureView, Field, Float64, Int64, KafkaSource, String,
+    UnixTimestamp, expect_between, expect_in_set,
+)
+
+user = Entity(name="user", join_key="user_id", dtype=Int64)
+txns = KafkaSource(
+    name="txns",
+    topic="TOPIC",
+    timestamp_field="event_timestamp",
+    allowed_lateness=timedelta(minutes=10),
+    schema=[
+        Field(name="user_id", dtype=Int64),
+        Field(name="amount", dtype=Float64),
+        Field(name="currency", dtype=String),
+        Field(name="event_timestamp", dtype=UnixTimestamp),
+    ],
+)
+velocity = FeatureView(
+    name="velocity",
+    entities=[user],
+    source=txns,
+    aggregations=[
+        Aggregation(function="count", window=timedelta(minutes=10)),
+        Aggregation(function="sum", column="amount", window=timedelta(hours=1)),
+        Aggregation(function="max", column="amount", window=timedelta(days=1)),
+        Aggregation(function="last", column="amount", window=timedelta(days=1)),
+    ],
+    ttl=timedelta(days=30),
+    expectations=[expect_between("amount", 0, 10_000), expect_in_set("currency", ["EUR", "USD"])],
+)
+"""
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+T0 = NOW - timedelta(hours=2)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, services: Any) -> Iterator[tuple[Path, str]]:
+    n = next(_n)
+    topic = f"txns{n}_{os.getpid()}"
+    config = (
+        f"project: stream{n}\nregistry: data/registry.db\n"
+        f"online_store:\n  redis_url: {services.redis_url}\n"
+        f"kafka:\n  bootstrap_servers: {services.kafka_bootstrap}\n"
+    )
+    path = write_repo(
+        tmp_path / "repo", {"featurestore.yaml": config, "defs.py": DEFS.replace("TOPIC", topic)}
+    )
+    with FeatureStore(path) as store:
+        store.apply()
+    admin = KafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+    admin.close()
+    yield path, topic
+
+
+def event(user: int, minutes: float, amount: Any, currency: str = "EUR") -> dict[str, Any]:
+    ts = T0 + timedelta(minutes=minutes)
+    return {
+        "user_id": user,
+        "amount": amount,
+        "currency": currency,
+        "event_timestamp": ts.isoformat(),
+    }
+
+
+def produce(bootstrap: str, topic: str, events: list[Any]) -> None:
+    """Keyed by user, as a real producer must (an entity's events stay in one partition)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    for e in events:
+        raw = e if isinstance(e, bytes) else orjson.dumps(e)
+        key = str(e["user_id"]).encode() if isinstance(e, dict) and "user_id" in e else b"x"
+        producer.send(topic, value=raw, key=key)
+    producer.flush()
+    producer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    ends = {tp.partition: o for tp, o in consumer.end_offsets(parts).items()}
+    consumer.close()
+    return ends
+
+
+def landed_position(store: FeatureStore) -> StreamPosition:
+    from featurestore.streaming.landing import Landing
+
+    view, version, source = stream_job.stream_view(store, "velocity")
+    root = store.offline_store().table("velocity", version).root
+    return Landing(root, view, source).positions()[0]
+
+
+def wait_until_landed(store: FeatureStore, ends: dict[int, int], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pos = landed_position(store)
+        if all(pos.offsets.get(p, 0) >= o for p, o in ends.items() if o):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not landed within {timeout}s: {landed_position(store)} vs {ends}")
+
+
+def consume_in_thread(store: FeatureStore, **options: Any) -> tuple[Any, threading.Thread]:
+    consumer = stream_job.StreamConsumer(store, "velocity", flush_seconds=0.3, **options)
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    return consumer, thread
+
+
+def replay(store: FeatureStore, bootstrap: str, topic: str) -> StreamProcessor:
+    """The oracle: every message of the topic through a fresh processor, in partition order."""
+    view, _version, source = stream_job.stream_view(store, "velocity")
+    proc = StreamProcessor(view, source)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    ends = consumer.end_offsets(parts)
+    for tp in parts:
+        proc.assign(tp.partition, StreamPosition(), StreamPosition())
+    while any(consumer.position(tp) < ends[tp] for tp in parts):
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            for r in records:
+                proc.process(tp.partition, r.offset, r.value)
+    consumer.close()
+    return proc
+
+
+def offline_rows(store: FeatureStore, table: str = "") -> list[dict[str, Any]]:
+    t = store.offline_store().table("velocity", 1)
+    if table:
+        t = type(t)(t.root / table)
+    rows = []
+    for f in t.manifest().files:
+        rows += pq.read_table(t.root / f.path).to_pylist()
+    return rows
+
+
+def features_multiset(rows: list[dict[str, Any]], names: list[str]) -> Counter:
+    return Counter(
+        (r["user_id"], r[EVENT_TS].replace(tzinfo=UTC), *(r[n] for n in names)) for r in rows
+    )
+
+
+def online(store: FeatureStore, users: list[int]) -> dict[str, list[Any]]:
+    refs = [
+        f"velocity:{f}" for f in ("count_10m", "amount_sum_1h", "amount_max_1d", "amount_last_1d")
+    ]
+    return store.get_online_features([{"user_id": u} for u in users], features=refs).to_dict()
+
+
+def test_values_dead_letters_and_offline_landing(repo: tuple[Path, str], services: Any) -> None:
+    path, topic = repo
+    events = [
+        event(1, 0, 10.0),
+        event(1, 5, 20.0),
+        event(1, 9, 30.0),
+        event(2, 0, 5.0, "USD"),
+        event(1, 30, 40.0),  # count_10m at 30: just this one
+        event(1, 25, 5.0),  # out of order (within the allowed lateness): corrects 30's row
+        event(2, 1, -1.0),  # bad: amount below 0
+        event(2, 2, 1.0, "GBP"),  # bad: currency not allowed
+        b"{not json",
+        {"user_id": "two", "amount": 1.0, "currency": "EUR", "event_timestamp": "x"},
+        event(1, 30 - 11, 7.0),  # late: 11 min behind the partition's newest (> 10 min)
+    ]
+    produce(services.kafka_bootstrap, topic, events)
+    with FeatureStore(path) as store:
+        consumer, thread = consume_in_thread(store)
+        wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic))
+        got = online(store, [1, 2, 3])
+        status = stream_job.group_status(store, "velocity")
+        consumer.stop.set()
+        thread.join(30)
+        # Exact values, by hand: user 1 at minute 30 saw 40 and (late) 5 within 10 min.
+        assert got["count_10m"] == [2, 1, None]
+        assert got["amount_sum_1h"] == [105.0, 5.0, None]
+        assert got["amount_max_1d"] == [40.0, 5.0, None]
+        assert got["amount_last_1d"] == [40.0, 5.0, None]
+        # Dead letters: every bad event, with its reason, partition and offset.
+        letters = stream_job.recent_dead_letters(store, ["velocity"], limit=50)
+        reasons = sorted(d["reason"].split(":")[0] for d in letters)
+        assert len(letters) == 5
+        assert sorted(reasons) == sorted(
+            [
+                "expectation failed",
+                "expectation failed",
+                "not valid JSON",
+                "field 'user_id'",
+                "late",
+            ]
+        )
+        assert any(d["value"] == "{not json" for d in letters)
+        assert all(d["offset"] >= 0 and d["partition"] >= 0 for d in letters)
+        # Offline: the event log holds each accepted event once; the feature rows equal a
+        # replay from scratch (corrections included).
+        logged = offline_rows(store, "_events")
+        assert len(logged) == 6
+        assert len({(r[PARTITION], r[OFFSET]) for r in logged}) == 6
+        oracle = replay(store, services.kafka_bootstrap, topic)
+        names = oracle.aggregator.features
+        assert features_multiset(offline_rows(store), names) == Counter(
+            (k, datetime.fromtimestamp(t / 1e6, UTC), *f) for k, t, _, f in oracle.feature_rows
+        )
+        # A training set at NOW sees what serving sees.
+        import pyarrow as pa
+
+        spine = pa.table(
+            {"user_id": [1, 2], "event_timestamp": pa.array([NOW, NOW], pa.timestamp("us", "UTC"))}
+        )
+        train = store.get_training_data(spine, features=["velocity:amount_sum_1h"]).table
+        assert train.column("amount_sum_1h").to_pylist() == [105.0, 5.0]
+    assert status["total_lag"] == 0
+    assert status["group"] == "featurestore." + status["group"].split(".", 1)[1]
