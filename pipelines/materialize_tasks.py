@@ -80,6 +80,15 @@ def write_partition(
     yield pa.RecordBatch.from_pydict({"written": [written], "older": [older], "expired": [expired]})
 
 
+def count_repeats(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Runs on executors: how many values of the task's one column repeat (after a sort)."""
+    import numpy as np
+
+    parts = [b.column(0).to_numpy() for b in batches]
+    values = np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+    yield pa.RecordBatch.from_pydict({"repeats": [int((values[1:] == values[:-1]).sum())]})
+
+
 def file_info(uri: str) -> dict[str, Any]:
     path = uri.removeprefix("file://").removeprefix("file:")
     try:

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -74,7 +73,7 @@ T0 = NOW - timedelta(hours=2)
 
 
 @pytest.fixture
-def repo(tmp_path: Path, services: Any) -> Iterator[tuple[Path, str]]:
+def repo(tmp_path: Path, services: Any) -> tuple[Path, str]:
     n = next(_n)
     topic = f"txns{n}_{os.getpid()}"
     config = (
@@ -90,7 +89,7 @@ def repo(tmp_path: Path, services: Any) -> Iterator[tuple[Path, str]]:
     admin = KafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)
     admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
     admin.close()
-    yield path, topic
+    return path, topic
 
 
 def event(user: int, minutes: float, amount: Any, currency: str = "EUR") -> dict[str, Any]:
@@ -252,3 +251,108 @@ def test_values_dead_letters_and_offline_landing(repo: tuple[Path, str], service
         assert train.column("amount_sum_1h").to_pylist() == [105.0, 5.0]
     assert status["total_lag"] == 0
     assert status["group"] == "featurestore." + status["group"].split(".", 1)[1]
+
+
+def random_events(rng: random.Random, n: int, start_minute: float) -> list[Any]:
+    """Mostly in order, some out of order, a few late or bad."""
+    out: list[Any] = []
+    for i in range(n):
+        minute = start_minute + i * 0.01 - (rng.random() * 15 if rng.random() < 0.1 else 0)
+        amount: Any = round(rng.uniform(0, 500), 2)
+        if rng.random() < 0.02:
+            amount = -5.0  # fails an expectation
+        out.append(event(rng.randrange(40), minute, amount))
+    return out
+
+
+def start_consumer(path: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "featurestore.cli", "stream", "velocity", "--repo", str(path)]
+    return subprocess.Popen(
+        [*cmd, "--flush-seconds", "0.3", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def check_equals_replay(store: FeatureStore, bootstrap: str, topic: str) -> None:
+    oracle = replay(store, bootstrap, topic)
+    names = oracle.aggregator.features
+    logged = offline_rows(store, "_events")
+    keys = [(r[PARTITION], r[OFFSET]) for r in logged]
+    assert len(keys) == len(set(keys)) == oracle_accepted(oracle), "lost or duplicated events"
+    assert features_multiset(offline_rows(store), names) == Counter(
+        (k, datetime.fromtimestamp(t / 1e6, UTC), *f) for k, t, _, f in oracle.feature_rows
+    )
+    expected = {keys[0]: f for keys, _t, _c, f in oracle.online_rows()}
+    users = sorted(expected)
+    got = online(store, users)
+    for i, u in enumerate(users):
+        assert tuple(got[n][i] for n in names) == expected[u], u
+
+
+def oracle_accepted(proc: StreamProcessor) -> int:
+    return len(proc.event_rows)
+
+
+def test_kill_9_at_random_moments_then_restart_loses_and_duplicates_nothing(
+    repo: tuple[Path, str], services: Any
+) -> None:
+    path, topic = repo
+    rng = random.Random(7)
+    produce(services.kafka_bootstrap, topic, random_events(rng, 3000, 0))
+    for round_ in range(3):
+        proc = start_consumer(path)
+        time.sleep(rng.uniform(4.0, 8.0))  # joins the group (~4 s), then works for a while
+        proc.kill()  # SIGKILL: no chance to land or commit
+        proc.wait()
+        produce(services.kafka_bootstrap, topic, random_events(rng, 2000, 30 + 20 * round_))
+    proc = start_consumer(path)
+    with FeatureStore(path) as store:
+        wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic), timeout=90)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "events accepted" in out
+        check_equals_replay(store, services.kafka_bootstrap, topic)
+        # SIGTERM committed the landed position to Kafka too: no lag left.
+        assert stream_job.group_status(store, "velocity")["total_lag"] == 0
+
+
+def owned(store: FeatureStore) -> dict[int, list[int]]:
+    folder = store.config.state_dir / "stream"
+    out = {}
+    for f in folder.glob("velocity.*.json"):
+        doc = orjson.loads(f.read_bytes())
+        out[doc["pid"]] = doc["partitions"]
+    return out
+
+
+def test_two_consumers_split_the_partitions_and_one_takes_over(
+    repo: tuple[Path, str], services: Any
+) -> None:
+    path, topic = repo
+    rng = random.Random(11)
+    a, b = start_consumer(path), start_consumer(path)
+    with FeatureStore(path) as store:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            parts = owned(store)
+            if parts.get(a.pid) and parts.get(b.pid):
+                break
+            time.sleep(0.3)
+        parts = owned(store)
+        assert sorted(parts[a.pid] + parts[b.pid]) == [0, 1, 2, 3], parts
+        produce(services.kafka_bootstrap, topic, random_events(rng, 2000, 0))
+        wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic))
+        a.send_signal(signal.SIGTERM)
+        assert a.wait(timeout=60) == 0
+        produce(services.kafka_bootstrap, topic, random_events(rng, 2000, 30))
+        wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic), timeout=60)
+        deadline = time.monotonic() + 5
+        while owned(store)[b.pid] != [0, 1, 2, 3] and time.monotonic() < deadline:
+            time.sleep(0.3)  # the status file is rewritten every second
+        assert owned(store)[b.pid] == [0, 1, 2, 3]
+        b.send_signal(signal.SIGTERM)
+        assert b.wait(timeout=60) == 0
+        check_equals_replay(store, services.kafka_bootstrap, topic)
