@@ -778,4 +778,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run the imported module's app: `stream` registers itself on that one, not __main__'s.
+    from featurestore.cli import main as _main
+
+    sys.exit(_main())

@@ -44,6 +44,7 @@ from featurestore.online.layout import ViewLayout
 from featurestore.store import FeatureStore
 from featurestore.streaming.landing import Landing, StreamPosition
 from featurestore.streaming.processor import DeadLetter, StreamProcessor
+from pipelines.materialize_local import pause_for_tests
 
 Progress = Callable[[str], None]
 
@@ -124,6 +125,7 @@ class StreamConsumer(ConsumerRebalanceListener):
         self.producer: KafkaProducer | None = None
         self._last_flush = time.monotonic()
         self._landed = StreamPosition()
+        self.failure: Exception | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -193,7 +195,12 @@ class StreamConsumer(ConsumerRebalanceListener):
 
     def poll_once(self) -> int:
         assert self.consumer is not None
-        batches = self.consumer.poll(timeout_ms=self.poll_ms, max_records=self.max_records)
+        try:
+            batches = self.consumer.poll(timeout_ms=self.poll_ms, max_records=self.max_records)
+        except KafkaError:
+            if self.failure is not None:
+                raise self.failure from None
+            raise
         n = 0
         for tp, records in batches.items():
             if tp.partition not in self.processor.partitions:
@@ -264,6 +271,7 @@ class StreamConsumer(ConsumerRebalanceListener):
         events = proc.event_table(self.landing.events_schema, now_us)
         features = proc.feature_table(self.landing.features_schema)
         self.landing.append(self.landing.events, events, position)
+        pause_for_tests("events-landed")
         self.landing.append(self.landing.features, features, position)
         self.stats.logged_events += events.num_rows
         self.stats.offline_rows += features.num_rows
@@ -305,6 +313,13 @@ class StreamConsumer(ConsumerRebalanceListener):
     # -- rebalancing ---------------------------------------------------------------------
 
     def on_partitions_revoked(self, revoked: Any) -> None:
+        try:
+            self._revoke(revoked)
+        except Exception as exc:
+            self.failure = exc
+            raise
+
+    def _revoke(self, revoked: Any) -> None:
         # Called inside poll(), between batches: land what is pending, then let go.
         if any(tp.partition in self.processor.partitions for tp in revoked):
             self.flush(commit=False)
@@ -316,6 +331,14 @@ class StreamConsumer(ConsumerRebalanceListener):
             )
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        # kafka-python reports a callback's failure without its cause: keep the cause.
+        try:
+            self._assign(assigned)
+        except Exception as exc:
+            self.failure = exc
+            raise
+
+    def _assign(self, assigned: Any) -> None:
         assert self.consumer is not None
         features, events = self.landing.positions()
         new = [tp for tp in assigned if tp.partition not in self.processor.partitions]

@@ -121,12 +121,16 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     return ends
 
 
-def landed_position(store: FeatureStore) -> StreamPosition:
+def landed_positions(store: FeatureStore) -> tuple[StreamPosition, StreamPosition]:
     from featurestore.streaming.landing import Landing
 
     view, version, source = stream_job.stream_view(store, "velocity")
     root = store.offline_store().table("velocity", version).root
-    return Landing(root, view, source).positions()[0]
+    return Landing(root, view, source).positions()
+
+
+def landed_position(store: FeatureStore) -> StreamPosition:
+    return landed_positions(store)[0]
 
 
 def wait_until_landed(store: FeatureStore, ends: dict[int, int], timeout: float = 60) -> None:
@@ -265,13 +269,18 @@ def random_events(rng: random.Random, n: int, start_minute: float) -> list[Any]:
     return out
 
 
-def start_consumer(path: Path, *extra: str) -> subprocess.Popen:
+def start_consumer(path: Path, pause_at: str = "") -> subprocess.Popen:
     cmd = [sys.executable, "-m", "featurestore.cli", "stream", "velocity", "--repo", str(path)]
+    env = dict(os.environ)
+    if pause_at:
+        env["FEATURESTORE_TEST_PAUSE_AT"] = pause_at
+        env["FEATURESTORE_TEST_PAUSE_MARKER"] = str(path / "paused")
     return subprocess.Popen(
-        [*cmd, "--flush-seconds", "0.3", *extra],
+        [*cmd, "--flush-seconds", "0.3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
 
 
@@ -307,6 +316,17 @@ def test_kill_9_at_random_moments_then_restart_loses_and_duplicates_nothing(
         proc.kill()  # SIGKILL: no chance to land or commit
         proc.wait()
         produce(services.kafka_bootstrap, topic, random_events(rng, 2000, 30 + 20 * round_))
+    # And once at the worst moment: events logged, their feature rows not yet landed.
+    proc = start_consumer(path, pause_at="events-landed")
+    deadline = time.monotonic() + 30
+    while not (path / "paused").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (path / "paused").exists()
+    proc.kill()
+    proc.wait()
+    with FeatureStore(path) as store:
+        features, events = landed_positions(store)
+        assert events.offsets != features.offsets  # the log is ahead: a replay must skip it
     proc = start_consumer(path)
     with FeatureStore(path) as store:
         wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic), timeout=90)

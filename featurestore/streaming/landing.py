@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from featurestore.definitions import FeatureView, KafkaSource
@@ -117,12 +116,12 @@ class Landing:
         if not files:
             return self.events_schema.empty_table().select(columns)
         dataset = ds.dataset(files, schema=self.events_schema, format="parquet")
-        ts = pc.cast(ds.field(EVENT_TS), pa.int64())
+        ts = ds.field(EVENT_TS)
         wanted = None
         for p, offset in before.items():
             cond = (ds.field(PARTITION) == p) & (ds.field(OFFSET) < offset)
             if p in since_us:
-                cond = cond & (ts > since_us[p])
+                cond = cond & (ts > pa.scalar(since_us[p], pa.int64()).cast(UTC_US))
             wanted = cond if wanted is None else wanted | cond
         table = dataset.to_table(columns=columns, filter=wanted)
         return table.sort_by([(c, "ascending") for c in (PARTITION, EVENT_TS, OFFSET)])

@@ -35,8 +35,8 @@ class PartitionState:
     max_event_us: int | None = None
     next_offset: int | None = None
     entities: dict[Any, EntityEvents] = field(default_factory=dict)
-    # Rows of offsets below these are already committed offline (a replay skips them).
-    features_from: int = 0
+    # Events below this offset are in the event log already: a consumer resumes at the
+    # feature table's position, which the event log's (committed first) may be ahead of.
     events_from: int = 0
 
 
@@ -70,7 +70,6 @@ class StreamProcessor:
         state = PartitionState(
             max_event_us=features.max_event_us.get(partition),
             next_offset=features.offsets.get(partition, 0),
-            features_from=features.offsets.get(partition, 0),
             events_from=events.offsets.get(partition, 0),
         )
         self.partitions[partition] = state
@@ -132,12 +131,11 @@ class StreamProcessor:
         if entity is None:
             entity = state.entities[key] = self.aggregator.new_entity()
         i = entity.add(t, offset, [event[c] for c in self.aggregator.inputs])
-        if offset >= state.features_from:
-            rows = (i,) if i == len(entity) - 1 else self.aggregator.affected(entity, t)
-            created = self._created()
-            row_at = self.aggregator.row_at
-            for j in rows:
-                self.feature_rows.append((key, entity.times[j], created, row_at(entity, j)))
+        rows = (i,) if i == len(entity) - 1 else self.aggregator.affected(entity, t)
+        created = self._created()
+        row_at = self.aggregator.row_at
+        for j in rows:
+            self.feature_rows.append((key, entity.times[j], created, row_at(entity, j)))
         if offset >= state.events_from:
             self.event_rows.append((t, partition, offset, event))
         self.touched[(partition, key)] = None
