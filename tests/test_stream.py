@@ -376,3 +376,38 @@ def test_two_consumers_split_the_partitions_and_one_takes_over(
         b.send_signal(signal.SIGTERM)
         assert b.wait(timeout=60) == 0
         check_equals_replay(store, services.kafka_bootstrap, topic)
+
+
+@pytest.mark.slow
+def test_the_spark_batch_job_gives_the_streams_values(
+    repo: tuple[Path, str], services: Any, spark: Any
+) -> None:
+    from pyspark.sql import functions as F
+
+    from featurestore.times import micros
+    from pipelines.stream_batch import compute
+
+    path, topic = repo
+    produce(services.kafka_bootstrap, topic, random_events(random.Random(3), 3000, 0))
+    with FeatureStore(path) as store:
+        consumer, thread = consume_in_thread(store)
+        wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic))
+        consumer.stop.set()
+        thread.join(30)
+        # The stream's rows, as a read sees them: the newest created per (entity, time).
+        streamed: dict = {}
+        for r in offline_rows(store):
+            key = (r["user_id"], micros(r[EVENT_TS]))
+            if key not in streamed or r["created_timestamp"] > streamed[key]["created_timestamp"]:
+                streamed[key] = r
+        rows, view, _ = compute(spark, store, "velocity", source="log")
+        rows = rows.withColumn("us", F.unix_micros(EVENT_TS))
+        batch = {(r["user_id"], r["us"]): r for r in (x.asDict() for x in rows.collect())}
+    names = view.feature_names
+    assert len(batch) == len(streamed) > 2000
+    differ = [
+        k
+        for k in streamed
+        if tuple(streamed[k][n] for n in names) != tuple(batch[k][n] for n in names)
+    ]
+    assert differ == []

@@ -114,7 +114,7 @@ def _kind(v: Any) -> str:
     )
 
 
-def _check(e: Expectation) -> Callable[[Any], str | None]:
+def expectation_check(e: Expectation) -> Callable[[Any], str | None]:
     """An expectation as a per-event test: the failure's text, or None."""
     what = e.describe()
     if e.type == "not_null":
@@ -151,7 +151,9 @@ class EventParser:
         self.timestamp_field = source.timestamp_field
         self.keys = view.join_keys
         # Per event only whole-stream rules apply; a `mostly` fraction needs a batch.
-        self.checks = [(e.column, _check(e)) for e in view.expectations if e.mostly >= 1.0]
+        self.checks = [
+            (e.column, expectation_check(e)) for e in view.expectations if e.mostly >= 1.0
+        ]
 
     def parse(self, raw: bytes | None) -> dict[str, Any]:
         if raw is None:
