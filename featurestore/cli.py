@@ -692,15 +692,24 @@ def generate_data(
     kafka_events: Annotated[
         int, typer.Option("--kafka-events", help="Also produce this many live events to Kafka.")
     ] = 0,
+    kafka_only: Annotated[
+        bool,
+        typer.Option(
+            "--kafka-only", help="Only produce the live events (a burst; 1% of them bad)."
+        ),
+    ] = False,
 ) -> None:
     """Write the example repo's source Parquet (and optionally Kafka events), seeded."""
     from featurestore.config import load_config
-    from pipelines.generate_data import GeneratorSettings, generate
+    from pipelines.generate_data import GeneratorSettings, generate, produce_events
 
     config = load_config(repo)
     settings = GeneratorSettings(
         users=users, merchants=merchants, days=days, transactions=transactions, seed=seed
     )
+    if kafka_only:
+        produce_events(config, settings, kafka_events or 5000, bad=0.01, progress=typer.echo)
+        return
     report = generate(config, settings, kafka_events=kafka_events, progress=typer.echo)
     for name, rows in report.items():
         typer.echo(f"  {name}: {rows:,} rows")

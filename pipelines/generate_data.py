@@ -211,9 +211,11 @@ def produce_events(
     *,
     topic: str = TOPIC,
     partitions: int = 4,
+    bad: float = 0.0,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> int:
-    """Produce ``count`` transaction events stamped around now, keyed by user (per-user order)."""
+    """Produce ``count`` transaction events stamped around now, keyed by user (per-user
+    order); a ``bad`` fraction of them breaks the view's rules (dead letters to see)."""
     import orjson
 
     try:
@@ -247,7 +249,14 @@ def produce_events(
             "currency": "EUR",
             "event_timestamp": datetime.fromtimestamp(now + i * 0.001, UTC).isoformat(),
         }
-        producer.send(topic, key=str(user).encode(), value=orjson.dumps(event))
+        value = orjson.dumps(event)
+        if bad and rng.random() < bad:
+            value = (
+                orjson.dumps({**event, "amount": -event["amount"]})  # below the expected range
+                if rng.random() < 0.5
+                else value[: len(value) // 2]  # truncated JSON
+            )
+        producer.send(topic, key=str(user).encode(), value=value)
     producer.flush()
     producer.close()
     progress(f"produced {count:,} events to '{topic}' in {time.perf_counter() - started:.1f}s")

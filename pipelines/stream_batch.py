@@ -14,6 +14,7 @@ the rows replace the offline table's window [first event, last event] in one com
 from __future__ import annotations
 
 import functools
+import itertools
 import shutil
 import time
 import uuid
@@ -32,7 +33,7 @@ from featurestore.offline.writer import CREATED_TS, EVENT_TS, offline_schema
 from featurestore.store import FeatureStore
 from featurestore.streaming.events import expectation_check
 from featurestore.streaming.landing import OFFSET, Landing
-from featurestore.streaming.windows import WindowAggregator
+from featurestore.streaming.windows import WindowAggregator, ordered_rows
 from featurestore.times import from_micros, micros
 from pipelines.materialize import configure, spark_type
 from pipelines.stream import stream_view
@@ -144,46 +145,41 @@ def entity_rows(
     keys = view.join_keys
     checks = [(e.column, expectation_check(e)) for e in view.expectations if e.mostly >= 1.0]
     out: dict[str, list[Any]] = {f.name: [] for f in schema}
-    current: Any = object()
-    entity = aggregator.new_entity()
+    features = [out[name] for name in aggregator.features]
+    key_out = [out[k] for k in keys]
 
-    def emit() -> None:
-        # One row per distinct time: the last index of each tie group.
-        times = entity.times
-        for i in range(len(times)):
-            if i + 1 < len(times) and times[i + 1] == times[i]:
-                continue
-            for k, v in zip(keys, current if len(keys) > 1 else (current,), strict=True):
-                out[k].append(v)
-            out[EVENT_TS].append(times[i])
+    def events() -> Iterator[tuple[Any, int, int, list[Any]]]:
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            cols = pa.table(
+                [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in table.columns],
+                names=table.column_names,
+            ).to_pydict()
+            key_cols = [cols[k] for k in keys]
+            input_cols = [cols[c] for c in inputs]
+            times, seqs = cols[EVENT_TS], cols[SEQ]
+            for i in range(batch.num_rows):
+                key = key_cols[0][i] if len(keys) == 1 else tuple(c[i] for c in key_cols)
+                if key is None or (len(keys) > 1 and None in key):
+                    continue  # the stream refuses events without an entity key too
+                if any(check(cols[column][i]) for column, check in checks):
+                    continue  # ... and events that fail the view's expectations
+                yield key, times[i], seqs[i], [c[i] for c in input_cols]
+
+    # Events arrive sorted by (keys, time, seq): one entity after another.
+    for key, group in itertools.groupby(events(), key=lambda e: e[0]):
+        spelled = key if len(keys) > 1 else (key,)
+        for time_us, row in ordered_rows(aggregator, ((t, s, v) for _k, t, s, v in group)):
+            for column, value in zip(key_out, spelled, strict=True):
+                column.append(value)
+            out[EVENT_TS].append(time_us)
             out[CREATED_TS].append(created_us)
-            for name, v in zip(aggregator.features, aggregator.row_at(entity, i), strict=True):
-                out[name].append(v)
-
-    for batch in batches:
-        cols = pa.Table.from_batches([batch])
-        cols = pa.table(
-            [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in cols.columns],
-            names=cols.column_names,
-        ).to_pydict()
-        key_cols = [cols[k] for k in keys]
-        input_cols = [cols[c] for c in inputs]
-        for i in range(batch.num_rows):
-            key = key_cols[0][i] if len(keys) == 1 else tuple(c[i] for c in key_cols)
-            if key is None or (len(keys) > 1 and None in key):
-                continue  # the stream refuses events without an entity key too
-            if any(check(cols[column][i]) for column, check in checks):
-                continue  # ... and events that fail the view's expectations
-            if key != current:
-                if len(entity):
-                    emit()
-                current, entity = key, aggregator.new_entity()
-            entity.add(cols[EVENT_TS][i], cols[SEQ][i], [c[i] for c in input_cols])
-        if sum(len(v) for v in out.values()) > 50_000 * len(out):
+            for column, value in zip(features, row, strict=True):
+                column.append(value)
+        if len(out[EVENT_TS]) >= 50_000:
             yield _batch(out, schema)
-            out = {f.name: [] for f in schema}
-    if len(entity):
-        emit()
+            for column in out.values():
+                column.clear()
     yield _batch(out, schema)
 
 

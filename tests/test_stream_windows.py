@@ -206,3 +206,34 @@ def test_event_times_parse_exactly() -> None:
     assert parse_time_us(1.5) == 1_500_000
     event: Any = EventParser(view, source).parse(b'{"user_id": 1, "amount": 2, "ts": 3}')
     assert event == {"user_id": 1, "amount": 2.0, "country": None, "ts": 3 * S}
+
+
+long_event_st = st.tuples(
+    st.integers(0, 2),
+    st.integers(0, 1500),  # long enough for windows to slide and old events to be evicted
+    st.one_of(st.none(), st.floats(-100, 100, allow_nan=False).map(lambda x: round(x, 1))),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(long_event_st, min_size=100, max_size=300).map(lambda e: sorted(e, key=lambda x: x[1]))
+)
+def test_long_mostly_ordered_streams_slide_and_evict_correctly(stream: list) -> None:
+    # Sorted by time, then a few swapped: the running windows, their rebuilds after an
+    # out-of-order event and chunked eviction all get exercised.
+    for i in range(0, len(stream) - 1, 17):
+        stream[i], stream[i + 1] = stream[i + 1], stream[i]
+    proc, accepted, _ = run_stream(view, stream)
+    expected = oracle(accepted, view)
+    got: dict = {}
+    for key, t, created, features in proc.feature_rows:
+        if (key, t) not in got or created >= got[(key, t)][0]:
+            got[(key, t)] = (created, features)
+    assert {k: f for k, (_, f) in got.items()} == expected
+    agg = WindowAggregator(view)
+    for u in {e[0] for e in accepted}:
+        events = [(t, seq, [a]) for (k, t, seq, a) in accepted if k == u]
+        assert {(u, t): f for t, f in batch_rows(agg, events)} == {
+            k: f for k, f in expected.items() if k[0] == u
+        }

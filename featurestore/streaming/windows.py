@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,15 +42,36 @@ class AggSpec:
     column: int | None  # index into the view's input columns
 
 
-class EntityEvents:
-    """One entity's retained events, sorted by (event time, sequence)."""
+class Tail:
+    """One aggregation's running state over the window that ends at the entity's newest
+    event: events [lo, hi) (absolute indexes), the exact sum's partials, the non-null
+    count and, for min/max, a monotonic queue of candidate indexes. Appending an event
+    in time order and sliding the window's start are O(1) amortized."""
 
-    __slots__ = ("columns", "order", "times")
+    __slots__ = ("extremes", "hi", "lo", "n", "partials")
+
+    def __init__(self, lo: int) -> None:
+        self.lo = self.hi = lo
+        self.partials: list[float] = []
+        self.n = 0
+        self.extremes: deque[int] = deque()
+
+
+class EntityEvents:
+    """One entity's retained events, sorted by (event time, sequence).
+
+    Indexes are positions in the lists; ``base`` counts the events evicted from the
+    front, so a tail's absolute index ``a`` is at position ``a - base``.
+    """
+
+    __slots__ = ("base", "columns", "order", "tails", "times")
 
     def __init__(self, n_columns: int) -> None:
         self.order: list[tuple[int, int]] = []
         self.times: list[int] = []
         self.columns: list[list[Any]] = [[] for _ in range(n_columns)]
+        self.base = 0
+        self.tails: list[Tail] | None = None  # None: rebuild before use
 
     def __len__(self) -> int:
         return len(self.times)
@@ -71,19 +93,20 @@ class EntityEvents:
         self.times.insert(i, time_us)
         for col, v in zip(self.columns, values, strict=True):
             col.insert(i, v)
+        self.tails = None  # an event inside the running windows: rebuild them
         return i
 
-    def contains(self, time_us: int, seq: int) -> bool:
-        i = bisect_left(self.order, (time_us, seq))
-        return i < len(self.order) and self.order[i] == (time_us, seq)
-
     def evict_through(self, horizon_us: int) -> None:
-        """Drop events with event time <= horizon_us (no row to come can need them)."""
+        """Drop events with event time <= horizon_us (no row to come can need them).
+        Evicts in chunks: deleting a list's front costs its length."""
         n = bisect_right(self.times, horizon_us)
-        if n:
+        if n and (n >= 64 or n * 4 >= len(self.times)):
             del self.order[:n], self.times[:n]
             for col in self.columns:
                 del col[:n]
+            self.base += n
+            if self.tails is not None and any(t.lo < self.base for t in self.tails):
+                self.tails = None
 
 
 class WindowAggregator:
@@ -122,7 +145,12 @@ class WindowAggregator:
         hi = bisect_right(times, t)  # events at exactly t are all inside
         if self.specs is None:  # pass-through: the last event at t (so ties agree)
             return tuple(col[hi - 1] for col in events.columns)
-        out = [_aggregate(s, events, bisect_right(times, t - s.window_us), hi) for s in self.specs]
+        if hi == len(times):  # the newest row: from the running tails
+            out = self._advance(events)
+        else:
+            out = [
+                _aggregate(s, events, bisect_right(times, t - s.window_us), hi) for s in self.specs
+            ]
         return tuple(out[j] for j in self._order)
 
     def affected(self, events: EntityEvents, time_us: int) -> range:
@@ -131,6 +159,83 @@ class WindowAggregator:
         if self.specs is None:
             return range(lo, bisect_right(events.times, time_us))
         return range(lo, bisect_left(events.times, time_us + self.max_window_us))
+
+    def _advance(self, events: EntityEvents) -> list[Any]:
+        """Bring every tail up to the newest event and read its values."""
+        specs = self.specs
+        assert specs is not None
+        base, times, columns = events.base, events.times, events.columns
+        end = base + len(times)
+        newest = times[-1]
+        if events.tails is None:  # rebuild: each window's start, then append the rest
+            events.tails = [Tail(base + bisect_right(times, newest - s.window_us)) for s in specs]
+        out = []
+        for spec, tail in zip(specs, events.tails, strict=True):
+            col = columns[spec.column] if spec.column is not None else None
+            fn = spec.function
+            if col is not None and fn != "last":
+                for a in range(tail.hi, end):
+                    v = col[a - base]
+                    if v is None:
+                        continue
+                    tail.n += 1
+                    if fn in ("sum", "mean"):
+                        _add(tail.partials, v)
+                    elif fn == "min" or fn == "max":
+                        q = tail.extremes
+                        if fn == "min":
+                            while q and col[q[-1] - base] >= v:
+                                q.pop()
+                        else:
+                            while q and col[q[-1] - base] <= v:
+                                q.pop()
+                        q.append(a)
+            tail.hi = end
+            start = newest - spec.window_us
+            while tail.lo < end and times[tail.lo - base] <= start:
+                if col is not None and fn != "last":
+                    v = col[tail.lo - base]
+                    if v is not None:
+                        tail.n -= 1
+                        if fn in ("sum", "mean"):
+                            _add(tail.partials, -v)
+                        elif tail.extremes and tail.extremes[0] == tail.lo:
+                            tail.extremes.popleft()
+                tail.lo += 1
+            out.append(_read(fn, tail, col, base))
+        return out
+
+
+def _read(fn: str, tail: Tail, col: list[Any] | None, base: int) -> Any:
+    if col is None:  # count of events
+        return tail.hi - tail.lo
+    if fn == "last":
+        return col[tail.hi - 1 - base] if tail.hi > tail.lo else None
+    if fn == "count":
+        return tail.n
+    if not tail.n:
+        return None
+    if fn == "sum":
+        return _fsum(tail.partials)
+    if fn == "mean":
+        return _fsum(tail.partials) / tail.n
+    return col[tail.extremes[0] - base]
+
+
+def _add(partials: list[float], x: float) -> None:
+    """Shewchuk's exact accumulation (as math.fsum does): the partials' exact sum is the
+    exact sum of every value added, so removing a value (adding -x) is exact too."""
+    i = 0
+    for y in partials:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+            partials[i] = lo
+            i += 1
+        x = hi
+    partials[i:] = [x]
 
 
 def _aggregate(spec: AggSpec, events: EntityEvents, lo: int, hi: int) -> Any:
@@ -162,13 +267,27 @@ def _fsum(values: list[Any]) -> float:
         return math.inf if sum(1 if v > 0 else -1 for v in values) > 0 else -math.inf
 
 
-def batch_rows(
-    aggregator: WindowAggregator,
-    events: Sequence[tuple[int, int, Sequence[Any]]],
-) -> list[tuple[int, tuple[Any, ...]]]:
-    """Rows for one entity's complete event list ``(time us, seq, input values)``: the
-    batch side. Returns ``(time us, features)`` per event, in (time, seq) order."""
+def ordered_rows(
+    aggregator: WindowAggregator, events: Iterable[tuple[int, int, Sequence[Any]]]
+) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """The batch side: one entity's events ``(time us, seq, input values)`` in (time, seq)
+    order -> ``(time us, features)``, one row per distinct time (events at one time share
+    their windows). Running windows, so O(1) per event; memory: one window of events."""
     state = aggregator.new_entity()
-    for time_us, seq, values in sorted(events, key=lambda e: (e[0], e[1])):
+    prev: int | None = None
+    for time_us, seq, values in events:
+        if prev is not None and time_us != prev:
+            yield prev, aggregator.row_at(state, len(state) - 1)
+            # Older than every window of the rows to come (the tails are past them too).
+            state.evict_through(prev - aggregator.max_window_us)
         state.add(time_us, seq, values)
-    return [(state.times[i], aggregator.row_at(state, i)) for i in range(len(state))]
+        prev = time_us
+    if prev is not None:
+        yield prev, aggregator.row_at(state, len(state) - 1)
+
+
+def batch_rows(
+    aggregator: WindowAggregator, events: Sequence[tuple[int, int, Sequence[Any]]]
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """``ordered_rows`` of events in any order."""
+    return list(ordered_rows(aggregator, sorted(events, key=lambda e: (e[0], e[1]))))
