@@ -247,7 +247,8 @@ def produce_events(
             "merchant_id": f"m_{int(rng.integers(0, settings.merchants)):05d}",
             "amount": round(float(rng.lognormal(3.3, 1.0)), 2),
             "currency": "EUR",
-            "event_timestamp": datetime.fromtimestamp(now + i * 0.001, UTC).isoformat(),
+            # A millisecond apart, the last one now (a stream's events are never ahead).
+            "event_timestamp": datetime.fromtimestamp(now - (count - i) * 0.001, UTC).isoformat(),
         }
         value = orjson.dumps(event)
         if bad and rng.random() < bad:

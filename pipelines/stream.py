@@ -126,6 +126,7 @@ class StreamConsumer(ConsumerRebalanceListener):
         self._last_flush = time.monotonic()
         self._landed = StreamPosition()
         self.failure: Exception | None = None
+        self._restart_at: dict[int, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -158,8 +159,41 @@ class StreamConsumer(ConsumerRebalanceListener):
                 "Create it (with as many partitions as consumers you want to run) or point the "
                 f"source '{self.source.name}' at an existing topic."
             )
+        self._check_positions()
         self.consumer.subscribe([self.source.topic], listener=self)
         self.progress(f"{self.label}: consuming '{self.source.topic}' in group '{self.group}'")
+
+    def _check_positions(self) -> None:
+        """A recorded offset past a partition's end means the topic was recreated (or the
+        broker lost its data): those partitions restart at their beginning, with a fresh
+        watermark. One earlier than the beginning means retention deleted events the
+        consumer never read: it says so and goes on from the beginning."""
+        assert self.consumer is not None
+        features, _events = self.landing.positions()
+        parts = [
+            TopicPartition(self.source.topic, p)
+            for p in self.consumer.partitions_for_topic(self.source.topic) or ()
+        ]
+        begins = self.consumer.beginning_offsets(parts)
+        ends = self.consumer.end_offsets(parts)
+        self._restart_at = {}
+        for tp in parts:
+            recorded = features.offsets.get(tp.partition)
+            if recorded is None:
+                continue
+            if recorded > ends[tp]:
+                self._restart_at[tp.partition] = begins[tp]
+                self.progress(
+                    f"{self.label}: partition {tp.partition} ends at offset {ends[tp]}, before "
+                    f"the landed position {recorded}: the topic was recreated. Starting it "
+                    "again from its beginning."
+                )
+            elif recorded < begins[tp]:
+                self.progress(
+                    f"{self.label}: partition {tp.partition} now begins at {begins[tp]}, after "
+                    f"the landed position {recorded}: retention deleted "
+                    f"{begins[tp] - recorded:,} events this view never read."
+                )
 
     def run(self, status: Path | None = None) -> StreamStats:
         """Consume until ``stop`` is set, then land, commit and leave the group.
@@ -344,16 +378,21 @@ class StreamConsumer(ConsumerRebalanceListener):
         new = [tp for tp in assigned if tp.partition not in self.processor.partitions]
         before, since = {}, {}
         for tp in new:
-            start = self.processor.assign(tp.partition, features, events)
+            start = self.processor.assign(
+                tp.partition, features, events, restart_at=self._restart_at.get(tp.partition)
+            )
             self.consumer.seek(tp, start)
             before[tp.partition] = start
-            newest = features.max_event_us.get(tp.partition)
+            newest = self.processor.partitions[tp.partition].max_event_us
             if newest is not None:
                 since[tp.partition] = newest - self.processor.reach_us
         restored = 0
         if any(before.values()):
             table = self.landing.load_events(
-                {p: o for p, o in before.items() if o}, since, self.processor.restore_columns()
+                {p: o for p, o in before.items() if o},
+                since,
+                self.processor.restore_columns(),
+                self.processor.positions().epoch_us,
             )
             for p in before:
                 part = table.filter(table.column("_partition").to_numpy() == p)

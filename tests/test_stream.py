@@ -411,3 +411,37 @@ def test_the_spark_batch_job_gives_the_streams_values(
         if tuple(streamed[k][n] for n in names) != tuple(batch[k][n] for n in names)
     ]
     assert differ == []
+
+
+def test_a_recreated_topic_starts_over_instead_of_skipping_its_events(
+    repo: tuple[Path, str], services: Any
+) -> None:
+    path, topic = repo
+    produce(
+        services.kafka_bootstrap, topic, [event(u, m, 10.0) for u in range(8) for m in range(10)]
+    )
+    with FeatureStore(path) as store:
+        consumer, thread = consume_in_thread(store)
+        wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic))
+        consumer.stop.set()
+        thread.join(30)
+        admin = KafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)
+        admin.delete_topics([topic])
+        time.sleep(1)
+        admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+        admin.close()
+        # Fewer events than before: every landed offset is past the new partitions' ends.
+        produce(services.kafka_bootstrap, topic, [event(u, 60, 99.0) for u in range(8)])
+        notes: list[str] = []
+        consumer, thread = consume_in_thread(store, progress=notes.append)
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline
+            and online(store, list(range(8)))["amount_last_1d"] != [99.0] * 8
+        ):
+            time.sleep(0.2)
+        consumer.stop.set()
+        thread.join(30)
+        assert online(store, list(range(8)))["amount_last_1d"] == [99.0] * 8
+        assert any("the topic was recreated" in n for n in notes), notes
+        assert len(offline_rows(store, "_events")) == 80 + 8  # old and new events, all logged

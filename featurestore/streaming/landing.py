@@ -41,6 +41,9 @@ class StreamPosition:
 
     offsets: dict[int, int] = field(default_factory=dict)
     max_event_us: dict[int, int] = field(default_factory=dict)
+    # When a partition started over (its topic was recreated): logged events landed
+    # before that belong to the old topic's offsets.
+    epoch_us: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, manifest: Manifest) -> StreamPosition:
@@ -48,17 +51,20 @@ class StreamPosition:
         return cls(
             {int(p): int(o) for p, o in raw.get("offsets", {}).items()},
             {int(p): int(t) for p, t in raw.get("max_event_us", {}).items()},
+            {int(p): int(t) for p, t in raw.get("epoch_us", {}).items()},
         )
 
     def merged(self, other: StreamPosition) -> StreamPosition:
         return StreamPosition(
-            {**self.offsets, **other.offsets}, {**self.max_event_us, **other.max_event_us}
+            {**self.offsets, **other.offsets},
+            {**self.max_event_us, **other.max_event_us},
+            {**self.epoch_us, **other.epoch_us},
         )
 
     def to_detail(self) -> dict[str, Any]:
         return {
-            "offsets": {str(p): o for p, o in sorted(self.offsets.items())},
-            "max_event_us": {str(p): t for p, t in sorted(self.max_event_us.items())},
+            name: {str(p): v for p, v in sorted(getattr(self, name).items())}
+            for name in ("offsets", "max_event_us", "epoch_us")
         }
 
 
@@ -105,10 +111,15 @@ class Landing:
             )
 
     def load_events(
-        self, before: dict[int, int], since_us: dict[int, int], columns: list[str]
+        self,
+        before: dict[int, int],
+        since_us: dict[int, int],
+        columns: list[str],
+        epoch_us: dict[int, int] | None = None,
     ) -> pa.Table:
-        """Logged events of the given partitions with offset < ``before[p]`` and event time
-        > ``since_us[p]``, sorted by (partition, event time, offset)."""
+        """Logged events of the given partitions with offset < ``before[p]``, event time
+        > ``since_us[p]`` and landed at or after ``epoch_us[p]``, sorted by (partition,
+        event time, offset)."""
         if not before:
             return self.events_schema.empty_table().select(columns)
         low = min(since_us.get(p, -(2**62)) for p in before)
@@ -122,6 +133,9 @@ class Landing:
             cond = (ds.field(PARTITION) == p) & (ds.field(OFFSET) < offset)
             if p in since_us:
                 cond = cond & (ts > pa.scalar(since_us[p], pa.int64()).cast(UTC_US))
+            if epoch_us and p in epoch_us:
+                landed = pa.scalar(epoch_us[p], pa.int64()).cast(UTC_US)
+                cond = cond & (ds.field(CREATED_TS) >= landed)
             wanted = cond if wanted is None else wanted | cond
         table = dataset.to_table(columns=columns, filter=wanted)
         return table.sort_by([(c, "ascending") for c in (PARTITION, EVENT_TS, OFFSET)])

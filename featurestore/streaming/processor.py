@@ -34,6 +34,7 @@ class DeadLetter:
 class PartitionState:
     max_event_us: int | None = None
     next_offset: int | None = None
+    epoch_us: int | None = None
     entities: dict[Any, EntityEvents] = field(default_factory=dict)
     # Events below this offset are in the event log already: a consumer resumes at the
     # feature table's position, which the event log's (committed first) may be ahead of.
@@ -65,13 +66,27 @@ class StreamProcessor:
 
     # -- state -----------------------------------------------------------------------
 
-    def assign(self, partition: int, features: StreamPosition, events: StreamPosition) -> int:
-        """Start tracking a partition; returns the offset to read from."""
-        state = PartitionState(
-            max_event_us=features.max_event_us.get(partition),
-            next_offset=features.offsets.get(partition, 0),
-            events_from=events.offsets.get(partition, 0),
-        )
+    def assign(
+        self,
+        partition: int,
+        features: StreamPosition,
+        events: StreamPosition,
+        *,
+        restart_at: int | None = None,
+    ) -> int:
+        """Start tracking a partition; returns the offset to read from. ``restart_at``:
+        the topic was recreated, so the landed position means nothing any more."""
+        if restart_at is not None:
+            state = PartitionState(
+                next_offset=restart_at, events_from=restart_at, epoch_us=time.time_ns() // 1000
+            )
+        else:
+            state = PartitionState(
+                max_event_us=features.max_event_us.get(partition),
+                next_offset=features.offsets.get(partition, 0),
+                events_from=events.offsets.get(partition, 0),
+                epoch_us=features.epoch_us.get(partition),
+            )
         self.partitions[partition] = state
         return state.next_offset or 0
 
@@ -180,13 +195,15 @@ class StreamProcessor:
         return out
 
     def positions(self) -> StreamPosition:
-        offsets, max_event = {}, {}
+        out = StreamPosition()
         for p, s in self.partitions.items():
             if s.next_offset is not None:
-                offsets[p] = s.next_offset
+                out.offsets[p] = s.next_offset
             if s.max_event_us is not None:
-                max_event[p] = s.max_event_us
-        return StreamPosition(offsets, max_event)
+                out.max_event_us[p] = s.max_event_us
+            if s.epoch_us is not None:
+                out.epoch_us[p] = s.epoch_us
+        return out
 
     def feature_table(self, schema: pa.Schema) -> pa.Table:
         rows = self.feature_rows
