@@ -22,6 +22,7 @@ Ctrl-C) finishes the current batch, lands it and commits before leaving the grou
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import statistics
 import threading
@@ -89,6 +90,58 @@ def dlq_topic(source: KafkaSource) -> str:
     return f"{source.topic}.dlq"
 
 
+class Background:
+    """One worker thread running ``work`` on submitted items in order, at most one item
+    waiting; a failure is raised (through ``wrap``) by the next submit, check or drain."""
+
+    def __init__(
+        self, work: Callable[[Any], None], wrap: Callable[[BaseException], BaseException]
+    ) -> None:
+        self.work = work
+        self.wrap = wrap
+        self.items: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while True:
+            item = self.items.get()
+            try:
+                if item is not _STOP and self.error is None:
+                    self.work(item)
+            except BaseException as exc:  # re-raised in the consumer's thread
+                self.error = exc
+            finally:
+                self.items.task_done()
+            if item is _STOP:
+                return
+
+    def submit(self, item: Any) -> None:
+        self.check()
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="online-writer", daemon=True)
+            self.thread.start()
+        self.items.put(item)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.wrap(self.error) from None
+
+    def drain(self) -> None:
+        if self.thread is not None:
+            self.items.join()
+        self.check()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.items.put(_STOP)
+            self.thread.join(timeout=30)
+            self.thread = None
+
+
+_STOP = object()
+
+
 class StreamConsumer(ConsumerRebalanceListener):
     """Consumes one view version's topic until ``stop`` is set."""
 
@@ -100,7 +153,7 @@ class StreamConsumer(ConsumerRebalanceListener):
         group: str | None = None,
         flush_seconds: float = 5.0,
         poll_ms: int = 100,
-        max_records: int = 5000,
+        max_records: int = 20_000,
         progress: Progress = lambda _m: None,
         metrics: Any = None,
     ) -> None:
@@ -126,6 +179,7 @@ class StreamConsumer(ConsumerRebalanceListener):
         self._last_flush = time.monotonic()
         self._landed = StreamPosition()
         self.failure: Exception | None = None
+        self._online = Background(self._write_rows, self._online_failed)
         self._restart_at: dict[int, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -218,6 +272,7 @@ class StreamConsumer(ConsumerRebalanceListener):
         return self.stats
 
     def close(self) -> None:
+        self._online.stop()
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
             self.consumer = None
@@ -246,6 +301,8 @@ class StreamConsumer(ConsumerRebalanceListener):
             n += len(records)
         if n:
             self._write_online()
+        else:
+            self._online.check()
         return n
 
     def _dead_letter(self, letter: DeadLetter, record: Any) -> None:
@@ -271,15 +328,15 @@ class StreamConsumer(ConsumerRebalanceListener):
         self.processor.accepted = 0
         if self.metrics:
             self.metrics.events.inc(accepted)
-        if self.writer is None or not rows:
-            return
-        try:
-            written = self.writer.write(self.layout, rows)
-        except OnlineStoreUnavailable as exc:
-            raise StreamError(
-                f"{self.label}: {exc} The consumer stopped without committing; restart it "
-                "when Redis is back (it resumes from the last landed batch)."
-            ) from None
+        if self.writer is not None and rows:
+            # Written by a background thread: Redis works (on another core) while this
+            # thread parses the next poll. flush() waits for it before committing.
+            self._online.submit(rows)
+
+    def _write_rows(self, rows: list[Any]) -> None:
+        """The online thread's work: one pipelined, event-time-monotonic write."""
+        assert self.writer is not None
+        written = self.writer.write(self.layout, rows)
         now_us = time.time_ns() // 1000
         fresh = self.stats.freshness_ms
         for _keys, event_us, _created, _values in rows:
@@ -289,11 +346,20 @@ class StreamConsumer(ConsumerRebalanceListener):
                 self.metrics.freshness.observe((now_us - event_us) / 1e6)
         self.stats.online_writes += written.written
 
+    def _online_failed(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, OnlineStoreUnavailable):
+            return StreamError(
+                f"{self.label}: {exc} The consumer stopped without committing; restart it "
+                "when Redis is back (it resumes from the last landed batch)."
+            )
+        return exc
+
     def flush(self, *, commit: bool = True) -> None:
         """Land the pending rows offline, then commit the offsets to Kafka (``commit``;
         a rebalance callback may not block on Kafka, and the manifests suffice)."""
         proc = self.processor
         self._last_flush = time.monotonic()
+        self._online.drain()  # online writes done (or their error raised) before landing
         if self.producer is not None:
             self.producer.flush()  # dead letters are durable before their offsets commit
         position = proc.positions()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from featurestore import FeatureStore
+from featurestore.devservices import free_port
 from featurestore.offline.writer import EVENT_TS
 from featurestore.streaming.landing import OFFSET, PARTITION, StreamPosition
 from featurestore.streaming.processor import StreamProcessor
@@ -269,8 +271,9 @@ def random_events(rng: random.Random, n: int, start_minute: float) -> list[Any]:
     return out
 
 
-def start_consumer(path: Path, pause_at: str = "") -> subprocess.Popen:
+def start_consumer(path: Path, pause_at: str = "", *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "featurestore.cli", "stream", "velocity", "--repo", str(path)]
+    cmd += extra
     env = dict(os.environ)
     if pause_at:
         env["FEATURESTORE_TEST_PAUSE_AT"] = pause_at
@@ -327,9 +330,17 @@ def test_kill_9_at_random_moments_then_restart_loses_and_duplicates_nothing(
     with FeatureStore(path) as store:
         features, events = landed_positions(store)
         assert events.offsets != features.offsets  # the log is ahead: a replay must skip it
-    proc = start_consumer(path)
+    metrics_port = free_port()
+    proc = start_consumer(path, "", "--metrics-port", str(metrics_port))
     with FeatureStore(path) as store:
         wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic), timeout=90)
+        time.sleep(1.5)  # lag is measured after the landing's commit
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read()
+        text = metrics.decode()
+        assert 'featurestore_stream_events_total{view="velocity@v1"}' in text
+        assert 'featurestore_stream_lag{partition="0",view="velocity@v1"} 0.0' in text
+        assert "featurestore_stream_freshness_seconds_bucket" in text
+        assert 'featurestore_stream_dead_letters_total{view="velocity@v1"}' in text
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out

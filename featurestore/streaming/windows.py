@@ -42,19 +42,41 @@ class AggSpec:
     column: int | None  # index into the view's input columns
 
 
+# What each aggregation keeps per window (ints: the hot loop compares them).
+COUNT_EVENTS, LAST, COUNT, SUM, MEAN, MIN, MAX = range(7)
+KINDS = {"count": COUNT, "last": LAST, "sum": SUM, "mean": MEAN, "min": MIN, "max": MAX}
+SCALE = 1074  # every finite double is an integer multiple of 2**-1074
+
+
+def _scaled(v: float) -> int:
+    """``v`` as an exact integer multiple of 2**-1074: integer sums are exact, and one
+    true division (correctly rounded) gives the same value as ``math.fsum``."""
+    n, d = v.as_integer_ratio()
+    return n << (SCALE + 1 - d.bit_length())
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """The aggregations sharing one window length: one start pointer for all of them."""
+
+    window_us: int
+    members: tuple[tuple[int, int, int], ...]  # (output index, kind, input column)
+    needs_values: bool
+
+
 class Tail:
-    """One aggregation's running state over the window that ends at the entity's newest
-    event: events [lo, hi) (absolute indexes), the exact sum's partials, the non-null
-    count and, for min/max, a monotonic queue of candidate indexes. Appending an event
-    in time order and sliding the window's start are O(1) amortized."""
+    """A window group's running state over the window that ends at the entity's newest
+    event: events [lo, hi) (absolute indexes) and, per member, its non-null count, exact
+    scaled sum, or monotonic queue of candidate indexes (min/max). Appending an event in
+    time order and sliding the window's start are O(1) amortized."""
 
-    __slots__ = ("extremes", "hi", "lo", "n", "partials")
+    __slots__ = ("hi", "lo", "n", "queues", "totals")
 
-    def __init__(self, lo: int) -> None:
+    def __init__(self, lo: int, members: int) -> None:
         self.lo = self.hi = lo
-        self.partials: list[float] = []
-        self.n = 0
-        self.extremes: deque[int] = deque()
+        self.n = [0] * members
+        self.totals = [0] * members
+        self.queues: list[deque[int]] = [deque() for _ in range(members)]
 
 
 class EntityEvents:
@@ -128,6 +150,15 @@ class WindowAggregator:
             # Features follow the schema's order (it may list some aggregations first).
             self._order = [by_name[f] for f in self.features]
             self.max_window_us = max(s.window_us for s in self.specs)
+            groups = []
+            for window in sorted({s.window_us for s in self.specs}):
+                members = tuple(
+                    (i, COUNT_EVENTS if s.column is None else KINDS[s.function], s.column or 0)
+                    for i, s in enumerate(self.specs)
+                    if s.window_us == window
+                )
+                groups.append(_Group(window, members, any(k >= COUNT for _, k, _ in members)))
+            self.groups = tuple(groups)
         else:
             inputs = list(self.features)
             self.specs = None
@@ -161,81 +192,79 @@ class WindowAggregator:
         return range(lo, bisect_left(events.times, time_us + self.max_window_us))
 
     def _advance(self, events: EntityEvents) -> list[Any]:
-        """Bring every tail up to the newest event and read its values."""
-        specs = self.specs
-        assert specs is not None
+        """Bring every window group up to the newest event and read its values."""
         base, times, columns = events.base, events.times, events.columns
         end = base + len(times)
         newest = times[-1]
         if events.tails is None:  # rebuild: each window's start, then append the rest
-            events.tails = [Tail(base + bisect_right(times, newest - s.window_us)) for s in specs]
-        out = []
-        for spec, tail in zip(specs, events.tails, strict=True):
-            col = columns[spec.column] if spec.column is not None else None
-            fn = spec.function
-            if col is not None and fn != "last":
+            events.tails = [
+                Tail(base + bisect_right(times, newest - g.window_us), len(g.members))
+                for g in self.groups
+            ]
+        out: list[Any] = [None] * len(self.specs or ())
+        for group, tail in zip(self.groups, events.tails, strict=True):
+            members = group.members
+            if group.needs_values:
                 for a in range(tail.hi, end):
-                    v = col[a - base]
-                    if v is None:
-                        continue
-                    tail.n += 1
-                    if fn in ("sum", "mean"):
-                        _add(tail.partials, v)
-                    elif fn == "min" or fn == "max":
-                        q = tail.extremes
-                        if fn == "min":
-                            while q and col[q[-1] - base] >= v:
-                                q.pop()
-                        else:
-                            while q and col[q[-1] - base] <= v:
-                                q.pop()
-                        q.append(a)
+                    for m, (_i, kind, c) in enumerate(members):
+                        if kind < COUNT:
+                            continue
+                        v = columns[c][a - base]
+                        if v is None:
+                            continue
+                        tail.n[m] += 1
+                        if kind <= MEAN:
+                            tail.totals[m] += _scaled(v)
+                        else:  # MIN or MAX
+                            q, col = tail.queues[m], columns[c]
+                            if kind == MIN:
+                                while q and col[q[-1] - base] >= v:
+                                    q.pop()
+                            else:
+                                while q and col[q[-1] - base] <= v:
+                                    q.pop()
+                            q.append(a)
             tail.hi = end
-            start = newest - spec.window_us
-            while tail.lo < end and times[tail.lo - base] <= start:
-                if col is not None and fn != "last":
-                    v = col[tail.lo - base]
-                    if v is not None:
-                        tail.n -= 1
-                        if fn in ("sum", "mean"):
-                            _add(tail.partials, -v)
-                        elif tail.extremes and tail.extremes[0] == tail.lo:
-                            tail.extremes.popleft()
-                tail.lo += 1
-            out.append(_read(fn, tail, col, base))
+            start = newest - group.window_us
+            lo = tail.lo
+            while lo < end and times[lo - base] <= start:
+                if group.needs_values:
+                    for m, (_i, kind, c) in enumerate(members):
+                        if kind < COUNT:
+                            continue
+                        v = columns[c][lo - base]
+                        if v is None:
+                            continue
+                        tail.n[m] -= 1
+                        if kind <= MEAN:
+                            tail.totals[m] -= _scaled(v)
+                        elif kind >= MIN and tail.queues[m] and tail.queues[m][0] == lo:
+                            tail.queues[m].popleft()
+                lo += 1
+            tail.lo = lo
+            for m, (i, kind, c) in enumerate(members):
+                if kind == COUNT_EVENTS:
+                    out[i] = end - lo
+                elif kind == LAST:
+                    out[i] = columns[c][end - 1 - base] if end > lo else None
+                elif kind == COUNT:
+                    out[i] = tail.n[m]
+                elif not tail.n[m]:
+                    out[i] = None
+                elif kind == SUM:
+                    out[i] = _unscale(tail.totals[m])
+                elif kind == MEAN:
+                    out[i] = _unscale(tail.totals[m]) / tail.n[m]
+                else:
+                    out[i] = columns[c][tail.queues[m][0] - base]
         return out
 
 
-def _read(fn: str, tail: Tail, col: list[Any] | None, base: int) -> Any:
-    if col is None:  # count of events
-        return tail.hi - tail.lo
-    if fn == "last":
-        return col[tail.hi - 1 - base] if tail.hi > tail.lo else None
-    if fn == "count":
-        return tail.n
-    if not tail.n:
-        return None
-    if fn == "sum":
-        return _fsum(tail.partials)
-    if fn == "mean":
-        return _fsum(tail.partials) / tail.n
-    return col[tail.extremes[0] - base]
-
-
-def _add(partials: list[float], x: float) -> None:
-    """Shewchuk's exact accumulation (as math.fsum does): the partials' exact sum is the
-    exact sum of every value added, so removing a value (adding -x) is exact too."""
-    i = 0
-    for y in partials:
-        if abs(x) < abs(y):
-            x, y = y, x
-        hi = x + y
-        lo = y - (hi - x)
-        if lo:
-            partials[i] = lo
-            i += 1
-        x = hi
-    partials[i:] = [x]
+def _unscale(total: int) -> float:
+    try:
+        return total / (1 << SCALE)  # int / int: correctly rounded
+    except OverflowError:
+        return math.inf if total > 0 else -math.inf
 
 
 def _aggregate(spec: AggSpec, events: EntityEvents, lo: int, hi: int) -> Any:
