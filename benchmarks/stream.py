@@ -238,7 +238,10 @@ def main() -> None:
             producer.start()
             before = s.accepted
             t0 = time.perf_counter()
-            while producer.is_alive() or consumer.poll_once():
+            while True:
+                n = consumer.poll_once()
+                if not n and not producer.is_alive():
+                    break
                 if time.monotonic() - consumer._last_flush >= consumer.flush_seconds:
                     consumer.flush()
             consumer.flush()

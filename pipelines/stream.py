@@ -303,6 +303,9 @@ class StreamConsumer(ConsumerRebalanceListener):
             self._write_online()
         else:
             self._online.check()
+            # Never spin: an empty poll may return early, and a busy loop here would starve
+            # the Kafka client's own I/O thread of the GIL.
+            time.sleep(0.005)
         return n
 
     def _dead_letter(self, letter: DeadLetter, record: Any) -> None:
