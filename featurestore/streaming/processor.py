@@ -60,7 +60,8 @@ class StreamProcessor:
         # Offline rows waiting for the next landing, column-wise.
         self.feature_rows: list[tuple[Any, int, int, tuple[Any, ...]]] = []
         self.event_rows: list[tuple[int, int, int, dict[str, Any]]] = []
-        self.touched: dict[tuple[int, Any], None] = {}  # (partition, key) for online
+        # (partition, key) -> the entity's newest row if known, for the online write
+        self.touched: dict[tuple[int, Any], tuple[Any, ...] | None] = {}
         self.accepted = 0
         self.dead = 0
 
@@ -149,11 +150,15 @@ class StreamProcessor:
         rows = (i,) if i == len(entity) - 1 else self.aggregator.affected(entity, t)
         created = self._created()
         row_at = self.aggregator.row_at
+        newest = None
         for j in rows:
-            self.feature_rows.append((key, entity.times[j], created, row_at(entity, j)))
+            row = row_at(entity, j)
+            self.feature_rows.append((key, entity.times[j], created, row))
+            if j == len(entity) - 1:
+                newest = row
         if offset >= state.events_from:
             self.event_rows.append((t, partition, offset, event))
-        self.touched[(partition, key)] = None
+        self.touched[(partition, key)] = newest  # the online row, if just computed
         horizon = state.max_event_us - self.reach_us
         if entity.times[0] <= horizon:
             entity.evict_through(horizon)
@@ -184,13 +189,21 @@ class StreamProcessor:
         """Each touched entity's latest row, for the online writer; clears the touched set."""
         out = []
         row_at = self.aggregator.row_at
-        for partition, key in self.touched:
+        created = self._created()
+        for (partition, key), row in self.touched.items():
             entity = self.partitions[partition].entities.get(key)
             if entity is None or not len(entity):
                 continue
             last = len(entity) - 1
             keys = (key,) if len(self.keys) == 1 else key
-            out.append((keys, entity.times[last], self._created(), row_at(entity, last)))
+            out.append(
+                (
+                    keys,
+                    entity.times[last],
+                    created,
+                    row if row is not None else row_at(entity, last),
+                )
+            )
         self.touched = {}
         return out
 
