@@ -131,6 +131,12 @@ class ApplyError(RegistryError):
     http_status = 500
 
 
+class PolicyDeniedError(FeatureStoreError, PermissionError):
+    """A policy forbids a model a feature (the message names the rule)."""
+
+    http_status = 403
+
+
 class ConflictError(FeatureStoreError, ValueError):
     """The request is valid but would break something in use (e.g. retire a pinned version)."""
 

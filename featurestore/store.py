@@ -155,6 +155,8 @@ class FeatureStore:
             timestamp_column=timestamp_column,
             full_feature_names=full_feature_names,
             output_path=output_path,
+            policy_default=self.config.policy_default,
+            mask_key=self.mask_key(),
         )
 
     # -- online -------------------------------------------------------------------
@@ -162,7 +164,32 @@ class FeatureStore:
     def catalog(self) -> Catalog:
         from featurestore.online.client import Catalog
 
-        return Catalog(self.snapshot())
+        return Catalog(
+            self.snapshot(), policy_default=self.config.policy_default, mask_key=self.mask_key()
+        )
+
+    def mask_key(self) -> bytes:
+        """The key of masked values' hashes: ``FEATURESTORE_MASK_KEY``, or one made once in
+        the state folder (set the variable when several hosts must agree)."""
+        env = os.environ.get("FEATURESTORE_MASK_KEY")
+        if env:
+            return env.encode()
+        path = self.config.state_dir / "mask.key"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".mask.key.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32).hex().encode())
+            try:
+                os.link(tmp, path)  # atomic; if another process won, its key is the key
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+            return path.read_bytes()
 
     def refreshed(self, catalog: Catalog) -> Catalog:
         """``catalog`` if the registry has not changed since, else a new one."""

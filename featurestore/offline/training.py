@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -80,10 +81,13 @@ def build_training_set(
     timestamp_column: str = "event_timestamp",
     full_feature_names: bool = False,
     output_path: str | Path | None = None,
+    policy_default: str = "allow",
+    mask_key: bytes = b"",
 ) -> TrainingSet:
     resolved = resolve_request(
         snapshot, features=features, feature_service=feature_service, model=model
     )
+    masks = _policy_masks(snapshot, model, resolved, policy_default, full_feature_names)
     table = read_entities(entities, timestamp_column)
     request = build_request(
         table,
@@ -98,9 +102,13 @@ def build_training_set(
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = engine.join_to_parquet(request, path)
         result = None
+        if masks:
+            _mask_file(path, masks, mask_key)
     else:
         result = engine.join(request)
         rows = result.num_rows
+        if masks:
+            result = _mask_table(result, masks, mask_key)
     record = TrainingSetRecord(
         project=snapshot.project,
         model=model,
@@ -114,3 +122,56 @@ def build_training_set(
     )
     record_id = registry.record_training_set(record)
     return TrainingSet(result, replace(record, id=record_id))
+
+
+def _policy_masks(
+    snapshot: RegistrySnapshot,
+    model: str | None,
+    resolved: Sequence[Any],
+    default: str,
+    full_feature_names: bool,
+) -> dict[str, str]:
+    """For a model's build: refuse denied features (PolicyDeniedError, before any work);
+    return the output columns to mask and how."""
+    if model is None:
+        return {}
+    from featurestore.policy.engine import MASK, model_decisions
+
+    decisions = model_decisions(snapshot, model, default)
+    masks = {}
+    for f in resolved:
+        d = decisions.check(snapshot.feature_view(f.view, f.version), f.version, f.feature)
+        if d.effect == MASK:
+            masks[f"{f.view}__{f.feature}" if full_feature_names else f.feature] = d.mask or "hash"
+    return masks
+
+
+def _mask_table(table: pa.Table, masks: dict[str, str], key: bytes) -> pa.Table:
+    from featurestore.policy.engine import mask_value
+
+    for name, how in masks.items():
+        i = table.schema.get_field_index(name)
+        values = [mask_value(v, how, key) for v in table.column(i).to_pylist()]
+        kind = pa.string() if how == "hash" else table.schema.field(i).type
+        table = table.set_column(i, name, pa.array(values, kind))
+    return table
+
+
+def _mask_file(path: Path, masks: dict[str, str], key: bytes) -> None:
+    """Rewrite a written training set with its masked columns, batch by batch."""
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path)
+    tmp = path.with_name(f".{path.name}.masking")
+    writer = None
+    try:
+        for batch in source.iter_batches(batch_size=256_000):
+            table = _mask_table(pa.Table.from_batches([batch]), masks, key)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        os.replace(tmp, path)

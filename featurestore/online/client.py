@@ -14,6 +14,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -45,8 +46,12 @@ def now_us() -> int:
 class Catalog:
     """A registry snapshot and the lookup plans compiled from it."""
 
-    def __init__(self, snapshot: RegistrySnapshot) -> None:
+    def __init__(
+        self, snapshot: RegistrySnapshot, *, policy_default: str = "allow", mask_key: bytes = b""
+    ) -> None:
         self.snapshot = snapshot
+        self.policy_default = policy_default
+        self.mask_key = mask_key
         self._plans: dict[Any, LookupPlan] = {}
 
     @property
@@ -77,10 +82,30 @@ class Catalog:
             plan = compile_plan(
                 self.snapshot, resolved, model=model, full_feature_names=full_feature_names
             )
+            if model is not None:
+                plan = self._with_policies(plan, model, resolved)
             if len(self._plans) > 10_000:  # unbounded ad-hoc feature lists must not leak
                 self._plans.clear()
             self._plans[key] = plan
         return plan
+
+    def _with_policies(self, plan: LookupPlan, model: str, resolved: Sequence[Any]) -> LookupPlan:
+        """Policies decided once per plan: a denied feature refuses the plan, a masked one
+        is masked in every response (the lookup itself pays nothing for either)."""
+        from featurestore.policy.engine import MASK, model_decisions
+
+        decisions = model_decisions(self.snapshot, model, self.policy_default)
+        masks = []
+        for i, f in enumerate(resolved):
+            d = decisions.check(self.snapshot.feature_view(f.view, f.version), f.version, f.feature)
+            if d.effect == MASK:
+                masks.append((i, d.mask or "hash"))
+        if not masks:
+            return plan
+        dtypes = list(plan.dtypes)
+        for i, how in masks:
+            dtypes[i] = "string" if how == "hash" else dtypes[i]
+        return replace(plan, masks=tuple(masks), mask_key=self.mask_key, dtypes=tuple(dtypes))
 
 
 def entity_rows(entities: Any, max_entities: int) -> list[dict[str, Any]]:
@@ -201,6 +226,11 @@ def assemble(
                     values[o][r] = data[p]
                     statuses[o][r] = PRESENT
                     events[o][r] = event
+    if plan.masks:
+        from featurestore.policy.engine import mask_value
+
+        for o, how in plan.masks:
+            values[o] = [mask_value(v, how, plan.mask_key) for v in values[o]]
     return OnlineResponse(plan, rows, values, statuses, events)
 
 

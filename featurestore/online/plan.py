@@ -50,6 +50,8 @@ class LookupPlan:
     dtypes: tuple[str, ...]
     join_keys: tuple[str, ...]  # every key an entity row needs
     key_reads: tuple[KeyRead, ...]
+    masks: tuple[tuple[int, str], ...] = ()  # (output index, hash | redact) by policy
+    mask_key: bytes = b""
 
     @property
     def width(self) -> int:

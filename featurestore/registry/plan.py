@@ -291,6 +291,7 @@ def compute_plan(contents: RepoContents, snapshot: RegistrySnapshot) -> Plan:
             if name not in desired:
                 changes.append(Change(kind, name, ChangeKind.RETIRE, None, version=head.version))
     _check_pinned_references(contents, snapshot, new_versions, problems)
+    _check_policies(contents, problems)
     if problems:
         raise RepoLoadError(problems)
     return Plan(snapshot.project, tuple(changes))
@@ -509,3 +510,32 @@ def _check_pinned_references(
                 problems.append(
                     Problem(f"FeatureService '{name}' refers to '{text}': {exc}", file, line)
                 )
+
+
+def _check_policies(contents: RepoContents, problems: list[Problem]) -> None:
+    """A model whose services read a feature some policy denies it fails the plan."""
+    from featurestore.policy.engine import DENY, FeatureAttributes, decide
+
+    policies = list(contents.policies.values())
+    default = contents.config.policy_default
+    for name, model in sorted(contents.models.items()):
+        where = _location(model, contents.config.repo_path)
+        file, _, line_text = (where or "").rpartition(":")
+        line = int(line_text) if line_text.isdigit() else None
+        for service in model.service_names:
+            for text in contents.feature_services[service].references:
+                ref = parse_reference(text)
+                view = contents.feature_views.get(ref.view)
+                if view is None:
+                    continue  # reported by the loader
+                decision = decide(policies, default, FeatureAttributes.of(view, ref.feature), model)
+                if decision.effect == DENY:
+                    problems.append(
+                        Problem(
+                            f"Model '{name}' would read {ref.view}:{ref.feature} (through "
+                            f"service '{service}'), which {decision.because()} denies it. "
+                            "Take the feature out of the service, or change the policy.",
+                            file or None,
+                            line,
+                        )
+                    )

@@ -1,0 +1,1 @@
+"""Policies: which model may use which feature (compiled decisions, masking)."""

@@ -1,0 +1,116 @@
+"""Which model may use which feature: rules evaluated once, decisions looked up after.
+
+A policy matches a (feature, model) pair when its feature and model conditions both hold
+(see ``definitions/policy.py``). A feature's attributes are its view's name, owner and
+tags, with the field's own tags on top (a field tagged ``pii`` is ``pii`` whatever its
+view says). Among the matching policies **deny wins**, then mask, then allow; a pair no
+policy matches gets the project's ``policy.default`` (allow unless configured). Ties
+between policies of one effect go to the first by name, so a decision never depends on
+file order.
+
+Decisions are compiled per model and registry snapshot (``ModelDecisions``): lookups
+and training-set builds pay a dictionary lookup, never a rule evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from featurestore.definitions import FeatureView, Model, Policy
+from featurestore.errors import PolicyDeniedError
+
+ALLOW, DENY, MASK = "allow", "deny", "mask"
+_RANK = {DENY: 0, MASK: 1, ALLOW: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    effect: str  # allow | deny | mask
+    rule: str | None  # the deciding policy; None: the project default
+    mask: str | None = None  # hash | redact, for mask
+    reason: str = ""  # the policy's description
+
+    def because(self) -> str:
+        if self.rule is None:
+            return "the project's default policy"
+        return f"policy '{self.rule}'" + (f" ({self.reason})" if self.reason else "")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureAttributes:
+    view: str
+    feature: str
+    tags: Mapping[str, str]
+    owner: str
+
+    @classmethod
+    def of(cls, view: FeatureView, feature: str) -> FeatureAttributes:
+        field = view.field(feature)
+        tags = {**view.tags, **(field.tags if field is not None else {})}
+        return cls(view.name, feature, tags, view.owner)
+
+
+def decide(
+    policies: Iterable[Policy], default: str, feature: FeatureAttributes, model: Model
+) -> Decision:
+    matching = [
+        p
+        for p in policies
+        if p.features.matches(feature.view, feature.feature, feature.tags, feature.owner)
+        and p.models.matches(model.name, model.purpose, model.owner)
+    ]
+    if not matching:
+        return Decision(default, None)
+    best = min(matching, key=lambda p: (_RANK[p.effect], p.name))
+    return Decision(
+        best.effect, best.name, best.mask if best.effect == MASK else None, best.description
+    )
+
+
+class ModelDecisions:
+    """One model's decisions for the features it reads, from one registry snapshot."""
+
+    def __init__(self, model: Model, policies: Sequence[Policy], default: str) -> None:
+        self.model = model
+        self.policies = tuple(policies)
+        self.default = default
+        self._cache: dict[tuple[str, int, str], Decision] = {}
+
+    def decision(self, view: FeatureView, version: int, feature: str) -> Decision:
+        key = (view.name, version, feature)
+        found = self._cache.get(key)
+        if found is None:
+            found = decide(
+                self.policies, self.default, FeatureAttributes.of(view, feature), self.model
+            )
+            self._cache[key] = found
+        return found
+
+    def check(self, view: FeatureView, version: int, feature: str) -> Decision:
+        """The decision, or PolicyDeniedError naming the rule."""
+        d = self.decision(view, version, feature)
+        if d.effect == DENY:
+            raise PolicyDeniedError(
+                f"Model '{self.model.name}' may not use {view.name}@v{version}:{feature}: "
+                f"denied by {d.because()}."
+            )
+        return d
+
+
+def model_decisions(snapshot: Any, model: str, default: str) -> ModelDecisions:
+    """A registry snapshot's decisions for one model (its active policies)."""
+    policies = [snapshot.policy(name) for name in sorted(snapshot.active("policy"))]
+    return ModelDecisions(snapshot.model(model), policies, default)
+
+
+def mask_value(value: Any, how: str, key: bytes) -> Any:
+    """``hash``: a keyed hash (HMAC-SHA256, 16 hex digits) that joins like the raw value
+    but does not reveal it; ``redact``: null. Nulls stay null."""
+    if value is None or how == "redact":
+        return None
+    text = value if isinstance(value, bytes) else repr(value).encode()  # 1 and 1.0 differ
+    return hmac.new(key, text, hashlib.sha256).hexdigest()[:16]
