@@ -777,6 +777,7 @@ def dev_status(repo: RepoOption = Path("."), as_json: JsonOption = False) -> Non
         raise typer.Exit(3)
 
 
+from featurestore import cli_audit as _cli_audit  # noqa: E402,F401  (registers `audit`)
 from featurestore import cli_stream as _cli_stream  # noqa: E402,F401  (registers `stream`)
 
 

@@ -171,3 +171,46 @@ def test_training_sets_for_a_model_are_masked_in_memory_and_on_disk(
     # Asked by feature list (no model), the build is not a model's: raw values.
     raw = store.get_training_data(spine, features=["profile:email"]).table
     assert raw.column("email").to_pylist() == ["ann@example.com", None]
+
+
+def test_the_audit_log_records_applies_and_builds_and_catches_tampering(
+    store: FeatureStore,
+) -> None:
+    from sqlalchemy import delete, update
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+    from featurestore.registry import schema as t
+
+    spine = pa.table({"user_id": [1], "event_timestamp": pa.array([NOW], UTC_US)})
+    store.get_training_data(spine, model="fraud")
+    records = store.registry.audit_records(store.project)
+    assert [r.action for r in records] == ["training_set", "apply"]  # newest first
+    build = records[0]
+    assert (build.subject, build.decision, build.detail["masked"]) == ("fraud", "mask", ["email"])
+    assert store.registry.audit_records(store.project, decision="mask") == [build]
+    assert store.registry.verify_audit(store.project).ok
+    repo = str(store.config.repo_path)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["audit", "verify", "--repo", repo])
+    assert ok.exit_code == 0, ok.output
+    assert "intact: 2 records" in ok.output
+    listed = runner.invoke(app, ["audit", "--model", "fraud", "--repo", repo])
+    assert "training_set" in listed.output
+    assert "apply" not in listed.output
+
+    with store.registry.engine.begin() as conn:  # an insider edits what was masked
+        conn.execute(
+            update(t.audit)
+            .where(t.audit.c.seq == build.seq)
+            .values(detail='{"masked": [], "features": [], "rows": 1, "training_set": 1}')
+        )
+    result = store.registry.verify_audit(store.project)
+    assert result.problems == (f"record {build.seq} was changed after it was written",)
+    with store.registry.engine.begin() as conn:  # ... or deletes the apply
+        conn.execute(delete(t.audit).where(t.audit.c.seq == 1))
+    problems = store.registry.verify_audit(store.project).problems
+    assert "records 1..1 are missing (deleted?)" in problems
+    bad = runner.invoke(app, ["audit", "verify", "--repo", repo])
+    assert bad.exit_code == 1
+    assert "tampered" in bad.output

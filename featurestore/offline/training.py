@@ -87,7 +87,7 @@ def build_training_set(
     resolved = resolve_request(
         snapshot, features=features, feature_service=feature_service, model=model
     )
-    masks = _policy_masks(snapshot, model, resolved, policy_default, full_feature_names)
+    masks = _policy_masks(registry, snapshot, model, resolved, policy_default, full_feature_names)
     table = read_entities(entities, timestamp_column)
     request = build_request(
         table,
@@ -121,10 +121,29 @@ def build_training_set(
         offline_manifests={f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views},
     )
     record_id = registry.record_training_set(record)
+    from featurestore.registry.audit import AuditRecord
+    from featurestore.registry.store import _whoami
+
+    registry.audit(
+        AuditRecord(
+            project=snapshot.project,
+            action="training_set",
+            actor=_whoami(),
+            subject=model or "",
+            decision="mask" if masks else ("allow" if model else ""),
+            detail={
+                "training_set": record_id,
+                "features": list(record.features),
+                "masked": sorted(masks),
+                "rows": rows,
+            },
+        )
+    )
     return TrainingSet(result, replace(record, id=record_id))
 
 
 def _policy_masks(
+    registry: Registry,
     snapshot: RegistrySnapshot,
     model: str | None,
     resolved: Sequence[Any],
@@ -135,12 +154,31 @@ def _policy_masks(
     return the output columns to mask and how."""
     if model is None:
         return {}
+    from featurestore.errors import PolicyDeniedError
     from featurestore.policy.engine import MASK, model_decisions
+    from featurestore.registry.audit import AuditRecord
+    from featurestore.registry.store import _whoami
 
     decisions = model_decisions(snapshot, model, default)
     masks = {}
     for f in resolved:
-        d = decisions.check(snapshot.feature_view(f.view, f.version), f.version, f.feature)
+        view = snapshot.feature_view(f.view, f.version)
+        try:
+            d = decisions.check(view, f.version, f.feature)
+        except PolicyDeniedError as exc:
+            denied = decisions.decision(view, f.version, f.feature)
+            registry.audit(
+                AuditRecord(
+                    project=snapshot.project,
+                    action="deny",
+                    actor=_whoami(),
+                    subject=f"{model} {f}",
+                    decision="deny",
+                    rule=denied.rule or "default",
+                    detail={"at": "training_set", "message": str(exc)},
+                )
+            )
+            raise
         if d.effect == MASK:
             masks[f"{f.view}__{f.feature}" if full_feature_names else f.feature] = d.mask or "hash"
     return masks

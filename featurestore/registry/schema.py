@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 3  # 2: training_sets, 3: materialization_runs
+SCHEMA_VERSION = 4  # 2: training_sets, 3: materialization_runs, 4: audit
 
 metadata = MetaData()
 
@@ -139,4 +139,21 @@ materialization_runs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("started_by", String(256), nullable=False),
     Index("fs_materialization_runs_view", "project", "view", "version"),
+)
+
+# The audit log: a hash chain per project (see registry/audit.py).
+audit = Table(
+    "fs_audit",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("rule", String(256), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
 )

@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from featurestore.definitions.feature_view import fingerprint
 from featurestore.errors import ApplyError, ConflictError, RegistryUnavailable
 from featurestore.registry import schema as t
+from featurestore.registry.audit import AuditLog, AuditRecord, append_audit
 from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry.runs import RunLog
 from featurestore.registry.snapshot import ACTIVE, RETIRED, Head, RegistrySnapshot, ViewVersion
@@ -78,7 +79,7 @@ class TrainingSetRecord:
     created_by: str | None = None
 
 
-class Registry(RunLog):
+class Registry(RunLog, AuditLog):
     """Versioned object store for one or more projects."""
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
@@ -248,6 +249,20 @@ class Registry(RunLog):
                 serial = snapshot.serial + 1
                 apply_id = _record_apply(
                     conn, project, serial, plan.to_json(), applied_by, code_version
+                )
+                append_audit(
+                    conn,
+                    AuditRecord(
+                        project=project,
+                        action="apply",
+                        actor=applied_by or _whoami(),
+                        subject=f"serial {serial}",
+                        detail={
+                            "apply": apply_id,
+                            "code_version": code_version,
+                            "changes": [str(c) for c in plan.pending],
+                        },
+                    ),
                 )
                 for change in plan.pending:
                     _write_change(conn, project, change, snapshot, apply_id)

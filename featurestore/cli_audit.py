@@ -1,0 +1,106 @@
+"""``featurestore audit``: query the tamper-evident audit log, and verify its chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from featurestore.cli import (
+    JsonOption,
+    RepoOption,
+    _echo_json,
+    _fail,
+    _parse_time,
+    _store,
+    app,
+    handle_errors,
+)
+
+
+class _DefaultList(TyperGroup):
+    """`featurestore audit [filters]` means `featurestore audit list [filters]`."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+audit_app = typer.Typer(cls=_DefaultList, help="The audit log: who did what, under which rule.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("list")
+@handle_errors
+def list_records(
+    model: Annotated[str | None, typer.Option(help="Records about this model.")] = None,
+    feature: Annotated[
+        str | None, typer.Option(help="Records about this feature (view:feature).")
+    ] = None,
+    action: Annotated[str | None, typer.Option(help="apply, training_set or deny.")] = None,
+    decision: Annotated[str | None, typer.Option(help="allow, mask or deny.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only records at or after this time.")] = None,
+    limit: Annotated[int, typer.Option(help="The newest N records.")] = 50,
+    as_json: JsonOption = False,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Audit records, newest first."""
+    with _store(repo) as store:
+        records = store.registry.audit_records(
+            store.project,
+            action=action,
+            subject=model,
+            decision=decision,
+            since=_parse_time(since, "--since"),
+            limit=None if feature else limit,
+        )
+    if feature:
+        view, _, name = feature.partition(":")
+        records = [
+            r
+            for r in records
+            if any(
+                f.startswith(f"{view}@") and f.endswith(f":{name}")
+                for f in r.detail.get("features", [])
+            )
+            or (view in r.subject and name in r.subject)
+        ][:limit]
+    if as_json:
+        _echo_json([{k: getattr(r, k) for k in r.__slots__} for r in records])
+        return
+    if not records:
+        typer.echo("No audit records match.")
+    for r in records:
+        what = " ".join(x for x in (r.decision, f"rule {r.rule}" if r.rule else "") if x)
+        typer.echo(
+            f"#{r.seq}  {r.at.isoformat(timespec='seconds') if r.at else '?'}  {r.action:<12} "
+            f"{r.subject}  {what}  by {r.actor}"
+        )
+
+
+@audit_app.command("verify")
+@handle_errors
+def verify(as_json: JsonOption = False, repo: RepoOption = Path(".")) -> None:
+    """Check the chain: an edited, deleted or reordered record is reported (exit 1)."""
+    with _store(repo) as store:
+        result = store.registry.verify_audit(store.project)
+        head = store.registry.audit_records(store.project, limit=1)
+    if as_json:
+        _echo_json(
+            {
+                "records": result.records,
+                "ok": result.ok,
+                "problems": list(result.problems),
+                "head": head[0].hash if head else None,
+            }
+        )
+    elif result.ok:
+        typer.echo(
+            f"The audit log of '{store.project}' is intact: {result.records} records; head "
+            f"{head[0].hash if head else '-'} (keep it elsewhere to detect a rewritten tail)."
+        )
+    if not result.ok:
+        _fail("the audit log was tampered with: " + "; ".join(result.problems))

@@ -1,0 +1,180 @@
+"""The audit log: append-only, tamper-evident records of who did what under which rule.
+
+Each record of a project carries a sequence number (1, 2, ...) and the SHA-256 of its
+own content chained to the previous record's hash. Editing a record breaks its hash;
+deleting one leaves a gap in the sequence and breaks the next record's link; so
+``verify`` (``featurestore audit verify``) finds both, and says where. Appends happen
+under the registry's write lock, so the chain has one order.
+
+What is recorded: applies, training-set builds (with each feature's decision), policy
+denials at plan and at training-set builds. Allowed online lookups are counted per
+model (Prometheus), not logged one by one, so lookups stay fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from featurestore.registry import schema as t
+
+GENESIS = "0" * 64
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    project: str
+    action: str  # apply | training_set | deny | mask
+    actor: str
+    subject: str = ""  # a model, a view version, a feature reference
+    decision: str = ""  # allow | deny | mask, when a policy decided
+    rule: str = ""  # the deciding policy
+    detail: dict[str, Any] = field(default_factory=dict)
+    seq: int | None = None
+    at: datetime | None = None
+    prev_hash: str = ""
+    hash: str = ""
+
+    def content(self) -> bytes:
+        """What the hash covers: every field but the hash itself."""
+        return orjson.dumps(
+            {
+                "project": self.project,
+                "seq": self.seq,
+                "at": self.at.isoformat() if self.at else None,
+                "action": self.action,
+                "actor": self.actor,
+                "subject": self.subject,
+                "decision": self.decision,
+                "rule": self.rule,
+                "detail": self.detail,
+                "prev": self.prev_hash,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.content()).hexdigest()
+
+
+def append_audit(conn: Connection, record: AuditRecord) -> AuditRecord:
+    """Chain and insert ``record`` (inside the caller's write transaction)."""
+    from featurestore.registry.store import _now
+
+    a = t.audit
+    last = conn.execute(
+        select(a.c.seq, a.c.hash)
+        .where(a.c.project == record.project)
+        .order_by(a.c.seq.desc())
+        .limit(1)
+    ).first()
+    record.seq = (last.seq if last else 0) + 1
+    record.prev_hash = last.hash if last else GENESIS
+    record.at = record.at or _now()
+    record.hash = record.digest()
+    conn.execute(
+        a.insert().values(
+            project=record.project,
+            seq=record.seq,
+            at=record.at,
+            action=record.action,
+            actor=record.actor,
+            subject=record.subject,
+            decision=record.decision,
+            rule=record.rule,
+            detail=orjson.dumps(record.detail, option=orjson.OPT_SORT_KEYS).decode(),
+            prev_hash=record.prev_hash,
+            hash=record.hash,
+        )
+    )
+    return record
+
+
+def _from_row(r: Any) -> AuditRecord:
+    from featurestore.times import as_utc
+
+    return AuditRecord(
+        project=r.project,
+        action=r.action,
+        actor=r.actor,
+        subject=r.subject,
+        decision=r.decision,
+        rule=r.rule,
+        detail=orjson.loads(r.detail),
+        seq=r.seq,
+        at=as_utc(r.at),
+        prev_hash=r.prev_hash,
+        hash=r.hash,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    records: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class AuditLog:
+    """Registry methods for the audit log (mixed into Registry)."""
+
+    def audit(self, record: AuditRecord) -> AuditRecord:
+        with self._write() as conn:  # type: ignore[attr-defined]
+            return append_audit(conn, record)
+
+    def audit_records(
+        self,
+        project: str,
+        *,
+        action: str | None = None,
+        subject: str | None = None,
+        decision: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditRecord]:
+        """Records, newest first; ``subject`` matches as a substring (a model or feature)."""
+        a = t.audit
+        query = select(a).where(a.c.project == project).order_by(a.c.seq.desc())
+        if action:
+            query = query.where(a.c.action == action)
+        if subject:
+            query = query.where(a.c.subject.contains(subject, autoescape=True))
+        if decision:
+            query = query.where(a.c.decision == decision)
+        if since is not None:
+            query = query.where(a.c.at >= since)
+        if limit:
+            query = query.limit(limit)
+        with self._read() as conn:  # type: ignore[attr-defined]
+            return [_from_row(r) for r in conn.execute(query).all()]
+
+    def verify_audit(self, project: str) -> VerifyResult:
+        a = t.audit
+        with self._read() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(select(a).where(a.c.project == project).order_by(a.c.seq)).all()
+        problems = []
+        prev = GENESIS
+        expected = 1
+        for r in rows:
+            record = _from_row(r)
+            if record.seq != expected:
+                problems.append(
+                    f"records {expected}..{record.seq - 1} are missing (deleted?)"
+                    if record.seq > expected
+                    else f"record {record.seq} appears twice"
+                )
+            if record.prev_hash != prev:
+                problems.append(f"record {record.seq} does not follow the record before it")
+            if record.digest() != record.hash:
+                problems.append(f"record {record.seq} was changed after it was written")
+            prev = record.hash
+            expected = record.seq + 1
+        return VerifyResult(len(rows), tuple(problems))
