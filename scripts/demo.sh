@@ -25,6 +25,8 @@ step "Incremental, on Spark (what a cluster runs): only what arrived since the l
 step "Build a point-in-time correct training set for fraud_detector" \
   "featurestore training-data -r $REPO --model fraud_detector --entities $REPO/data/labels.parquet --out $REPO/data/training/fraud_detector.parquet"
 step "Lineage: which data trained which model" "featurestore training-sets -r $REPO --model fraud_detector"
+step "The audit log (a hash chain): applies and builds, newest first" "featurestore audit -r $REPO --limit 3"
+step "Nobody edited it" "featurestore audit verify -r $REPO"
 step "Online lookup for fraud_detector from the command line (one Redis round trip)" \
   "featurestore get-online -r $REPO --model fraud_detector -e user_id=42 -e merchant_id=m_00042"
 
