@@ -311,7 +311,7 @@ def _run(
         # 4. stage offline rows: one per (keys, event time), the largest created time
         t0 = time.perf_counter()
         keys = [e.join_key for e in view.resolved_entities()]
-        dated = rows.withColumn("date", F.date_format(EVENT_TS, "yyyy-MM-dd"))
+        dated = with_date(rows)
         if _has_ties(rows, keys):
             # One shuffle, by event date: rows of one date meet in one task, where a hash
             # aggregate keeps the largest created time per (keys, event time) (max_by over
@@ -328,10 +328,7 @@ def _run(
             dated = reduced.select(*columns).select(*rows.columns, "date")
         # Without ties every task writes its rows as they are, a file per date it holds:
         # no shuffle (measured: 2.8x faster than reducing ties that are not there).
-        # zstd, as the in-process writer: smaller files, and faster to write than snappy
-        # here (measured: 20M rows, 12.5 s vs 14.3 s).
-        dated.write.option("compression", "zstd").partitionBy("date").parquet(str(staging))
-        staged = sorted(staging.glob("date=*/*.parquet"))
+        staged = stage_files(dated, staging)
         run.seconds["stage"] = time.perf_counter() - t0
         pause_for_tests("staged")
 
@@ -415,7 +412,7 @@ def conform(
         renames[source.created_timestamp_field] = CREATED_TS
     out_fields = []
     for f in schema:
-        dtype = _dtype_of(view, f.name)
+        dtype = column_dtype(view, f.name)
         out_fields.append(T.StructField(f.name, spark_type(dtype), True))
     out_schema = T.StructType(out_fields)
     if transformation is not None:
@@ -451,13 +448,27 @@ def conform(
     return df.select(*columns)
 
 
-def _dtype_of(view: FeatureView, column: str) -> str:
+def column_dtype(view: FeatureView, column: str) -> str:
     if column in (EVENT_TS, CREATED_TS):
         return "timestamp"
     for e in view.resolved_entities():
         if e.join_key == column:
             return str(e.dtype)
     return next(str(f.dtype) for f in view.schema if f.name == column)
+
+
+def with_date(rows: DataFrame) -> DataFrame:
+    """The rows with their event date: the offline store's partition column."""
+    return rows.withColumn("date", F.date_format(EVENT_TS, "yyyy-MM-dd"))
+
+
+def stage_files(dated: DataFrame, staging: Path) -> list[Path]:
+    """Write dated rows beside the table (one file per task and date); nothing is visible
+    until they are committed."""
+    # zstd, as the in-process writer: smaller files, and faster to write than snappy
+    # here (measured: 20M rows, 12.5 s vs 14.3 s).
+    dated.write.option("compression", "zstd").partitionBy("date").parquet(str(staging))
+    return sorted(staging.glob("date=*/*.parquet"))
 
 
 def write_online(

@@ -90,6 +90,18 @@ def dlq_topic(source: KafkaSource) -> str:
     return f"{source.topic}.dlq"
 
 
+def bootstrap_servers(store: FeatureStore, source: KafkaSource) -> str:
+    return source.bootstrap_servers or store.config.kafka_bootstrap_servers
+
+
+def reader(bootstrap: str, **options: Any) -> KafkaConsumer:
+    """A consumer for looking (offsets, dead letters), or StreamError if Kafka is away."""
+    try:
+        return KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
+    except KafkaError as exc:
+        raise StreamError(f"Cannot reach Kafka at {bootstrap} ({exc}).") from None
+
+
 class Background:
     """One worker thread running ``work`` on submitted items in order, at most one item
     waiting; a failure is raised (through ``wrap``) by the next submit, check or drain."""
@@ -161,7 +173,7 @@ class StreamConsumer(ConsumerRebalanceListener):
         self.view, self.version, self.source = stream_view(store, view_name)
         self.label = f"{self.view.name}@v{self.version}"
         self.group = group or group_id(store, self.view.name, self.version)
-        self.bootstrap = self.source.bootstrap_servers or store.config.kafka_bootstrap_servers
+        self.bootstrap = bootstrap_servers(store, self.source)
         self.flush_seconds = flush_seconds
         self.poll_ms = poll_ms
         self.max_records = max_records
@@ -616,14 +628,8 @@ def group_status(store: FeatureStore, name: str) -> dict[str, Any]:
     """The group's lag per partition (from Kafka) and this machine's running consumers."""
     view, version, source = stream_view(store, name)
     group = group_id(store, view.name, version)
-    bootstrap = source.bootstrap_servers or store.config.kafka_bootstrap_servers
-    try:
-        # A consumer that never subscribes does not join the group: it only reads offsets.
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-        )
-    except KafkaError as exc:
-        raise StreamError(f"Cannot reach Kafka at {bootstrap} ({exc}).") from None
+    # A consumer that never subscribes does not join the group: it only reads offsets.
+    consumer = reader(bootstrap_servers(store, source), group_id=group)
     try:
         parts = [
             TopicPartition(source.topic, p)
@@ -660,11 +666,7 @@ def recent_dead_letters(store: FeatureStore, names: list[str], *, limit: int) ->
     for name in names:
         _view, _version, source = stream_view(store, name)
         topic = dlq_topic(source)
-        bootstrap = source.bootstrap_servers or store.config.kafka_bootstrap_servers
-        try:
-            consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        except KafkaError as exc:
-            raise StreamError(f"Cannot reach Kafka at {bootstrap} ({exc}).") from None
+        consumer = reader(bootstrap_servers(store, source))
         try:
             parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
             if not parts:

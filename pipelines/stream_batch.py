@@ -32,10 +32,10 @@ from featurestore.errors import MaterializationError, SourceNotFoundError
 from featurestore.offline.writer import CREATED_TS, EVENT_TS, offline_schema
 from featurestore.store import FeatureStore
 from featurestore.streaming.events import expectation_check
-from featurestore.streaming.landing import OFFSET, Landing
+from featurestore.streaming.landing import OFFSET, Landing, arrow_columns, timestamps_as_micros
 from featurestore.streaming.windows import WindowAggregator, ordered_rows
 from featurestore.times import from_micros, micros
-from pipelines.materialize import configure, spark_type
+from pipelines.materialize import column_dtype, configure, spark_type, stage_files, with_date
 from pipelines.stream import stream_view
 
 SEQ = "__seq"
@@ -104,7 +104,7 @@ def compute(
         )
     schema = offline_schema(view)
     out_schema = T.StructType(
-        [T.StructField(f.name, _spark_type(view, f.name), True) for f in schema]
+        [T.StructField(f.name, spark_type(column_dtype(view, f.name)), True) for f in schema]
     )
     task = functools.partial(
         entity_rows,
@@ -121,15 +121,6 @@ def compute(
         .mapInArrow(task, out_schema)
     )
     return rows, view, version
-
-
-def _spark_type(view: FeatureView, column: str) -> T.DataType:
-    if column in (EVENT_TS, CREATED_TS):
-        return T.TimestampType()
-    for e in view.resolved_entities():
-        if e.join_key == column:
-            return spark_type(str(e.dtype))
-    return spark_type(str(view.field(column).dtype))  # type: ignore[union-attr]
 
 
 def entity_rows(
@@ -150,11 +141,7 @@ def entity_rows(
 
     def events() -> Iterator[tuple[Any, int, int, list[Any]]]:
         for batch in batches:
-            table = pa.Table.from_batches([batch])
-            cols = pa.table(
-                [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in table.columns],
-                names=table.column_names,
-            ).to_pydict()
+            cols = timestamps_as_micros(pa.Table.from_batches([batch])).to_pydict()
             key_cols = [cols[k] for k in keys]
             input_cols = [cols[c] for c in inputs]
             times, seqs = cols[EVENT_TS], cols[SEQ]
@@ -177,20 +164,10 @@ def entity_rows(
             for column, value in zip(features, row, strict=True):
                 column.append(value)
         if len(out[EVENT_TS]) >= 50_000:
-            yield _batch(out, schema)
+            yield pa.RecordBatch.from_arrays(arrow_columns(out, schema), schema=schema)
             for column in out.values():
                 column.clear()
-    yield _batch(out, schema)
-
-
-def _batch(out: dict[str, list[Any]], schema: pa.Schema) -> pa.RecordBatch:
-    arrays = [
-        pa.array(out[f.name], pa.int64()).cast(f.type)
-        if pa.types.is_timestamp(f.type)
-        else pa.array(out[f.name], f.type)
-        for f in schema
-    ]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    yield pa.RecordBatch.from_arrays(arrow_columns(out, schema), schema=schema)
 
 
 def backfill(
@@ -212,9 +189,7 @@ def backfill(
     table = store.offline_store().table(view.name, version)
     staging = table.root / "_staging" / f"backfill-{uuid.uuid4().hex[:8]}"
     try:
-        dated = rows.withColumn("date", F.date_format(EVENT_TS, "yyyy-MM-dd"))
-        dated.write.option("compression", "zstd").partitionBy("date").parquet(str(staging))
-        staged = sorted(staging.glob("date=*/*.parquet"))
+        staged = stage_files(with_date(rows), staging)
         bounds = spark.read.parquet(str(staging)).agg(F.min(EVENT_TS), F.max(EVENT_TS)).first()
         if bounds is None or bounds[0] is None:
             progress(f"{label}: no events to backfill from ({source})")

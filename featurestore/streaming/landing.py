@@ -79,6 +79,25 @@ def events_schema(view: FeatureView, source: KafkaSource) -> pa.Schema:
     return pa.schema(fields)
 
 
+def arrow_columns(cols: dict[str, list[Any]], schema: pa.Schema) -> list[pa.Array]:
+    """Python column lists -> arrays of ``schema`` (timestamps given as epoch microseconds)."""
+    return [
+        pa.array(cols[f.name], pa.int64()).cast(f.type)
+        if pa.types.is_timestamp(f.type)
+        else pa.array(cols[f.name], f.type)
+        for f in schema
+    ]
+
+
+def timestamps_as_micros(table: pa.Table) -> pa.Table:
+    """The table with every timestamp column as int64 epoch microseconds (as events carry
+    them)."""
+    return pa.table(
+        [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in table.columns],
+        names=table.column_names,
+    )
+
+
 class Landing:
     """The two offline tables of one streaming view version."""
 

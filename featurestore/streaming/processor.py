@@ -18,7 +18,13 @@ import pyarrow as pa
 from featurestore.definitions import FeatureView, KafkaSource
 from featurestore.offline.writer import CREATED_TS, EVENT_TS
 from featurestore.streaming.events import BadEvent, EventParser
-from featurestore.streaming.landing import OFFSET, PARTITION, StreamPosition
+from featurestore.streaming.landing import (
+    OFFSET,
+    PARTITION,
+    StreamPosition,
+    arrow_columns,
+    timestamps_as_micros,
+)
 from featurestore.streaming.windows import EntityEvents, WindowAggregator
 from featurestore.times import from_micros
 
@@ -94,12 +100,7 @@ class StreamProcessor:
     def restore(self, partition: int, events: pa.Table) -> None:
         """Rebuild a partition's window state from its logged events (sorted by time)."""
         state = self.partitions[partition]
-        # Timestamps as epoch microseconds, as the parser gives them.
-        events = pa.table(
-            [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in events.columns],
-            names=events.column_names,
-        )
-        cols = events.to_pydict()
+        cols = timestamps_as_micros(events).to_pydict()  # as the parser gives them
         times = cols[EVENT_TS]
         key_cols = [cols[k] for k in self.keys]
         inputs = [cols[c] for c in self._input_columns()]
@@ -230,7 +231,7 @@ class StreamProcessor:
         cols[CREATED_TS] = [r[2] for r in rows]
         for i, name in enumerate(self.aggregator.features):
             cols[name] = [r[3][i] for r in rows]
-        return _table(cols, schema)
+        return pa.table(arrow_columns(cols, schema), schema=schema)
 
     def event_table(self, schema: pa.Schema, created_us: int) -> pa.Table:
         rows = self.event_rows
@@ -242,15 +243,4 @@ class StreamProcessor:
             cols[name] = [r[3][name] for r in rows]
         cols[PARTITION] = [r[1] for r in rows]
         cols[OFFSET] = [r[2] for r in rows]
-        return _table(cols, schema)
-
-
-def _table(cols: dict[str, list[Any]], schema: pa.Schema) -> pa.Table:
-    arrays = []
-    for f in schema:
-        values = cols[f.name]
-        if pa.types.is_timestamp(f.type):
-            arrays.append(pa.array(values, pa.int64()).cast(f.type))
-        else:
-            arrays.append(pa.array(values, f.type))
-    return pa.table(arrays, schema=schema)
+        return pa.table(arrow_columns(cols, schema), schema=schema)

@@ -281,19 +281,17 @@ def _aggregate(spec: AggSpec, events: EntityEvents, lo: int, hi: int) -> Any:
     if not values:
         return None
     if fn == "sum":
-        return _fsum(values)
+        return _exact_sum(values)
     if fn == "mean":
-        return _fsum(values) / len(values)
+        return _exact_sum(values) / len(values)
     if fn == "min":
         return min(values)
     return max(values)
 
 
-def _fsum(values: list[Any]) -> float:
-    try:
-        return math.fsum(values)
-    except OverflowError:
-        return math.inf if sum(1 if v > 0 else -1 for v in values) > 0 else -math.inf
+def _exact_sum(values: list[Any]) -> float:
+    """The running windows' exact sum, over a slice: the two paths cannot disagree."""
+    return _unscale(sum(map(_scaled, values)))
 
 
 def ordered_rows(
