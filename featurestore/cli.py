@@ -15,8 +15,10 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import orjson
 import typer
+from typer.core import TyperGroup
 
 from featurestore.errors import (
     EntityInputError,
@@ -52,6 +54,19 @@ RepoOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_command(name: str) -> type[TyperGroup]:
+    """A command group whose bare form runs ``name``: `featurestore stream VIEW` is
+    `featurestore stream run VIEW`."""
+
+    class DefaultCommand(TyperGroup):
+        def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+            if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+                args = [name, *args]
+            return super().parse_args(ctx, args)
+
+    return DefaultCommand
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 
 from featurestore.cli import (
     JsonOption,
@@ -16,20 +16,13 @@ from featurestore.cli import (
     _parse_time,
     _store,
     app,
+    default_command,
     handle_errors,
 )
 
-
-class _DefaultList(TyperGroup):
-    """`featurestore audit [filters]` means `featurestore audit list [filters]`."""
-
-    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
-            args = ["list", *args]
-        return super().parse_args(ctx, args)
-
-
-audit_app = typer.Typer(cls=_DefaultList, help="The audit log: who did what, under which rule.")
+audit_app = typer.Typer(
+    cls=default_command("list"), help="The audit log: who did what, under which rule."
+)
 app.add_typer(audit_app, name="audit")
 
 
@@ -69,7 +62,7 @@ def list_records(
             or (view in r.subject and name in r.subject)
         ][:limit]
     if as_json:
-        _echo_json([{k: getattr(r, k) for k in r.__slots__} for r in records])
+        _echo_json([asdict(r) for r in records])
         return
     if not records:
         typer.echo("No audit records match.")

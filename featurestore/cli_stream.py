@@ -10,26 +10,22 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import orjson
 import typer
-from typer.core import TyperGroup
 
-from featurestore.cli import JsonOption, RepoOption, _echo_json, _store, app, handle_errors
+from featurestore.cli import (
+    JsonOption,
+    RepoOption,
+    _echo_json,
+    _store,
+    app,
+    default_command,
+    handle_errors,
+)
 from featurestore.errors import MissingExtraError
 
-
-class _DefaultRun(TyperGroup):
-    """`featurestore stream VIEW ...` means `featurestore stream run VIEW ...`."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
 stream_app = typer.Typer(
-    cls=_DefaultRun,
+    cls=default_command("run"),
     help="Kafka streaming: consume views' topics into the online and offline stores.",
 )
 app.add_typer(stream_app, name="stream")

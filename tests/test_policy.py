@@ -214,3 +214,20 @@ def test_the_audit_log_records_applies_and_builds_and_catches_tampering(
     bad = runner.invoke(app, ["audit", "verify", "--repo", repo])
     assert bad.exit_code == 1
     assert "tampered" in bad.output
+
+
+def test_a_denied_training_set_build_is_refused_and_audited(store: FeatureStore) -> None:
+    # The default turned to deny after apply: score (no rule) is now denied to fraud.
+    config = store.config.repo_path / "featurestore.yaml"
+    config.write_text(config.read_text() + "policy:\n  default: deny\n")
+    spine = pa.table({"user_id": [1], "event_timestamp": pa.array([NOW], UTC_US)})
+    with FeatureStore(store.config.repo_path) as strict:
+        with pytest.raises(PolicyDeniedError, match=r"profile@v1:score: denied by the project"):
+            strict.get_training_data(spine, model="fraud")
+        (denial,) = strict.registry.audit_records(strict.project, action="deny")
+    assert (denial.subject, denial.decision, denial.rule) == (
+        "fraud profile@v1:score",
+        "deny",
+        "default",
+    )
+    assert store.registry.verify_audit(store.project).ok

@@ -154,34 +154,30 @@ def _policy_masks(
     return the output columns to mask and how."""
     if model is None:
         return {}
-    from featurestore.errors import PolicyDeniedError
-    from featurestore.policy.engine import MASK, model_decisions
+    from featurestore.policy.engine import policy_masks
     from featurestore.registry.audit import AuditRecord
     from featurestore.registry.store import _whoami
 
-    decisions = model_decisions(snapshot, model, default)
-    masks = {}
-    for f in resolved:
-        view = snapshot.feature_view(f.view, f.version)
-        try:
-            d = decisions.check(view, f.version, f.feature)
-        except PolicyDeniedError as exc:
-            denied = decisions.decision(view, f.version, f.feature)
-            registry.audit(
-                AuditRecord(
-                    project=snapshot.project,
-                    action="deny",
-                    actor=_whoami(),
-                    subject=f"{model} {f}",
-                    decision="deny",
-                    rule=denied.rule or "default",
-                    detail={"at": "training_set", "message": str(exc)},
-                )
+    def audit_denial(feature: Any, decision: Any, exc: Exception) -> None:
+        registry.audit(
+            AuditRecord(
+                project=snapshot.project,
+                action="deny",
+                actor=_whoami(),
+                subject=f"{model} {feature}",
+                decision="deny",
+                rule=decision.rule or "default",
+                detail={"at": "training_set", "message": str(exc)},
             )
-            raise
-        if d.effect == MASK:
-            masks[f"{f.view}__{f.feature}" if full_feature_names else f.feature] = d.mask or "hash"
-    return masks
+        )
+
+    masks = policy_masks(snapshot, model, resolved, default, on_deny=audit_denial)
+    return {
+        f"{resolved[i].view}__{resolved[i].feature}"
+        if full_feature_names
+        else resolved[i].feature: how
+        for i, how in masks
+    }
 
 
 def _mask_table(table: pa.Table, masks: dict[str, str], key: bytes) -> pa.Table:

@@ -92,14 +92,9 @@ class Catalog:
     def _with_policies(self, plan: LookupPlan, model: str, resolved: Sequence[Any]) -> LookupPlan:
         """Policies decided once per plan: a denied feature refuses the plan, a masked one
         is masked in every response (the lookup itself pays nothing for either)."""
-        from featurestore.policy.engine import MASK, model_decisions
+        from featurestore.policy.engine import policy_masks
 
-        decisions = model_decisions(self.snapshot, model, self.policy_default)
-        masks = []
-        for i, f in enumerate(resolved):
-            d = decisions.check(self.snapshot.feature_view(f.view, f.version), f.version, f.feature)
-            if d.effect == MASK:
-                masks.append((i, d.mask or "hash"))
+        masks = policy_masks(self.snapshot, model, resolved, self.policy_default)
         if not masks:
             return plan
         dtypes = list(plan.dtypes)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,17 +94,47 @@ class ModelDecisions:
         """The decision, or PolicyDeniedError naming the rule."""
         d = self.decision(view, version, feature)
         if d.effect == DENY:
-            raise PolicyDeniedError(
-                f"Model '{self.model.name}' may not use {view.name}@v{version}:{feature}: "
-                f"denied by {d.because()}."
-            )
+            raise self.denial(view, version, feature, d)
         return d
+
+    def denial(
+        self, view: FeatureView, version: int, feature: str, d: Decision
+    ) -> PolicyDeniedError:
+        return PolicyDeniedError(
+            f"Model '{self.model.name}' may not use {view.name}@v{version}:{feature}: "
+            f"denied by {d.because()}."
+        )
 
 
 def model_decisions(snapshot: Any, model: str, default: str) -> ModelDecisions:
     """A registry snapshot's decisions for one model (its active policies)."""
     policies = [snapshot.policy(name) for name in sorted(snapshot.active("policy"))]
     return ModelDecisions(snapshot.model(model), policies, default)
+
+
+def policy_masks(
+    snapshot: Any,
+    model: str,
+    resolved: Sequence[Any],
+    default: str,
+    on_deny: Callable[[Any, Decision, PolicyDeniedError], None] | None = None,
+) -> list[tuple[int, str]]:
+    """``(index, hash | redact)`` of each masked feature among a model's ``resolved``
+    features; a denied one raises PolicyDeniedError (after ``on_deny(feature, decision,
+    error)``, e.g. to audit it)."""
+    decisions = model_decisions(snapshot, model, default)
+    masks = []
+    for i, f in enumerate(resolved):
+        view = snapshot.feature_view(f.view, f.version)
+        d = decisions.decision(view, f.version, f.feature)
+        if d.effect == DENY:
+            exc = decisions.denial(view, f.version, f.feature, d)
+            if on_deny is not None:
+                on_deny(f, d, exc)
+            raise exc
+        if d.effect == MASK:
+            masks.append((i, d.mask or "hash"))
+    return masks
 
 
 def mask_value(value: Any, how: str, key: bytes) -> Any:
