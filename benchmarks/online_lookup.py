@@ -154,12 +154,23 @@ def in_process(store: Any, r: redis.Redis, calls: int, seed: int) -> dict[str, A
 # -- HTTP ------------------------------------------------------------------------------
 
 
-def wrk(url: str, body: bytes, threads: int, connections: int, seconds: int) -> dict[str, Any]:
+def wrk(
+    url: str,
+    body: bytes,
+    threads: int,
+    connections: int,
+    seconds: int,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(
             'wrk.method = "POST"\n'
             f"wrk.body = {json.dumps(body.decode())}\n"
             'wrk.headers["Content-Type"] = "application/json"\n'
+            + "".join(
+                f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n"
+                for k, v in (headers or {}).items()
+            )
         )
         script = f.name
     try:
@@ -196,7 +207,13 @@ def wrk(url: str, body: bytes, threads: int, connections: int, seconds: int) -> 
 
 
 def http_case(
-    name: str, cmd: list[str], env: dict[str, str], url: str, body: bytes, seconds: int
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    url: str,
+    body: bytes,
+    seconds: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
@@ -206,13 +223,16 @@ def http_case(
         import httpx
 
         probe = httpx.post(
-            url, content=body, timeout=5, headers={"content-type": "application/json"}
+            url,
+            content=body,
+            timeout=5,
+            headers={"content-type": "application/json", **(headers or {})},
         )
         if probe.status_code != 200:
             raise RuntimeError(f"{name}: {probe.status_code} {probe.text[:300]}")
-        wrk(url, body, 1, 4, 2)  # warm up
-        sequential = wrk(url, body, 1, 1, max(3, seconds // 2))
-        loaded = wrk(url, body, 2, 8, seconds)
+        wrk(url, body, 1, 4, 2, headers)  # warm up
+        sequential = wrk(url, body, 1, 1, max(3, seconds // 2), headers)
+        loaded = wrk(url, body, 2, 8, seconds, headers)
         log(f"{name}: sequential {sequential}, 8 connections {loaded}")
         return {"sequential": sequential, "8_connections": loaded, "probe": probe.json()}
     finally:
@@ -309,6 +329,7 @@ def main() -> None:
             result["in_process"] = in_process(store, r, args.calls, args.seed)
             one = store.get_online_features([{"entity_id": 0}], model="bench_model")
             ours_probe = one.rows()[0]
+            _credential, api_key = store.create_credential("bench_model")
 
         if feast_ok:
             feast_repo = tmp / "feast_repo"
@@ -404,6 +425,7 @@ def main() -> None:
                     f"http://127.0.0.1:{p}/v1/features",
                     body_ours,
                     args.seconds,
+                    {"Authorization": f"Bearer {api_key}"},
                 )
                 bare_body.write_bytes(json.dumps(cases["featurestore"]["probe"]).encode())
                 p = free_port()

@@ -405,12 +405,18 @@ def get_online(
     full_feature_names: Annotated[
         bool, typer.Option("--full-feature-names", help="Name outputs view__feature.")
     ] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key", envvar="FEATURESTORE_API_KEY", help="Look up as this key's model."
+        ),
+    ] = None,
     repo: RepoOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
     """Look up online features, as a model or prediction service would."""
     with _store(repo) as store:
-        client = store.online_client()
+        client = store.online_client(api_key=api_key)
         request = {"model": model, "features": feature, "full_feature_names": full_feature_names}
         plan = client.plan(**request)
         rows = _entity_rows(client, plan, entity, entities_json)
@@ -793,6 +799,7 @@ def dev_status(repo: RepoOption = Path("."), as_json: JsonOption = False) -> Non
 
 
 from featurestore import cli_audit as _cli_audit  # noqa: E402,F401  (registers `audit`)
+from featurestore import cli_credentials as _cli_credentials  # noqa: E402,F401
 from featurestore import cli_stream as _cli_stream  # noqa: E402,F401  (registers `stream`)
 
 

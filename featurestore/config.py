@@ -24,7 +24,7 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DEFAULTS: dict[str, Any] = {
     "registry": "data/registry.db",
     "offline_store": {"path": "data/offline"},
-    "online_store": {"redis_url": "redis://127.0.0.1:6379/0"},
+    "online_store": {"redis_url": "redis://127.0.0.1:6379/0", "require_api_key": False},
     "kafka": {"bootstrap_servers": "127.0.0.1:9092"},
     "spark": {"master": "local[*]", "conf": {}},
     "policy": {"default": "allow"},
@@ -44,6 +44,7 @@ class RepoConfig:
     spark_master: str = "local[*]"
     spark_conf: dict[str, str] = field(default_factory=dict)
     policy_default: str = "allow"
+    require_api_key: bool = False  # in-process lookups too (the HTTP server always does)
     state_dir: Path = Path(".featurestore")
     ignore: tuple[str, ...] = ()
 
@@ -125,6 +126,8 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
             raise RepoConfigError(f"{path}: '{name}' must be a mapping.")
         _check_keys(name, given, _DEFAULTS[name])
         sections[name] = {**_DEFAULTS[name], **given}
+    if not isinstance(sections["online_store"]["require_api_key"], bool):
+        raise RepoConfigError(f"{path}: online_store.require_api_key must be true or false.")
     if sections["policy"]["default"] not in ("allow", "deny"):
         raise RepoConfigError(f"{path}: policy.default must be 'allow' or 'deny'.")
     ignore = raw.get("ignore", [])
@@ -145,6 +148,7 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         spark_master=str(sections["spark"]["master"]),
         spark_conf={str(k): str(v) for k, v in (sections["spark"]["conf"] or {}).items()},
         policy_default=sections["policy"]["default"],
+        require_api_key=sections["online_store"]["require_api_key"],
         state_dir=local(str(raw.get("state_dir", _DEFAULTS["state_dir"]))),
         ignore=tuple(ignore),
     )

@@ -26,6 +26,9 @@ handler.
     ├── EntityInputError (ValueError)         entity rows are unusable (column, type, nulls)
     │   └── RequestTooLargeError              more entity rows than a lookup may ask for
     ├── OnlineStoreUnavailable (ConnectionError)  Redis cannot be reached
+    ├── AuthenticationError (PermissionError) no, malformed, unknown, revoked or expired key
+    ├── AccessDeniedError (PermissionError)   the caller may not do this
+    │   └── PolicyDeniedError                 a policy forbids a model a feature
     ├── MaterializationError (RuntimeError)   a materialization run failed, nothing committed
     │   ├── SourceNotFoundError (FileNotFoundError)
     │   ├── TransformationError
@@ -131,10 +134,24 @@ class ApplyError(RegistryError):
     http_status = 500
 
 
-class PolicyDeniedError(FeatureStoreError, PermissionError):
-    """A policy forbids a model a feature (the message names the rule)."""
+class AuthenticationError(FeatureStoreError, PermissionError):
+    """The caller's API key is missing, malformed, unknown, revoked or expired."""
+
+    http_status = 401
+
+
+class AccessDeniedError(FeatureStoreError, PermissionError):
+    """The caller is known but may not do this (e.g. read another model's features)."""
 
     http_status = 403
+
+
+class PolicyDeniedError(AccessDeniedError):
+    """A policy forbids a model a feature (the message names the rule)."""
+
+    def __init__(self, message: str, *, model: str = "", feature: str = "", rule: str = "") -> None:
+        super().__init__(message)
+        self.model, self.feature, self.rule = model, feature, rule
 
 
 class ConflictError(FeatureStoreError, ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from featurestore.online.client import Catalog, OnlineClient
     from featurestore.online.response import OnlineResponse
     from featurestore.online.writer import OnlineWriter, WriteStats
+    from featurestore.policy.keys import Credential
+    from featurestore.registry.audit import AuditQueue
 
 
 class FeatureStore:
@@ -51,6 +54,8 @@ class FeatureStore:
         return self._registry or Registry(self.config.registry_url)
 
     def close(self) -> None:
+        if "audit_queue" in self.__dict__:
+            self.audit_queue.flush()
         if "_online" in self.__dict__:
             self._online.close()
         if self._registry is None and "registry" in self.__dict__:
@@ -162,11 +167,26 @@ class FeatureStore:
     # -- online -------------------------------------------------------------------
 
     def catalog(self) -> Catalog:
+        """The registry snapshot, API keys and policies that lookups are planned from;
+        online denials and masks are audited in the background."""
         from featurestore.online.client import Catalog
+        from featurestore.policy.keys import KeyRing
 
+        snapshot = self.snapshot()
         return Catalog(
-            self.snapshot(), policy_default=self.config.policy_default, mask_key=self.mask_key()
+            snapshot,
+            policy_default=self.config.policy_default,
+            mask_key=self.mask_key(),
+            keys=KeyRing(self.project, self.registry.credentials(self.project)),
+            on_decision=self.audit_queue.put,
         )
+
+    @cached_property
+    def audit_queue(self) -> AuditQueue:
+        from featurestore.registry.audit import AuditQueue
+        from featurestore.registry.store import _whoami
+
+        return AuditQueue(self.registry, self.project, _whoami())
 
     def mask_key(self) -> bytes:
         """The key of masked values' hashes: ``FEATURESTORE_MASK_KEY``, or one made once in
@@ -199,9 +219,12 @@ class FeatureStore:
 
     def online_client(self, **options: Any) -> OnlineClient:
         """A lookup client on this repo's Redis; it follows registry changes within
-        ``refresh_seconds`` (default 1 s). See ``OnlineClient`` for the options."""
+        ``refresh_seconds`` (default 1 s). ``api_key`` defaults to FEATURESTORE_API_KEY;
+        ``require_key`` to ``online_store.require_api_key``. See ``OnlineClient``."""
         from featurestore.online.client import OnlineClient
 
+        options.setdefault("api_key", os.environ.get("FEATURESTORE_API_KEY") or None)
+        options.setdefault("require_key", self.config.require_api_key)
         return OnlineClient(
             self.config.redis_url, self.catalog(), refresh=self.refreshed, **options
         )
@@ -217,15 +240,21 @@ class FeatureStore:
         model: str | None = None,
         features: Sequence[str] | None = None,
         full_feature_names: bool = False,
+        api_key: str | None = None,
     ) -> OnlineResponse:
         """Latest values for each entity row, with per-feature status and event time.
 
         ``entities``: ``[{"user_id": 1}, ...]`` or ``{"user_id": [1, ...]}``. Ask with
         ``model`` (its pinned versions) or ``features`` (references and service names).
-        One Redis round trip, whatever the number of rows and views.
+        One Redis round trip, whatever the number of rows and views. ``api_key`` names
+        the caller (its model's policies apply; see docs/governance.md).
         """
         return self._online.get_online_features(
-            entities, model=model, features=features, full_feature_names=full_feature_names
+            entities,
+            model=model,
+            features=features,
+            full_feature_names=full_feature_names,
+            api_key=api_key,
         )
 
     async def get_online_features_async(
@@ -235,10 +264,38 @@ class FeatureStore:
         model: str | None = None,
         features: Sequence[str] | None = None,
         full_feature_names: bool = False,
+        api_key: str | None = None,
     ) -> OnlineResponse:
         return await self._online.get_online_features_async(
-            entities, model=model, features=features, full_feature_names=full_feature_names
+            entities,
+            model=model,
+            features=features,
+            full_feature_names=full_feature_names,
+            api_key=api_key,
         )
+
+    # -- credentials ----------------------------------------------------------------
+
+    def create_credential(
+        self, model: str, *, expires_at: datetime | None = None, description: str = ""
+    ) -> tuple[Credential, str]:
+        """A new API key for ``model``: ``(credential, key)``. Only a salted hash is
+        stored: the key cannot be shown again."""
+        from featurestore.registry.store import _whoami
+
+        found = self.registry.create_credential(
+            self.project, model, actor=_whoami(), expires_at=expires_at, description=description
+        )
+        self._registry_changed()
+        return found
+
+    def revoke_credential(self, key_id: str) -> Credential:
+        from featurestore.registry.credentials import key_id_of
+        from featurestore.registry.store import _whoami
+
+        revoked = self.registry.revoke_credential(self.project, key_id_of(key_id), actor=_whoami())
+        self._registry_changed()
+        return revoked
 
     def online_writer(self, **options: Any) -> OnlineWriter:
         from featurestore.online.writer import OnlineWriter

@@ -143,7 +143,7 @@ def test_online_lookups_mask_what_a_policy_masks(store: FeatureStore) -> None:
     key = store.mask_key()
     assert got["email"] == [mask_value("ann@example.com", "hash", key), None]
     assert got["score"] == [0.5, 0.7]  # no rule: the default, allow
-    # Without a model there is no caller to decide for (credentials come with issue 8).
+    # In process, without a model or a key there is no caller to decide for.
     raw = store.get_online_features([{"user_id": 1}], features=["profile:email"]).to_dict()
     assert raw["email"] == ["ann@example.com"]
 

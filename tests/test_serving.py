@@ -20,6 +20,7 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.devservices import free_port
+from featurestore.errors import ObjectNotFound
 from tests.helpers import online_repo, replace_in_file
 from tests.test_online_store import start_redis, user_stats
 
@@ -31,16 +32,24 @@ class Server:
     url: str
     proc: subprocess.Popen
     repo: Path
+    key: str | None = None  # sent with every post unless headers= says otherwise
 
     def post(self, body: Any, **kwargs: Any) -> httpx.Response:
         content = body if isinstance(body, bytes) else orjson.dumps(body)
+        if self.key is not None:
+            kwargs.setdefault("headers", {"Authorization": f"Bearer {self.key}"})
         return httpx.post(f"{self.url}/v1/features", content=content, timeout=10, **kwargs)
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", timeout=10)
 
 
-def start_server(repo: Path, *args: str) -> Server:
+def start_server(repo: Path, *args: str, model: str | None = "fraud_model") -> Server:
+    """``featurestore serve`` on ``repo``; posts carry a new key of ``model``."""
+    key = None
+    if model is not None:
+        with FeatureStore(repo) as store:
+            _credential, key = store.create_credential(model, description="tests")
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -60,7 +69,7 @@ def start_server(repo: Path, *args: str) -> Server:
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    server = Server(f"http://127.0.0.1:{port}", proc, repo)
+    server = Server(f"http://127.0.0.1:{port}", proc, repo, key)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -115,7 +124,7 @@ def test_lookup_answers_what_the_in_process_client_answers(served: Server) -> No
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     with FeatureStore(served.repo) as store:
-        local = store.get_online_features(ROWS, model="fraud_model")
+        local = store.get_online_features(ROWS, model="fraud_model", api_key=served.key)
     assert response.json() == orjson.loads(local.to_json())
     body = response.json()
     names = body["metadata"]["feature_names"]
@@ -141,7 +150,11 @@ def test_columns_and_feature_lists_are_accepted(served: Server) -> None:
 
 
 BAD_REQUESTS = {
-    "unknown model": ({"model": "fraud_modl", "entities": ROWS}, 404, "Did you mean 'fraud_model'"),
+    "another model": (
+        {"model": "fraud_modl", "entities": ROWS},
+        403,
+        "belongs to model 'fraud_model'",
+    ),
     "unknown feature": (
         {"features": ["user_stats:avg"], "entities": ROWS},
         404,
@@ -209,21 +222,34 @@ def test_health_readiness_docs_and_metrics(served: Server) -> None:
     for _ in range(6):  # spread over both workers
         assert served.post({"model": "fraud_model", "entities": ROWS}).status_code == 200
     served.post({"model": "fraud_modl", "entities": ROWS})
+    lookups = (
+        'featurestore_feature_lookups_total{decision="allow",'
+        'feature="user_stats@v1:avg_amount",model="fraud_model"}'
+    )
+    deadline = time.monotonic() + 10  # each worker adds its counts every refresh
+    while (samples := _samples(served))[lookups] < 6 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert samples[lookups] >= 6
+    values = lookups.replace("lookups", "values")
+    assert samples[values] >= 12
+    assert samples['featurestore_lookups_total{model="fraud_model"}'] >= 6
+    assert samples['featurestore_lookup_entity_rows_total{model="fraud_model"}'] >= 12
+    assert samples['featurestore_request_duration_seconds_count{model="fraud_model"}'] >= 6
+    assert samples['featurestore_request_errors_total{error="AccessDeniedError",status="403"}'] >= 1
+
+
+def _samples(served: Server) -> dict[str, float]:
     text = served.get("/metrics").text
-    samples = {
+    return {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
-    assert samples['featurestore_lookups_total{model="fraud_model"}'] >= 6
-    assert samples['featurestore_lookup_entity_rows_total{model="fraud_model"}'] >= 12
-    assert samples['featurestore_request_duration_seconds_count{model="fraud_model"}'] >= 6
-    assert samples['featurestore_request_errors_total{error="ObjectNotFound",status="404"}'] >= 1
 
 
-def test_registry_changes_are_picked_up_without_a_restart(served: Server) -> None:
-    ask = {"model": "new_model", "entities": [{"user_id": 1}]}
-    assert served.post(ask).status_code == 404
+def test_new_models_and_their_keys_are_picked_up_without_a_restart(served: Server) -> None:
+    with FeatureStore(served.repo) as store, pytest.raises(ObjectNotFound, match="new_model"):
+        store.create_credential("new_model")  # a key needs a registered model
     defs = served.repo / "defs.py"
     original = defs.read_text()
     try:
@@ -236,14 +262,27 @@ def test_registry_changes_are_picked_up_without_a_restart(served: Server) -> Non
         )
         with FeatureStore(served.repo) as store:
             store.apply()
-        deadline = time.monotonic() + 10
-        while (status := served.post(ask).status_code) == 404 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert status == 422  # known now: the request lacks merchant_id
+            _credential, key = store.create_credential("new_model")
+        ask = {"entities": [{"user_id": 1}]}  # the key's model, by default
+        # Known within a refresh: the request then lacks merchant_id.
+        assert _poll(served, ask, key, until=lambda s: s == 422) == 422
     finally:
         defs.write_text(original)
         with FeatureStore(served.repo) as store:
             store.apply()
+    # The key's model was removed: its key reads nothing.
+    assert _poll(served, ask, key, until=lambda s: s == 403) == 403
+
+
+def _poll(served: Server, body: Any, key: str, until: Any) -> int:
+    """Post until ``until(status)`` holds (workers refresh at their own pace)."""
+    deadline = time.monotonic() + 10
+    headers = {"Authorization": f"Bearer {key}"}
+    while not until(status := served.post(body, headers=headers).status_code):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return status
 
 
 def test_redis_down_gives_503_and_the_server_recovers_by_itself(tmp_path: Path) -> None:

@@ -154,7 +154,7 @@ def _policy_masks(
     return the output columns to mask and how."""
     if model is None:
         return {}
-    from featurestore.policy.engine import policy_masks
+    from featurestore.policy.engine import masks_of, policy_decisions
     from featurestore.registry.audit import AuditRecord
     from featurestore.registry.store import _whoami
 
@@ -171,7 +171,7 @@ def _policy_masks(
             )
         )
 
-    masks = policy_masks(snapshot, model, resolved, default, on_deny=audit_denial)
+    masks = masks_of(policy_decisions(snapshot, model, resolved, default, on_deny=audit_denial))
     return {
         f"{resolved[i].view}__{resolved[i].feature}"
         if full_feature_names

@@ -15,16 +15,26 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
 import redis
 
-from featurestore.errors import EntityInputError, OnlineStoreUnavailable, RequestTooLargeError
+from featurestore.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    EntityInputError,
+    OnlineStoreUnavailable,
+    PolicyDeniedError,
+    RequestTooLargeError,
+)
 from featurestore.online.aioredis import AsyncRedis, ReplyError
 from featurestore.online.layout import HEADER_SIZE
 from featurestore.online.plan import LookupPlan, compile_plan
 from featurestore.online.response import EXPIRED, MISSING, PRESENT, OnlineResponse
+from featurestore.online.usage import Usage
+from featurestore.policy.keys import Credential, KeyRing
 from featurestore.registry.snapshot import RegistrySnapshot
 
 DEFAULT_MAX_ENTITIES = 1000
@@ -44,19 +54,55 @@ def now_us() -> int:
 
 
 class Catalog:
-    """A registry snapshot and the lookup plans compiled from it."""
+    """A registry snapshot, its API keys, and the lookup plans compiled from them.
+
+    Policies are decided when a plan is compiled (once per model or feature list, key
+    and registry change), so a lookup pays a dictionary lookup for them. A denial is
+    remembered too: a caller repeating a denied request is refused without re-deciding.
+    ``on_decision`` hears each denial and each masked plan once (to audit them).
+    """
 
     def __init__(
-        self, snapshot: RegistrySnapshot, *, policy_default: str = "allow", mask_key: bytes = b""
+        self,
+        snapshot: RegistrySnapshot,
+        *,
+        policy_default: str = "allow",
+        mask_key: bytes = b"",
+        keys: KeyRing | None = None,
+        on_decision: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.policy_default = policy_default
         self.mask_key = mask_key
+        self.keys = keys if keys is not None else KeyRing(snapshot.project)
+        self.on_decision = on_decision
         self._plans: dict[Any, LookupPlan] = {}
+        self._denied: dict[Any, AccessDeniedError] = {}
+        self._verified: dict[str, Credential] = {}
 
     @property
     def serial(self) -> int:
         return self.snapshot.serial
+
+    def authenticate(self, key: str, now: datetime | None = None) -> Credential:
+        """The credential of ``key`` (AuthenticationError if it is not a live key of this
+        project; AccessDeniedError if its model is gone from the registry). Verified keys
+        are remembered for this snapshot: a lookup then pays a dictionary lookup."""
+        credential = self._verified.get(key)
+        if credential is not None and (
+            credential.expires_at is None or credential.expires_at > (now or datetime.now(UTC))
+        ):
+            return credential
+        credential = self.keys.authenticate(key, now or datetime.now(UTC))
+        if credential.model not in self.snapshot.active("model"):
+            raise AccessDeniedError(
+                f"API key {credential.label} belongs to model '{credential.model}', which "
+                f"is no longer registered in project '{self.snapshot.project}'."
+            )
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[key] = credential
+        return credential
 
     def plan(
         self,
@@ -64,43 +110,100 @@ class Catalog:
         model: str | None = None,
         features: Sequence[str] | None = None,
         full_feature_names: bool = False,
+        caller: Credential | None = None,
     ) -> LookupPlan:
+        """The plan of a request; with ``caller`` (an authenticated key), only its model may
+        be asked for (the default), and its model's policies decide feature lists too."""
+        if caller is not None and model is None and features is None:
+            model = caller.model  # a key names its model
         if (model is None) == (features is None):
             raise EntityInputError(
                 "Ask for a model's features (model=...) or for a list of feature references "
                 "and feature-service names (features=[...]), not both or neither."
             )
-        key = (model, tuple(features) if features is not None else None, full_feature_names)
-        plan = self._plans.get(key)
-        if plan is None:
-            if model is not None:
-                resolved = self.snapshot.resolve_model(model)
-            else:
-                if not features:
-                    raise EntityInputError("features=[] asks for nothing; name at least one.")
-                resolved = self.snapshot.resolve_all(list(features))
-            plan = compile_plan(
-                self.snapshot, resolved, model=model, full_feature_names=full_feature_names
+        if caller is not None and model is not None and model != caller.model:
+            raise AccessDeniedError(
+                f"API key {caller.label} belongs to model '{caller.model}'; it may not read "
+                f"model '{model}'. Ask with that model's key, or with features=[...] under "
+                f"'{caller.model}'s policies."
             )
-            if model is not None:
-                plan = self._with_policies(plan, model, resolved)
-            if len(self._plans) > 10_000:  # unbounded ad-hoc feature lists must not leak
-                self._plans.clear()
-            self._plans[key] = plan
+        key = (
+            model,
+            tuple(features) if features is not None else None,
+            full_feature_names,
+            caller.key_id if caller is not None else None,
+        )
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        denied = self._denied.get(key)
+        if denied is not None:
+            raise denied
+        if len(self._plans) > 10_000:  # unbounded ad-hoc feature lists must not leak
+            self._plans.clear()
+            self._denied.clear()
+        if model is not None:
+            resolved = self.snapshot.resolve_model(model)
+        else:
+            if not features:
+                raise EntityInputError("features=[] asks for nothing; name at least one.")
+            resolved = self.snapshot.resolve_all(list(features))
+        plan = compile_plan(
+            self.snapshot, resolved, model=model, full_feature_names=full_feature_names
+        )
+        policy_model = model or (caller.model if caller is not None else None)
+        if policy_model is not None:
+            try:
+                plan = self._with_policies(plan, policy_model, resolved, caller)
+            except AccessDeniedError as exc:
+                self._denied[key] = exc
+                raise
+        self._plans[key] = plan
         return plan
 
-    def _with_policies(self, plan: LookupPlan, model: str, resolved: Sequence[Any]) -> LookupPlan:
-        """Policies decided once per plan: a denied feature refuses the plan, a masked one
-        is masked in every response (the lookup itself pays nothing for either)."""
-        from featurestore.policy.engine import policy_masks
+    def _with_policies(
+        self, plan: LookupPlan, model: str, resolved: Sequence[Any], caller: Credential | None
+    ) -> LookupPlan:
+        from featurestore.policy.engine import masks_of, policy_decisions
 
-        masks = policy_masks(self.snapshot, model, resolved, self.policy_default)
-        if not masks:
-            return plan
+        who = caller.label if caller is not None else None
+
+        def denied(feature: Any, decision: Any, exc: Exception) -> None:
+            self._tell(
+                action="deny",
+                subject=f"{model} {feature}",
+                decision="deny",
+                rule=decision.rule or "default",
+                detail={"at": "online", "key": who, "message": str(exc)},
+            )
+
+        decisions = policy_decisions(
+            self.snapshot, model, resolved, self.policy_default, on_deny=denied
+        )
+        masks = masks_of(decisions)
         dtypes = list(plan.dtypes)
         for i, how in masks:
             dtypes[i] = "string" if how == "hash" else dtypes[i]
-        return replace(plan, masks=tuple(masks), mask_key=self.mask_key, dtypes=tuple(dtypes))
+        if masks:
+            self._tell(
+                action="mask",
+                subject=model,
+                decision="mask",
+                rule=",".join(sorted({decisions[i].rule or "default" for i, _ in masks})),
+                detail={"at": "online", "key": who, "features": [plan.refs[i] for i, _ in masks]},
+            )
+        return replace(
+            plan,
+            masks=tuple(masks),
+            mask_key=self.mask_key,
+            dtypes=tuple(dtypes),
+            policy_model=model,
+            decisions=tuple(d.effect for d in decisions),
+        )
+
+    def _tell(self, **record: Any) -> None:
+        if self.on_decision is not None:
+            self.on_decision(record)
 
 
 def entity_rows(entities: Any, max_entities: int) -> list[dict[str, Any]]:
@@ -235,6 +338,11 @@ class OnlineClient:
     ``catalog`` supplies the registry snapshot; ``refresh`` (if given) returns a
     newer Catalog when the registry changed, and is called at most every
     ``refresh_seconds``, never per lookup.
+
+    ``api_key`` identifies the caller: only its model may be asked for, and its model's
+    policies decide feature lists too; ``require_key`` refuses lookups without one (the
+    HTTP server passes each request's key). Lookups are counted per model, feature and
+    decision (``usage()``), not logged one by one.
     """
 
     def __init__(
@@ -247,18 +355,25 @@ class OnlineClient:
         max_entities: int = DEFAULT_MAX_ENTITIES,
         socket_timeout: float = 2.0,
         clock: Callable[[], int] = now_us,
+        api_key: str | None = None,
+        require_key: bool = False,
     ) -> None:
         self.redis_url = redis_url
         self.catalog = catalog
         self.max_entities = max_entities
+        self.api_key = api_key
+        self.require_key = require_key
         self._refresh = refresh
         self._refresh_seconds = refresh_seconds
         self._next_refresh = time.monotonic() + refresh_seconds
         self._refresh_lock = threading.Lock()
         self._clock = clock
+        self._usage = Usage()
         options = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
         self._pool = redis.ConnectionPool.from_url(redis_url, **options)
         self._async = AsyncRedis(redis_url, timeout=socket_timeout)
+        if api_key is not None:
+            catalog.authenticate(api_key)  # a bad key fails here, not at the first lookup
 
     # -- registry ----------------------------------------------------------------
 
@@ -273,8 +388,26 @@ class OnlineClient:
         finally:
             self._refresh_lock.release()
 
-    def plan(self, **request: Any) -> LookupPlan:
-        return self.catalog.plan(**request)
+    def plan(self, *, api_key: str | None = None, **request: Any) -> LookupPlan:
+        return self.catalog.plan(caller=self._caller(api_key), **request)
+
+    def _caller(self, api_key: str | None) -> Credential | None:
+        key = api_key or self.api_key
+        if key is None:
+            if self.require_key:
+                raise AuthenticationError(
+                    "This client requires an API key: pass api_key=... (or set "
+                    "FEATURESTORE_API_KEY). Create one with `featurestore credentials create "
+                    "--model NAME`."
+                )
+            return None
+        return self.catalog.authenticate(key)
+
+    def usage(self, *, reset: bool = False) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """``{(model, feature, decision): (lookups, values)}`` served since the client
+        started (or since the last ``reset``); model '' for lookups by feature list
+        without a key; decision ``deny`` counts refused lookups."""
+        return self._usage.totals(reset=reset)
 
     # -- lookups -----------------------------------------------------------------
 
@@ -285,8 +418,9 @@ class OnlineClient:
         model: str | None = None,
         features: Sequence[str] | None = None,
         full_feature_names: bool = False,
+        api_key: str | None = None,
     ) -> OnlineResponse:
-        plan, rows, commands = self._prepare(entities, model, features, full_feature_names)
+        plan, rows, commands = self._prepare(entities, model, features, full_feature_names, api_key)
         return assemble(plan, rows, self._execute(commands), self._clock())
 
     async def get_online_features_async(
@@ -296,8 +430,9 @@ class OnlineClient:
         model: str | None = None,
         features: Sequence[str] | None = None,
         full_feature_names: bool = False,
+        api_key: str | None = None,
     ) -> OnlineResponse:
-        plan, rows, commands = self._prepare(entities, model, features, full_feature_names)
+        plan, rows, commands = self._prepare(entities, model, features, full_feature_names, api_key)
         return assemble(plan, rows, await self._execute_async(commands), self._clock())
 
     def _prepare(
@@ -306,14 +441,24 @@ class OnlineClient:
         model: str | None,
         features: Sequence[str] | None,
         full_feature_names: bool,
+        api_key: str | None,
     ) -> tuple[LookupPlan, list[dict[str, Any]], list[tuple]]:
         """The plan, the entity rows and the commands: all a lookup does before Redis."""
         self.maybe_refresh()
-        plan = self.catalog.plan(
-            model=model, features=features, full_feature_names=full_feature_names
-        )
+        try:
+            plan = self.catalog.plan(
+                model=model,
+                features=features,
+                full_feature_names=full_feature_names,
+                caller=self._caller(api_key),
+            )
+        except PolicyDeniedError as exc:
+            self._usage.denied(exc)
+            raise
         rows = entity_rows(entities, self.max_entities)
-        return plan, rows, build_commands(plan, rows)
+        commands = build_commands(plan, rows)
+        self._usage.add(plan, len(rows))
+        return plan, rows, commands
 
     def ping(self) -> bool:
         try:

@@ -52,6 +52,8 @@ class LookupPlan:
     key_reads: tuple[KeyRead, ...]
     masks: tuple[tuple[int, str], ...] = ()  # (output index, hash | redact) by policy
     mask_key: bytes = b""
+    policy_model: str | None = None  # whose policies decided (the model, or the key's model)
+    decisions: tuple[str, ...] = ()  # allow | mask per output, when policy_model is set
 
     @property
     def width(self) -> int:

@@ -102,7 +102,10 @@ class ModelDecisions:
     ) -> PolicyDeniedError:
         return PolicyDeniedError(
             f"Model '{self.model.name}' may not use {view.name}@v{version}:{feature}: "
-            f"denied by {d.because()}."
+            f"denied by {d.because()}.",
+            model=self.model.name,
+            feature=f"{view.name}@v{version}:{feature}",
+            rule=d.rule or "default",
         )
 
 
@@ -112,19 +115,18 @@ def model_decisions(snapshot: Any, model: str, default: str) -> ModelDecisions:
     return ModelDecisions(snapshot.model(model), policies, default)
 
 
-def policy_masks(
+def policy_decisions(
     snapshot: Any,
     model: str,
     resolved: Sequence[Any],
     default: str,
     on_deny: Callable[[Any, Decision, PolicyDeniedError], None] | None = None,
-) -> list[tuple[int, str]]:
-    """``(index, hash | redact)`` of each masked feature among a model's ``resolved``
-    features; a denied one raises PolicyDeniedError (after ``on_deny(feature, decision,
-    error)``, e.g. to audit it)."""
+) -> list[Decision]:
+    """The decision for each of a model's ``resolved`` features; a denied one raises
+    PolicyDeniedError (after ``on_deny(feature, decision, error)``, e.g. to audit it)."""
     decisions = model_decisions(snapshot, model, default)
-    masks = []
-    for i, f in enumerate(resolved):
+    found = []
+    for f in resolved:
         view = snapshot.feature_view(f.view, f.version)
         d = decisions.decision(view, f.version, f.feature)
         if d.effect == DENY:
@@ -132,9 +134,13 @@ def policy_masks(
             if on_deny is not None:
                 on_deny(f, d, exc)
             raise exc
-        if d.effect == MASK:
-            masks.append((i, d.mask or "hash"))
-    return masks
+        found.append(d)
+    return found
+
+
+def masks_of(decisions: Sequence[Decision]) -> list[tuple[int, str]]:
+    """``(index, hash | redact)`` of each masked feature."""
+    return [(i, d.mask or "hash") for i, d in enumerate(decisions) if d.effect == MASK]
 
 
 def mask_value(value: Any, how: str, key: bytes) -> Any:

@@ -6,14 +6,19 @@ deleting one leaves a gap in the sequence and breaks the next record's link; so
 ``verify`` (``featurestore audit verify``) finds both, and says where. Appends happen
 under the registry's write lock, so the chain has one order.
 
-What is recorded: applies, training-set builds (with each feature's decision), policy
-denials at plan and at training-set builds. Allowed online lookups are counted per
-model (Prometheus), not logged one by one, so lookups stay fast.
+What is recorded: applies, credential changes, training-set builds (with each feature's
+masks), policy denials at training-set builds and online, and online masks (once per
+model, key and registry change). Allowed online lookups are counted per model and
+feature (``OnlineClient.usage()``, the server's /metrics), not logged one by one, so
+lookups stay fast.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import queue
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,12 +29,13 @@ from sqlalchemy import Connection, select
 from featurestore.registry import schema as t
 
 GENESIS = "0" * 64
+log = logging.getLogger("featurestore.audit")
 
 
 @dataclass(slots=True)
 class AuditRecord:
     project: str
-    action: str  # apply | training_set | deny | mask
+    action: str  # apply | credential_create | credential_revoke | training_set | deny | mask
     actor: str
     subject: str = ""  # a model, a view version, a feature reference
     decision: str = ""  # allow | deny | mask, when a policy decided
@@ -178,3 +184,45 @@ class AuditLog:
             prev = record.hash
             expected = record.seq + 1
         return VerifyResult(len(rows), tuple(problems))
+
+
+class AuditQueue:
+    """Appends records from a background thread, so that a lookup never waits on the
+    registry. A failed append (e.g. a read-only registry role) is logged, not raised:
+    the refusal it records has already been enforced."""
+
+    def __init__(self, registry: Any, project: str, actor: str) -> None:
+        self.registry = registry
+        self.project = project
+        self.actor = actor
+        self._queue: queue.Queue[AuditRecord | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.failures = 0
+
+    def put(self, fields: dict[str, Any]) -> None:
+        detail = fields.get("detail", {})
+        actor = detail.get("key") or self.actor
+        self._queue.put(AuditRecord(project=self.project, actor=actor, **fields))
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="featurestore-audit", daemon=True
+                )
+                self._thread.start()
+
+    def flush(self) -> None:
+        """Wait until every queued record is written (or has failed)."""
+        self._queue.join()
+
+    def _run(self) -> None:
+        while True:
+            record = self._queue.get()
+            try:
+                if record is not None:
+                    self.registry.audit(record)
+            except Exception as exc:
+                self.failures += 1
+                log.warning("could not append to the audit log: %s (%s)", exc, record)
+            finally:
+                self._queue.task_done()

@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 4  # 2: training_sets, 3: materialization_runs, 4: audit
+SCHEMA_VERSION = 5  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials
 
 metadata = MetaData()
 
@@ -156,4 +156,21 @@ audit = Table(
     Column("detail", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# API keys: one project and one model each; only a salted hash of the secret.
+credentials = Table(
+    "fs_credentials",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("key_id", String(32), primary_key=True),
+    Column("model", String(256), nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String(256)),
 )

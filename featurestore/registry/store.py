@@ -27,6 +27,7 @@ from featurestore.definitions.feature_view import fingerprint
 from featurestore.errors import ApplyError, ConflictError, RegistryUnavailable
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditLog, AuditRecord, append_audit
+from featurestore.registry.credentials import CredentialStore
 from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry.runs import RunLog
 from featurestore.registry.snapshot import ACTIVE, RETIRED, Head, RegistrySnapshot, ViewVersion
@@ -79,7 +80,7 @@ class TrainingSetRecord:
     created_by: str | None = None
 
 
-class Registry(RunLog, AuditLog):
+class Registry(RunLog, AuditLog, CredentialStore):
     """Versioned object store for one or more projects."""
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:

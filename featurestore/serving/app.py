@@ -7,6 +7,13 @@ and re-read in the background when its serial changes (every
 the last snapshot keeps serving and ``/readyz`` says so. Redis errors answer
 503 and the next request reconnects by itself.
 
+Every lookup needs an API key (``Authorization: Bearer fsk_...`` or ``X-API-Key``),
+made with ``featurestore credentials create --model NAME``. The key names the project
+and the model: the request may ask for that model's features (``model`` may be left
+out) or for a feature list, which that model's policies then decide. Keys are checked
+against the snapshot's key ring (a revoked key stops working within
+``refresh_seconds``); another project's key is unknown here.
+
 The request body is parsed with orjson rather than pydantic (the models below
 only document the API at ``/docs``): on this path validation is the lookup's.
 """
@@ -27,7 +34,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from featurestore.errors import EntityInputError, FeatureStoreError, did_you_mean
+from featurestore.errors import (
+    AuthenticationError,
+    EntityInputError,
+    FeatureStoreError,
+    did_you_mean,
+)
 from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
 from featurestore.serving import metrics
 from featurestore.store import FeatureStore
@@ -39,7 +51,8 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 
 
 class FeaturesRequest(BaseModel):
-    """Ask with ``model`` (reads its pinned versions) or ``features``, not both."""
+    """Ask with ``model`` (reads its pinned versions; the key's model if left out) or
+    ``features`` (under the key's model's policies), not both."""
 
     model: str | None = Field(None, examples=["fraud_detector"])
     features: list[str] | None = Field(
@@ -93,7 +106,11 @@ class Server:
     ) -> None:
         self.store = store
         self.client = OnlineClient(
-            store.config.redis_url, store.catalog(), refresh=None, max_entities=max_entities
+            store.config.redis_url,
+            store.catalog(),
+            refresh=None,
+            max_entities=max_entities,
+            require_key=True,
         )
         self.max_body_bytes = max_body_bytes
         self.refresh_seconds = refresh_seconds
@@ -104,6 +121,7 @@ class Server:
         while True:
             await asyncio.sleep(self.refresh_seconds)
             await self.refresh()
+            metrics.record_usage(self.client.usage(reset=True))
 
     async def refresh(self) -> None:
         try:
@@ -158,7 +176,10 @@ def create_app(
 
     @app.exception_handler(FeatureStoreError)
     async def feature_store_error(_request: Request, exc: FeatureStoreError) -> Response:
-        return _error(exc.http_status, type(exc).__name__, str(exc))
+        response = _error(exc.http_status, type(exc).__name__, str(exc))
+        if isinstance(exc, AuthenticationError):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="featurestore"'
+        return response
 
     @app.post(
         "/v1/features",
@@ -172,6 +193,8 @@ def create_app(
         responses={
             200: {"model": FeaturesResponse},
             400: {"model": ErrorResponse, "description": "Body is not a JSON object"},
+            401: {"model": ErrorResponse, "description": "No, unknown, revoked or expired key"},
+            403: {"model": ErrorResponse, "description": "Another model, or denied by policy"},
             404: {"model": ErrorResponse, "description": "Unknown model, feature or version"},
             413: {"model": ErrorResponse, "description": "Too many entity rows or bytes"},
             422: {"model": ErrorResponse, "description": "Bad entity keys or request fields"},
@@ -180,6 +203,8 @@ def create_app(
     )
     async def get_features(request: Request) -> Response:
         start = time.perf_counter()
+        api_key = _api_key(request)
+        caller = server.client.catalog.authenticate(api_key)  # before reading the body
         body = await request.body()
         if len(body) > server.max_body_bytes:
             return _error(
@@ -213,10 +238,14 @@ def create_app(
         if not isinstance(full, bool):
             raise EntityInputError('"full_feature_names" must be true or false.')
         response = await server.client.get_online_features_async(
-            payload["entities"], model=model, features=features, full_feature_names=full
+            payload["entities"],
+            model=model,
+            features=features,
+            full_feature_names=full,
+            api_key=api_key,
         )
         content = response.to_json()
-        label = model or ""
+        label = caller.model
         metrics.LOOKUPS.labels(label).inc()
         metrics.ENTITY_ROWS.labels(label).inc(len(response))
         metrics.LATENCY.labels(label).observe(time.perf_counter() - start)
@@ -245,10 +274,29 @@ def create_app(
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
+        metrics.record_usage(server.client.usage(reset=True))
         content, media_type = metrics.render()
         return Response(content, media_type=media_type)
 
     return app
+
+
+def _api_key(request: Request) -> str:
+    auth = request.headers.get("authorization")
+    if auth is not None:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError(
+                "Send the API key as `Authorization: Bearer <key>` (or `X-API-Key: <key>`)."
+            )
+        return token.strip()
+    key = request.headers.get("x-api-key")
+    if not key:
+        raise AuthenticationError(
+            "This server requires an API key: send `Authorization: Bearer <key>`. Create "
+            "one with `featurestore credentials create --model NAME`."
+        )
+    return key.strip()
 
 
 def _error(status: int, name: str, detail: str) -> Response:

@@ -57,6 +57,29 @@ REGISTRY_REFRESH_ERRORS = Counter(
 )
 
 
+FEATURE_LOOKUPS = Counter(
+    "featurestore_feature_lookups_total",
+    "Lookups that read a feature, by model, feature (view@vN:feature) and policy decision "
+    "(allow | mask; deny: refused).",
+    ["model", "feature", "decision"],
+    registry=REGISTRY,
+)
+FEATURE_VALUES = Counter(
+    "featurestore_feature_values_total",
+    "Feature values served (one per entity row), by model, feature and decision.",
+    ["model", "feature", "decision"],
+    registry=REGISTRY,
+)
+
+
+def record_usage(usage: dict[tuple[str, str, str], tuple[int, int]]) -> None:
+    """Move a client's counts into the counters (batched: lookups pay nothing for it)."""
+    for labels, (lookups, values) in usage.items():
+        FEATURE_LOOKUPS.labels(*labels).inc(lookups)
+        if values:
+            FEATURE_VALUES.labels(*labels).inc(values)
+
+
 def render() -> tuple[bytes, str]:
     if MULTIPROCESS:
         from prometheus_client import multiprocess

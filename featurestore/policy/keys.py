@@ -1,0 +1,118 @@
+"""API keys: their format, their salted hashes, and checking one against a project's keys.
+
+A key is ``fsk_<id>_<secret>``: ``id`` (16 hex digits) is public and names the key in
+``credentials list`` and the audit log; ``secret`` (32 random bytes, base64url) is shown
+once at creation and never stored. The registry keeps ``SHA-256(salt || secret)`` with a
+per-key random salt. A fast hash is right here, unlike for passwords: a 256-bit random
+secret cannot be guessed, so slowing each check would only slow every lookup.
+
+A key belongs to one project and one model. A server loads only its own project's keys
+(``KeyRing``), so another project's key is simply unknown to it.
+
+This module is on the online read path: standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from featurestore.errors import AuthenticationError
+
+PREFIX = "fsk_"
+_KEY = re.compile(r"fsk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One key's stored form: never its secret."""
+
+    key_id: str
+    project: str
+    model: str
+    salt: str  # hex
+    secret_hash: str  # hex SHA-256(salt || secret)
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    description: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{PREFIX}{self.key_id}"
+
+    def status(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+def new_key() -> tuple[str, str, str]:
+    """``(key_id, secret, key)`` for a new credential."""
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    return key_id, secret, f"{PREFIX}{key_id}_{secret}"
+
+
+def new_salt() -> str:
+    return secrets.token_hex(16)
+
+
+def hash_secret(salt: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    """``(key_id, secret)``, or AuthenticationError (the key itself is never echoed)."""
+    match = _KEY.fullmatch(key) if isinstance(key, str) else None
+    if match is None:
+        raise AuthenticationError(
+            f"That is not a featurestore API key (they look like {PREFIX}<16 hex>_<43 "
+            "characters>). Create one with `featurestore credentials create --model NAME`."
+        )
+    return match.group(1), match.group(2)
+
+
+class KeyRing:
+    """One project's credentials, as loaded with a registry snapshot."""
+
+    def __init__(self, project: str, credentials: Iterable[Credential] = ()) -> None:
+        self.project = project
+        self._by_id = {c.key_id: c for c in credentials if c.project == project}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def authenticate(self, key: str, now: datetime) -> Credential:
+        """The key's credential if it is this project's, unrevoked and unexpired."""
+        key_id, secret = parse_key(key)
+        found = self._by_id.get(key_id)
+        # Compare even for an unknown id, so timing does not tell ids apart.
+        expected = found.secret_hash if found else "0" * 64
+        actual = hash_secret(found.salt if found else "00", secret)
+        if not hmac.compare_digest(expected, actual) or found is None:
+            raise AuthenticationError(
+                f"Unknown API key {PREFIX}{key_id} for project '{self.project}': it was "
+                "never issued here (keys belong to one project). Ask for a key of this "
+                "project: `featurestore credentials create --model NAME`."
+            )
+        if found.revoked_at is not None:
+            raise AuthenticationError(
+                f"API key {found.label} (model '{found.model}') was revoked at "
+                f"{found.revoked_at.isoformat(timespec='seconds')}. Ask for a new key."
+            )
+        if found.expires_at is not None and found.expires_at <= now:
+            raise AuthenticationError(
+                f"API key {found.label} (model '{found.model}') expired at "
+                f"{found.expires_at.isoformat(timespec='seconds')}. Ask for a new key."
+            )
+        return found

@@ -1,0 +1,168 @@
+"""API keys in the registry: create (the secret is returned once), list, revoke.
+
+Each change is audited in its own transaction and bumps the project's serial, so
+servers reload their keys (a revoked key stops working within their refresh interval).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from featurestore.errors import EntityInputError, ObjectNotFound
+from featurestore.policy.keys import PREFIX, Credential, hash_secret, new_key, new_salt
+from featurestore.registry import schema as t
+from featurestore.registry.audit import AuditRecord, append_audit
+
+
+def _bump_serial(conn: Connection, project: str, now: datetime) -> None:
+    p = t.projects
+    conn.execute(update(p).where(p.c.name == project).values(serial=p.c.serial + 1, updated_at=now))
+
+
+def _from_row(r: Any) -> Credential:
+    from featurestore.times import as_utc
+
+    return Credential(
+        key_id=r.key_id,
+        project=r.project,
+        model=r.model,
+        salt=r.salt,
+        secret_hash=r.secret_hash,
+        created_at=as_utc(r.created_at),
+        created_by=r.created_by,
+        expires_at=as_utc(r.expires_at) if r.expires_at else None,
+        revoked_at=as_utc(r.revoked_at) if r.revoked_at else None,
+        revoked_by=r.revoked_by,
+        description=r.description,
+    )
+
+
+def key_id_of(ref: str) -> str:
+    """A key named in a command: its id, ``fsk_<id>``, or (pasted whole) the key."""
+    ref = ref.strip()
+    if ref.startswith(PREFIX):
+        ref = ref[len(PREFIX) :].split("_", 1)[0]
+    if len(ref) != 16 or any(c not in "0123456789abcdef" for c in ref):
+        raise EntityInputError(
+            f"'{ref}' is not a key id: give the 16 hex digits after '{PREFIX}' (as "
+            "`featurestore credentials list` shows them)."
+        )
+    return ref
+
+
+class CredentialStore:
+    """Registry methods for API keys (mixed into Registry)."""
+
+    def create_credential(
+        self,
+        project: str,
+        model: str,
+        *,
+        actor: str,
+        expires_at: datetime | None = None,
+        description: str = "",
+    ) -> tuple[Credential, str]:
+        """A new key for ``model`` (which must exist): ``(credential, key)``; the key is
+        not stored and cannot be shown again."""
+        from featurestore.registry.store import _now, _read_snapshot
+
+        now = _now()
+        if expires_at is not None and expires_at <= now:
+            raise EntityInputError(
+                f"--expires {expires_at.isoformat()} is in the past; give a later time or a "
+                "duration such as 90d."
+            )
+        with self._write() as conn:  # type: ignore[attr-defined]
+            snapshot = _read_snapshot(conn, project)
+            snapshot.model(model)  # ObjectNotFound, with a suggestion
+            key_id, secret, key = new_key()
+            salt = new_salt()
+            credential = Credential(
+                key_id=key_id,
+                project=project,
+                model=model,
+                salt=salt,
+                secret_hash=hash_secret(salt, secret),
+                created_at=now,
+                created_by=actor,
+                expires_at=expires_at,
+                description=description,
+            )
+            conn.execute(
+                t.credentials.insert().values(
+                    project=project,
+                    key_id=key_id,
+                    model=model,
+                    salt=salt,
+                    secret_hash=credential.secret_hash,
+                    description=description,
+                    created_at=now,
+                    created_by=actor,
+                    expires_at=expires_at,
+                )
+            )
+            append_audit(
+                conn,
+                AuditRecord(
+                    project=project,
+                    action="credential_create",
+                    actor=actor,
+                    subject=f"model {model}",
+                    detail={
+                        "key": credential.label,
+                        "expires_at": expires_at.isoformat() if expires_at else None,
+                        "description": description,
+                    },
+                ),
+            )
+            _bump_serial(conn, project, now)
+        return credential, key
+
+    def credentials(self, project: str, model: str | None = None) -> list[Credential]:
+        c = t.credentials
+        query = select(c).where(c.c.project == project).order_by(c.c.created_at, c.c.key_id)
+        if model is not None:
+            query = query.where(c.c.model == model)
+        with self._read() as conn:  # type: ignore[attr-defined]
+            return [_from_row(r) for r in conn.execute(query).all()]
+
+    def revoke_credential(self, project: str, key_id: str, *, actor: str) -> Credential:
+        """Revoke a key (idempotent: revoking a revoked key changes nothing)."""
+        from featurestore.registry.store import _now
+
+        c = t.credentials
+        now = _now()
+        with self._write() as conn:  # type: ignore[attr-defined]
+            row = conn.execute(
+                select(c).where(c.c.project == project, c.c.key_id == key_id)
+            ).first()
+            if row is None:
+                raise ObjectNotFound(
+                    f"Project '{project}' has no API key {PREFIX}{key_id}. See `featurestore "
+                    "credentials list`."
+                )
+            if row.revoked_at is not None:
+                return _from_row(row)
+            conn.execute(
+                update(c)
+                .where(c.c.project == project, c.c.key_id == key_id)
+                .values(revoked_at=now, revoked_by=actor)
+            )
+            append_audit(
+                conn,
+                AuditRecord(
+                    project=project,
+                    action="credential_revoke",
+                    actor=actor,
+                    subject=f"model {row.model}",
+                    detail={"key": f"{PREFIX}{key_id}"},
+                ),
+            )
+            _bump_serial(conn, project, now)
+            row = conn.execute(
+                select(c).where(c.c.project == project, c.c.key_id == key_id)
+            ).first()
+        return _from_row(row)
