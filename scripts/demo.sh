@@ -25,24 +25,34 @@ step "Incremental, on Spark (what a cluster runs): only what arrived since the l
 step "Build a point-in-time correct training set for fraud_detector" \
   "featurestore training-data -r $REPO --model fraud_detector --entities $REPO/data/labels.parquet --out $REPO/data/training/fraud_detector.parquet"
 step "Lineage: which data trained which model" "featurestore training-sets -r $REPO --model fraud_detector"
-step "The audit log (a hash chain): applies and builds, newest first" "featurestore audit -r $REPO --limit 3"
-step "Nobody edited it" "featurestore audit verify -r $REPO"
 step "Online lookup for fraud_detector from the command line (one Redis round trip)" \
   "featurestore get-online -r $REPO --model fraud_detector -e user_id=42 -e merchant_id=m_00042"
 
-# The feature server: start it, ask it over HTTP, stop it.
+# The feature server: start it, ask it over HTTP with a model's key, stop it.
+step "An API key for fraud_detector (printed once; the registry keeps a salted hash)" \
+  "KEY=\$(featurestore credentials create -r $REPO --model fraud_detector --description demo) && echo \"\${KEY:0:21}...\""
+PROMO_KEY=$(featurestore credentials create -r $REPO --model promo_ranker --description demo)
 PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 featurestore serve -r $REPO --port "$PORT" --workers 2 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "localhost:$PORT/healthz" >/dev/null && break; sleep 0.2; done
-step "The same lookup over HTTP (featurestore serve, 2 workers)" \
-  "curl -s localhost:$PORT/v1/features -d '{\"model\": \"fraud_detector\", \"entities\": [{\"user_id\": 42, \"merchant_id\": \"m_00042\"}]}' > /tmp/featurestore-demo.json && python scripts/show_response.py /tmp/featurestore-demo.json"
+step "The same lookup over HTTP (featurestore serve, 2 workers; the key names the model)" \
+  "curl -s localhost:$PORT/v1/features -H \"Authorization: Bearer \$KEY\" -d '{\"entities\": [{\"user_id\": 42, \"merchant_id\": \"m_00042\"}]}' > /tmp/featurestore-demo.json && python scripts/show_response.py /tmp/featurestore-demo.json"
 step "A bad request gets a clear 4xx" \
-  "curl -s localhost:$PORT/v1/features -d '{\"model\": \"fraud_detector\", \"entities\": [{\"user_id\": \"42\"}]}'; echo"
-step "Readiness and metrics" \
-  "curl -s localhost:$PORT/readyz; echo; curl -s localhost:$PORT/metrics | grep -E '^featurestore_(lookups|request_errors)_total'"
+  "curl -s localhost:$PORT/v1/features -H \"Authorization: Bearer \$KEY\" -d '{\"entities\": [{\"user_id\": \"42\"}]}'; echo"
+step "No key: 401" \
+  "curl -s localhost:$PORT/v1/features -d '{\"model\": \"fraud_detector\", \"entities\": [{\"user_id\": 42}]}'; echo"
+step "promo_ranker (a marketing model) asks for an e-mail: refused by policy, and audited" \
+  "curl -s localhost:$PORT/v1/features -H \"X-API-Key: \$PROMO_KEY\" -d '{\"features\": [\"user_profile:email\"], \"entities\": [{\"user_id\": 42}]}'; echo"
+step "Readiness, and lookups counted per model and feature" \
+  "curl -s localhost:$PORT/readyz; echo; curl -s localhost:$PORT/metrics | grep -E '^featurestore_(lookups|request_errors|feature_lookups)_total' | head -6"
+step "Revoke the keys: the server refuses them within a second" \
+  "featurestore credentials revoke -r $REPO \"\$KEY\" && featurestore credentials revoke -r $REPO \"\$PROMO_KEY\" && sleep 1.5 && curl -s localhost:$PORT/v1/features -H \"Authorization: Bearer \$KEY\" -d '{\"entities\": [{\"user_id\": 42}]}'; echo"
 kill $SERVER; wait $SERVER 2>/dev/null || true
+step "The audit log (a hash chain): keys, the denial, builds, applies; newest first" \
+  "featurestore audit -r $REPO --limit 6"
+step "Nobody edited it" "featurestore audit verify -r $REPO"
 
 # Streaming: history on Spark, then live events through the Kafka consumer.
 step "Backfill the streaming view's history on Spark (the consumer's own window code, per user)" \

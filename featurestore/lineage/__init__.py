@@ -1,0 +1,1 @@
+"""Lineage: from raw data to view versions to training sets and models."""
