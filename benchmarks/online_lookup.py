@@ -89,6 +89,26 @@ def wait_port(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 
 
+def start_redis() -> tuple[subprocess.Popen, redis.Redis, int]:
+    """A throwaway redis-server (no persistence) on a free port, answering PING."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    r = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            r.ping()
+            return proc, r, port
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
@@ -279,23 +299,9 @@ def main() -> None:
     from featurestore import FeatureStore
 
     result: dict[str, Any] = {"benchmark": "online_lookup", "machine": machine()}
-    port = free_port()
-    redis_proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    redis_proc, r, port = start_redis()
     tmp = Path(tempfile.mkdtemp(prefix="online_lookup-"))
     try:
-        r = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
         url0 = f"redis://127.0.0.1:{port}/0"
         repo = tmp / "repo"
         repo.mkdir()

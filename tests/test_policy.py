@@ -188,6 +188,7 @@ def test_the_audit_log_records_applies_and_builds_and_catches_tampering(
     assert [r.action for r in records] == ["training_set", "apply"]  # newest first
     build = records[0]
     assert (build.subject, build.decision, build.detail["masked"]) == ("fraud", "mask", ["email"])
+    assert build.rule == "fraud_joins_on_hashed_pii"
     assert store.registry.audit_records(store.project, decision="mask") == [build]
     assert store.registry.verify_audit(store.project).ok
     repo = str(store.config.repo_path)

@@ -690,7 +690,7 @@ def test_unknown_nested_setting_suggests_the_known_one(tmp_path: Path) -> None:
         load_repo(repo)
     assert str(info.value) == (
         "featurestore.yaml: unknown setting 'online_store.redis_ulr'. Did you mean 'redis_url'? "
-        "Known settings of online_store: redis_url."
+        "Known settings of online_store: redis_url, require_api_key."
     )
 
 

@@ -87,7 +87,9 @@ def build_training_set(
     resolved = resolve_request(
         snapshot, features=features, feature_service=feature_service, model=model
     )
-    masks = _policy_masks(registry, snapshot, model, resolved, policy_default, full_feature_names)
+    masks, rules = _policy_masks(
+        registry, snapshot, model, resolved, policy_default, full_feature_names
+    )
     table = read_entities(entities, timestamp_column)
     request = build_request(
         table,
@@ -131,6 +133,7 @@ def build_training_set(
             actor=_whoami(),
             subject=model or "",
             decision="mask" if masks else ("allow" if model else ""),
+            rule=",".join(rules),
             detail={
                 "training_set": record_id,
                 "features": list(record.features),
@@ -149,11 +152,11 @@ def _policy_masks(
     resolved: Sequence[Any],
     default: str,
     full_feature_names: bool,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], list[str]]:
     """For a model's build: refuse denied features (PolicyDeniedError, before any work);
-    return the output columns to mask and how."""
+    return the output columns to mask and how, and the masking rules."""
     if model is None:
-        return {}
+        return {}, []
     from featurestore.policy.engine import masks_of, policy_decisions
     from featurestore.registry.audit import AuditRecord
     from featurestore.registry.store import _whoami
@@ -171,21 +174,24 @@ def _policy_masks(
             )
         )
 
-    masks = masks_of(policy_decisions(snapshot, model, resolved, default, on_deny=audit_denial))
-    return {
+    decisions = policy_decisions(snapshot, model, resolved, default, on_deny=audit_denial)
+    masks = masks_of(decisions)
+    columns = {
         f"{resolved[i].view}__{resolved[i].feature}"
         if full_feature_names
         else resolved[i].feature: how
         for i, how in masks
     }
+    return columns, sorted({decisions[i].rule or "default" for i, _ in masks})
 
 
 def _mask_table(table: pa.Table, masks: dict[str, str], key: bytes) -> pa.Table:
-    from featurestore.policy.engine import mask_value
+    from featurestore.policy.engine import masker
 
     for name, how in masks.items():
         i = table.schema.get_field_index(name)
-        values = [mask_value(v, how, key) for v in table.column(i).to_pylist()]
+        mask = masker(how, key)
+        values = [mask(v) for v in table.column(i).to_pylist()]
         kind = pa.string() if how == "hash" else table.schema.field(i).type
         table = table.set_column(i, name, pa.array(values, kind))
     return table

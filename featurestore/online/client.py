@@ -325,10 +325,11 @@ def assemble(
                     statuses[o][r] = PRESENT
                     events[o][r] = event
     if plan.masks:
-        from featurestore.policy.engine import mask_value
+        from featurestore.policy.engine import masker
 
         for o, how in plan.masks:
-            values[o] = [mask_value(v, how, plan.mask_key) for v in values[o]]
+            mask = masker(how, plan.mask_key)
+            values[o] = [mask(v) for v in values[o]]
     return OnlineResponse(plan, rows, values, statuses, events)
 
 

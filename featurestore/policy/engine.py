@@ -14,8 +14,8 @@ and training-set builds pay a dictionary lookup, never a rule evaluation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,10 +143,30 @@ def masks_of(decisions: Sequence[Decision]) -> list[tuple[int, str]]:
     return [(i, d.mask or "hash") for i, d in enumerate(decisions) if d.effect == MASK]
 
 
+@functools.lru_cache(maxsize=16)
+def _keyed(key: bytes) -> Any:
+    # BLAKE2b in keyed mode is a MAC, and ~3x faster per value than HMAC-SHA256 here; the
+    # key (any length) is condensed to the 32 bytes BLAKE2b takes.
+    return hashlib.blake2b(key=hashlib.sha256(key).digest(), digest_size=8)
+
+
+def masker(how: str, key: bytes) -> Callable[[Any], Any]:
+    """``hash``: a keyed hash (BLAKE2b-MAC, 16 hex digits) that joins like the raw value but
+    does not reveal it; ``redact``: null. Nulls stay null."""
+    if how == "redact":
+        return lambda _value: None
+    base = _keyed(key)
+
+    def mask(value: Any) -> Any:
+        if value is None:
+            return None
+        h = base.copy()
+        h.update(value if isinstance(value, bytes) else repr(value).encode())  # 1 and 1.0 differ
+        return h.hexdigest()
+
+    return mask
+
+
 def mask_value(value: Any, how: str, key: bytes) -> Any:
-    """``hash``: a keyed hash (HMAC-SHA256, 16 hex digits) that joins like the raw value
-    but does not reveal it; ``redact``: null. Nulls stay null."""
-    if value is None or how == "redact":
-        return None
-    text = value if isinstance(value, bytes) else repr(value).encode()  # 1 and 1.0 differ
-    return hmac.new(key, text, hashlib.sha256).hexdigest()[:16]
+    """One value masked (see ``masker``, which masks many with one key setup)."""
+    return masker(how, key)(value)

@@ -1,0 +1,174 @@
+"""Online lookups with policies and keys on vs off (in-process, one real Redis).
+
+The same model and data, looked up by:
+
+- ``off``: a registry without policies, no API key (what lookups cost before issue 8);
+- ``on``: the same definitions plus 24 policies that all have to be considered for the
+  model (deny/mask rules for other purposes, allow rules by tag and owner), looked up with
+  the model's API key: authentication, the policy decisions (compiled once per plan) and
+  the per-feature usage counting are all on the path;
+- ``on_masked``: as ``on``, with one of the five features masked (a keyed hash per value:
+  the cost of the mask itself, not of deciding it);
+- ``floor``: a bare redis-py pipeline of the same HMGETs.
+
+Cases run interleaved in rounds, so drift on a shared machine hits them alike; compare
+ratios from one run. Feast has no per-model feature policies on its lookup path, so it has
+no column here (``online_lookup.py`` compares lookups with Feast).
+
+    python benchmarks/policy_lookup.py [--calls 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from online_lookup import (
+    ENTITIES,
+    REPO_DEFS,
+    feature_rows,
+    log,
+    machine,
+    percentiles,
+    start_redis,
+)
+
+ROOT = Path(__file__).resolve().parent
+
+POLICIES = "\nfrom featurestore import FeatureMatch, ModelMatch, Policy\n" + "".join(
+    f"""
+p{i}_deny = Policy(name="p{i}_deny", effect="deny",
+    features=FeatureMatch(tags={{"pii": "true"}}), models=ModelMatch(purposes=["marketing{i}"]))
+p{i}_mask = Policy(name="p{i}_mask", effect="mask", mask="hash",
+    features=FeatureMatch(views=["stats"]), models=ModelMatch(owners=["other{i}"]))
+p{i}_allow = Policy(name="p{i}_allow", effect="allow",
+    features=FeatureMatch(owners=["team{i}"]), models=ModelMatch(owners=["bench"]))
+"""
+    for i in range(8)
+)
+MASKED = """
+masked_model = Model(name="masked_model", feature_services=[service], owner="bench",
+    purpose="bench")
+mask_f0 = Policy(name="mask_f0", effect="mask", mask="hash",
+    features=FeatureMatch(views=["stats"], features=["f0"]),
+    models=ModelMatch(names=["masked_model"]))
+"""
+
+
+def repo(path: Path, redis_url: str, defs: str) -> Path:
+    path.mkdir(parents=True)
+    (path / "featurestore.yaml").write_text(
+        f"project: bench\nregistry: data/registry.db\nonline_store:\n  redis_url: {redis_url}\n"
+    )
+    (path / "defs.py").write_text(defs)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=20_000, help="lookups per case (1 entity)")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default=str(ROOT / "results" / "policy_lookup.json"))
+    args = parser.parse_args()
+
+    from featurestore import FeatureStore
+    from featurestore.online.layout import ViewLayout
+
+    result: dict[str, Any] = {"benchmark": "policy_lookup", "machine": machine()}
+    redis_proc, r, port = start_redis()
+    tmp = Path(tempfile.mkdtemp(prefix="policy_lookup-"))
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        # Two registries of one project on one Redis: the same stored values.
+        off = FeatureStore(repo(tmp / "off", url, REPO_DEFS))
+        on = FeatureStore(repo(tmp / "on", url, REPO_DEFS + POLICIES + MASKED))
+        off.apply()
+        on.apply()
+        off.write_online("stats", feature_rows(args.seed))
+        _c, key = on.create_credential("bench_model")
+        _c, masked_key = on.create_credential("masked_model")
+        clients = {
+            "off": (off.online_client(), "bench_model"),
+            "on": (on.online_client(api_key=key), None),
+            "on_masked": (on.online_client(api_key=masked_key), None),
+        }
+        snap = off.snapshot()
+        layout = ViewLayout.from_version(snap, snap.view_version("stats"))
+        prefix, field = layout.prefix, layout.field
+        expected = clients["off"][0].get_online_features([{"entity_id": 7}], model="bench_model")
+        got = clients["on"][0].get_online_features([{"entity_id": 7}])
+        assert got.to_dict() == expected.to_dict(), "policies on must serve the same values"
+
+        rng = random.Random(args.seed)
+        for n, count in ((1, args.calls), (100, max(args.calls // 10, args.rounds))):
+            batches = [rng.sample(range(ENTITIES), n) for _ in range(count)]
+            rows = [[{"entity_id": e} for e in b] for b in batches]
+            cases = {
+                name: (
+                    lambda i, c=client, m=model, rows=rows: c.get_online_features(rows[i], model=m)
+                )
+                for name, (client, model) in clients.items()
+            }
+
+            def floor(i: int, batches: list = batches) -> None:
+                pipe = r.pipeline(transaction=False)
+                for e in batches[i]:
+                    pipe.hmget(prefix + str(e).encode(), field)
+                pipe.execute()
+
+            cases["floor_redis_pipeline"] = floor
+            for fn in cases.values():
+                for i in range(min(200, count)):
+                    fn(i)
+            samples: dict[str, list[float]] = {k: [] for k in cases}
+            per = max(1, count // args.rounds)
+            order = list(cases)
+            for k in range(args.rounds):
+                rng.shuffle(order)  # no case always runs first
+                for name in order:
+                    fn = cases[name]
+                    for i in range(k * per, (k + 1) * per):
+                        t0 = time.perf_counter()
+                        fn(i)
+                        samples[name].append(time.perf_counter() - t0)
+            stats = {name: percentiles(s) for name, s in samples.items()}
+            stats["ratios"] = {
+                "on_vs_off_p50": round(stats["on"]["p50_ms"] / stats["off"]["p50_ms"], 3),
+                "on_vs_off_p99": round(stats["on"]["p99_ms"] / stats["off"]["p99_ms"], 3),
+                "on_masked_vs_off_p50": round(
+                    stats["on_masked"]["p50_ms"] / stats["off"]["p50_ms"], 3
+                ),
+                "off_vs_floor_p50": round(
+                    stats["off"]["p50_ms"] / stats["floor_redis_pipeline"]["p50_ms"], 3
+                ),
+            }
+            result[f"{n}_entities"] = stats
+            log(f"{n} entities: {stats}")
+        result["usage_counted"] = {
+            "|".join(k): v for k, v in clients["on"][0].usage().items() if k[2] != "deny"
+        }
+        for client, _ in clients.values():
+            client.close()
+        off.close()
+        on.close()
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(10)
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
