@@ -122,7 +122,11 @@ def build_training_set(
         output_path=str(Path(output_path).resolve()) if output_path is not None else None,
         offline_manifests={f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views},
     )
-    record_id = registry.record_training_set(record)
+    columns = {
+        f"{f.view}__{f.feature}" if full_feature_names else f.feature: str(f) for f in resolved
+    }
+    profiles = _profiles(result, Path(output_path) if output_path is not None else None, columns)
+    record_id = registry.record_training_set(record, profiles)
     from featurestore.registry.audit import AuditRecord
     from featurestore.registry.store import _whoami
 
@@ -143,6 +147,25 @@ def build_training_set(
         )
     )
     return TrainingSet(result, replace(record, id=record_id))
+
+
+def _profiles(
+    table: pa.Table | None, path: Path | None, columns: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Reference profiles of the features (as the model got them: masked ones masked); a
+    written set is read back one column at a time."""
+    from featurestore.drift.profile import profile_column
+
+    if table is not None:
+        return [profile_column(ref, table.column(name)).to_dict() for name, ref in columns.items()]
+    import pyarrow.parquet as pq
+
+    assert path is not None
+    source = pq.ParquetFile(path)
+    return [
+        profile_column(ref, source.read(columns=[name]).column(0)).to_dict()
+        for name, ref in columns.items()
+    ]
 
 
 def _policy_masks(

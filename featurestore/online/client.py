@@ -10,15 +10,18 @@ This module is on the online read path: no pyspark, pandas or great_expectations
 
 from __future__ import annotations
 
+import random
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import msgpack
+import orjson
 import redis
 
 from featurestore.errors import (
@@ -30,9 +33,10 @@ from featurestore.errors import (
     RequestTooLargeError,
 )
 from featurestore.online.aioredis import AsyncRedis, ReplyError
-from featurestore.online.layout import HEADER_SIZE
+from featurestore.online.layout import HEADER_SIZE, drift_key, served_key
 from featurestore.online.plan import LookupPlan, compile_plan
 from featurestore.online.response import EXPIRED, MISSING, PRESENT, OnlineResponse
+from featurestore.online.serving_log import ServingLog
 from featurestore.online.usage import Usage
 from featurestore.policy.keys import Credential, KeyRing
 from featurestore.registry.snapshot import RegistrySnapshot
@@ -40,6 +44,8 @@ from featurestore.registry.snapshot import RegistrySnapshot
 DEFAULT_MAX_ENTITIES = 1000
 _HEADER_EVENT = struct.Struct(">q").unpack_from
 _unpackb = msgpack.unpackb
+_loads = orjson.loads
+_random = random.random
 _CONNECTION_ERRORS = (
     redis.ConnectionError,
     redis.TimeoutError,
@@ -79,6 +85,7 @@ class Catalog:
         self._plans: dict[Any, LookupPlan] = {}
         self._denied: dict[Any, AccessDeniedError] = {}
         self._verified: dict[str, Credential] = {}
+        self._rates: dict[str, float] | None = None
 
     @property
     def serial(self) -> int:
@@ -158,8 +165,27 @@ class Catalog:
             except AccessDeniedError as exc:
                 self._denied[key] = exc
                 raise
+            rate = self._sample_rates().get(policy_model)
+            if rate:
+                project = self.snapshot.project
+                plan = replace(
+                    plan,
+                    sample_rate=rate,
+                    served_key=served_key(project, policy_model),
+                    drift_key=drift_key(project, policy_model),
+                )
         self._plans[key] = plan
         return plan
+
+    def _sample_rates(self) -> dict[str, float]:
+        """Per monitored model, the serving log's sample rate (the highest of its monitors)."""
+        if self._rates is None:
+            rates: dict[str, float] = {}
+            for head in self.snapshot.active("drift_monitor").values():
+                model, rate = head.spec["model"], float(head.spec["sample_rate"])
+                rates[model] = max(rate, rates.get(model, 0.0))
+            self._rates = rates
+        return self._rates
 
     def _with_policies(
         self, plan: LookupPlan, model: str, resolved: Sequence[Any], caller: Credential | None
@@ -245,6 +271,16 @@ def entity_rows(entities: Any, max_entities: int) -> list[dict[str, Any]]:
     if not rows:
         raise EntityInputError("No entity rows given: a lookup needs at least one.")
     return rows
+
+
+def _drift_answer(model: str, raw: bytes | None) -> dict[str, Any]:
+    if raw:
+        return _loads(raw)
+    return {
+        "model": model,
+        "status": "unknown",
+        "reason": "not checked yet (run `featurestore drift check` or `drift monitor`)",
+    }
 
 
 def _too_many(n: int, limit: int) -> RequestTooLargeError:
@@ -370,6 +406,8 @@ class OnlineClient:
         self._refresh_lock = threading.Lock()
         self._clock = clock
         self._usage = Usage()
+        self._drift: dict[bytes, tuple[float, dict[str, Any]]] = {}
+        self.drift_refresh_seconds = 1.0
         options = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
         self._pool = redis.ConnectionPool.from_url(redis_url, **options)
         self._async = AsyncRedis(redis_url, timeout=socket_timeout)
@@ -422,7 +460,9 @@ class OnlineClient:
         api_key: str | None = None,
     ) -> OnlineResponse:
         plan, rows, commands = self._prepare(entities, model, features, full_feature_names, api_key)
-        return assemble(plan, rows, self._execute(commands), self._clock())
+        fetch = self._drift_fetch(plan, commands)
+        replies = self._execute(commands)
+        return self._finish(plan, rows, replies, fetch)
 
     async def get_online_features_async(
         self,
@@ -434,7 +474,9 @@ class OnlineClient:
         api_key: str | None = None,
     ) -> OnlineResponse:
         plan, rows, commands = self._prepare(entities, model, features, full_feature_names, api_key)
-        return assemble(plan, rows, await self._execute_async(commands), self._clock())
+        fetch = self._drift_fetch(plan, commands)
+        replies = await self._execute_async(commands)
+        return self._finish(plan, rows, replies, fetch)
 
     def _prepare(
         self,
@@ -460,6 +502,69 @@ class OnlineClient:
         commands = build_commands(plan, rows)
         self._usage.add(plan, len(rows))
         return plan, rows, commands
+
+    def _drift_fetch(self, plan: LookupPlan, commands: list[tuple]) -> bool:
+        """Read the model's drift summary in the lookup's own round trip, at most every
+        ``drift_refresh_seconds``."""
+        if not plan.drift_key:
+            return False
+        cached = self._drift.get(plan.drift_key)
+        if cached is not None and time.monotonic() - cached[0] < self.drift_refresh_seconds:
+            return False
+        commands.append((b"GET", plan.drift_key))
+        return True
+
+    def _finish(
+        self, plan: LookupPlan, rows: list[dict[str, Any]], replies: list[Any], fetched: bool
+    ) -> OnlineResponse:
+        now = self._clock()
+        if fetched:
+            raw = replies.pop()
+            summary = _loads(raw) if raw else {"status": "unknown", "reason": "not checked yet"}
+            self._drift[plan.drift_key] = (time.monotonic(), summary)
+        response = assemble(plan, rows, replies, now)
+        if plan.drift_key:
+            response.drift = self._drift[plan.drift_key][1]
+        if plan.sample_rate and _random() < plan.sample_rate:
+            from featurestore.online.serving_log import encode_entry
+
+            self.serving_log.offer(plan.served_key, encode_entry(plan, rows, response, now))
+        return response
+
+    @cached_property
+    def serving_log(self) -> ServingLog:
+        return ServingLog(self.redis_url)
+
+    def drift_status(self, model: str, *, detail: bool = False) -> dict[str, Any]:
+        """A model's drift status now (one GET): the summary lookups carry, or with
+        ``detail`` every feature's statistics from the last check."""
+        (raw,) = self._execute([(b"GET", self._drift_key(model, detail))])
+        return _drift_answer(model, raw)
+
+    async def drift_status_async(self, model: str, *, detail: bool = False) -> dict[str, Any]:
+        (raw,) = await self._execute_async([(b"GET", self._drift_key(model, detail))])
+        return _drift_answer(model, raw)
+
+    def _drift_key(self, model: str, detail: bool) -> bytes:
+        from featurestore.online.layout import drift_detail_key
+
+        snapshot = self.catalog.snapshot
+        snapshot.model(model)  # ObjectNotFound with a suggestion
+        return (drift_detail_key if detail else drift_key)(snapshot.project, model)
+
+    def watch_drift(
+        self, model: str, *, interval: float = 1.0, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the model's drift summary now and at every change (polled every
+        ``interval``), until ``timeout`` seconds pass (None: forever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = None
+        while deadline is None or time.monotonic() < deadline:
+            status = self.drift_status(model)
+            if status != last:
+                last = status
+                yield status
+            time.sleep(interval)
 
     def ping(self) -> bool:
         try:
@@ -515,6 +620,8 @@ class OnlineClient:
         )
 
     def close(self) -> None:
+        if "serving_log" in self.__dict__:
+            self.serving_log.flush()
         self._pool.disconnect()
 
     async def aclose(self) -> None:

@@ -91,6 +91,22 @@ def key_prefix(project: str, entity_names: Sequence[str]) -> bytes:
     return f"fs:{project}:{','.join(entity_names)}:".encode()
 
 
+# Drift's keys carry '@', which names cannot, so they never collide with entity keys.
+def served_key(project: str, model: str) -> bytes:
+    """The stream of a model's sampled lookups (see online/serving_log.py)."""
+    return f"fs:{project}:@served:{model}".encode()
+
+
+def drift_key(project: str, model: str) -> bytes:
+    """A model's current drift summary (JSON), set by the monitor, read with lookups."""
+    return f"fs:{project}:@drift:{model}".encode()
+
+
+def drift_detail_key(project: str, model: str) -> bytes:
+    """A model's last drift check in full (JSON): every feature's statistics."""
+    return f"fs:{project}:@drift-detail:{model}".encode()
+
+
 # -- entity keys ---------------------------------------------------------------
 
 

@@ -54,6 +54,9 @@ class LookupPlan:
     mask_key: bytes = b""
     policy_model: str | None = None  # whose policies decided (the model, or the key's model)
     decisions: tuple[str, ...] = ()  # allow | mask per output, when policy_model is set
+    sample_rate: float = 0.0  # of the serving log, when a drift monitor watches the model
+    served_key: bytes = b""  # the serving log's stream
+    drift_key: bytes = b""  # the model's drift summary, returned with each response
 
     @property
     def width(self) -> int:

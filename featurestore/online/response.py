@@ -20,7 +20,7 @@ EXPIRED = "expired"  # a value older than the view's TTL: never served
 
 
 class OnlineResponse:
-    __slots__ = ("entities", "event_us", "plan", "statuses", "values")
+    __slots__ = ("drift", "entities", "event_us", "plan", "statuses", "values")
 
     def __init__(
         self,
@@ -29,8 +29,12 @@ class OnlineResponse:
         values: list[list[Any]],
         statuses: list[list[str]],
         event_us: list[list[int | None]],
+        drift: dict[str, Any] | None = None,
     ) -> None:
         self.plan = plan
+        # The model's drift status when a monitor watches it: {"status": ok | warn | drift |
+        # unknown, "features": {ref: status} for those not ok, "checked_at": ...}.
+        self.drift = drift
         self.entities = entities
         self.values = values  # [feature][row]
         self.statuses = statuses
@@ -77,12 +81,15 @@ class OnlineResponse:
                 t = times[us] = from_micros(us)
             return t
 
+        metadata: dict[str, Any] = {
+            "model": self.plan.model,
+            "feature_names": list(self.plan.feature_names),
+            "features": list(self.plan.refs),
+        }
+        if self.drift is not None:
+            metadata["drift"] = self.drift
         return {
-            "metadata": {
-                "model": self.plan.model,
-                "feature_names": list(self.plan.feature_names),
-                "features": list(self.plan.refs),
-            },
+            "metadata": metadata,
             "entities": {k: [row.get(k) for row in self.entities] for k in self.plan.join_keys},
             "results": [
                 {"values": v, "statuses": s, "event_timestamps": [when(us) for us in e]}

@@ -20,7 +20,8 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 5  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials
+SCHEMA_VERSION = 6  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials,
+# 6: reference profiles and drift statuses
 
 metadata = MetaData()
 
@@ -173,4 +174,29 @@ credentials = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     Column("revoked_by", String(256)),
+)
+
+# Drift: the reference profile of each feature of a training set (what the model saw).
+profiles = Table(
+    "fs_profiles",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("training_set", Integer, primary_key=True),
+    Column("feature", String(512), primary_key=True),  # view@vN:feature
+    Column("profile", Text, nullable=False),
+)
+
+# Drift: each monitor check's status per model and feature ('' for the model), with the
+# statistics behind it.
+drift_checks = Table(
+    "fs_drift_checks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+    Column("training_set", Integer),
+    Column("detail", Text, nullable=False),  # {"features": {...}, "samples": n, ...}
+    Index("fs_drift_checks_model", "project", "model", "id"),
 )

@@ -28,6 +28,7 @@ from featurestore.errors import ApplyError, ConflictError, RegistryUnavailable
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditLog, AuditRecord, append_audit
 from featurestore.registry.credentials import CredentialStore
+from featurestore.registry.drift import DriftLog, write_profiles
 from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry.runs import RunLog
 from featurestore.registry.snapshot import ACTIVE, RETIRED, Head, RegistrySnapshot, ViewVersion
@@ -80,7 +81,7 @@ class TrainingSetRecord:
     created_by: str | None = None
 
 
-class Registry(RunLog, AuditLog, CredentialStore):
+class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
     """Versioned object store for one or more projects."""
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
@@ -278,8 +279,11 @@ class Registry(RunLog, AuditLog, CredentialStore):
                 f"unchanged. Cause: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
             ) from exc
 
-    def record_training_set(self, record: TrainingSetRecord) -> int:
-        """Lineage: remember which view versions and data a training set was built from."""
+    def record_training_set(
+        self, record: TrainingSetRecord, profiles: list[dict[str, Any]] | None = None
+    ) -> int:
+        """Lineage: remember which view versions and data a training set was built from,
+        with the reference profile of each feature (for drift monitors), atomically."""
         with self._write() as conn:
             result = conn.execute(
                 t.training_sets.insert().values(
@@ -296,7 +300,9 @@ class Registry(RunLog, AuditLog, CredentialStore):
                     created_by=_whoami(),
                 )
             )
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+            training_set = int(result.inserted_primary_key[0])  # type: ignore[index]
+            write_profiles(conn, record.project, training_set, profiles or [])
+            return training_set
 
     def training_sets(self, project: str, model: str | None = None) -> list[TrainingSetRecord]:
         """Training-set builds, newest first; only one model's when ``model`` is given."""

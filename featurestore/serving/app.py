@@ -31,10 +31,11 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from featurestore.errors import (
+    AccessDeniedError,
     AuthenticationError,
     EntityInputError,
     FeatureStoreError,
@@ -115,6 +116,7 @@ class Server:
         self.max_body_bytes = max_body_bytes
         self.refresh_seconds = refresh_seconds
         self.registry_error: str | None = None
+        self.drift_poll_seconds = 0.5
         metrics.REGISTRY_SERIAL.set(self.client.catalog.serial)
 
     async def refresh_forever(self) -> None:
@@ -250,6 +252,53 @@ def create_app(
         metrics.ENTITY_ROWS.labels(label).inc(len(response))
         metrics.LATENCY.labels(label).observe(time.perf_counter() - start)
         return Response(content, media_type="application/json")
+
+    def _drift_caller(request: Request, model: str) -> None:
+        caller = server.client.catalog.authenticate(_api_key(request))
+        if caller.model != model:
+            raise AccessDeniedError(
+                f"API key {caller.label} belongs to model '{caller.model}'; it may not read "
+                f"model '{model}'s drift status."
+            )
+
+    @app.get(
+        "/v1/drift/{model}",
+        summary="A model's drift status from its last check, with every feature's statistics",
+        responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+    )
+    async def drift_detail(model: str, request: Request) -> Response:
+        _drift_caller(request, model)
+        detail = await server.client.drift_status_async(model, detail=True)
+        return Response(orjson.dumps(detail), media_type="application/json")
+
+    @app.get(
+        "/v1/drift/{model}/events",
+        summary="Server-sent events: the model's drift summary now and at every change",
+        responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+    )
+    async def drift_events(model: str, request: Request) -> StreamingResponse:
+        _drift_caller(request, model)
+        await server.client.drift_status_async(model)  # errors before the stream starts
+
+        async def events() -> AsyncIterator[bytes]:
+            last = None
+            quiet = 0.0
+            while not await request.is_disconnected():
+                status = await server.client.drift_status_async(model)
+                if status != last:
+                    last, quiet = status, 0.0
+                    yield b"event: drift\ndata: " + orjson.dumps(status) + b"\n\n"
+                elif quiet >= 15:
+                    quiet = 0.0
+                    yield b": keep-alive\n\n"  # proxies close idle streams
+                await asyncio.sleep(server.drift_poll_seconds)
+                quiet += server.drift_poll_seconds
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> Response:

@@ -1,0 +1,1 @@
+"""Drift: reference profiles from training sets, sampled serving logs, monitors, statuses."""

@@ -1,0 +1,320 @@
+"""The drift monitor: served samples against the training reference, per model and feature.
+
+For each ``DriftMonitor`` of the repo, a check reads the model's sampled lookups of the
+last ``window`` from the serving log and the reference profiles of the model's newest
+training set, and measures per watched feature:
+
+- numbers: PSI over the reference's quantile bins; categories: Jensen-Shannon distance
+  (unseen values count under ``__other__``);
+- the change in null rate (served minus reference, absolute);
+- with ``max_staleness``: the age of served values (lookup time minus event time); p95
+  above it is ``warn``, p50 above it ``drift``.
+
+A feature's status is its worst measure (``unknown`` below ``min_samples``); the model's
+is the worst feature's. Features are matched by ``view:feature``, so a model promoted to
+a new version is compared with the profile of the version it was trained on (the detail
+names both). Training/serving skew: sampled entity rows are looked up in the offline store
+at their lookup time, and served values that differ from the offline ones are reported.
+
+Each check is recorded in the registry (history) and published to Redis: the summary that
+every lookup carries, and the detail ``/v1/drift/{model}`` returns.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from featurestore.drift.profile import CATEGORICAL, NUMERIC, category_key
+from featurestore.drift.stats import (
+    DRIFT,
+    OK,
+    UNKNOWN,
+    WARN,
+    bin_fractions,
+    category_fractions,
+    js_distance,
+    level,
+    psi,
+    worst,
+)
+from featurestore.online.layout import drift_detail_key, drift_key, served_key
+from featurestore.online.serving_log import decode_entry
+from featurestore.references import parse_reference
+
+SKEW_ROWS = 200  # sampled entity rows compared with the offline store per check
+READ_LIMIT = 200_000  # most serving-log entries one check reads
+
+
+def unversioned(ref: str) -> str:
+    parsed = parse_reference(ref)
+    return f"{parsed.view}:{parsed.feature}"
+
+
+def read_served(redis: Any, key: bytes, since_ms: int) -> list[dict[str, Any]]:
+    """Serving-log entries appended since ``since_ms`` (oldest first)."""
+    raw = redis.xrange(key, min=f"{since_ms}-0", max="+", count=READ_LIMIT)
+    return [decode_entry(fields[b"d"]) for _id, fields in raw]
+
+
+class Samples:
+    """Per feature (``view:feature``): served values, event times and lookup times."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self.lookups = len(entries)
+        self.values: dict[str, list[Any]] = {}
+        self.ages_s: dict[str, list[float]] = {}
+        self.served_ref: dict[str, str] = {}
+        self.masked: set[str] = set()
+        self.rows: list[tuple[int, dict[str, Any], dict[str, Any]]] = []  # (t, keys, values)
+        for e in entries:
+            names = [unversioned(f) for f in e["f"]]
+            for i in e["m"]:
+                self.masked.add(names[i])
+            for name, ref, values, events in zip(names, e["f"], e["v"], e["e"], strict=True):
+                self.served_ref[name] = ref
+                self.values.setdefault(name, []).extend(values)
+                ages = self.ages_s.setdefault(name, [])
+                ages.extend((e["t"] - ev) / 1e6 for ev in events if ev is not None)
+            for r, keys in enumerate(e["k"]):
+                self.rows.append((e["t"], keys, {n: e["v"][i][r] for i, n in enumerate(names)}))
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def feature_drift(
+    reference: dict[str, Any] | None, served: list[Any], ages: list[float], spec: dict[str, Any]
+) -> dict[str, Any]:
+    """One feature's measures and status (``spec``: the DriftMonitor's thresholds)."""
+    out: dict[str, Any] = {"samples": len(served)}
+    if reference is None:
+        return {
+            **out,
+            "status": UNKNOWN,
+            "reason": "no reference profile (not in the training set)",
+        }
+    if len(served) < spec["min_samples"]:
+        return {
+            **out,
+            "status": UNKNOWN,
+            "reason": f"{len(served)} served values in the window; needs {spec['min_samples']}",
+        }
+    present = [v for v in served if not _is_null(v)]
+    levels = []
+    if reference["kind"] == NUMERIC and present:
+        value = psi(reference["fractions"], bin_fractions(present, reference["edges"]))
+        out["psi"] = round(value, 6)
+        out["served_mean"] = statistics.fmean(present)
+        out["reference_mean"] = reference["mean"]
+        levels.append(level(value, spec["psi_warn"], spec["psi_drift"]))
+    elif reference["kind"] == CATEGORICAL and present:
+        current = category_fractions(
+            (category_key(v) for v in present), reference["categories"].keys()
+        )
+        value = js_distance(reference["categories"], current)
+        out["js"] = round(value, 6)
+        new = current.get("__other__", 0.0) - reference["categories"].get("__other__", 0.0)
+        if new > 0:
+            out["unseen_share"] = round(new, 6)
+        levels.append(level(value, spec["js_warn"], spec["js_drift"]))
+    ref_nulls = reference["nulls"] / reference["count"] if reference["count"] else 0.0
+    served_nulls = 1 - len(present) / len(served)
+    change = abs(served_nulls - ref_nulls)
+    out["null_rate"] = {
+        "reference": round(ref_nulls, 6),
+        "served": round(served_nulls, 6),
+        "change": round(change, 6),
+    }
+    levels.append(level(change, spec["null_rate_warn"], spec["null_rate_drift"]))
+    limit = spec.get("max_staleness_seconds")
+    if limit and ages:
+        ordered = sorted(ages)
+        p50 = ordered[len(ordered) // 2]
+        p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+        out["age_seconds"] = {"p50": round(p50, 3), "p95": round(p95, 3), "limit": limit}
+        levels.append(DRIFT if p50 > limit else WARN if p95 > limit else OK)
+    out["status"] = worst(levels)
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _is_null(a) and _is_null(b):
+        return True
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def skew(store: Any, snapshot: Any, samples: Samples, watched: list[str]) -> dict[str, Any]:
+    """Served values of sampled rows against the offline store at the same time."""
+    import pyarrow as pa
+
+    from featurestore.offline.join import build_request
+
+    features = [f for f in watched if f in samples.served_ref and f not in samples.masked]
+    rows = [r for r in samples.rows[-SKEW_ROWS:] if r[1]]
+    if not features or not rows:
+        return {}
+    resolved = [snapshot.resolve(samples.served_ref[f]) for f in features]
+    keys = sorted({k for _t, ks, _v in rows for k in ks})
+    table = pa.table(
+        {
+            **{k: [ks.get(k) for _t, ks, _v in rows] for k in keys},
+            "event_timestamp": pa.array([t for t, _k, _v in rows], pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+    request = build_request(
+        table, resolved, snapshot, store.config.offline_store_path, full_feature_names=True
+    )
+    offline = store.offline_engine("duckdb").join(request)
+    out: dict[str, Any] = {}
+    for f, r in zip(features, resolved, strict=True):
+        expected = offline.column(f"{r.view}__{r.feature}").to_pylist()
+        mismatches = [
+            {"keys": ks, "at": t, "served": v[f], "offline": want}
+            for (t, ks, v), want in zip(rows, expected, strict=True)
+            if v.get(f) is not None and not _same(v[f], want)
+        ]
+        out[f] = {
+            "checked": sum(1 for _t, _k, v in rows if v.get(f) is not None),
+            "mismatches": len(mismatches),
+            "examples": mismatches[:3],
+        }
+    return out
+
+
+def check_model(
+    store: Any, snapshot: Any, redis: Any, model: str, monitors: list[dict[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """One check of ``model`` under its monitors' specs: the detail to publish."""
+    project = snapshot.project
+    reference = store.registry.reference(project, model)
+    served_refs = [str(r) for r in snapshot.resolve_model(model)]
+    detail: dict[str, Any] = {
+        "model": model,
+        "monitors": [m["name"] for m in monitors],
+        "checked_at": now.isoformat(),
+        "training_set": reference[0] if reference else None,
+        "features": {},
+    }
+    if reference is None:
+        detail["status"] = UNKNOWN
+        detail["reason"] = (
+            f"no training set with profiles for '{model}': build one with `featurestore "
+            f"training-data --model {model}`"
+        )
+        return detail
+    profiles = {unversioned(ref): p for ref, p in reference[1].items()}
+    window = max(m["window_seconds"] for m in monitors)
+    since_ms = int(now.timestamp() * 1000) - window * 1000
+    samples = Samples(read_served(redis, served_key(project, model), since_ms))
+    detail["window_seconds"] = window
+    detail["lookups"] = samples.lookups
+    watched_all: list[str] = []
+    for spec in monitors:
+        watched = [unversioned(f) for f in spec["features"]] or [
+            unversioned(r) for r in served_refs
+        ]
+        for name in watched:
+            result = feature_drift(
+                profiles.get(name),
+                samples.values.get(name, []),
+                samples.ages_s.get(name, []),
+                spec,
+            )
+            result["served"] = samples.served_ref.get(name)
+            ref_profile = profiles.get(name)
+            result["reference"] = ref_profile["feature"] if ref_profile else None
+            previous = detail["features"].get(name)
+            if (
+                previous is None
+                or worst([previous["status"], result["status"]]) != previous["status"]
+            ):
+                detail["features"][name] = result
+            if name not in watched_all:
+                watched_all.append(name)
+    detail["status"] = worst(f["status"] for f in detail["features"].values())
+    try:
+        detail["skew"] = skew(store, snapshot, samples, watched_all)
+    except Exception as exc:  # skew is a report; a failing lookup must not hide the drift
+        detail["skew"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return detail
+
+
+def summary(detail: dict[str, Any]) -> dict[str, Any]:
+    """What every lookup carries: the status and the features that are not ok."""
+    return {
+        "model": detail["model"],
+        "status": detail["status"],
+        "features": {
+            name: f["status"]
+            for name, f in detail["features"].items()
+            if f["status"] in (WARN, DRIFT)
+        },
+        "checked_at": detail["checked_at"],
+        **({"reason": detail["reason"]} if "reason" in detail else {}),
+    }
+
+
+def monitors_by_model(snapshot: Any, model: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, head in sorted(snapshot.active("drift_monitor").items()):
+        spec = {**head.spec, "name": name}
+        if model is None or spec["model"] == model:
+            out.setdefault(spec["model"], []).append(spec)
+    return out
+
+
+def run_checks(store: Any, model: str | None = None) -> list[dict[str, Any]]:
+    """Check every monitored model (or one): publish, record, and return the details."""
+    import redis as redis_lib
+
+    from featurestore.errors import ObjectNotFound
+
+    snapshot = store.snapshot()
+    by_model = monitors_by_model(snapshot, model)
+    if model is not None and not by_model:
+        snapshot.model(model)  # unknown model: ObjectNotFound with a suggestion
+        raise ObjectNotFound(
+            f"No DriftMonitor watches model '{model}'. Declare one in the feature repo "
+            "(DriftMonitor(name=..., model=...)) and apply."
+        )
+    client = redis_lib.Redis.from_url(store.config.redis_url, socket_timeout=10)
+    details = []
+    try:
+        for name, monitors in by_model.items():
+            now = datetime.now(UTC)
+            detail = check_model(store, snapshot, client, name, monitors, now)
+            check_id = store.registry.record_drift_check(
+                snapshot.project, name, detail["status"], detail["training_set"], detail, now
+            )
+            detail["check"] = check_id
+            pipe = client.pipeline(transaction=False)
+            pipe.set(drift_key(snapshot.project, name), orjson.dumps(summary(detail)))
+            pipe.set(drift_detail_key(snapshot.project, name), orjson.dumps(detail, default=str))
+            pipe.execute()
+            details.append(detail)
+    finally:
+        client.close()
+    return details
+
+
+def monitor_forever(store: Any, interval: float) -> Iterator[list[dict[str, Any]]]:
+    """Check every ``interval`` seconds; yield each round's details."""
+    while True:
+        started = time.monotonic()
+        yield run_checks(store)
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,124 @@
+"""Drift in the registry: reference profiles per training set, and each monitor check.
+
+Profiles are written in the same transaction as their training set's lineage record, so a
+training set never exists without the profile a monitor compares serving with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from featurestore.registry import schema as t
+
+
+@dataclass(frozen=True, slots=True)
+class DriftCheck:
+    id: int
+    project: str
+    model: str
+    status: str
+    checked_at: datetime
+    training_set: int | None
+    detail: dict[str, Any]
+
+
+def write_profiles(
+    conn: Connection, project: str, training_set: int, profiles: list[dict[str, Any]]
+) -> None:
+    if profiles:
+        conn.execute(
+            t.profiles.insert(),
+            [
+                {
+                    "project": project,
+                    "training_set": training_set,
+                    "feature": p["feature"],
+                    "profile": orjson.dumps(p).decode(),
+                }
+                for p in profiles
+            ],
+        )
+
+
+class DriftLog:
+    """Registry methods for drift (mixed into Registry)."""
+
+    def profiles(self, project: str, training_set: int) -> dict[str, dict[str, Any]]:
+        """``{view@vN:feature: profile}`` of one training set (profiles as dicts)."""
+        pr = t.profiles
+        query = select(pr.c.feature, pr.c.profile).where(
+            pr.c.project == project, pr.c.training_set == training_set
+        )
+        with self._read() as conn:  # type: ignore[attr-defined]
+            return {r.feature: orjson.loads(r.profile) for r in conn.execute(query)}
+
+    def reference(self, project: str, model: str) -> tuple[int, dict[str, dict[str, Any]]] | None:
+        """The newest training set of ``model`` that has profiles, and its profiles."""
+        ts, pr = t.training_sets, t.profiles
+        query = (
+            select(ts.c.id)
+            .where(ts.c.project == project, ts.c.model == model)
+            .where(
+                select(pr.c.feature)
+                .where(pr.c.project == project, pr.c.training_set == ts.c.id)
+                .exists()
+            )
+            .order_by(ts.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:  # type: ignore[attr-defined]
+            found = conn.execute(query).scalar()
+        return None if found is None else (found, self.profiles(project, found))
+
+    def record_drift_check(
+        self,
+        project: str,
+        model: str,
+        status: str,
+        training_set: int | None,
+        detail: dict[str, Any],
+        checked_at: datetime,
+    ) -> int:
+        with self._write() as conn:  # type: ignore[attr-defined]
+            result = conn.execute(
+                t.drift_checks.insert().values(
+                    project=project,
+                    model=model,
+                    status=status,
+                    checked_at=checked_at,
+                    training_set=training_set,
+                    detail=orjson.dumps(detail, default=str).decode(),
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def drift_checks(
+        self, project: str, model: str | None = None, *, limit: int | None = 50
+    ) -> list[DriftCheck]:
+        """Checks, newest first."""
+        from featurestore.times import as_utc
+
+        dc = t.drift_checks
+        query = select(dc).where(dc.c.project == project).order_by(dc.c.id.desc())
+        if model is not None:
+            query = query.where(dc.c.model == model)
+        if limit:
+            query = query.limit(limit)
+        with self._read() as conn:  # type: ignore[attr-defined]
+            return [
+                DriftCheck(
+                    id=r.id,
+                    project=r.project,
+                    model=r.model,
+                    status=r.status,
+                    checked_at=as_utc(r.checked_at),
+                    training_set=r.training_set,
+                    detail=orjson.loads(r.detail),
+                )
+                for r in conn.execute(query)
+            ]

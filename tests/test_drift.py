@@ -1,0 +1,327 @@
+"""Drift: statistics on known distributions, reference profiles from a training set, the
+sampled serving log, checks that publish to lookups, training/serving skew, and the
+server's drift endpoints (real Redis, real Parquet, a real server process)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from featurestore import FeatureStore
+from featurestore.cli import app
+from featurestore.drift.monitor import feature_drift, run_checks
+from featurestore.drift.profile import profile_column
+from featurestore.drift.stats import js_distance, psi
+from featurestore.online.layout import served_key
+from tests.helpers import write_repo
+from tests.test_serving import start_server, stop_server
+
+UTC_US = pa.timestamp("us", tz="UTC")
+SPEC = {
+    "psi_warn": 0.1,
+    "psi_drift": 0.25,
+    "js_warn": 0.1,
+    "js_drift": 0.2,
+    "null_rate_warn": 0.05,
+    "null_rate_drift": 0.2,
+    "min_samples": 100,
+    "max_staleness_seconds": None,
+}
+
+
+def normal(n: int, mean: float, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.gauss(mean, 10.0) for _ in range(n)]
+
+
+def countries(n: int, seed: int, weights: dict[str, float]) -> list[str]:
+    rng = random.Random(seed)
+    return rng.choices(list(weights), weights=list(weights.values()), k=n)
+
+
+BASE = {"DE": 0.5, "FR": 0.3, "IT": 0.2}
+
+
+# -- statistics on known distributions ------------------------------------------------------
+
+
+def test_identical_distributions_are_ok() -> None:
+    ref = profile_column("v@v1:x", pa.array(normal(5000, 100, 1))).to_dict()
+    got = feature_drift(ref, normal(2000, 100, 2), [], SPEC)
+    assert got["status"] == "ok", got
+    assert got["psi"] < 0.05
+    cat = profile_column("v@v1:c", pa.array(countries(5000, 1, BASE))).to_dict()
+    same = feature_drift(cat, countries(2000, 2, BASE), [], SPEC)
+    assert same["status"] == "ok", same
+    assert same["js"] < 0.05
+
+
+def test_a_shifted_mean_drifts() -> None:
+    ref = profile_column("v@v1:x", pa.array(normal(5000, 100, 1))).to_dict()
+    small = feature_drift(ref, normal(2000, 103, 2), [], SPEC)  # 0.3 sigma
+    large = feature_drift(ref, normal(2000, 120, 2), [], SPEC)  # 2 sigma
+    assert small["psi"] < large["psi"]
+    assert small["status"] in ("ok", "warn")
+    assert large["status"] == "drift"
+    assert large["psi"] > 1.0
+
+
+def test_a_new_category_is_flagged() -> None:
+    ref = profile_column("v@v1:c", pa.array(countries(5000, 1, BASE))).to_dict()
+    got = feature_drift(ref, countries(2000, 2, {**BASE, "XX": 0.6}), [], SPEC)
+    assert got["status"] == "drift"
+    assert got["unseen_share"] > 0.3
+    assert js_distance({"a": 1.0}, {"b": 1.0}) == pytest.approx(1.0)
+    assert js_distance({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == 0.0
+
+
+def test_nulls_appearing_are_flagged() -> None:
+    ref = profile_column("v@v1:x", pa.array(normal(5000, 100, 1))).to_dict()
+    values = normal(2000, 100, 2)
+    with_nulls = [None if i % 3 == 0 else v for i, v in enumerate(values)]
+    got = feature_drift(ref, with_nulls, [], SPEC)
+    assert got["null_rate"]["served"] == pytest.approx(1 / 3, abs=0.01)
+    assert got["status"] == "drift"
+    assert got["psi"] < 0.1  # the values themselves did not move
+
+
+def test_too_few_samples_and_no_reference_are_unknown() -> None:
+    ref = profile_column("v@v1:x", pa.array(normal(5000, 100, 1))).to_dict()
+    assert feature_drift(ref, normal(99, 100, 2), [], SPEC)["status"] == "unknown"
+    assert feature_drift(None, normal(500, 100, 2), [], SPEC)["status"] == "unknown"
+    assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0
+    with pytest.raises(ValueError, match="bins"):
+        psi([1.0], [0.5, 0.5])
+
+
+def test_staleness_is_measured_against_the_limit() -> None:
+    ref = profile_column("v@v1:x", pa.array(normal(500, 100, 1))).to_dict()
+    spec = {**SPEC, "max_staleness_seconds": 60}
+    fresh = feature_drift(ref, normal(200, 100, 2), [5.0] * 200, spec)
+    stale = feature_drift(ref, normal(200, 100, 2), [600.0] * 200, spec)
+    assert (fresh["status"], stale["status"]) == ("ok", "drift")
+    assert stale["age_seconds"]["p50"] == 600.0
+
+
+# -- end to end on Redis --------------------------------------------------------------------
+
+DEFS = """
+from datetime import timedelta
+
+from featurestore import (
+    DriftMonitor, Entity, FeatureService, FeatureView, Field, Float64, Int64, Model,
+    ParquetSource, String,
+)
+
+user = Entity(name="user", join_key="user_id", dtype=Int64)
+src = ParquetSource(name="src", path="data/src")
+stats = FeatureView(
+    name="stats",
+    entities=[user],
+    source=src,
+    schema=[
+        Field(name="amount", dtype=Float64),
+        Field(name="country", dtype=String),
+        Field(name="score", dtype=Float64),
+    ],
+    ttl=timedelta(days=30),
+)
+svc = FeatureService(name="svc", features=[stats])
+scorer = Model(name="scorer", feature_services=[svc], purpose="fraud", owner="risk")
+other = Model(name="other", feature_services=[svc], purpose="fraud", owner="risk")
+watch = DriftMonitor(
+    name="watch", model=scorer, sample_rate=1.0, min_samples=100, window=timedelta(hours=1)
+)
+"""
+USERS = 300
+_n = itertools.count()
+
+
+def rows(at: datetime, amount_mean: float, weights: dict[str, float], nulls: int, seed: int):
+    scores = normal(USERS, 0, seed + 2)
+    return pa.table(
+        {
+            "user_id": pa.array(range(USERS), pa.int64()),
+            "event_timestamp": pa.array([at] * USERS, UTC_US),
+            "amount": normal(USERS, amount_mean, seed),
+            "country": countries(USERS, seed + 1, weights),
+            "score": [None if nulls and i % nulls == 0 else s for i, s in enumerate(scores)],
+        }
+    )
+
+
+@pytest.fixture
+def monitored(tmp_path: Path, services: Any) -> Iterator[FeatureStore]:
+    """Trained on 300 users (amount ~ N(100, 10)); the same values served online."""
+    config = (
+        f"project: drift{next(_n)}\nregistry: data/registry.db\n"
+        f"online_store:\n  redis_url: {services.redis_url}\n"
+    )
+    repo = write_repo(tmp_path / "repo", {"featurestore.yaml": config, "defs.py": DEFS})
+    now = datetime.now(UTC)
+    with FeatureStore(repo) as store:
+        store.apply()
+        trained = rows(now - timedelta(hours=3), 100, BASE, 0, 1)
+        store.offline_store().write(store.snapshot().feature_view("stats"), 1, trained)
+        store.write_online("stats", trained)
+        spine = pa.table(
+            {
+                "user_id": pa.array(range(USERS), pa.int64()),
+                "event_timestamp": pa.array([now - timedelta(hours=2)] * USERS, UTC_US),
+            }
+        )
+        store.get_training_data(spine, model="scorer")
+        yield store
+
+
+def serve_lookups(client: Any, n: int = 6) -> None:
+    for i in range(n):
+        client.get_online_features(
+            [{"user_id": u} for u in range(i * 50, i * 50 + 50)], model="scorer"
+        )
+    client.serving_log.flush()
+
+
+@pytest.mark.services
+def test_training_sets_save_reference_profiles(monitored: FeatureStore) -> None:
+    training_set, profiles = monitored.registry.reference(monitored.project, "scorer")
+    assert training_set == monitored.registry.training_sets(monitored.project)[0].id
+    assert set(profiles) == {"stats@v1:amount", "stats@v1:country", "stats@v1:score"}
+    amount = profiles["stats@v1:amount"]
+    assert (amount["kind"], amount["count"], amount["nulls"]) == ("numeric", USERS, 0)
+    assert amount["mean"] == pytest.approx(100, abs=2)
+    assert sum(amount["fractions"]) == pytest.approx(1.0)
+    assert set(profiles["stats@v1:country"]["categories"]) == set(BASE)
+    assert monitored.registry.reference(monitored.project, "other") is None
+
+
+@pytest.mark.services
+def test_served_drift_reaches_lookups_with_its_history_and_skew(monitored: FeatureStore) -> None:
+    client = monitored.online_client()
+    client.drift_refresh_seconds = 0.0  # read the status on every lookup
+    first = client.get_online_features([{"user_id": 1}], model="scorer")
+    assert first.drift["status"] == "unknown"  # never checked
+    serve_lookups(client)
+    [detail] = run_checks(monitored)
+    assert detail["status"] == "ok", detail
+    assert detail["lookups"] == 7
+    assert detail["features"]["stats:amount"]["samples"] == 301
+    assert detail["skew"]["stats:amount"] == {"checked": 200, "mismatches": 0, "examples": []}
+    ok = client.get_online_features([{"user_id": 1}], model="scorer")
+    assert ok.drift == {
+        "model": "scorer",
+        "status": "ok",
+        "features": {},
+        "checked_at": detail["checked_at"],
+    }
+    assert json.loads(ok.to_json())["metadata"]["drift"]["status"] == "ok"
+
+    # The world moves: online values shift (offline keeps the old ones: skew too).
+    shifted = rows(datetime.now(UTC) - timedelta(minutes=5), 140, {**BASE, "XX": 1.0}, 3, 7)
+    monitored.write_online("stats", shifted)
+    redis.Redis.from_url(monitored.config.redis_url).delete(served_key(monitored.project, "scorer"))
+    serve_lookups(client)
+    [detail] = run_checks(monitored)
+    features = detail["features"]
+    assert detail["status"] == "drift"
+    assert features["stats:amount"]["status"] == "drift"
+    assert features["stats:amount"]["psi"] > 1
+    assert features["stats:country"]["status"] == "drift"
+    assert features["stats:score"]["null_rate"]["served"] == pytest.approx(1 / 3, abs=0.02)
+    assert features["stats:score"]["status"] == "drift"
+    assert detail["skew"]["stats:amount"]["mismatches"] == detail["skew"]["stats:amount"]["checked"]
+    seen = client.get_online_features([{"user_id": 1}], model="scorer").drift
+    assert seen["status"] == "drift"
+    assert seen["features"] == {
+        "stats:amount": "drift",
+        "stats:country": "drift",
+        "stats:score": "drift",
+    }
+    assert client.drift_status("scorer", detail=True)["features"]["stats:amount"]["psi"] > 1
+    history = monitored.registry.drift_checks(monitored.project, "scorer")
+    assert [c.status for c in history] == ["drift", "ok"]
+    # Unmonitored models are not sampled and carry no status.
+    assert client.get_online_features([{"user_id": 1}], model="other").drift is None
+
+
+@pytest.mark.services
+def test_the_cli_checks_reports_and_exits_3_on_drift(monitored: FeatureStore) -> None:
+    repo = str(monitored.config.repo_path)
+    runner = CliRunner()
+    unknown = runner.invoke(app, ["drift", "check", "-r", repo])
+    assert unknown.exit_code == 0, unknown.output
+    assert "scorer: unknown" in unknown.output
+    client = monitored.online_client()
+    shifted = rows(datetime.now(UTC) - timedelta(minutes=5), 160, BASE, 0, 9)
+    monitored.write_online("stats", shifted)
+    serve_lookups(client)
+    drifted = runner.invoke(app, ["drift", "check", "scorer", "-r", repo])
+    assert drifted.exit_code == 3, drifted.output
+    assert "scorer: drift" in drifted.output
+    assert "stats:amount" in drifted.output
+    assert "training/serving skew" in drifted.output
+    status = runner.invoke(app, ["drift", "status", "scorer", "-r", repo, "--json"])
+    assert json.loads(status.output)["status"] == "drift"
+    history = runner.invoke(app, ["drift", "history", "scorer", "-r", repo])
+    assert history.output.index("drift") < history.output.index("unknown")
+    nope = runner.invoke(app, ["drift", "check", "other", "-r", repo])
+    assert nope.exit_code == 1
+    assert "No DriftMonitor watches model 'other'" in nope.output
+
+
+@pytest.mark.services
+def test_the_server_returns_and_streams_drift_status(monitored: FeatureStore) -> None:
+    server = start_server(monitored.config.repo_path, model="scorer")
+    try:
+        headers = {"Authorization": f"Bearer {server.key}"}
+        before = httpx.get(f"{server.url}/v1/drift/scorer", headers=headers, timeout=10)
+        assert before.json()["status"] == "unknown"
+        _c, other_key = monitored.create_credential("other")
+        denied = httpx.get(
+            f"{server.url}/v1/drift/scorer",
+            headers={"Authorization": f"Bearer {other_key}"},
+            timeout=10,
+        )
+        assert denied.status_code in (401, 403)  # 401 until the server has loaded the new key
+        events: list[dict[str, Any]] = []
+
+        def listen() -> None:
+            with httpx.stream(
+                "GET", f"{server.url}/v1/drift/scorer/events", headers=headers, timeout=30
+            ) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("data: "):
+                        events.append(json.loads(line[6:]))
+                        if len(events) == 2:
+                            return
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        deadline = time.monotonic() + 10
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert events[0]["status"] == "unknown"
+        client = monitored.online_client()
+        serve_lookups(client)
+        run_checks(monitored)
+        listener.join(10)
+        assert [e["status"] for e in events] == ["unknown", "ok"]
+        looked_up = server.post({"entities": [{"user_id": 3}]}, headers=headers).json()
+        assert looked_up["metadata"]["drift"]["status"] == "ok"
+        detail = httpx.get(f"{server.url}/v1/drift/scorer", headers=headers, timeout=10).json()
+        assert detail["features"]["stats:amount"]["status"] == "ok"
+    finally:
+        stop_server(server)
