@@ -719,6 +719,10 @@ def generate_data(
             "--kafka-only", help="Only produce the live events (a burst; 1% of them bad)."
         ),
     ] = False,
+    amount_scale: Annotated[
+        float,
+        typer.Option(help="Multiply live events' amounts (a shifted world, to watch drift)."),
+    ] = 1.0,
 ) -> None:
     """Write the example repo's source Parquet (and optionally Kafka events), seeded."""
     from featurestore.config import load_config
@@ -729,7 +733,14 @@ def generate_data(
         users=users, merchants=merchants, days=days, transactions=transactions, seed=seed
     )
     if kafka_only:
-        produce_events(config, settings, kafka_events or 5000, bad=0.01, progress=typer.echo)
+        produce_events(
+            config,
+            settings,
+            kafka_events or 5000,
+            bad=0.01,
+            amount_scale=amount_scale,
+            progress=typer.echo,
+        )
         return
     report = generate(config, settings, kafka_events=kafka_events, progress=typer.echo)
     for name, rows in report.items():

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -204,6 +205,40 @@ def generate(
     return report
 
 
+def live_events(
+    settings: GeneratorSettings,
+    count: int,
+    *,
+    seed: int | None = None,
+    amount_scale: float = 1.0,
+    spread: timedelta | None = None,
+) -> list[dict[str, Any]]:
+    """``count`` transaction events, the last one now (a stream's events are never ahead),
+    drawn like the history (skewed users, lognormal amounts): a millisecond apart (a
+    burst), or evenly over the ``spread`` before now (e.g. the history's rate, about
+    1,400 an hour at the default size). ``amount_scale`` multiplies the amounts (a shifted
+    world, for drift)."""
+    rng = np.random.default_rng(settings.seed + 1 if seed is None else seed)
+    now = time.time()
+    step = spread.total_seconds() / count if spread is not None and count else 0.001
+    events = []
+    for i in range(count):
+        user = int(rng.zipf(1.3) % settings.users + 1)
+        events.append(
+            {
+                "transaction_id": f"live_{int(now)}_{i}",
+                "user_id": user,
+                "merchant_id": f"m_{int(rng.integers(0, settings.merchants)):05d}",
+                "amount": round(float(rng.lognormal(3.3, 1.0)) * amount_scale, 2),
+                "currency": "EUR",
+                "event_timestamp": datetime.fromtimestamp(
+                    now - (count - 1 - i) * step, UTC
+                ).isoformat(),
+            }
+        )
+    return events
+
+
 def produce_events(
     config: RepoConfig,
     settings: GeneratorSettings,
@@ -212,10 +247,13 @@ def produce_events(
     topic: str = TOPIC,
     partitions: int = 4,
     bad: float = 0.0,
+    amount_scale: float = 1.0,
+    events: list[dict[str, Any]] | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> int:
-    """Produce ``count`` transaction events stamped around now, keyed by user (per-user
-    order); a ``bad`` fraction of them breaks the view's rules (dead letters to see)."""
+    """Produce ``count`` transaction events (``live_events``, or the given ``events``),
+    keyed by user (per-user order); a ``bad`` fraction of them breaks the view's rules
+    (dead letters to see)."""
     import orjson
 
     try:
@@ -235,21 +273,12 @@ def produce_events(
         pass
     finally:
         admin.close()
-    rng = np.random.default_rng(settings.seed + 1)
+    if events is None:
+        events = live_events(settings, count, amount_scale=amount_scale)
+    rng = np.random.default_rng(settings.seed + 2)
     producer = KafkaProducer(bootstrap_servers=servers, linger_ms=20, acks=1)
-    now = time.time()
     started = time.perf_counter()
-    for i in range(count):
-        user = int(rng.zipf(1.3) % settings.users + 1)
-        event = {
-            "transaction_id": f"live_{int(now)}_{i}",
-            "user_id": user,
-            "merchant_id": f"m_{int(rng.integers(0, settings.merchants)):05d}",
-            "amount": round(float(rng.lognormal(3.3, 1.0)), 2),
-            "currency": "EUR",
-            # A millisecond apart, the last one now (a stream's events are never ahead).
-            "event_timestamp": datetime.fromtimestamp(now - (count - i) * 0.001, UTC).isoformat(),
-        }
+    for event in events:
         value = orjson.dumps(event)
         if bad and rng.random() < bad:
             value = (
@@ -257,8 +286,10 @@ def produce_events(
                 if rng.random() < 0.5
                 else value[: len(value) // 2]  # truncated JSON
             )
-        producer.send(topic, key=str(user).encode(), value=value)
+        producer.send(topic, key=str(event["user_id"]).encode(), value=value)
     producer.flush()
     producer.close()
-    progress(f"produced {count:,} events to '{topic}' in {time.perf_counter() - started:.1f}s")
-    return count
+    progress(
+        f"produced {len(events):,} events to '{topic}' in {time.perf_counter() - started:.1f}s"
+    )
+    return len(events)

@@ -22,9 +22,13 @@ step "Materialize the batch views: validate, offline store, online store (small:
 step "Each run is recorded for lineage" "featurestore runs -r $REPO --limit 2"
 step "Incremental, on Spark (what a cluster runs): only what arrived since the last run" \
   "featurestore materialize -r $REPO --incremental --engine spark"
-step "Build a point-in-time correct training set for fraud_detector" \
+step "Backfill the streaming view's history on Spark (the consumer's own window code, per user)" \
+  "featurestore stream backfill user_txn_stats --from source -r $REPO"
+step "Build a point-in-time correct training set for fraud_detector (and its reference profile)" \
   "featurestore training-data -r $REPO --model fraud_detector --entities $REPO/data/labels.parquet --out $REPO/data/training/fraud_detector.parquet"
 step "Lineage: which data trained which model" "featurestore training-sets -r $REPO --model fraud_detector"
+step "Train the example fraud model on it (logistic regression, numpy)" \
+  "python -m examples.fraud_inference.train --training-set $REPO/data/training/fraud_detector.parquet --out $REPO/data/models/fraud_detector.json"
 step "Online lookup for fraud_detector from the command line (one Redis round trip)" \
   "featurestore get-online -r $REPO --model fraud_detector -e user_id=42 -e merchant_id=m_00042"
 
@@ -54,14 +58,18 @@ step "The audit log (a hash chain): keys, the denial, builds, applies; newest fi
   "featurestore audit -r $REPO --limit 6"
 step "Nobody edited it" "featurestore audit verify -r $REPO"
 
-# Streaming: history on Spark, then live events through the Kafka consumer.
-step "Backfill the streaming view's history on Spark (the consumer's own window code, per user)" \
-  "featurestore stream backfill user_txn_stats --from source -r $REPO"
-step "A burst of live card transactions to Kafka (1% of them bad)" \
-  "featurestore generate-data -r $REPO --kafka-events 3000 --kafka-only"
+# Streaming: live events through the Kafka consumer, scored as they arrive; then the
+# world shifts and the drift monitor says so.
 featurestore stream -r $REPO --flush-seconds 1 > "$REPO/.featurestore/stream-demo.log" 2>&1 &
 CONSUMER=$!
-trap 'kill $CONSUMER 2>/dev/null || true' EXIT
+INFER_KEY=$(featurestore credentials create -r $REPO --model fraud_detector --description "fraud inference service" 2>/dev/null)
+INFER_PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+FEATURESTORE_REPO=$REPO FEATURESTORE_API_KEY=$INFER_KEY FRAUD_MODEL=$REPO/data/models/fraud_detector.json \
+  python -m uvicorn examples.fraud_inference.app:app_from_env --factory --port "$INFER_PORT" --log-level warning \
+  > "$REPO/.featurestore/inference-demo.log" 2>&1 &
+INFERENCE=$!
+trap 'kill $CONSUMER $INFERENCE 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "localhost:$INFER_PORT/healthz" >/dev/null && break; sleep 0.2; done
 caught_up() {
   for _ in $(seq 150); do
     featurestore stream status -r $REPO --json | python -c \
@@ -71,6 +79,13 @@ caught_up() {
   done
   echo "the consumer did not catch up; its log:"; cat "$REPO/.featurestore/stream-demo.log"; return 1
 }
+TRAFFIC="python -m examples.fraud_inference.traffic --url http://127.0.0.1:$INFER_PORT --repo $REPO"
+step "Card transactions at the usual rate (spread over 40 minutes) go to Kafka; the inference service (examples/fraud_inference, running) scores each with fraud_detector's features" \
+  "$TRAFFIC live --count 1000 --spread-minutes 40 --seed 1"
+step "The drift monitor compares the sampled served features with the training set's profile (featurestore drift monitor runs this every interval)" \
+  "featurestore drift check -r $REPO || true"
+step "A burst of live card transactions to Kafka (1% of them bad)" \
+  "featurestore generate-data -r $REPO --kafka-events 3000 --kafka-only"
 caught_up
 STREAMED="-f user_txn_stats:count_10m -f user_txn_stats:amount_sum_10m -f user_txn_stats:count_1d -e user_id=2"
 step "The consumer (featurestore stream, running) has written user 2's windows online" \
@@ -81,8 +96,18 @@ step "User 2's streamed features changed, within a poll of arriving" "featuresto
 step "Consumer status: lag per partition, events/s, freshness, dead letters" \
   "featurestore stream status -r $REPO"
 step "Bad events went to the dead-letter topic with their reason" "featurestore stream dlq -r $REPO --limit 3"
+step "The world shifts: transactions ten times larger than usual, scored as they arrive" \
+  "$TRAFFIC live --count 1000 --amount-scale 10 --seed 2"
+step "The monitor sees it (exit code 3 means drift)" "featurestore drift check -r $REPO || true"
+step "Every lookup now carries the status: the inference service switches to its declared fallback rule" \
+  "$TRAFFIC live --count 20 --amount-scale 10 --seed 3"
+step "It says so in its metrics, and the drift history is kept" \
+  "curl -s localhost:$INFER_PORT/metrics | grep -E '^fraud_inference_(predictions_total|drift_status)' ; featurestore drift history fraud_detector -r $REPO --limit 3"
+kill $INFERENCE; wait $INFERENCE 2>/dev/null || true
 step "Stop the consumer: SIGTERM lands the current batch offline and commits" \
   "kill -TERM $CONSUMER; wait $CONSUMER; tail -2 $REPO/.featurestore/stream-demo.log"
+step "Lineage of fraud_detector: what it serves and was trained on, where each came from" \
+  "featurestore lineage model fraud_detector -r $REPO | head -8"
 
 # Versions: change a dtype in a scratch copy of the repo (own registry), apply,
 # and see v2 beside v1, with v1 still resolvable and the models still on it.

@@ -1,0 +1,118 @@
+"""Send card transactions to the inference service, as a payment system would.
+
+    python -m examples.fraud_inference.traffic --url http://127.0.0.1:8000 \\
+        --repo feature_repo labels --count 1000
+    python -m examples.fraud_inference.traffic --url http://127.0.0.1:8000 \\
+        --repo feature_repo live --count 2000 --amount-scale 10
+
+``labels``: transactions drawn from the labelled history (what the model was trained on).
+``live``: new transactions, produced to Kafka first (the stream consumer updates the
+users' windows), then scored once the consumer has caught up; ``--spread-minutes`` stamps
+them over the last minutes (as at the history's rate) instead of as one burst, and
+``--amount-scale`` shifts their amounts. Prints how many were scored by the model or the
+fallback, and the last drift status the service returned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def from_labels(repo: Path, count: int, seed: int) -> list[dict[str, Any]]:
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(
+        repo / "data" / "labels.parquet",
+        columns=["transaction_id", "user_id", "merchant_id", "amount", "event_timestamp"],
+    )
+    rng = np.random.default_rng(seed)
+    picked = table.take(rng.choice(table.num_rows, size=min(count, table.num_rows), replace=False))
+    return [
+        {**row, "event_timestamp": row["event_timestamp"].isoformat()} for row in picked.to_pylist()
+    ]
+
+
+def live(
+    repo: Path, count: int, amount_scale: float, spread_minutes: float, seed: int
+) -> list[dict[str, Any]]:
+    from datetime import timedelta
+
+    from featurestore import FeatureStore
+    from pipelines.generate_data import GeneratorSettings, live_events, produce_events
+    from pipelines.stream import group_status
+
+    with FeatureStore(repo) as store:
+        settings = GeneratorSettings()
+        spread = timedelta(minutes=spread_minutes) if spread_minutes else None
+        events = live_events(settings, count, seed=seed, amount_scale=amount_scale, spread=spread)
+        produce_events(store.config, settings, count, events=events)
+        deadline = time.monotonic() + 60
+        # Scored once committed: the consumer writes online before it commits.
+        while time.monotonic() < deadline:
+            status = group_status(store, "user_txn_stats")
+            if status["consumers"] and status["total_lag"] == 0:
+                break
+            time.sleep(0.2)
+        else:
+            raise SystemExit("the stream consumer did not catch up within 60 s; is it running?")
+    return events
+
+
+def send(url: str, transactions: list[dict[str, Any]]) -> dict[str, Any]:
+    modes: collections.Counter[str] = collections.Counter()
+    last: dict[str, Any] = {}
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for t in transactions:
+            response = client.post("/predict", json=t)
+            response.raise_for_status()
+            last = response.json()
+            modes[last["mode"]] += 1
+    return {"modes": dict(modes), "last": last}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--repo", type=Path, default=Path("feature_repo"))
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    sub = parser.add_subparsers(dest="kind", required=True)
+    labels = sub.add_parser("labels")
+    labels.add_argument("--count", type=int, default=1000)
+    shifted = sub.add_parser("live")
+    shifted.add_argument("--count", type=int, default=2000)
+    shifted.add_argument("--amount-scale", type=float, default=1.0)
+    shifted.add_argument(
+        "--spread-minutes",
+        type=float,
+        default=0.0,
+        help="stamp the events evenly over this many minutes before now (default: a burst)",
+    )
+    args = parser.parse_args()
+    if args.kind == "labels":
+        transactions = from_labels(args.repo, args.count, args.seed)
+    else:
+        transactions = live(
+            args.repo, args.count, args.amount_scale, args.spread_minutes, args.seed
+        )
+    result = send(args.url, transactions)
+    drift = result["last"].get("drift", {})
+    flagged = ", ".join(f"{f} {s}" for f, s in drift.get("features", {}).items())
+    print(
+        f"{len(transactions):,} transactions scored: "
+        + ", ".join(f"{n:,} by the {mode}" for mode, n in sorted(result["modes"].items()))
+        + f"; drift status {drift.get('status')}"
+        + (f" ({flagged})" if flagged else "")
+    )
+
+
+if __name__ == "__main__":
+    main()
