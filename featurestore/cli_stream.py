@@ -1,7 +1,8 @@
 """``featurestore stream``: run the Kafka consumer, and look at its dead letters and status.
 
 ``featurestore stream [VIEW ...]`` runs the consumer (``run`` is implied);
-``stream status``, ``stream dlq`` and ``stream backfill`` are the other verbs.
+``stream status``, ``stream dlq``, ``stream backfill`` and ``stream create-topic`` are the
+other verbs.
 """
 
 from __future__ import annotations
@@ -120,6 +121,27 @@ def status(
                 f"freshness p50 {fresh['p50']} ms p99 {fresh['p99']} ms, "
                 f"updated {time.time() - c['updated']:.0f}s ago"
             )
+
+
+@stream_app.command("create-topic")
+@handle_errors
+def create_topic(
+    view: Annotated[str, typer.Argument(help="The streaming view whose topic to create.")],
+    partitions: Annotated[
+        int, typer.Option(help="At least as many as the consumers you will run.")
+    ] = 4,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Create a streaming view's topic (and its dead-letter topic) if it does not exist."""
+    stream = _pipeline()
+    with _store(repo) as store:
+        created = stream.create_topic(store, view, partitions)
+        _v, _n, source = stream.stream_view(store, view)
+    typer.echo(
+        f"Created topic '{source.topic}' ({partitions} partitions)"
+        if created
+        else f"Topic '{source.topic}' exists already"
+    )
 
 
 @stream_app.command("dlq")

@@ -61,6 +61,9 @@ def user_profiles(s: GeneratorSettings, rng: np.random.Generator) -> pa.Table:
     user_id = np.repeat(np.arange(1, s.users + 1, dtype="int64"), updates)
     n = len(user_id)
     event = start + rng.integers(0, span, n)
+    # Every holder has a profile from the start: training rows then find one, as lookups do.
+    _users, first = np.unique(user_id, return_index=True)
+    event[first] = start
     base_age = rng.integers(18, 80, s.users)
     age = base_age[user_id - 1]
     home = COUNTRIES[rng.integers(0, len(COUNTRIES), s.users)]

@@ -222,8 +222,9 @@ class StreamConsumer(ConsumerRebalanceListener):
             self.close()
             raise StreamError(
                 f"{self.label}: topic '{self.source.topic}' does not exist on {self.bootstrap}. "
-                "Create it (with as many partitions as consumers you want to run) or point the "
-                f"source '{self.source.name}' at an existing topic."
+                "Create it with as many partitions as consumers you want to run (`featurestore "
+                f"stream create-topic {self.view.name} --partitions N`) or point the source "
+                f"'{self.source.name}' at an existing topic."
             )
         self._check_positions()
         self.consumer.subscribe([self.source.topic], listener=self)
@@ -622,6 +623,27 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def create_topic(store: FeatureStore, name: str, partitions: int) -> bool:
+    """Create the view's topic (and its dead-letter topic); False if it already existed."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    _view, _version, source = stream_view(store, name)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers(store, source), request_timeout_ms=10_000
+    )
+    try:
+        created = True
+        for topic, count in ((source.topic, partitions), (dlq_topic(source), 1)):
+            try:
+                admin.create_topics([NewTopic(topic, num_partitions=count, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                created = created and topic != source.topic
+        return created
+    finally:
+        admin.close()
 
 
 def group_status(store: FeatureStore, name: str) -> dict[str, Any]:

@@ -9,7 +9,9 @@ REPO=feature_repo
 
 step() { printf '\n\033[1;34m### %s\033[0m\n$ %s\n' "$1" "$2"; eval "$2"; }
 
-step "Start a local Redis and Kafka-protocol broker" "featurestore dev up -r $REPO"
+# A fresh start: the dev services keep their data in memory, so a restart empties them.
+featurestore dev down -r $REPO >/dev/null 2>&1 || true
+step "Start a local Redis and Kafka-protocol broker (in memory: each run starts empty)" "featurestore dev up -r $REPO"
 step "Generate the example sources (seeded, ~1.1M rows)" "featurestore generate-data -r $REPO"
 step "What would change in the registry?" "featurestore plan -r $REPO"
 step "Apply the definitions (atomic, idempotent)" "featurestore apply -r $REPO"
@@ -60,6 +62,7 @@ step "Nobody edited it" "featurestore audit verify -r $REPO"
 
 # Streaming: live events through the Kafka consumer, scored as they arrive; then the
 # world shifts and the drift monitor says so.
+featurestore stream create-topic user_txn_stats -r $REPO --partitions 4 >/dev/null
 featurestore stream -r $REPO --flush-seconds 1 > "$REPO/.featurestore/stream-demo.log" 2>&1 &
 CONSUMER=$!
 INFER_KEY=$(featurestore credentials create -r $REPO --model fraud_detector --description "fraud inference service" 2>/dev/null)
@@ -80,8 +83,8 @@ caught_up() {
   echo "the consumer did not catch up; its log:"; cat "$REPO/.featurestore/stream-demo.log"; return 1
 }
 TRAFFIC="python -m examples.fraud_inference.traffic --url http://127.0.0.1:$INFER_PORT --repo $REPO"
-step "Card transactions at the usual rate (spread over 40 minutes) go to Kafka; the inference service (examples/fraud_inference, running) scores each with fraud_detector's features" \
-  "$TRAFFIC live --count 1000 --spread-minutes 40 --seed 1"
+step "Two hours of card transactions at the usual rate go to Kafka; the inference service (examples/fraud_inference, running) scores the last hour's with fraud_detector's features" \
+  "$TRAFFIC live --count 2800 --spread-minutes 120 --score-last-minutes 60 --seed 1"
 step "The drift monitor compares the sampled served features with the training set's profile (featurestore drift monitor runs this every interval)" \
   "featurestore drift check -r $REPO || true"
 step "A burst of live card transactions to Kafka (1% of them bad)" \

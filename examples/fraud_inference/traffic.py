@@ -40,9 +40,14 @@ def from_labels(repo: Path, count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def live(
-    repo: Path, count: int, amount_scale: float, spread_minutes: float, seed: int
+    repo: Path,
+    count: int,
+    amount_scale: float,
+    spread_minutes: float,
+    seed: int,
+    score_last_minutes: float = 0.0,
 ) -> list[dict[str, Any]]:
-    from datetime import timedelta
+    from datetime import UTC, datetime, timedelta
 
     from featurestore import FeatureStore
     from pipelines.generate_data import GeneratorSettings, live_events, produce_events
@@ -62,6 +67,9 @@ def live(
             time.sleep(0.2)
         else:
             raise SystemExit("the stream consumer did not catch up within 60 s; is it running?")
+    if score_last_minutes:  # the users' windows are full only once the spread covers them
+        since = (datetime.now(UTC) - timedelta(minutes=score_last_minutes)).isoformat()
+        events = [e for e in events if e["event_timestamp"] >= since]
     return events
 
 
@@ -83,11 +91,12 @@ def main() -> None:
     )
     parser.add_argument("--url", required=True)
     parser.add_argument("--repo", type=Path, default=Path("feature_repo"))
-    parser.add_argument("--seed", type=int, default=int(time.time()))
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--seed", type=int, default=int(time.time()))
     sub = parser.add_subparsers(dest="kind", required=True)
-    labels = sub.add_parser("labels")
+    labels = sub.add_parser("labels", parents=[common])
     labels.add_argument("--count", type=int, default=1000)
-    shifted = sub.add_parser("live")
+    shifted = sub.add_parser("live", parents=[common])
     shifted.add_argument("--count", type=int, default=2000)
     shifted.add_argument("--amount-scale", type=float, default=1.0)
     shifted.add_argument(
@@ -96,12 +105,23 @@ def main() -> None:
         default=0.0,
         help="stamp the events evenly over this many minutes before now (default: a burst)",
     )
+    shifted.add_argument(
+        "--score-last-minutes",
+        type=float,
+        default=0.0,
+        help="score only the events of the last this many minutes (default: all)",
+    )
     args = parser.parse_args()
     if args.kind == "labels":
         transactions = from_labels(args.repo, args.count, args.seed)
     else:
         transactions = live(
-            args.repo, args.count, args.amount_scale, args.spread_minutes, args.seed
+            args.repo,
+            args.count,
+            args.amount_scale,
+            args.spread_minutes,
+            args.seed,
+            args.score_last_minutes,
         )
     result = send(args.url, transactions)
     drift = result["last"].get("drift", {})
