@@ -22,23 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from online_lookup import (
-    ENTITIES,
-    REPO_DEFS,
-    feature_rows,
-    log,
-    machine,
-    percentiles,
-    start_redis,
-)
+from _interleaved import bench_repo, compare_lookups, ratio, redis_floor
+from online_lookup import REPO_DEFS, feature_rows, machine, start_redis
 
 ROOT = Path(__file__).resolve().parent
 
@@ -62,15 +53,6 @@ mask_f0 = Policy(name="mask_f0", effect="mask", mask="hash",
 """
 
 
-def repo(path: Path, redis_url: str, defs: str) -> Path:
-    path.mkdir(parents=True)
-    (path / "featurestore.yaml").write_text(
-        f"project: bench\nregistry: data/registry.db\nonline_store:\n  redis_url: {redis_url}\n"
-    )
-    (path / "defs.py").write_text(defs)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,8 +72,8 @@ def main() -> None:
     try:
         url = f"redis://127.0.0.1:{port}/0"
         # Two registries of one project on one Redis: the same stored values.
-        off = FeatureStore(repo(tmp / "off", url, REPO_DEFS))
-        on = FeatureStore(repo(tmp / "on", url, REPO_DEFS + POLICIES + MASKED))
+        off = FeatureStore(bench_repo(tmp / "off", url, REPO_DEFS))
+        on = FeatureStore(bench_repo(tmp / "on", url, REPO_DEFS + POLICIES + MASKED))
         off.apply()
         on.apply()
         off.write_online("stats", feature_rows(args.seed))
@@ -104,56 +86,25 @@ def main() -> None:
         }
         snap = off.snapshot()
         layout = ViewLayout.from_version(snap, snap.view_version("stats"))
-        prefix, field = layout.prefix, layout.field
         expected = clients["off"][0].get_online_features([{"entity_id": 7}], model="bench_model")
         got = clients["on"][0].get_online_features([{"entity_id": 7}])
         assert got.to_dict() == expected.to_dict(), "policies on must serve the same values"
 
-        rng = random.Random(args.seed)
-        for n, count in ((1, args.calls), (100, max(args.calls // 10, args.rounds))):
-            batches = [rng.sample(range(ENTITIES), n) for _ in range(count)]
-            rows = [[{"entity_id": e} for e in b] for b in batches]
-            cases = {
-                name: (
-                    lambda i, c=client, m=model, rows=rows: c.get_online_features(rows[i], model=m)
-                )
-                for name, (client, model) in clients.items()
-            }
-
-            def floor(i: int, batches: list = batches) -> None:
-                pipe = r.pipeline(transaction=False)
-                for e in batches[i]:
-                    pipe.hmget(prefix + str(e).encode(), field)
-                pipe.execute()
-
-            cases["floor_redis_pipeline"] = floor
-            for fn in cases.values():
-                for i in range(min(200, count)):
-                    fn(i)
-            samples: dict[str, list[float]] = {k: [] for k in cases}
-            per = max(1, count // args.rounds)
-            order = list(cases)
-            for k in range(args.rounds):
-                rng.shuffle(order)  # no case always runs first
-                for name in order:
-                    fn = cases[name]
-                    for i in range(k * per, (k + 1) * per):
-                        t0 = time.perf_counter()
-                        fn(i)
-                        samples[name].append(time.perf_counter() - t0)
-            stats = {name: percentiles(s) for name, s in samples.items()}
+        timings = compare_lookups(
+            clients,
+            redis_floor(r, layout.prefix, layout.field),
+            calls=args.calls,
+            rounds=args.rounds,
+            seed=args.seed,
+        )
+        for n, stats in timings.items():
             stats["ratios"] = {
-                "on_vs_off_p50": round(stats["on"]["p50_ms"] / stats["off"]["p50_ms"], 3),
-                "on_vs_off_p99": round(stats["on"]["p99_ms"] / stats["off"]["p99_ms"], 3),
-                "on_masked_vs_off_p50": round(
-                    stats["on_masked"]["p50_ms"] / stats["off"]["p50_ms"], 3
-                ),
-                "off_vs_floor_p50": round(
-                    stats["off"]["p50_ms"] / stats["floor_redis_pipeline"]["p50_ms"], 3
-                ),
+                "on_vs_off_p50": ratio(stats, "on", "off"),
+                "on_vs_off_p99": ratio(stats, "on", "off", "p99_ms"),
+                "on_masked_vs_off_p50": ratio(stats, "on_masked", "off"),
+                "off_vs_floor_p50": ratio(stats, "off", "floor_redis_pipeline"),
             }
-            result[f"{n}_entities"] = stats
-            log(f"{n} entities: {stats}")
+            result[n] = stats
         result["usage_counted"] = {
             "|".join(k): v for k, v in clients["on"][0].usage().items() if k[2] != "deny"
         }

@@ -45,11 +45,11 @@ from featurestore.drift.stats import (
     worst,
 )
 from featurestore.online.layout import drift_detail_key, drift_key, served_key
-from featurestore.online.serving_log import decode_entry
+from featurestore.online.serving_log import decode_batch
 from featurestore.references import parse_reference
 
 SKEW_ROWS = 200  # sampled entity rows compared with the offline store per check
-READ_LIMIT = 200_000  # most serving-log entries one check reads
+READ_LIMIT = 20_000  # most serving-log batches one check reads
 
 
 def unversioned(ref: str) -> str:
@@ -58,9 +58,9 @@ def unversioned(ref: str) -> str:
 
 
 def read_served(redis: Any, key: bytes, since_ms: int) -> list[dict[str, Any]]:
-    """Serving-log entries appended since ``since_ms`` (oldest first)."""
+    """Serving-log samples appended since ``since_ms`` (oldest first)."""
     raw = redis.xrange(key, min=f"{since_ms}-0", max="+", count=READ_LIMIT)
-    return [decode_entry(fields[b"d"]) for _id, fields in raw]
+    return [sample for _id, fields in raw for sample in decode_batch(fields[b"d"])]
 
 
 class Samples:
