@@ -27,7 +27,7 @@ user_profile = FeatureView(
         Field(name="account_age_days", dtype=Int64),
         Field(name="credit_limit", dtype=Float64),
     ],
-    ttl=timedelta(days=30),
+    ttl=timedelta(days=90),  # profiles change rarely: a snapshot serves for a quarter
     expectations=[
         expect_not_null("user_id"),
         expect_between("age", 18, 120),

@@ -63,7 +63,7 @@ step "Nobody edited it" "featurestore audit verify -r $REPO"
 # Streaming: live events through the Kafka consumer, scored as they arrive; then the
 # world shifts and the drift monitor says so.
 featurestore stream create-topic user_txn_stats -r $REPO --partitions 4 >/dev/null
-featurestore stream -r $REPO --flush-seconds 1 > "$REPO/.featurestore/stream-demo.log" 2>&1 &
+featurestore stream -r $REPO --flush-seconds 0.5 > "$REPO/.featurestore/stream-demo.log" 2>&1 &
 CONSUMER=$!
 INFER_KEY=$(featurestore credentials create -r $REPO --model fraud_detector --description "fraud inference service" 2>/dev/null)
 INFER_PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -84,7 +84,7 @@ caught_up() {
 }
 TRAFFIC="python -m examples.fraud_inference.traffic --url http://127.0.0.1:$INFER_PORT --repo $REPO"
 step "Two hours of card transactions at the usual rate go to Kafka; the inference service (examples/fraud_inference, running) scores the last hour's with fraud_detector's features" \
-  "$TRAFFIC live --count 2800 --spread-minutes 120 --score-last-minutes 60 --seed 1"
+  "$TRAFFIC live --count 2800 --spread-minutes 120 --chunks 20 --score-last-minutes 60 --seed 1"
 step "The drift monitor compares the sampled served features with the training set's profile (featurestore drift monitor runs this every interval)" \
   "featurestore drift check -r $REPO || true"
 step "A burst of live card transactions to Kafka (1% of them bad)" \

@@ -6,11 +6,12 @@
         --repo feature_repo live --count 2000 --amount-scale 10
 
 ``labels``: transactions drawn from the labelled history (what the model was trained on).
-``live``: new transactions, produced to Kafka first (the stream consumer updates the
-users' windows), then scored once the consumer has caught up; ``--spread-minutes`` stamps
-them over the last minutes (as at the history's rate) instead of as one burst, and
-``--amount-scale`` shifts their amounts. Prints how many were scored by the model or the
-fallback, and the last drift status the service returned.
+``live``: new transactions, produced to Kafka (the stream consumer updates the users'
+windows) and scored once the consumer has taken them, in ``--chunks`` steps;
+``--spread-minutes`` stamps them over the last minutes (as at the history's rate)
+instead of as one burst, ``--score-last-minutes`` scores only the latest (whose windows
+are full), and ``--amount-scale`` shifts their amounts. Prints how many were scored by
+the model or the fallback, and the last drift status the service returned.
 """
 
 from __future__ import annotations
@@ -41,36 +42,46 @@ def from_labels(repo: Path, count: int, seed: int) -> list[dict[str, Any]]:
 
 def live(
     repo: Path,
+    url: str,
     count: int,
-    amount_scale: float,
-    spread_minutes: float,
-    seed: int,
+    *,
+    amount_scale: float = 1.0,
+    spread_minutes: float = 0.0,
+    chunks: int = 1,
     score_last_minutes: float = 0.0,
-) -> list[dict[str, Any]]:
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Produce ``count`` events in ``chunks`` (in time order); after the consumer has
+    taken each chunk, score its transactions, as a payment system scores each as it
+    happens (the features then are those of that moment, not of the end of the run)."""
     from datetime import UTC, datetime, timedelta
 
     from featurestore import FeatureStore
     from pipelines.generate_data import GeneratorSettings, live_events, produce_events
     from pipelines.stream import group_status
 
+    settings = GeneratorSettings()
+    spread = timedelta(minutes=spread_minutes) if spread_minutes else None
+    events = live_events(settings, count, seed=seed, amount_scale=amount_scale, spread=spread)
+    since = (datetime.now(UTC) - timedelta(minutes=score_last_minutes)).isoformat()
+    size = -(-len(events) // max(chunks, 1))
+    results = []
     with FeatureStore(repo) as store:
-        settings = GeneratorSettings()
-        spread = timedelta(minutes=spread_minutes) if spread_minutes else None
-        events = live_events(settings, count, seed=seed, amount_scale=amount_scale, spread=spread)
-        produce_events(store.config, settings, count, events=events)
-        deadline = time.monotonic() + 60
-        # Scored once committed: the consumer writes online before it commits.
-        while time.monotonic() < deadline:
-            status = group_status(store, "user_txn_stats")
-            if status["consumers"] and status["total_lag"] == 0:
-                break
-            time.sleep(0.2)
-        else:
-            raise SystemExit("the stream consumer did not catch up within 60 s; is it running?")
-    if score_last_minutes:  # the users' windows are full only once the spread covers them
-        since = (datetime.now(UTC) - timedelta(minutes=score_last_minutes)).isoformat()
-        events = [e for e in events if e["event_timestamp"] >= since]
-    return events
+        for start in range(0, len(events), size):
+            chunk = events[start : start + size]
+            produce_events(store.config, settings, len(chunk), events=chunk)
+            deadline = time.monotonic() + 60
+            # Scored once committed: the consumer writes online before it commits.
+            while time.monotonic() < deadline:
+                status = group_status(store, "user_txn_stats")
+                if status["consumers"] and status["total_lag"] == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                raise SystemExit("the stream consumer did not catch up within 60 s; is it running?")
+            scored = [e for e in chunk if not score_last_minutes or e["event_timestamp"] >= since]
+            results.append(send(url, scored))
+    return merge(results)
 
 
 def send(url: str, transactions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,7 +93,15 @@ def send(url: str, transactions: list[dict[str, Any]]) -> dict[str, Any]:
             response.raise_for_status()
             last = response.json()
             modes[last["mode"]] += 1
-    return {"modes": dict(modes), "last": last}
+    return {"modes": modes, "last": last, "count": len(transactions)}
+
+
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    modes: collections.Counter[str] = collections.Counter()
+    for r in results:
+        modes.update(r["modes"])
+    last = next((r["last"] for r in reversed(results) if r["last"]), {})
+    return {"modes": modes, "last": last, "count": sum(r["count"] for r in results)}
 
 
 def main() -> None:
@@ -106,6 +125,9 @@ def main() -> None:
         help="stamp the events evenly over this many minutes before now (default: a burst)",
     )
     shifted.add_argument(
+        "--chunks", type=int, default=1, help="produce and score in this many steps"
+    )
+    shifted.add_argument(
         "--score-last-minutes",
         type=float,
         default=0.0,
@@ -113,21 +135,22 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.kind == "labels":
-        transactions = from_labels(args.repo, args.count, args.seed)
+        result = send(args.url, from_labels(args.repo, args.count, args.seed))
     else:
-        transactions = live(
+        result = live(
             args.repo,
+            args.url,
             args.count,
-            args.amount_scale,
-            args.spread_minutes,
-            args.seed,
-            args.score_last_minutes,
+            amount_scale=args.amount_scale,
+            spread_minutes=args.spread_minutes,
+            chunks=args.chunks,
+            score_last_minutes=args.score_last_minutes,
+            seed=args.seed,
         )
-    result = send(args.url, transactions)
     drift = result["last"].get("drift", {})
     flagged = ", ".join(f"{f} {s}" for f, s in drift.get("features", {}).items())
     print(
-        f"{len(transactions):,} transactions scored: "
+        f"{result['count']:,} transactions scored: "
         + ", ".join(f"{n:,} by the {mode}" for mode, n in sorted(result["modes"].items()))
         + f"; drift status {drift.get('status')}"
         + (f" ({flagged})" if flagged else "")
