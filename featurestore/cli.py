@@ -819,7 +819,13 @@ from featurestore import cli_stream as _cli_stream  # noqa: E402,F401  (register
 def main() -> None:
     # Spark and Kafka clients log noisily; keep the CLI's output for people.
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    app(prog_name="featurestore")
+    try:
+        app(prog_name="featurestore")
+    except BrokenPipeError:
+        # `featurestore ... | head`: the reader left; end quietly, as Unix tools do.
+        # (Not SIGPIPE's default action: that would kill servers on a closed socket.)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,7 +52,7 @@ step "No key: 401" \
 step "promo_ranker (a marketing model) asks for an e-mail: refused by policy, and audited" \
   "curl -s localhost:$PORT/v1/features -H \"X-API-Key: \$PROMO_KEY\" -d '{\"features\": [\"user_profile:email\"], \"entities\": [{\"user_id\": 42}]}'; echo"
 step "Readiness, and lookups counted per model and feature" \
-  "curl -s localhost:$PORT/readyz; echo; curl -s localhost:$PORT/metrics | grep -E '^featurestore_(lookups|request_errors|feature_lookups)_total' | head -6"
+  "curl -s localhost:$PORT/readyz; echo; curl -s localhost:$PORT/metrics | grep -E '^featurestore_(lookups|request_errors|feature_lookups)_total' | sed -n 1,6p"
 step "Revoke the keys: the server refuses them within a second" \
   "featurestore credentials revoke -r $REPO \"\$KEY\" && featurestore credentials revoke -r $REPO \"\$PROMO_KEY\" && sleep 1.5 && curl -s localhost:$PORT/v1/features -H \"Authorization: Bearer \$KEY\" -d '{\"entities\": [{\"user_id\": 42}]}'; echo"
 kill $SERVER; wait $SERVER 2>/dev/null || true
@@ -84,7 +84,7 @@ caught_up() {
 }
 TRAFFIC="python -m examples.fraud_inference.traffic --url http://127.0.0.1:$INFER_PORT --repo $REPO"
 step "Two hours of card transactions at the usual rate go to Kafka; the inference service (examples/fraud_inference, running) scores the last hour's with fraud_detector's features" \
-  "$TRAFFIC live --count 2800 --spread-minutes 120 --chunks 20 --score-last-minutes 60 --seed 1"
+  "$TRAFFIC live --count 2800 --spread-minutes 120 --chunks 140 --score-last-minutes 60 --seed 1"
 step "The drift monitor compares the sampled served features with the training set's profile (featurestore drift monitor runs this every interval)" \
   "featurestore drift check -r $REPO || true"
 step "A burst of live card transactions to Kafka (1% of them bad)" \
@@ -100,7 +100,7 @@ step "Consumer status: lag per partition, events/s, freshness, dead letters" \
   "featurestore stream status -r $REPO"
 step "Bad events went to the dead-letter topic with their reason" "featurestore stream dlq -r $REPO --limit 3"
 step "The world shifts: transactions ten times larger than usual, scored as they arrive" \
-  "$TRAFFIC live --count 1000 --amount-scale 10 --seed 2"
+  "$TRAFFIC live --count 1000 --amount-scale 10 --chunks 10 --seed 2"
 step "The monitor sees it (exit code 3 means drift)" "featurestore drift check -r $REPO || true"
 step "Every lookup now carries the status: the inference service switches to its declared fallback rule" \
   "$TRAFFIC live --count 20 --amount-scale 10 --seed 3"
@@ -110,7 +110,7 @@ kill $INFERENCE; wait $INFERENCE 2>/dev/null || true
 step "Stop the consumer: SIGTERM lands the current batch offline and commits" \
   "kill -TERM $CONSUMER; wait $CONSUMER; tail -2 $REPO/.featurestore/stream-demo.log"
 step "Lineage of fraud_detector: what it serves and was trained on, where each came from" \
-  "featurestore lineage model fraud_detector -r $REPO | head -8"
+  "featurestore lineage model fraud_detector -r $REPO"
 
 # Versions: change a dtype in a scratch copy of the repo (own registry), apply,
 # and see v2 beside v1, with v1 still resolvable and the models still on it.

@@ -51,14 +51,14 @@ def live(
     score_last_minutes: float = 0.0,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Produce ``count`` events in ``chunks`` (in time order); after the consumer has
-    taken each chunk, score its transactions, as a payment system scores each as it
-    happens (the features then are those of that moment, not of the end of the run)."""
+    """Produce ``count`` events in ``chunks`` (in time order); once the consumer has
+    written each chunk online, score its transactions, as a payment system scores each
+    as it happens (the features then are those of that moment, not of the end of the
+    run)."""
     from datetime import UTC, datetime, timedelta
 
     from featurestore import FeatureStore
     from pipelines.generate_data import GeneratorSettings, live_events, produce_events
-    from pipelines.stream import group_status
 
     settings = GeneratorSettings()
     spread = timedelta(minutes=spread_minutes) if spread_minutes else None
@@ -67,21 +67,33 @@ def live(
     size = -(-len(events) // max(chunks, 1))
     results = []
     with FeatureStore(repo) as store:
+        client = store.online_client()
         for start in range(0, len(events), size):
             chunk = events[start : start + size]
             produce_events(store.config, settings, len(chunk), events=chunk)
-            deadline = time.monotonic() + 60
-            # Scored once committed: the consumer writes online before it commits.
-            while time.monotonic() < deadline:
-                status = group_status(store, "user_txn_stats")
-                if status["consumers"] and status["total_lag"] == 0:
-                    break
-                time.sleep(0.1)
-            else:
-                raise SystemExit("the stream consumer did not catch up within 60 s; is it running?")
+            wait_online(client, chunk)
             scored = [e for e in chunk if not score_last_minutes or e["event_timestamp"] >= since]
             results.append(send(url, scored))
+        client.close()
     return merge(results)
+
+
+def wait_online(client: Any, chunk: list[dict[str, Any]], timeout: float = 60.0) -> None:
+    """Until the consumer has written every user's windows up to their last event here."""
+    from datetime import datetime
+
+    last = {e["user_id"]: datetime.fromisoformat(e["event_timestamp"]) for e in chunk}
+    users = list(last)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = client.get_online_features(
+            [{"user_id": u} for u in users], features=["user_txn_stats:count_1h"]
+        )
+        times = response.event_times()["count_1h"]
+        if all(t is not None and t >= last[u] for u, t in zip(users, times, strict=True)):
+            return
+        time.sleep(0.02)
+    raise SystemExit("the stream consumer did not take the events within 60 s; is it running?")
 
 
 def send(url: str, transactions: list[dict[str, Any]]) -> dict[str, Any]:
