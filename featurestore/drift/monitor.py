@@ -72,7 +72,8 @@ class Samples:
         self.ages_s: dict[str, list[float]] = {}
         self.served_ref: dict[str, str] = {}
         self.masked: set[str] = set()
-        self.rows: list[tuple[int, dict[str, Any], dict[str, Any]]] = []  # (t, keys, values)
+        # (lookup time, keys, {feature: value}, {feature: event time}) per entity row
+        self.rows: list[tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
         for e in entries:
             names = [unversioned(f) for f in e["f"]]
             for i in e["m"]:
@@ -83,7 +84,14 @@ class Samples:
                 ages = self.ages_s.setdefault(name, [])
                 ages.extend((e["t"] - ev) / 1e6 for ev in events if ev is not None)
             for r, keys in enumerate(e["k"]):
-                self.rows.append((e["t"], keys, {n: e["v"][i][r] for i, n in enumerate(names)}))
+                self.rows.append(
+                    (
+                        e["t"],
+                        keys,
+                        {n: e["v"][i][r] for i, n in enumerate(names)},
+                        {n: e["e"][i][r] for i, n in enumerate(names)},
+                    )
+                )
 
 
 def _is_null(value: Any) -> bool:
@@ -157,42 +165,50 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def skew(store: Any, snapshot: Any, samples: Samples, watched: list[str]) -> dict[str, Any]:
-    """Served values of sampled rows against the offline store at the same time."""
+    """Served values of sampled rows against the offline store: for each value served, the
+    offline row of the same entity at the served value's event time must hold the same
+    value (what a training set reading that moment would get). A value newer offline
+    than online is staleness, which the staleness measure covers, not skew."""
     import pyarrow as pa
 
     from featurestore.offline.join import build_request
 
     features = [f for f in watched if f in samples.served_ref and f not in samples.masked]
     rows = [r for r in samples.rows[-SKEW_ROWS:] if r[1]]
-    if not features or not rows:
-        return {}
-    resolved = [snapshot.resolve(samples.served_ref[f]) for f in features]
-    keys = sorted({k for _t, ks, _v in rows for k in ks})
-    table = pa.table(
-        {
-            **{k: [ks.get(k) for _t, ks, _v in rows] for k in keys},
-            "event_timestamp": pa.array([t for t, _k, _v in rows], pa.int64()).cast(
-                pa.timestamp("us", tz="UTC")
-            ),
-        }
-    )
-    request = build_request(
-        table, resolved, snapshot, store.config.offline_store_path, full_feature_names=True
-    )
-    offline = store.offline_engine("duckdb").join(request)
     out: dict[str, Any] = {}
-    for f, r in zip(features, resolved, strict=True):
-        expected = offline.column(f"{r.view}__{r.feature}").to_pylist()
-        mismatches = [
-            {"keys": ks, "at": t, "served": v[f], "offline": want}
-            for (t, ks, v), want in zip(rows, expected, strict=True)
-            if v.get(f) is not None and not _same(v[f], want)
-        ]
-        out[f] = {
-            "checked": sum(1 for _t, _k, v in rows if v.get(f) is not None),
-            "mismatches": len(mismatches),
-            "examples": mismatches[:3],
-        }
+    by_view: dict[str, list[str]] = {}
+    for f in features:
+        by_view.setdefault(f.split(":", 1)[0], []).append(f)
+    for names in by_view.values():
+        resolved = [snapshot.resolve(samples.served_ref[f]) for f in names]
+        served = [r for r in rows if r[3].get(names[0]) is not None]
+        if not served:
+            continue
+        keys = sorted({k for r in served for k in r[1]})
+        table = pa.table(
+            {
+                **{k: [r[1].get(k) for r in served] for k in keys},
+                "event_timestamp": pa.array([r[3][names[0]] for r in served], pa.int64()).cast(
+                    pa.timestamp("us", tz="UTC")
+                ),
+            }
+        )
+        request = build_request(
+            table, resolved, snapshot, store.config.offline_store_path, full_feature_names=True
+        )
+        offline = store.offline_engine("duckdb").join(request)
+        for f, r in zip(names, resolved, strict=True):
+            expected = offline.column(f"{r.view}__{r.feature}").to_pylist()
+            mismatches = [
+                {"keys": ks, "event_time": ev[f], "served": v[f], "offline": want}
+                for (_t, ks, v, ev), want in zip(served, expected, strict=True)
+                if not _same(v[f], want)
+            ]
+            out[f] = {
+                "checked": len(served),
+                "mismatches": len(mismatches),
+                "examples": mismatches[:3],
+            }
     return out
 
 
