@@ -114,11 +114,20 @@ def merchant_stats(s: GeneratorSettings, rng: np.random.Generator) -> pa.Table:
     )
 
 
+def activity(s: GeneratorSettings) -> np.ndarray:
+    """How often each card holder pays (probabilities, users 1..N): skewed (lognormal),
+    and user 2 a heavy user with 1% of all transactions, whom the demo follows. The
+    history and the live events share it."""
+    weights = np.random.default_rng(s.seed + 3).lognormal(0.0, 1.0, s.users)
+    if s.users > 2:
+        weights[1] = (weights.sum() - weights[1]) * 0.01 / 0.99
+    return weights / weights.sum()
+
+
 def transactions(s: GeneratorSettings, rng: np.random.Generator) -> pa.Table:
     start = int((s.end_time() - timedelta(days=s.days)).timestamp())
     n = s.transactions
-    # Heavy users exist: draw users from a skewed distribution.
-    user_id = (rng.zipf(1.3, n) % s.users + 1).astype("int64")
+    user_id = (rng.choice(s.users, size=n, p=activity(s)) + 1).astype("int64")
     merchant = rng.integers(0, s.merchants, n)
     amount = np.round(rng.lognormal(3.3, 1.0, n), 2).clip(0.5, 20_000)
     event = np.sort(start + rng.integers(0, s.days * 86400, n))
@@ -217,16 +226,17 @@ def live_events(
     spread: timedelta | None = None,
 ) -> list[dict[str, Any]]:
     """``count`` transaction events, the last one now (a stream's events are never ahead),
-    drawn like the history (skewed users, lognormal amounts): a millisecond apart (a
+    drawn like the history (the same users' activity, lognormal amounts): a millisecond apart (a
     burst), or evenly over the ``spread`` before now (e.g. the history's rate, about
     1,400 an hour at the default size). ``amount_scale`` multiplies the amounts (a shifted
     world, for drift)."""
     rng = np.random.default_rng(settings.seed + 1 if seed is None else seed)
     now = time.time()
     step = spread.total_seconds() / count if spread is not None and count else 0.001
+    users = rng.choice(settings.users, size=count, p=activity(settings)) + 1
     events = []
     for i in range(count):
-        user = int(rng.zipf(1.3) % settings.users + 1)
+        user = int(users[i])
         events.append(
             {
                 "transaction_id": f"live_{int(now)}_{i}",
