@@ -160,6 +160,15 @@ def model(
     elif found["training_sets"]:
         typer.echo("no version skew: it serves the versions it was last trained on")
     typer.echo(f"active API keys: {', '.join(found['api_keys']) or 'none'}")
+    drift = found["drift"]
+    if drift:
+        flagged = ", ".join(f"{k} {v}" for k, v in drift["flagged"].items())
+        typer.echo(
+            f"drift: {drift['status']} at {_when(drift['checked_at'])} against training set "
+            f"#{drift['reference_training_set']}" + (f" ({flagged})" if flagged else "")
+        )
+    else:
+        typer.echo("drift: never checked (`featurestore drift check`)")
 
 
 @lineage_app.command("export")

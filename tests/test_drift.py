@@ -253,6 +253,17 @@ def test_served_drift_reaches_lookups_with_its_history_and_skew(monitored: Featu
     assert client.drift_status("scorer", detail=True)["features"]["stats:amount"]["psi"] > 1
     history = monitored.registry.drift_checks(monitored.project, "scorer")
     assert [c.status for c in history] == ["drift", "ok"]
+    from featurestore.lineage.queries import model_lineage
+
+    lineage = model_lineage(
+        monitored.registry,
+        monitored.snapshot(),
+        monitored.config.offline_store_path,
+        "scorer",
+        "allow",
+    )
+    assert lineage["drift"]["status"] == "drift"
+    assert lineage["drift"]["reference_training_set"] == lineage["training_sets"][0]["id"]
     # Unmonitored models are not sampled and carry no status.
     assert client.get_online_features([{"user_id": 1}], model="other").drift is None
 
@@ -325,3 +336,53 @@ def test_the_server_returns_and_streams_drift_status(monitored: FeatureStore) ->
         assert detail["features"]["stats:amount"]["status"] == "ok"
     finally:
         stop_server(server)
+
+
+# -- the serving log ------------------------------------------------------------------------
+
+
+def test_the_serving_log_is_bounded_and_never_holds_a_lookup_up() -> None:
+    from featurestore.online.serving_log import QUEUE_LIMIT, ServingLog
+
+    log = ServingLog(f"redis://127.0.0.1:{_closed_port()}/0", interval=0.05)
+    for i in range(QUEUE_LIMIT * 2):
+        log.offer(b"k", b"x%d" % i)  # Redis is unreachable: nothing waits for it
+    assert len(log._queue) <= QUEUE_LIMIT
+    log.flush(timeout=10)
+    assert log.written == 0
+    assert log.dropped == QUEUE_LIMIT * 2  # every sample accounted for, none silently
+
+
+def _closed_port() -> int:
+    from featurestore.devservices import free_port
+
+    return free_port()  # nothing listens there
+
+
+@pytest.mark.services
+def test_lookups_are_sampled_at_the_monitors_rate(tmp_path: Path, services: Any) -> None:
+    config = (
+        f"project: rate{next(_n)}\nregistry: data/registry.db\n"
+        f"online_store:\n  redis_url: {services.redis_url}\n"
+    )
+    defs = DEFS.replace("sample_rate=1.0", "sample_rate=0.2")
+    repo = write_repo(tmp_path / "repo", {"featurestore.yaml": config, "defs.py": defs})
+    random.seed(5)  # the client draws from the module's generator
+    with FeatureStore(repo) as store:
+        store.apply()
+        client = store.online_client()
+        for i in range(2000):
+            client.get_online_features([{"user_id": i % USERS}], model="scorer")
+        client.serving_log.flush()
+        logged = client.serving_log.written
+        entries = redis.Redis.from_url(store.config.redis_url).xrange(
+            served_key(store.project, "scorer")
+        )
+    assert 320 <= logged <= 480  # 400 expected; binomial sd 18
+    assert sum(len(msgpack_list(e[1][b"d"])) for e in entries) == logged
+
+
+def msgpack_list(data: bytes) -> list[Any]:
+    import msgpack
+
+    return msgpack.unpackb(data, raw=False)

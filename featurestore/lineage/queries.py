@@ -253,4 +253,22 @@ def model_lineage(
         "training_sets": [_training_set(ts) for ts in builds],
         "skew": skew,  # against the newest training set
         "api_keys": credentials,
+        "drift": _last_drift_check(registry, project, model),
+    }
+
+
+def _last_drift_check(registry: Any, project: str, model: str) -> dict[str, Any] | None:
+    checks = registry.drift_checks(project, model, limit=1)
+    if not checks:
+        return None
+    c = checks[0]
+    return {
+        "status": c.status,
+        "checked_at": c.checked_at,
+        "reference_training_set": c.training_set,
+        "flagged": {
+            name: f["status"]
+            for name, f in c.detail.get("features", {}).items()
+            if f["status"] in ("warn", "drift")
+        },
     }
