@@ -386,3 +386,25 @@ def msgpack_list(data: bytes) -> list[Any]:
     import msgpack
 
     return msgpack.unpackb(data, raw=False)
+
+
+@pytest.mark.services
+def test_the_python_client_watches_status_changes(monitored: FeatureStore) -> None:
+    client = monitored.online_client()
+    seen: list[str] = []
+
+    def watch() -> None:
+        for status in client.watch_drift("scorer", interval=0.05, timeout=20):
+            seen.append(status["status"])
+            if len(seen) == 2:
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    serve_lookups(client)
+    run_checks(monitored)
+    watcher.join(20)
+    assert seen == ["unknown", "ok"]
