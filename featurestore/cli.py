@@ -813,6 +813,7 @@ from featurestore import cli_audit as _cli_audit  # noqa: E402,F401  (registers 
 from featurestore import cli_credentials as _cli_credentials  # noqa: E402,F401
 from featurestore import cli_drift as _cli_drift  # noqa: E402,F401
 from featurestore import cli_lineage as _cli_lineage  # noqa: E402,F401
+from featurestore import cli_migrate as _cli_migrate  # noqa: E402,F401
 from featurestore import cli_stream as _cli_stream  # noqa: E402,F401  (registers `stream`)
 
 

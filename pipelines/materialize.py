@@ -363,6 +363,12 @@ def _run(
         rows.unpersist()
 
 
+def read_parquet(spark: SparkSession, path: Path, files: list[str] | None = None) -> DataFrame:
+    """A Parquet file, or a folder of them (Hive partition columns kept: basePath)."""
+    reader = spark.read.option("basePath", str(path)) if path.is_dir() else spark.read
+    return reader.parquet(*(files if files is not None else [str(path)]))
+
+
 def read_source(
     spark: SparkSession,
     view: FeatureView,
@@ -375,7 +381,7 @@ def read_source(
     assert isinstance(source, ParquetSource)
     files = source_files(view, repo, start, end, label)  # raises if the source is missing
     path = source_path(view, repo)
-    df = spark.read.option("basePath", str(path)).parquet(str(path))
+    df = read_parquet(spark, path)
     ts = source.timestamp_field
     if ts not in df.columns:
         raise SchemaMismatchError(
@@ -388,7 +394,7 @@ def read_source(
             ", not a timestamp. Write it as a Parquet timestamp."
         )
     # Only the window's files (its Hive date folders), with the partition columns kept.
-    df = spark.read.option("basePath", str(path)).parquet(*files) if files else df.limit(0)
+    df = read_parquet(spark, path, files) if files else df.limit(0)
     if start is not None:
         df = df.where(F.col(ts) >= F.lit(start))
     df = df.where(F.col(ts) < F.lit(end))

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -35,7 +35,14 @@ from featurestore.streaming.events import expectation_check
 from featurestore.streaming.landing import OFFSET, Landing, arrow_columns, timestamps_as_micros
 from featurestore.streaming.windows import WindowAggregator, ordered_rows
 from featurestore.times import from_micros, micros
-from pipelines.materialize import column_dtype, configure, spark_type, stage_files, with_date
+from pipelines.materialize import (
+    column_dtype,
+    configure,
+    read_parquet,
+    spark_type,
+    stage_files,
+    with_date,
+)
 from pipelines.stream import stream_view
 
 SEQ = "__seq"
@@ -73,10 +80,19 @@ def events_frame(
             f"{view.name}: batch_source '{batch.name}' has no data at {path}. Write the "
             "history there (Hive date= folders of Parquet), or fix its path."
         )
-    df = spark.read.option("basePath", str(path)).parquet(str(path))
-    return df.withColumnRenamed(kafka.timestamp_field, EVENT_TS).withColumn(
+    df = read_parquet(spark, path)
+    df = df.withColumnRenamed(kafka.timestamp_field, EVENT_TS).withColumn(
         SEQ, F.monotonically_increasing_id()
     )
+    created = batch.created_timestamp_field
+    if created:
+        # Events at one time arrive in created order (file order after): the later
+        # created one is the last, as the offline store's ties are broken.
+        tie = Window.partitionBy(*view.join_keys, EVENT_TS).orderBy(
+            F.col(created).asc_nulls_first(), F.col(SEQ)
+        )
+        df = df.withColumn(SEQ, F.row_number().over(tie))
+    return df
 
 
 def compute(

@@ -183,7 +183,15 @@ class RegistrySnapshot:
         """The FeatureView of any version, retired ones included (for cleanup, lineage)."""
         spec = vv.spec
         entities = {e["name"]: Entity.from_spec(e) for e in vv.version_spec["entities"]}
-        sources = {spec["source"]: source_from_spec(vv.version_spec["source"])}
+        source = dict(vv.version_spec["source"])
+        # Where the source lives (brokers) and its metadata are not part of a version:
+        # they come from the source's current definition.
+        head = self.heads.get(("source", spec["source"]))
+        if head is not None and head.spec.get("type") == source.get("type"):
+            for key in ("bootstrap_servers", "description", "owner", "tags"):
+                if key in head.spec:
+                    source[key] = head.spec[key]
+        sources = {spec["source"]: source_from_spec(source)}
         return FeatureView.from_spec(spec, entities, sources)
 
     def retired_versions(self) -> list[ViewVersion]:

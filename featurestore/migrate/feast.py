@@ -1,0 +1,496 @@
+"""Import a Feast feature repository: Feast's own objects in, featurestore definitions out.
+
+The Feast repo is loaded with Feast's ``parse_repo`` (so whatever Feast accepts is read as
+Feast reads it), then each object is converted or reported:
+
+=====================  ==================================================================
+Feast                  featurestore
+=====================  ==================================================================
+Entity (one join key)  Entity; its dtype from the source data (Feast infers it at apply)
+FileSource             ParquetSource (relative paths made absolute: they were the Feast
+                       repo's); ``field_mapping`` is not converted
+KafkaSource (JSON)     KafkaSource with the message schema parsed from ``schema_json``,
+                       ``watermark_delay_threshold`` as ``allowed_lateness``, the batch
+                       source as ``batch_source``
+PushSource             the view reads its batch source (pushes have no equivalent)
+FeatureView            FeatureView (name, entities, schema, ttl, online, tags, owner,
+                       description); Map, Json and Struct fields are left out
+FeatureService         FeatureService over the converted views' features
+OnDemandFeatureView,   not converted: reported (their Python runs at request time)
+StreamFeatureView,
+LabelView, BatchFeatureView, RequestSource, Permission
+=====================  ==================================================================
+
+Output: one definitions file, ``featurestore.yaml`` (the Feast project's name, local
+defaults) and ``IMPORT_REPORT.md``. The result is loaded back before it is kept, so a
+conversion that featurestore would refuse is reported, not written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import keyword
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from featurestore.errors import MissingExtraError, RepoError
+
+DEFINITIONS_FILE = "feast_imported.py"
+REPORT_FILE = "IMPORT_REPORT.md"
+# Feast's primitive types, by their str(), to featurestore's dtype names.
+_TYPES = {
+    "Int32": "Int32",
+    "Int64": "Int64",
+    "Float32": "Float32",
+    "Float64": "Float64",
+    "String": "String",
+    "Bool": "Bool",
+    "Bytes": "Bytes",
+    "UnixTimestamp": "UnixTimestamp",
+    "Array(Float32)": "Array(Float32)",
+    "Array(Float64)": "Array(Float64)",
+    "Array(Int64)": "Array(Int64)",
+    "Array(Int32)": "Array(Int32)",
+    "Array(String)": "Array(String)",
+}
+# Spark DDL types in a Kafka source's schema_json.
+_DDL_TYPES = {
+    "int": "Int32",
+    "integer": "Int32",
+    "bigint": "Int64",
+    "long": "Int64",
+    "float": "Float32",
+    "double": "Float64",
+    "string": "String",
+    "boolean": "Bool",
+    "binary": "Bytes",
+    "timestamp": "UnixTimestamp",
+}
+
+
+class FeastImportError(RepoError):
+    """The Feast repo cannot be read, or the output cannot be written."""
+
+
+@dataclass
+class ImportReport:
+    feast_repo: Path
+    out: Path
+    project: str
+    converted: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, name, why)
+    notes: list[str] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"# Imported from Feast: {self.feast_repo}",
+            "",
+            f"Project `{self.project}`, on {datetime.now(UTC).date().isoformat()} by "
+            "`featurestore import-feast`. Definitions: "
+            f"[{DEFINITIONS_FILE}]({DEFINITIONS_FILE}).",
+            "",
+            f"## Converted ({len(self.converted)})",
+            "",
+        ]
+        lines += [f"- {kind} `{name}`" for kind, name in self.converted] or ["- nothing"]
+        lines += ["", f"## Not converted ({len(self.skipped)})", ""]
+        lines += [f"- {kind} `{name}`: {why}" for kind, name, why in self.skipped] or ["- none"]
+        if self.notes:
+            lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
+        lines += [
+            "",
+            "## Next",
+            "",
+            "```bash",
+            f"featurestore plan -r {self.out}",
+            f"featurestore apply -r {self.out}",
+            f"featurestore materialize -r {self.out}   # offline and online, from the sources",
+            "```",
+            "",
+            "Models and policies have no Feast equivalent: declare them (docs/concepts.md).",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def _in_repo(path: Path) -> Iterator[None]:
+    """Feast imports a repo's files as modules relative to the working directory."""
+    cwd, sys_path = os.getcwd(), list(sys.path)
+    os.chdir(path)
+    sys.path.insert(0, str(path))
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        sys.path[:] = sys_path
+
+
+def load_feast_repo(path: Path) -> tuple[Any, str]:
+    """Feast's RepoContents of the repo at ``path`` and its project name."""
+    try:
+        from feast.repo_config import load_repo_config
+        from feast.repo_operations import parse_repo
+    except ImportError as exc:
+        raise MissingExtraError("feast", "feast") from exc
+    if not (path / "feature_store.yaml").is_file():
+        raise FeastImportError(
+            f"{path} is not a Feast feature repository: it has no feature_store.yaml. Give the "
+            "folder that holds it (for `feast init NAME`, that is NAME/feature_repo)."
+        )
+    importlib.invalidate_caches()
+    with _in_repo(path):
+        try:
+            contents = parse_repo(path)
+            config = load_repo_config(path, path / "feature_store.yaml")
+        except Exception as exc:
+            raise FeastImportError(
+                f"Feast could not load {path}: {type(exc).__name__}: {exc}"
+            ) from exc
+    return contents, config.project
+
+
+def _lit(value: Any) -> str:
+    """A Python literal in the style of the definitions we write (double quotes)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_lit(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_lit(k)}: {_lit(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def _identifier(name: str, taken: set[str]) -> str:
+    ident = re.sub(r"\W", "_", name)
+    if not ident or ident[0].isdigit() or keyword.iskeyword(ident):
+        ident = f"_{ident}"
+    base, n = ident, 2
+    while ident in taken:
+        ident, n = f"{base}_{n}", n + 1
+    taken.add(ident)
+    return ident
+
+
+def _arrow_dtype(arrow_type: Any) -> str | None:
+    import pyarrow as pa
+
+    if pa.types.is_int64(arrow_type):
+        return "Int64"
+    if pa.types.is_int32(arrow_type):
+        return "Int32"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "String"
+    return None
+
+
+class _Writer:
+    """Collects definitions as Python source, in dependency order."""
+
+    def __init__(self, feast_repo: Path, report: ImportReport) -> None:
+        self.repo = feast_repo
+        self.report = report
+        self.names: set[str] = set()
+        self.blocks: list[str] = []
+        self.dtypes: set[str] = set()
+        self.uses_timedelta = False
+        self.entities: dict[str, str] = {}  # feast name -> identifier
+        self.sources: dict[int, str] = {}  # id(feast source) -> identifier
+        self.views: dict[str, tuple[str, set[str]]] = {}  # name -> (identifier, features)
+
+    def _path(self, raw: str) -> str:
+        if "://" in raw:
+            return raw
+        p = Path(raw)
+        return str(p if p.is_absolute() else (self.repo / p).resolve())
+
+    def entity(self, e: Any, views: list[Any]) -> None:
+        if e.name.startswith("__"):
+            return  # Feast's placeholder for entity-less views
+        if len(getattr(e, "join_keys", None) or [e.join_key]) != 1:
+            self.report.skipped.append(("Entity", e.name, "more than one join key"))
+            return
+        dtype = self._entity_dtype(e, views)
+        ident = _identifier(e.name, self.names)
+        self.dtypes.add(dtype)
+        self.blocks.append(
+            f"{ident} = Entity(\n    name={_lit(e.name)},\n    join_key={_lit(e.join_key)},\n"
+            f"    dtype={dtype},\n{self._meta(e)})"
+        )
+        self.entities[e.name] = ident
+        self.report.converted.append(("Entity", e.name))
+
+    def _entity_dtype(self, e: Any, views: list[Any]) -> str:
+        value_type = str(getattr(e, "value_type", "")).rsplit(".", 1)[-1]
+        if value_type in ("INT64", "INT32", "STRING"):
+            return {"INT64": "Int64", "INT32": "Int32", "STRING": "String"}[value_type]
+        import pyarrow.parquet as pq
+
+        for v in views:  # as Feast does at apply: from the source's columns
+            if e.name in v.entities and hasattr(v.batch_source, "path"):
+                try:
+                    schema = pq.read_schema(self._path(v.batch_source.path))
+                except (OSError, ValueError):
+                    continue
+                if e.join_key in schema.names:
+                    found = _arrow_dtype(schema.field(e.join_key).type)
+                    if found:
+                        return found
+        self.report.notes.append(
+            f"Entity `{e.name}`: its join key's type is not declared and no source file "
+            "shows it; Int64 assumed. Change `dtype` if its keys are strings."
+        )
+        return "Int64"
+
+    def _meta(self, obj: Any, indent: str = "    ") -> str:
+        out = ""
+        for attr in ("description", "owner"):
+            value = getattr(obj, attr, "") or ""
+            if value:
+                out += f"{indent}{attr}={_lit(value)},\n"
+        tags = dict(getattr(obj, "tags", {}) or {})
+        if tags:
+            out += f"{indent}tags={_lit(tags)},\n"
+        return out
+
+    def source(self, s: Any, view: str) -> str | None:
+        """The identifier of a converted source (converting it once), or None."""
+        kind = type(s).__name__
+        if id(s) in self.sources:
+            return self.sources[id(s)]
+        if kind == "PushSource":
+            batch = self.source(s.batch_source, view) if s.batch_source else None
+            if batch:
+                self.report.notes.append(
+                    f"View `{view}` read push source `{s.name}`: it reads its batch source "
+                    f"`{s.batch_source.name}` (pushes have no equivalent; stream the "
+                    "events through Kafka instead)."
+                )
+            return batch
+        if kind == "FileSource":
+            ident = _identifier(s.name or f"{view}_source", self.names)
+            created = s.created_timestamp_column or None
+            if s.field_mapping:
+                self.report.notes.append(
+                    f"Source `{s.name}`: field_mapping {dict(s.field_mapping)} is not "
+                    "converted; rename the columns in the data or in a transformation."
+                )
+            self.blocks.append(
+                f"{ident} = ParquetSource(\n    name={_lit(s.name)},\n"
+                f"    path={_lit(self._path(s.path))},\n"
+                f"    timestamp_field={_lit(s.timestamp_field)},\n"
+                + (f"    created_timestamp_field={_lit(created)},\n" if created else "")
+                + f"{self._meta(s)})"
+            )
+        elif kind == "KafkaSource":
+            ident = self._kafka(s, view)
+            if ident is None:
+                return None
+        else:
+            self.report.skipped.append(
+                (kind, s.name, "no featurestore equivalent; views on it are not converted")
+            )
+            return None
+        self.sources[id(s)] = ident
+        self.report.converted.append((kind, s.name))
+        return ident
+
+    def _kafka(self, s: Any, view: str) -> str | None:
+        fmt = s.kafka_options.message_format
+        schema_json = getattr(fmt, "schema_json", None)
+        if type(fmt).__name__ != "JsonFormat" or not schema_json:
+            self.report.skipped.append(
+                ("KafkaSource", s.name, f"message format {type(fmt).__name__}: only JSON is read")
+            )
+            return None
+        fields = []
+        for part in schema_json.split(","):
+            name, _, ddl = part.strip().partition(" ")
+            dtype = _DDL_TYPES.get(ddl.strip().lower())
+            if dtype is None:
+                self.report.skipped.append(
+                    ("KafkaSource", s.name, f"field `{name}` has type {ddl!r}, not converted")
+                )
+                return None
+            self.dtypes.add(dtype)
+            fields.append(f"        Field(name={_lit(name)}, dtype={dtype}),\n")
+        batch = self.source(s.batch_source, view) if s.batch_source else None
+        ident = _identifier(s.name, self.names)
+        lateness = getattr(s, "watermark_delay_threshold", None) or getattr(
+            s.kafka_options, "watermark_delay_threshold", None
+        )
+        extra = ""
+        if lateness:
+            self.uses_timedelta = True
+            extra += f"    allowed_lateness=timedelta(seconds={int(lateness.total_seconds())}),\n"
+        servers = s.kafka_options.kafka_bootstrap_servers
+        if servers:
+            extra += f"    bootstrap_servers={_lit(servers)},\n"
+        if batch:
+            extra += f"    batch_source={batch},\n"
+        self.blocks.append(
+            f"{ident} = KafkaSource(\n    name={_lit(s.name)},\n"
+            f"    topic={_lit(s.kafka_options.topic)},\n"
+            f"    timestamp_field={_lit(s.timestamp_field)},\n"
+            f"    schema=[\n{''.join(fields)}    ],\n"
+            f"{extra}{self._meta(s)})"
+        )
+        return ident
+
+    def view(self, v: Any) -> None:
+        kind = type(v).__name__
+        if kind != "FeatureView":
+            self.report.skipped.append((kind, v.name, "not converted (batch-transformed view)"))
+            return
+        entities = [self.entities.get(e) for e in v.entities if not e.startswith("__")]
+        if None in entities:
+            self.report.skipped.append(("FeatureView", v.name, "an entity was not converted"))
+            return
+        source = v.stream_source if v.stream_source is not None else v.batch_source
+        src = self.source(source, v.name)
+        if src is None:
+            self.report.skipped.append(("FeatureView", v.name, "its source was not converted"))
+            return
+        fields, kept = [], set()
+        for f in v.features:
+            dtype = _TYPES.get(str(f.dtype))
+            if dtype is None:
+                self.report.notes.append(
+                    f"View `{v.name}`: field `{f.name}` ({f.dtype}) left out: featurestore has "
+                    "no map, JSON or struct type; flatten it into columns."
+                )
+                continue
+            self.dtypes.add(dtype.split("(")[0])
+            if "(" in dtype:
+                self.dtypes.add(dtype.split("(")[1].rstrip(")"))
+            desc = f", description={_lit(f.description)}" if getattr(f, "description", "") else ""
+            fields.append(f"        Field(name={_lit(f.name)}, dtype={dtype}{desc}),\n")
+            kept.add(f.name)
+        if not fields:
+            self.report.skipped.append(("FeatureView", v.name, "no field of a supported type"))
+            return
+        ttl = ""
+        if v.ttl and v.ttl > timedelta(0):
+            self.uses_timedelta = True
+            ttl = f"    ttl=timedelta(seconds={int(v.ttl.total_seconds())}),\n"
+        ident = _identifier(v.name, self.names)
+        self.blocks.append(
+            f"{ident} = FeatureView(\n    name={_lit(v.name)},\n"
+            f"    entities=[{', '.join(e for e in entities if e)}],\n    source={src},\n"
+            f"    schema=[\n{''.join(fields)}    ],\n{ttl}"
+            + ("" if v.online else "    online=False,\n")
+            + f"{self._meta(v)})"
+        )
+        self.views[v.name] = (ident, kept)
+        self.report.converted.append(("FeatureView", v.name))
+
+    def service(self, s: Any) -> None:
+        parts, dropped = [], []
+        for p in s.feature_view_projections:
+            found = self.views.get(p.name)
+            if found is None:
+                dropped.append(p.name)
+                continue
+            ident, kept = found
+            names = [f.name for f in p.features if f.name in kept]
+            if p.name_alias:
+                self.report.notes.append(
+                    f"Service `{s.name}`: alias `{p.name_alias}` of `{p.name}` dropped."
+                )
+            if set(names) == kept:
+                parts.append(ident)
+            elif names:
+                parts.append(f"{ident}[{_lit(names)}]")
+        if not parts:
+            self.report.skipped.append(("FeatureService", s.name, "none of its views converted"))
+            return
+        if dropped:
+            self.report.notes.append(
+                f"Service `{s.name}`: without {', '.join(f'`{d}`' for d in dropped)} "
+                "(not converted)."
+            )
+        ident = _identifier(s.name, self.names)
+        self.blocks.append(
+            f"{ident} = FeatureService(\n    name={_lit(s.name)},\n"
+            f"    features=[{', '.join(parts)}],\n{self._meta(s)})"
+        )
+        self.report.converted.append(("FeatureService", s.name))
+
+    def source_code(self) -> str:
+        classes = sorted(
+            {"Entity", "FeatureService", "FeatureView", "Field", "KafkaSource", "ParquetSource"}
+            & {b.split(" = ", 1)[1].split("(", 1)[0] for b in self.blocks}
+            | ({"Field"} if any("Field(" in b for b in self.blocks) else set())
+        )
+        names = sorted(set(classes) | {d.split("(")[0] for d in self.dtypes})
+        header = (
+            f'"""Imported from the Feast repository {self.repo} by `featurestore import-feast`.\n\n'
+            f'What was and was not converted: {REPORT_FILE}."""\n\n'
+        )
+        imports = ("from datetime import timedelta\n\n" if self.uses_timedelta else "") + (
+            "from featurestore import (\n" + "".join(f"    {n},\n" for n in names) + ")\n"
+        )
+        return header + imports + "\n" + "\n\n".join(self.blocks) + "\n"
+
+
+def import_feast(feast_repo: Path, out: Path, *, project: str | None = None) -> ImportReport:
+    """Convert the Feast repo at ``feast_repo`` into a featurestore repo at ``out`` (which
+    must not exist, or be empty). Nothing is written unless the result loads."""
+    from featurestore.definitions._base import check_name
+    from featurestore.repo import load_repo
+
+    feast_repo = feast_repo.resolve()
+    contents, feast_project = load_feast_repo(feast_repo)
+    name = project or re.sub(r"\W", "_", feast_project)
+    check_name("project", name)
+    if out.exists() and any(out.iterdir()):
+        raise FeastImportError(f"{out} exists and is not empty; give a new folder for the import.")
+    report = ImportReport(feast_repo, out, name)
+    writer = _Writer(feast_repo, report)
+    views = list(contents.feature_views)
+    for e in contents.entities:
+        writer.entity(e, views)
+    for v in views:
+        writer.view(v)
+    for kind, objects in (
+        ("OnDemandFeatureView", contents.on_demand_feature_views),
+        ("StreamFeatureView", contents.stream_feature_views),
+        ("LabelView", getattr(contents, "label_views", [])),
+    ):
+        for o in objects:
+            report.skipped.append(
+                (kind, o.name, "not converted: its transformation is Python run by Feast")
+                if kind != "LabelView"
+                else (kind, o.name, "not converted: human labels have no equivalent")
+            )
+    for s in contents.data_sources:
+        if type(s).__name__ == "RequestSource":
+            report.skipped.append(("RequestSource", s.name, "request-time data (on-demand only)"))
+    for s in contents.feature_services:
+        writer.service(s)
+    staging = out.with_name(f".{out.name}.importing")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        (staging / DEFINITIONS_FILE).write_text(writer.source_code())
+        (staging / "featurestore.yaml").write_text(
+            f"# Imported from Feast ({feast_repo}); local defaults, see infra/README.md.\n"
+            f"project: {name}\n"
+        )
+        (staging / REPORT_FILE).write_text(report.to_markdown())
+        load_repo(staging)  # a conversion featurestore refuses is an error here, not later
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
