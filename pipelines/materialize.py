@@ -365,8 +365,20 @@ def _run(
 
 def read_parquet(spark: SparkSession, path: Path, files: list[str] | None = None) -> DataFrame:
     """A Parquet file, or a folder of them (Hive partition columns kept: basePath)."""
+    from pyspark.errors import AnalysisException
+
     reader = spark.read.option("basePath", str(path)) if path.is_dir() else spark.read
-    return reader.parquet(*(files if files is not None else [str(path)]))
+    try:
+        return reader.parquet(*(files if files is not None else [str(path)]))
+    except AnalysisException as exc:
+        if "TIMESTAMP(NANOS" in str(exc):
+            raise SchemaMismatchError(
+                f"{path} stores timestamps in nanoseconds (pandas' default), which Spark "
+                "cannot read. Rewrite it with microseconds (pyarrow: "
+                "pq.write_table(table, path, coerce_timestamps='us')) or materialize with "
+                "--engine local."
+            ) from None
+        raise
 
 
 def read_source(

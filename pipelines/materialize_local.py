@@ -59,10 +59,13 @@ def source_files(
     view: FeatureView, repo: Path, start: datetime | None, end: datetime, label: str
 ) -> list[str]:
     """The source's Parquet files that can hold rows of [start, end): under Hive ``date=``
-    folders, only those of the window's dates. Both engines read exactly these."""
+    folders, only those of the window's dates; a source that is one file, that file.
+    Both engines read exactly these."""
     source = view.source
     assert isinstance(source, ParquetSource)
     path = source_path(view, repo)
+    if path.is_file():  # one Parquet file (as Feast's FileSource often names)
+        return [str(path)]
     if not path.exists() or not any(path.rglob("*.parquet")):
         raise SourceNotFoundError(
             f"{label}: source '{source.name}' has no Parquet files at {path}. Check the "
