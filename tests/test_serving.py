@@ -315,3 +315,19 @@ def test_redis_down_gives_503_and_the_server_recovers_by_itself(tmp_path: Path) 
         stop_server(server)
         redis_proc.terminate()
         redis_proc.wait(10)
+
+
+def test_the_committed_openapi_schema_is_current(served: Server) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "openapi.py"
+    spec = importlib.util.spec_from_file_location("openapi_script", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.OUT.read_text() == module.render(), "run scripts/openapi.py"
+    live = served.get("/openapi.json").json()
+    assert live["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert live["paths"]["/v1/features"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert "security" not in live["paths"]["/healthz"]["get"]
