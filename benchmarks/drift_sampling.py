@@ -12,18 +12,22 @@ second). Interleaved rounds against a bare redis-py pipeline, as ``policy_lookup
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _interleaved import bench_repo, compare_lookups, ratio, redis_floor
-from online_lookup import REPO_DEFS, feature_rows, machine, start_redis
-
-ROOT = Path(__file__).resolve().parent
+from _interleaved import (
+    bench_redis,
+    bench_repo,
+    compare_lookups,
+    machine,
+    ratio,
+    redis_floor,
+    variant_args,
+    write_result,
+)
+from online_lookup import REPO_DEFS, feature_rows
 
 
 def monitored(rate: float) -> str:
@@ -34,23 +38,13 @@ def monitored(rate: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--calls", type=int, default=20_000, help="lookups per case (1 entity)")
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", default=str(ROOT / "results" / "drift_sampling.json"))
-    args = parser.parse_args()
+    args = variant_args("drift_sampling", __doc__)
 
     from featurestore import FeatureStore
     from featurestore.online.layout import ViewLayout
 
     result: dict[str, Any] = {"benchmark": "drift_sampling", "machine": machine()}
-    redis_proc, r, port = start_redis()
-    tmp = Path(tempfile.mkdtemp(prefix="drift_sampling-"))
-    try:
-        url = f"redis://127.0.0.1:{port}/0"
+    with bench_redis("drift_sampling") as (r, url, tmp):
         stores = {
             "no_monitor": FeatureStore(bench_repo(tmp / "off", url, REPO_DEFS)),
             "sample_1pct": FeatureStore(bench_repo(tmp / "one", url, monitored(0.01))),
@@ -90,13 +84,7 @@ def main() -> None:
         result["stream_entries"] = r.xlen(b"fs:bench:@served:bench_model")
         for store in stores.values():
             store.close()
-    finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
-    text = json.dumps(result, indent=2, default=str)
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import random
 import re
 import shutil
 import signal
@@ -47,12 +45,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
+from _interleaved import ENTITIES, compare_lookups, log, machine, redis_floor, start_redis
 
 from featurestore.devservices import free_port
 
 ROOT = Path(__file__).resolve().parent
 FEATURES = [f"f{i}" for i in range(5)]
-ENTITIES = 10_000
 
 REPO_DEFS = """\
 from datetime import timedelta
@@ -75,10 +73,6 @@ model = Model(name="bench_model", feature_services=[service], owner="bench", pur
 """
 
 
-def log(message: str) -> None:
-    print(f"[online_lookup {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def wait_port(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -87,35 +81,6 @@ def wait_port(port: int, timeout: float = 60) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
-
-
-def start_redis() -> tuple[subprocess.Popen, redis.Redis, int]:
-    """A throwaway redis-server (no persistence) on a free port, answering PING."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    r = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            r.ping()
-            return proc, r, port
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 4),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 4),
-        "calls": len(ordered),
-    }
 
 
 def feature_rows(seed: int) -> pa.Table:
@@ -136,37 +101,13 @@ def in_process(store: Any, r: redis.Redis, calls: int, seed: int) -> dict[str, A
 
     client = store.online_client()
     layout = ViewLayout.from_version(store.snapshot(), store.snapshot().view_version("stats"))
-    prefix, field = layout.prefix, layout.field
-    rng = random.Random(seed)
-    out: dict[str, Any] = {}
-    for n, count in ((1, calls), (100, calls // 10)):
-        batches = [rng.sample(range(ENTITIES), n) for _ in range(count)]
-        rows = [[{"entity_id": e} for e in b] for b in batches]
-
-        def ours(i: int, rows: list = rows) -> None:
-            client.get_online_features(rows[i], model="bench_model")
-
-        def floor(i: int, batches: list = batches) -> None:
-            pipe = r.pipeline(transaction=False)
-            for e in batches[i]:
-                pipe.hmget(prefix + str(e).encode(), field)
-            pipe.execute()
-
-        contenders = {"featurestore": ours, "floor_redis_pipeline": floor}
-        for fn in contenders.values():
-            for i in range(min(50, count)):
-                fn(i)
-        samples: dict[str, list[float]] = {k: [] for k in contenders}
-        rounds = 10
-        per = max(1, count // rounds)
-        for k in range(rounds):
-            for name, fn in contenders.items():
-                for i in range(k * per, (k + 1) * per):
-                    t0 = time.perf_counter()
-                    fn(i)
-                    samples[name].append(time.perf_counter() - t0)
-        out[f"{n}_entities"] = {name: percentiles(s) for name, s in samples.items()}
-        log(f"in-process {n} entities: {out[f'{n}_entities']}")
+    out = compare_lookups(
+        {"featurestore": (client, "bench_model")},
+        redis_floor(r, layout.prefix, layout.field),
+        calls=calls,
+        rounds=10,
+        seed=seed,
+    )
     client.close()
     return out
 
@@ -261,20 +202,6 @@ def http_case(
             proc.wait(15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-
-
-def machine() -> dict[str, Any]:
-    redis_version = subprocess.run(
-        ["redis-server", "--version"], capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "redis": redis_version,
-        "redis_py": redis.__version__,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def main() -> None:

@@ -20,18 +20,22 @@ no column here (``online_lookup.py`` compares lookups with Feast).
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _interleaved import bench_repo, compare_lookups, ratio, redis_floor
-from online_lookup import REPO_DEFS, feature_rows, machine, start_redis
-
-ROOT = Path(__file__).resolve().parent
+from _interleaved import (
+    bench_redis,
+    bench_repo,
+    compare_lookups,
+    machine,
+    ratio,
+    redis_floor,
+    variant_args,
+    write_result,
+)
+from online_lookup import REPO_DEFS, feature_rows
 
 POLICIES = "\nfrom featurestore import FeatureMatch, ModelMatch, Policy\n" + "".join(
     f"""
@@ -54,23 +58,13 @@ mask_f0 = Policy(name="mask_f0", effect="mask", mask="hash",
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--calls", type=int, default=20_000, help="lookups per case (1 entity)")
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", default=str(ROOT / "results" / "policy_lookup.json"))
-    args = parser.parse_args()
+    args = variant_args("policy_lookup", __doc__)
 
     from featurestore import FeatureStore
     from featurestore.online.layout import ViewLayout
 
     result: dict[str, Any] = {"benchmark": "policy_lookup", "machine": machine()}
-    redis_proc, r, port = start_redis()
-    tmp = Path(tempfile.mkdtemp(prefix="policy_lookup-"))
-    try:
-        url = f"redis://127.0.0.1:{port}/0"
+    with bench_redis("policy_lookup") as (r, url, tmp):
         # Two registries of one project on one Redis: the same stored values.
         off = FeatureStore(bench_repo(tmp / "off", url, REPO_DEFS))
         on = FeatureStore(bench_repo(tmp / "on", url, REPO_DEFS + POLICIES + MASKED))
@@ -112,13 +106,7 @@ def main() -> None:
             client.close()
         off.close()
         on.close()
-    finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
-    text = json.dumps(result, indent=2, default=str)
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ on and serves, and OpenLineage export."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,18 @@ from featurestore.cli import (
 
 lineage_app = typer.Typer(help="Lineage: sources, versions, runs, training sets, models.")
 app.add_typer(lineage_app, name="lineage")
+
+
+def _answer(repo: Path, query: Callable[..., dict[str, Any]], subject: str) -> dict[str, Any]:
+    """A lineage query (``queries.feature_lineage`` or ``model_lineage``) on the repo."""
+    with _store(repo) as store:
+        return query(
+            store.registry,
+            store.snapshot(),
+            store.config.offline_store_path,
+            subject,
+            store.config.policy_default,
+        )
 
 
 def _when(value: Any) -> str:
@@ -63,14 +76,7 @@ def feature(
     """A feature's sources, versions, materialization runs, training sets and models."""
     from featurestore.lineage.queries import feature_lineage
 
-    with _store(repo) as store:
-        found = feature_lineage(
-            store.registry,
-            store.snapshot(),
-            store.config.offline_store_path,
-            ref,
-            store.config.policy_default,
-        )
+    found = _answer(repo, feature_lineage, ref)
     if as_json:
         _echo_json(found)
         return
@@ -120,14 +126,7 @@ def model(
     """Every feature version a model serves and was trained on, and where each came from."""
     from featurestore.lineage.queries import model_lineage
 
-    with _store(repo) as store:
-        found = model_lineage(
-            store.registry,
-            store.snapshot(),
-            store.config.offline_store_path,
-            name,
-            store.config.policy_default,
-        )
+    found = _answer(repo, model_lineage, name)
     if as_json:
         _echo_json(found)
         return

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import orjson
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +24,7 @@ from featurestore.errors import AccessDeniedError, AuthenticationError, PolicyDe
 from featurestore.policy.engine import mask_value
 from tests.helpers import ONLINE_REPO, write_repo
 from tests.test_online_store import user_stats
-from tests.test_policy import DEFS, NOW, UTC_US
+from tests.test_policy import policy_store
 from tests.test_serving import Server, start_server, stop_server
 
 pytestmark = pytest.mark.services
@@ -36,24 +35,7 @@ runner = CliRunner()
 @pytest.fixture
 def store(tmp_path: Path, services: Any) -> Iterator[FeatureStore]:
     """The policy test repo (fraud masks e-mail, marketing may not read it), with data."""
-    config = (
-        f"project: cred{next(_n)}\nregistry: data/registry.db\n"
-        f"online_store:\n  redis_url: {services.redis_url}\n"
-    )
-    repo = write_repo(tmp_path / "repo", {"featurestore.yaml": config, "defs.py": DEFS})
-    with FeatureStore(repo) as s:
-        s.apply()
-        rows = pa.table(
-            {
-                "user_id": pa.array([1, 2], pa.int64()),
-                "event_timestamp": pa.array([NOW - timedelta(hours=1)] * 2, UTC_US),
-                "email": ["ann@example.com", None],
-                "country": ["DE", "FR"],
-                "score": [0.5, 0.7],
-            }
-        )
-        s.write_online("profile", rows)
-        yield s
+    yield from policy_store(tmp_path, services.redis_url, "cred")
 
 
 def cli(store: FeatureStore, *args: str) -> Any:

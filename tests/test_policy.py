@@ -4,6 +4,7 @@ builds (real Redis, real Parquet)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -115,13 +116,14 @@ def test_the_example_policy_fails_a_plan_that_gives_marketing_pii(example_repo: 
     assert "models.py:" in text
 
 
-@pytest.fixture
-def store(tmp_path: Path, services: Any) -> Any:
+def policy_store(path: Path, redis_url: str, prefix: str) -> Iterator[FeatureStore]:
+    """The repo of DEFS (fraud masks e-mail, marketing may not read it), applied, with two
+    users' profiles online and offline."""
     config = (
-        f"project: pol{next(_n)}\nregistry: data/registry.db\n"
-        f"online_store:\n  redis_url: {services.redis_url}\n"
+        f"project: {prefix}{next(_n)}\nregistry: data/registry.db\n"
+        f"online_store:\n  redis_url: {redis_url}\n"
     )
-    repo = write_repo(tmp_path / "repo", {"featurestore.yaml": config, "defs.py": DEFS})
+    repo = write_repo(path / "repo", {"featurestore.yaml": config, "defs.py": DEFS})
     with FeatureStore(repo) as s:
         s.apply()
         rows = pa.table(
@@ -136,6 +138,11 @@ def store(tmp_path: Path, services: Any) -> Any:
         s.write_online("profile", rows)
         s.offline_store().write(s.snapshot().feature_view("profile"), 1, rows)
         yield s
+
+
+@pytest.fixture
+def store(tmp_path: Path, services: Any) -> Iterator[FeatureStore]:
+    yield from policy_store(tmp_path, services.redis_url, "pol")
 
 
 def test_online_lookups_mask_what_a_policy_masks(store: FeatureStore) -> None:
