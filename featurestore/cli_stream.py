@@ -149,23 +149,82 @@ def create_topic(
 def dlq(
     view: Annotated[str | None, typer.Argument(help="Only this view's topic.")] = None,
     limit: Annotated[int, typer.Option(help="The newest N dead letters per topic.")] = 20,
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Only reasons starting with this (late, future, too large, ...)."),
+    ] = None,
     as_json: JsonOption = False,
     repo: RepoOption = Path("."),
 ) -> None:
-    """Recent dead letters: reason, partition and offset, and the original event."""
+    """Recent dead letters, one per id (a crash may send one twice): reason, partition
+    and offset, and the original event (truncated ones say their original size)."""
     stream = _pipeline()
     with _store(repo) as store:
         names = _streaming_views(store, [view] if view else None)
         letters = stream.recent_dead_letters(store, names, limit=limit)
+    if reason:
+        letters = [d for d in letters if d["reason"].startswith(reason)]
     if as_json:
         _echo_json(letters)
         return
     if not letters:
         typer.echo("No dead letters.")
     for d in letters:
+        extra = ""
+        if d["truncated"]:
+            extra += f"  (truncated: {d['original_size']:,} bytes, sha256 {d['sha256']})"
+        if d["repeats"]:
+            extra += f"  (sent {d['repeats'] + 1} times)"
         typer.echo(
-            f"{d['topic']}[{d['partition']}]@{d['offset']}  {d['reason']}\n    {d['value'][:200]}"
+            f"{d['id'] or d['topic'] + '/' + str(d['partition']) + '/' + str(d['offset'])}  "
+            f"{d['reason']}{extra}\n    {d['value'][:200]}"
         )
+
+
+@stream_app.command("repair")
+@handle_errors
+def repair(
+    view: Annotated[str, typer.Argument(help="The streaming view.")],
+    as_json: JsonOption = False,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Remove what events from the future left (rows past now + the source's
+    max_future_skew, offline and online) and reset the watermarks they poisoned. Stop the
+    view's consumers first."""
+    from featurestore.streaming.processor import format_us
+
+    stream = _pipeline()
+    with _store(repo) as store:
+        report = stream.repair_future(store, view)
+    if as_json:
+        _echo_json(
+            {
+                "view": view,
+                "bound_us": report.bound_us,
+                "feature_rows_removed": report.feature_rows_removed,
+                "events_removed": report.events_removed,
+                "entities_reset": report.entities_reset,
+                "watermarks": {
+                    str(p): {"before": b, "after": a} for p, (b, a) in report.watermarks.items()
+                },
+            }
+        )
+        return
+    if not report.changed:
+        typer.echo(f"{view}: nothing past {format_us(report.bound_us)}; nothing to repair.")
+        return
+    typer.echo(
+        f"{view}: removed {report.feature_rows_removed:,} feature rows and "
+        f"{report.events_removed:,} logged events past {format_us(report.bound_us)}; "
+        f"{report.entities_reset:,} entities' online values reset to their newest sane row."
+    )
+    for p, (before, after) in sorted(report.watermarks.items()):
+        shown = format_us(after) if after is not None else "none (no sane event logged)"
+        typer.echo(f"  partition {p}: watermark {format_us(before or 0)} -> {shown}")
+    typer.echo(
+        "Events refused as late meanwhile are in the dead-letter topic (`featurestore stream "
+        "dlq --reason late`); produce them again to count them."
+    )
 
 
 @stream_app.command("backfill")

@@ -5,22 +5,30 @@ One consumer per view version, in a consumer group (default
 they split the topic's partitions. The loop:
 
 1. poll a micro-batch (at most ``poll_ms`` of waiting);
-2. each event is parsed and checked; a bad or too-late one goes to ``<topic>.dlq``
-   (original bytes as the value; reason, topic, partition and offset as headers);
+2. each event is parsed and checked; a bad, too-late, too-early (``future``) or too-large
+   one goes to ``<topic>.dlq`` (original bytes as the value, truncated if they do not fit;
+   id, reason, topic, partition and offset as headers);
 3. the window state advances, and every touched entity's newest row is written to
    the online store (event-time monotonic) right away: freshness is one poll;
-4. every ``flush_seconds``: dead letters are flushed, the event log and the feature rows
-   land in the offline store, each with the stream's position in its manifest commit,
-   and only then are the offsets committed to Kafka.
+4. every ``flush_seconds``: dead letters are flushed (and each send checked: nothing is
+   landed past an event that is neither landed nor dead-lettered), the event log and the
+   feature rows land in the offline store, each with the stream's position in its
+   manifest commit, and only then are the offsets committed to Kafka.
 
 After a crash the consumer resumes from the position in the offline manifests, rebuilding
 its window state from the event log: rows already landed are skipped (no duplicates),
 the online values are written again with the same values, nothing is lost. SIGTERM (or
 Ctrl-C) finishes the current batch, lands it and commits before leaving the group.
+
+On start the landed position of each partition is checked against the record it ends
+with (``featurestore.streaming.topic_check``): broker offset answers alone never make a
+consumer re-read a partition.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import queue
 import signal
@@ -36,18 +44,26 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata
 
 from featurestore.definitions import FeatureView, KafkaSource
 from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
 from featurestore.online.layout import ViewLayout
 from featurestore.store import FeatureStore
-from featurestore.streaming.landing import Landing, StreamPosition
-from featurestore.streaming.processor import DeadLetter, StreamProcessor
+from featurestore.streaming import topic_check
+from featurestore.streaming.landing import Landing, StreamPosition, record_digest
+from featurestore.streaming.processor import DeadLetter, StreamProcessor, format_us
+from featurestore.streaming.repair import RepairReport, repair
 from pipelines.materialize_local import pause_for_tests
 
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
+
+# A dead letter whose key and value exceed this is truncated to DLQ_KEEP_BYTES of value
+# (the producer's default max_request_size is 1 MiB; headers and framing need room).
+DLQ_MAX_BYTES = 1_000_000
+DLQ_KEEP_BYTES = 64 * 1024
 
 
 class StreamError(FeatureStoreError):
@@ -64,6 +80,9 @@ class StreamStats:
     offline_rows: int = 0
     logged_events: int = 0
     flushes: int = 0
+    truncated_dead_letters: int = 0
+    repeated: int = 0  # records delivered again below the next offset, skipped
+    topic_restarts: int = 0  # partitions started over (their topic was recreated)
     started: float = field(default_factory=time.time)
     freshness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20_000))
     lag: dict[int, int] = field(default_factory=dict)
@@ -90,6 +109,13 @@ def dlq_topic(source: KafkaSource) -> str:
     return f"{source.topic}.dlq"
 
 
+def dead_letter_id(topic: str, partition: int, offset: int, epoch_us: int | None) -> str:
+    """Stable per event: the same event dead-lettered again (after a crash) has the same
+    id, so a reader can drop repeats. The epoch tells a recreated topic's offsets apart."""
+    base = f"{topic}/{partition}/{offset}"
+    return base if epoch_us is None else f"{base}@{epoch_us}"
+
+
 def bootstrap_servers(store: FeatureStore, source: KafkaSource) -> str:
     return source.bootstrap_servers or store.config.kafka_bootstrap_servers
 
@@ -100,6 +126,37 @@ def reader(bootstrap: str, **options: Any) -> KafkaConsumer:
         return KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
     except KafkaError as exc:
         raise StreamError(f"Cannot reach Kafka at {bootstrap} ({exc}).") from None
+
+
+def _too_large(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return isinstance(exc, MessageSizeTooLargeError) or name in (
+        "RecordListTooLargeError",
+        "MessageSizeTooLargeError",
+    )
+
+
+def fetch_first(
+    bootstrap: str, at: dict[TopicPartition, int], timeout_s: float = 3.0
+) -> dict[TopicPartition, topic_check.Found]:
+    """The first record a fetch at each offset returns (offset and digest); partitions
+    that return nothing within ``timeout_s`` are missing from the answer."""
+    consumer = reader(bootstrap, auto_offset_reset="earliest", max_poll_records=1)
+    found: dict[TopicPartition, topic_check.Found] = {}
+    try:
+        consumer.assign(list(at))
+        for tp, offset in at.items():
+            consumer.seek(tp, max(0, offset))
+        deadline = time.monotonic() + timeout_s
+        while len(found) < len(at) and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                if tp in at and tp not in found and records:
+                    r = records[0]
+                    found[tp] = topic_check.Found(r.offset, record_digest(r.key, r.value))
+                    consumer.pause(tp)
+    finally:
+        consumer.close()
+    return found
 
 
 class Background:
@@ -193,6 +250,10 @@ class StreamConsumer(ConsumerRebalanceListener):
         self.failure: Exception | None = None
         self._online = Background(self._write_rows, self._online_failed)
         self._restart_at: dict[int, int] = {}
+        # Dead letters sent since the last landing: (future, letter, key, value), checked
+        # before the landing moves past them.
+        self._letters: list[tuple[Any, DeadLetter, bytes | None, bytes | None]] = []
+        self._halted = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -231,36 +292,42 @@ class StreamConsumer(ConsumerRebalanceListener):
         self.progress(f"{self.label}: consuming '{self.source.topic}' in group '{self.group}'")
 
     def _check_positions(self) -> None:
-        """A recorded offset past a partition's end means the topic was recreated (or the
-        broker lost its data): those partitions restart at their beginning, with a fresh
-        watermark. One earlier than the beginning means retention deleted events the
-        consumer never read: it says so and goes on from the beginning."""
+        """Check each partition's landed position against the record it ends with (see
+        ``topic_check``): a partition whose topic was recreated restarts at its beginning
+        with a fresh watermark (said loudly: log, progress, metrics); one whose events
+        retention deleted goes on; a broker's wrong offset answer changes nothing."""
         assert self.consumer is not None
         features, _events = self.landing.positions()
         parts = [
             TopicPartition(self.source.topic, p)
             for p in self.consumer.partitions_for_topic(self.source.topic) or ()
         ]
+        self._restart_at = {}
+        landed = {
+            tp: features.offsets[tp.partition] for tp in parts if features.offsets.get(tp.partition)
+        }
+        if not landed:
+            return
         begins = self.consumer.beginning_offsets(parts)
         ends = self.consumer.end_offsets(parts)
-        self._restart_at = {}
-        for tp in parts:
-            recorded = features.offsets.get(tp.partition)
-            if recorded is None:
-                continue
-            if recorded > ends[tp]:
+        found = fetch_first(self.bootstrap, {tp: o - 1 for tp, o in landed.items()})
+        for tp, offset in landed.items():
+            decision = topic_check.judge(
+                tp.partition,
+                offset,
+                features.digests.get(tp.partition),
+                found.get(tp),
+                begins[tp],
+                ends[tp],
+            )
+            if decision.verdict == "recreated":
                 self._restart_at[tp.partition] = begins[tp]
-                self.progress(
-                    f"{self.label}: partition {tp.partition} ends at offset {ends[tp]}, before "
-                    f"the landed position {recorded}: the topic was recreated. Starting it "
-                    "again from its beginning."
-                )
-            elif recorded < begins[tp]:
-                self.progress(
-                    f"{self.label}: partition {tp.partition} now begins at {begins[tp]}, after "
-                    f"the landed position {recorded}: retention deleted "
-                    f"{begins[tp] - recorded:,} events this view never read."
-                )
+                self.stats.topic_restarts += 1
+                if self.metrics:
+                    self.metrics.topic_restarts.inc()
+                log.warning("%s: %s", self.label, decision.note)
+            if decision.note:
+                self.progress(f"{self.label}: {decision.note}")
 
     def run(self, status: Path | None = None) -> StreamStats:
         """Consume until ``stop`` is set, then land, commit and leave the group.
@@ -311,6 +378,10 @@ class StreamConsumer(ConsumerRebalanceListener):
                 letter = self.processor.process(tp.partition, record.offset, record.value)
                 if letter is not None:
                     self._dead_letter(letter, record)
+            state = self.processor.partitions[tp.partition]
+            last = records[-1]
+            if state.next_offset == last.offset + 1:  # kept with the landed position
+                state.last_digest = record_digest(last.key, last.value)
             n += len(records)
         if n:
             self._write_online()
@@ -322,20 +393,97 @@ class StreamConsumer(ConsumerRebalanceListener):
         return n
 
     def _dead_letter(self, letter: DeadLetter, record: Any) -> None:
-        assert self.producer is not None
-        headers = [
-            ("reason", letter.reason.encode()),
-            ("view", self.label.encode()),
-            ("topic", self.source.topic.encode()),
-            ("partition", str(letter.partition).encode()),
-            ("offset", str(letter.offset).encode()),
-        ]
-        self.producer.send(
-            dlq_topic(self.source), value=record.value, key=record.key, headers=headers
-        )
+        self._send_letter(letter, record.key, record.value)
         self.stats.dead_letters += 1
         if self.metrics:
             self.metrics.dead_letters.inc()
+
+    def _send_letter(
+        self, letter: DeadLetter, key: bytes | None, value: bytes | None, *, shrink: bool = False
+    ) -> None:
+        """Send one dead letter; one that does not fit (or that the broker refused as too
+        large: ``shrink``) is truncated, with its original size and a digest."""
+        assert self.producer is not None
+        state = self.processor.partitions.get(letter.partition)
+        epoch = state.epoch_us if state is not None else None
+        headers = [
+            ("id", dead_letter_id(self.source.topic, letter.partition, letter.offset, epoch)),
+            ("reason", letter.reason),
+            ("view", self.label),
+            ("topic", self.source.topic),
+            ("partition", str(letter.partition)),
+            ("offset", str(letter.offset)),
+        ]
+        size = len(key or b"") + len(value or b"")
+        sent_key, sent_value = key, value
+        if shrink or size > DLQ_MAX_BYTES:
+            sent_key = (key or b"")[:1024] or None
+            sent_value = (value or b"")[:DLQ_KEEP_BYTES]
+            headers += [
+                ("truncated", "true"),
+                ("original_size", str(len(value or b""))),
+                ("sha256", hashlib.sha256(value or b"").hexdigest()),
+            ]
+            self.stats.truncated_dead_letters += 1
+        try:
+            future = self.producer.send(
+                dlq_topic(self.source),
+                value=sent_value,
+                key=sent_key,
+                headers=[(k, v.encode()) for k, v in headers],
+            )
+        except MessageSizeTooLargeError as exc:
+            if shrink:
+                raise self._halt(
+                    f"{self.label}: the dead letter of partition {letter.partition} offset "
+                    f"{letter.offset} does not fit the producer even truncated to "
+                    f"{DLQ_KEEP_BYTES:,} bytes ({exc}). The consumer stopped without landing "
+                    "past it; raise the producer's max_request_size and restart it."
+                ) from None
+            self._send_letter(letter, key, value, shrink=True)
+            return
+        except KafkaError as exc:
+            raise self._halt(
+                f"{self.label}: cannot send a dead letter to '{dlq_topic(self.source)}' "
+                f"({exc}). The consumer stopped without landing past it; create the topic "
+                f"(`featurestore stream create-topic {self.view.name}`) or fix the broker, "
+                "then restart it."
+            ) from None
+        self._letters.append((future, letter, key, value))
+
+    def _halt(self, message: str) -> StreamError:
+        """A dead letter is lost: from now on nothing lands (not even the landing of a
+        rebalance or of close), so a restart reads the event again."""
+        self._halted = True
+        return StreamError(message)
+
+    def _confirm_letters(self) -> None:
+        """Every dead letter since the last landing is in its topic, or StreamError (the
+        landing does not move past an event that is neither landed nor dead-lettered)."""
+        assert self.producer is not None
+        for _attempt in range(2):
+            self.producer.flush()
+            letters, self._letters = self._letters, []
+            for future, letter, key, value in letters:
+                exc = future.exception if future.failed() else None
+                if exc is None:
+                    continue
+                if _too_large(exc):
+                    self._send_letter(letter, key, value, shrink=True)
+                    continue
+                raise self._halt(
+                    f"{self.label}: the dead letter of partition {letter.partition} offset "
+                    f"{letter.offset} was not accepted by '{dlq_topic(self.source)}' ({exc}). "
+                    "The consumer stopped without landing past it; restart it when the "
+                    "broker takes writes again."
+                )
+            if not self._letters:
+                return
+        raise self._halt(
+            f"{self.label}: '{dlq_topic(self.source)}' refused dead letters even truncated "
+            f"to {DLQ_KEEP_BYTES:,} bytes. The consumer stopped without landing past them; "
+            "raise the topic's max.message.bytes and restart it."
+        )
 
     def _write_online(self) -> None:
         rows = self.processor.online_rows()
@@ -375,9 +523,13 @@ class StreamConsumer(ConsumerRebalanceListener):
         a rebalance callback may not block on Kafka, and the manifests suffice)."""
         proc = self.processor
         self._last_flush = time.monotonic()
+        if self._halted:
+            return
         self._online.drain()  # online writes done (or their error raised) before landing
         if self.producer is not None:
-            self.producer.flush()  # dead letters are durable before their offsets commit
+            self._confirm_letters()  # dead letters are durable before their offsets commit
+        self.stats.repeated += proc.repeated
+        proc.repeated = 0
         position = proc.positions()
         if not position.offsets or (
             not proc.event_rows and not proc.feature_rows and position == self._landed
@@ -459,15 +611,37 @@ class StreamConsumer(ConsumerRebalanceListener):
         features, events = self.landing.positions()
         new = [tp for tp in assigned if tp.partition not in self.processor.partitions]
         before, since = {}, {}
+        bound = self.processor.future_bound_us()
         for tp in new:
+            watermark = None
+            landed_mark = features.max_event_us.get(tp.partition)
+            if landed_mark is not None and landed_mark > bound:
+                watermark = self.landing.max_event_us(tp.partition, bound)
+                note = (
+                    f"partition {tp.partition}'s landed watermark "
+                    f"({format_us(landed_mark)}) is more than max_future_skew ahead of this "
+                    "clock: an event from the future was accepted before the bound existed. "
+                    f"Going on from the newest sane event time ({format_us(watermark or 0)}); "
+                    f"run `featurestore stream repair {self.view.name}` to remove its rows "
+                    "from the stores."
+                )
+                log.warning("%s: %s", self.label, note)
+                self.progress(f"{self.label}: {note}")
             start = self.processor.assign(
-                tp.partition, features, events, restart_at=self._restart_at.get(tp.partition)
+                tp.partition,
+                features,
+                events,
+                restart_at=self._restart_at.get(tp.partition),
+                watermark=watermark,
             )
             self.consumer.seek(tp, start)
             before[tp.partition] = start
             newest = self.processor.partitions[tp.partition].max_event_us
             if newest is not None:
                 since[tp.partition] = newest - self.processor.reach_us
+        # What the manifests hold for these partitions is landed: a flush with nothing new
+        # writes no empty commit.
+        self._landed = self._landed.merged(self.processor.positions(before))
         restored = 0
         if any(before.values()):
             table = self.landing.load_events(
@@ -507,6 +681,9 @@ def write_status(consumer: StreamConsumer, path: Path, rate: float) -> None:
         "dead_letters": s.dead_letters,
         "online_writes": s.online_writes,
         "offline_rows": s.offline_rows,
+        "truncated_dead_letters": s.truncated_dead_letters,
+        "repeated_deliveries": s.repeated,
+        "topic_restarts": s.topic_restarts,
         "lag": {str(p): v for p, v in sorted(s.lag.items())},
         "freshness_ms": {
             "p50": round(statistics.median(fresh), 1) if fresh else None,
@@ -539,6 +716,12 @@ class Metrics:
         self.dead_letters = Counter(
             "featurestore_stream_dead_letters",
             "Events sent to the dead-letter topic",
+            ["view"],
+            registry=self.registry,
+        ).labels(view)
+        self.topic_restarts = Counter(
+            "featurestore_stream_topic_restarts",
+            "Partitions started over because their topic was recreated",
             ["view"],
             registry=self.registry,
         ).labels(view)
@@ -625,6 +808,37 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def running_consumers(store: FeatureStore, view: str) -> list[dict[str, Any]]:
+    """Status documents of this machine's live consumers of ``view`` (stale ones removed)."""
+    out = []
+    for path in sorted((store.config.state_dir / "stream").glob(f"{view}.*.json")):
+        doc = orjson.loads(path.read_bytes())
+        if _alive(int(doc["pid"])):
+            out.append(doc)
+        else:
+            path.unlink(missing_ok=True)  # a consumer that is gone
+    return out
+
+
+def repair_future(store: FeatureStore, name: str) -> RepairReport:
+    """Remove rows of events from the future (past now + the source's max_future_skew)
+    from the view's offline tables and online values, and reset poisoned watermarks."""
+    view, version, source = stream_view(store, name)
+    running = running_consumers(store, view.name)
+    if running:
+        pids = ", ".join(str(d["pid"]) for d in running)
+        raise StreamError(
+            f"{view.name}@v{version}: consumers are running on this machine (pid {pids}); "
+            "stop them (SIGTERM) before `featurestore stream repair`, then start them again."
+        )
+    root = store.offline_store().table(view.name, version).root
+    landing = Landing(root, view, source)
+    layout = ViewLayout.from_view(store.project, view, version)
+    writer = store.online_writer() if view.online else None
+    bound = StreamProcessor(view, source).future_bound_us()
+    return repair(landing, layout, writer, bound)
+
+
 def create_topic(store: FeatureStore, name: str, partitions: int) -> bool:
     """Create the view's topic (and its dead-letter topic); False if it already existed."""
     from kafka.admin import KafkaAdminClient, NewTopic
@@ -665,13 +879,7 @@ def group_status(store: FeatureStore, name: str) -> dict[str, Any]:
         str(tp.partition): max(0, end - committed.get(tp.partition, 0))
         for tp, end in sorted(ends.items())
     }
-    consumers = []
-    for path in sorted((store.config.state_dir / "stream").glob(f"{view.name}.*.json")):
-        doc = orjson.loads(path.read_bytes())
-        if _alive(int(doc["pid"])):
-            consumers.append(doc)
-        else:
-            path.unlink(missing_ok=True)  # a consumer that is gone
+    consumers = running_consumers(store, view.name)
     return {
         "view": f"{view.name}@v{version}",
         "group": group,
@@ -698,15 +906,19 @@ def recent_dead_letters(store: FeatureStore, names: list[str], *, limit: int) ->
             begins = consumer.beginning_offsets(parts)
             for tp in parts:
                 consumer.seek(tp, max(begins[tp], ends[tp] - limit))
-            remaining = {tp for tp in parts if consumer.position(tp) < ends[tp]}
-            deadline = time.monotonic() + 10
+            # Read until the topic is quiet rather than to its end_offsets, which a broker
+            # may answer short (seeking from a short end reads more, never less).
+            deadline = time.monotonic() + 30
+            idle_since, quiet = time.monotonic(), 2.0  # the first fetch takes longer
             letters = []
-            while remaining and time.monotonic() < deadline:
-                for tp, records in consumer.poll(timeout_ms=200).items():
+            while time.monotonic() - idle_since < quiet and time.monotonic() < deadline:
+                for _tp, records in consumer.poll(timeout_ms=200).items():
+                    idle_since, quiet = time.monotonic(), 0.5
                     for r in records:
                         headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
                         letters.append(
                             {
+                                "id": headers.get("id", ""),
                                 "view": headers.get("view", name),
                                 "topic": headers.get("topic", source.topic),
                                 "partition": int(headers.get("partition", -1)),
@@ -714,12 +926,32 @@ def recent_dead_letters(store: FeatureStore, names: list[str], *, limit: int) ->
                                 "reason": headers.get("reason", "?"),
                                 "value": (r.value or b"").decode(errors="replace"),
                                 "timestamp_ms": r.timestamp,
+                                "truncated": headers.get("truncated") == "true",
+                                "original_size": int(
+                                    headers.get("original_size", len(r.value or b""))
+                                ),
+                                "sha256": headers.get("sha256"),
                             }
                         )
-                    if consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-            letters.sort(key=lambda d: d["timestamp_ms"], reverse=True)
-            out += letters[:limit]
+            out += unique_letters(letters)[:limit]
         finally:
             consumer.close()
+    return out
+
+
+def unique_letters(letters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Newest first, one per id (a crash may have sent a dead letter twice); ``repeats``
+    counts the copies. Letters without an id (older consumers) are all kept."""
+    letters = sorted(letters, key=lambda d: d["timestamp_ms"], reverse=True)
+    out: list[dict[str, Any]] = []
+    by_id: dict[str, dict[str, Any]] = {}
+    for d in letters:
+        first = by_id.get(d["id"]) if d["id"] else None
+        if first is not None:
+            first["repeats"] += 1
+            continue
+        d["repeats"] = 0
+        if d["id"]:
+            by_id[d["id"]] = d
+        out.append(d)
     return out

@@ -94,6 +94,11 @@ class KafkaSource:
     schema: Sequence[Field]
     value_format: str = "json"
     allowed_lateness: timedelta = timedelta(minutes=5)
+    # Input bounds (not part of the version: they guard against broken producers, they do
+    # not define values). An event stamped further ahead of the consumer's clock, or
+    # larger than max_event_bytes, is a dead letter ('future', 'too large').
+    max_future_skew: timedelta = timedelta(minutes=5)
+    max_event_bytes: int = 1_048_576
     bootstrap_servers: str | None = None
     batch_source: ParquetSource | None = None
     description: str = ""
@@ -128,6 +133,16 @@ class KafkaSource:
                 f"{owner}: 'allowed_lateness' must be a timedelta >= 0 (got "
                 f"{self.allowed_lateness!r})."
             )
+        if not isinstance(self.max_future_skew, timedelta) or self.max_future_skew < timedelta(0):
+            raise DefinitionError(
+                f"{owner}: 'max_future_skew' must be a timedelta >= 0 (got "
+                f"{self.max_future_skew!r}); it bounds how far ahead of the consumer's clock "
+                "an event time may be."
+            )
+        if type(self.max_event_bytes) is not int or self.max_event_bytes < 1:
+            raise DefinitionError(
+                f"{owner}: 'max_event_bytes' must be a positive int (got {self.max_event_bytes!r})."
+            )
         if self.batch_source is not None and not isinstance(self.batch_source, ParquetSource):
             raise DefinitionError(f"{owner}: 'batch_source' must be a ParquetSource.")
         check_str(owner, "bootstrap_servers", self.bootstrap_servers)
@@ -155,6 +170,8 @@ class KafkaSource:
             "schema": [f.to_spec() for f in self.schema],
             "batch_source": self.batch_source.to_spec() if self.batch_source else None,
             "bootstrap_servers": self.bootstrap_servers,
+            "max_future_skew_seconds": self.max_future_skew.total_seconds(),
+            "max_event_bytes": self.max_event_bytes,
             **metadata_spec(self),
         }
 
@@ -164,6 +181,8 @@ class KafkaSource:
         spec["schema"] = [Field.from_spec(f) for f in spec["schema"]]
         if "allowed_lateness_seconds" in spec:
             spec["allowed_lateness"] = timedelta(seconds=spec.pop("allowed_lateness_seconds"))
+        if "max_future_skew_seconds" in spec:
+            spec["max_future_skew"] = timedelta(seconds=spec.pop("max_future_skew_seconds"))
         if spec.get("batch_source"):
             spec["batch_source"] = ParquetSource.from_spec(spec["batch_source"])
         return cls(**spec)

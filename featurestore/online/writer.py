@@ -190,6 +190,26 @@ class OnlineWriter:
             stats.skipped_expired += expired
         return stats
 
+    def delete_entities(self, layout: ViewLayout, key_values: Sequence[Sequence[Any]]) -> int:
+        """Remove one view version's values of these entities (key values in
+        ``layout.join_keys`` order), whatever their event time; returns how many. For
+        repairs: every other write keeps the newest event time."""
+        parts = [key_part(d) for d in layout.key_dtypes]
+        keys = [
+            layout.prefix + _spell_key(layout, parts, kv, i).encode()
+            for i, kv in enumerate(key_values)
+        ]
+        removed = 0
+        try:
+            for batch in _batched(keys, 1000):
+                removed += self._hdel(batch, layout.field)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise OnlineStoreUnavailable(
+                f"Redis at {_where(self.client)} is unreachable ({exc}); {layout.label}'s "
+                "values of these entities were not (all) removed: run the repair again."
+            ) from exc
+        return removed
+
     def delete_version(self, layout: ViewLayout, *, scan_count: int = 1000) -> int:
         """Remove one view version's values from every entity hash; returns how many.
 

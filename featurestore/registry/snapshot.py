@@ -184,11 +184,19 @@ class RegistrySnapshot:
         spec = vv.spec
         entities = {e["name"]: Entity.from_spec(e) for e in vv.version_spec["entities"]}
         source = dict(vv.version_spec["source"])
-        # Where the source lives (brokers) and its metadata are not part of a version:
+        # Where the source lives (brokers), its input bounds and its metadata are not part
+        # of a version:
         # they come from the source's current definition.
         head = self.heads.get(("source", spec["source"]))
         if head is not None and head.spec.get("type") == source.get("type"):
-            for key in ("bootstrap_servers", "description", "owner", "tags"):
+            for key in (
+                "bootstrap_servers",
+                "max_future_skew_seconds",
+                "max_event_bytes",
+                "description",
+                "owner",
+                "tags",
+            ):
                 if key in head.spec:
                     source[key] = head.spec[key]
         sources = {spec["source"]: source_from_spec(source)}

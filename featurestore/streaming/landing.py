@@ -18,11 +18,13 @@ already recorded are skipped, so a replay after a crash never duplicates a row.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from featurestore.definitions import FeatureView, KafkaSource
@@ -44,6 +46,9 @@ class StreamPosition:
     # When a partition started over (its topic was recreated): logged events landed
     # before that belong to the old topic's offsets.
     epoch_us: dict[int, int] = field(default_factory=dict)
+    # A digest of the record just before the next offset (key and value): on restart it
+    # tells whether that record is still there, which no offset answer of a broker can.
+    digests: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, manifest: Manifest) -> StreamPosition:
@@ -52,6 +57,7 @@ class StreamPosition:
             {int(p): int(o) for p, o in raw.get("offsets", {}).items()},
             {int(p): int(t) for p, t in raw.get("max_event_us", {}).items()},
             {int(p): int(t) for p, t in raw.get("epoch_us", {}).items()},
+            {int(p): str(d) for p, d in raw.get("digests", {}).items()},
         )
 
     def merged(self, other: StreamPosition) -> StreamPosition:
@@ -59,13 +65,24 @@ class StreamPosition:
             {**self.offsets, **other.offsets},
             {**self.max_event_us, **other.max_event_us},
             {**self.epoch_us, **other.epoch_us},
+            {**self.digests, **other.digests},
         )
 
     def to_detail(self) -> dict[str, Any]:
         return {
             name: {str(p): v for p, v in sorted(getattr(self, name).items())}
-            for name in ("offsets", "max_event_us", "epoch_us")
+            for name in ("offsets", "max_event_us", "epoch_us", "digests")
         }
+
+
+def record_digest(key: bytes | None, value: bytes | None) -> str:
+    """A short digest of a Kafka record's key and value (not a security boundary: it
+    tells a record from a different one at the same offset)."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(key or b"")
+    h.update(b"\x00")
+    h.update(value or b"")
+    return h.hexdigest()
 
 
 def events_schema(view: FeatureView, source: KafkaSource) -> pa.Schema:
@@ -158,3 +175,17 @@ class Landing:
             wanted = cond if wanted is None else wanted | cond
         table = dataset.to_table(columns=columns, filter=wanted)
         return table.sort_by([(c, "ascending") for c in (PARTITION, EVENT_TS, OFFSET)])
+
+    def max_event_us(self, partition: int, bound_us: int) -> int | None:
+        """The largest logged event time of ``partition`` at or before ``bound_us``: the
+        watermark a partition poisoned by an event from the future should have had."""
+        files = [self.events.root / f.path for f in self.events.files() if f.min_ts <= bound_us]
+        if not files:
+            return None
+        dataset = ds.dataset(files, schema=self.events_schema, format="parquet")
+        bound = pa.scalar(bound_us, pa.int64()).cast(UTC_US)
+        cond = (ds.field(PARTITION) == partition) & (ds.field(EVENT_TS) <= bound)
+        times = dataset.to_table(columns=[EVENT_TS], filter=cond).column(EVENT_TS)
+        if len(times) == 0:
+            return None
+        return pc.max(times.cast(pa.int64())).as_py()

@@ -5,11 +5,21 @@ Per Kafka partition it keeps a watermark (the largest accepted event time) and e
 entity's events within reach of a future row. An event older than the watermark minus
 the source's ``allowed_lateness`` is refused as late (a dead letter), so what is accepted
 depends only on the partition's own order: a restart or a rebalance decides the same.
+
+Event times are bounded ahead too: an event stamped more than the source's
+``max_future_skew`` ahead of the consumer's clock (a producer with a fast clock, or a
+garbage time such as 9999-12-31) is a dead letter and never moves the watermark, so it
+cannot make the partition's normal events "late" or pin an online value forever.
+
+A record at an offset below the partition's next offset is a repeated delivery (a broker
+or a seek that answered wrongly) and is skipped: every offset is processed at most once
+per epoch, so the offline landing never holds an event twice.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +55,18 @@ class PartitionState:
     # Events below this offset are in the event log already: a consumer resumes at the
     # feature table's position, which the event log's (committed first) may be ahead of.
     events_from: int = 0
+    # record_digest of the record at next_offset - 1 (set by the consumer per poll).
+    last_digest: str | None = None
 
 
 class StreamProcessor:
-    def __init__(self, view: FeatureView, source: KafkaSource) -> None:
+    def __init__(
+        self,
+        view: FeatureView,
+        source: KafkaSource,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.view = view
         self.source = source
         self.parser = EventParser(view, source)
@@ -56,6 +74,9 @@ class StreamProcessor:
         self.keys = view.join_keys
         self.ts_field = source.timestamp_field
         self.lateness_us = int(source.allowed_lateness.total_seconds() * 1_000_000)
+        self.future_us = int(source.max_future_skew.total_seconds() * 1_000_000)
+        self.max_event_bytes = source.max_event_bytes
+        self.clock = clock
         self.reach_us = self.lateness_us + self.aggregator.max_window_us
         self.event_fields = [f.name for f in source.schema if f.name != self.ts_field]
         self.partitions: dict[int, PartitionState] = {}
@@ -70,6 +91,7 @@ class StreamProcessor:
         self.touched: dict[tuple[int, Any], tuple[Any, ...] | None] = {}
         self.accepted = 0
         self.dead = 0
+        self.repeated = 0
 
     # -- state -----------------------------------------------------------------------
 
@@ -80,22 +102,36 @@ class StreamProcessor:
         events: StreamPosition,
         *,
         restart_at: int | None = None,
+        watermark: int | None = None,
     ) -> int:
         """Start tracking a partition; returns the offset to read from. ``restart_at``:
-        the topic was recreated, so the landed position means nothing any more."""
+        the topic was recreated, so the landed position means nothing any more.
+        ``watermark``: instead of the landed one (which an event from the future, landed
+        before the bound existed, may have poisoned)."""
         if restart_at is not None:
             state = PartitionState(
                 next_offset=restart_at, events_from=restart_at, epoch_us=time.time_ns() // 1000
             )
         else:
+            if watermark is None:
+                watermark = features.max_event_us.get(partition)
+            if watermark is not None:
+                # A watermark from the future (landed before the bound existed) is held
+                # to the bound, so the partition's normal events are not refused as late.
+                watermark = min(watermark, self.future_bound_us())
             state = PartitionState(
-                max_event_us=features.max_event_us.get(partition),
+                max_event_us=watermark,
                 next_offset=features.offsets.get(partition, 0),
                 events_from=events.offsets.get(partition, 0),
                 epoch_us=features.epoch_us.get(partition),
+                last_digest=features.digests.get(partition),
             )
         self.partitions[partition] = state
         return state.next_offset or 0
+
+    def future_bound_us(self) -> int:
+        """The latest event time accepted now (the consumer's clock plus the skew)."""
+        return self.clock() // 1000 + self.future_us
 
     def restore(self, partition: int, events: pa.Table) -> None:
         """Rebuild a partition's window state from its logged events (sorted by time)."""
@@ -104,7 +140,10 @@ class StreamProcessor:
         times = cols[EVENT_TS]
         key_cols = [cols[k] for k in self.keys]
         inputs = [cols[c] for c in self._input_columns()]
+        bound = self.future_bound_us()
         for i, (t, offset) in enumerate(zip(times, cols[OFFSET], strict=True)):
+            if t > bound:
+                continue  # logged before the bound existed: `stream repair` removes it
             key = key_cols[0][i] if len(key_cols) == 1 else tuple(c[i] for c in key_cols)
             entity = state.entities.get(key)
             if entity is None:
@@ -124,21 +163,44 @@ class StreamProcessor:
 
     def process(self, partition: int, offset: int, raw: bytes | None) -> DeadLetter | None:
         state = self.partitions[partition]
+        if state.next_offset is not None and offset < state.next_offset:
+            self.repeated += 1  # delivered again: processed (landed or dead) already
+            return None
         state.next_offset = offset + 1
+        if raw is not None and len(raw) > self.max_event_bytes:
+            self.dead += 1
+            return DeadLetter(
+                partition,
+                offset,
+                f"too large: {len(raw):,} bytes, more than the source's max_event_bytes "
+                f"({self.max_event_bytes:,})",
+            )
         try:
             event = self.parser.parse(raw)
         except BadEvent as exc:
             self.dead += 1
             return DeadLetter(partition, offset, str(exc))
+        except Exception as exc:  # no single event may stop the consumer
+            self.dead += 1
+            return DeadLetter(partition, offset, f"unreadable: {type(exc).__name__}: {exc}")
         t = event[self.ts_field]
+        if t > self.clock() // 1000 + self.future_us:
+            self.dead += 1
+            return DeadLetter(
+                partition,
+                offset,
+                f"future: event time {format_us(t)} is more than "
+                f"{self.source.max_future_skew} ahead of the consumer's clock "
+                f"({format_us(self.clock() // 1000)})",
+            )
         if state.max_event_us is not None and t < state.max_event_us - self.lateness_us:
             self.dead += 1
             return DeadLetter(
                 partition,
                 offset,
-                f"late: event time {from_micros(t).isoformat()} is more than "
+                f"late: event time {format_us(t)} is more than "
                 f"{self.source.allowed_lateness} behind partition {partition}'s newest "
-                f"({from_micros(state.max_event_us).isoformat()})",
+                f"({format_us(state.max_event_us)})",
             )
         if state.max_event_us is None or t > state.max_event_us:
             state.max_event_us = t
@@ -208,15 +270,18 @@ class StreamProcessor:
         self.touched = {}
         return out
 
-    def positions(self) -> StreamPosition:
+    def positions(self, only: Iterable[int] | None = None) -> StreamPosition:
         out = StreamPosition()
-        for p, s in self.partitions.items():
+        chosen = self.partitions if only is None else {p: self.partitions[p] for p in only}
+        for p, s in chosen.items():
             if s.next_offset is not None:
                 out.offsets[p] = s.next_offset
             if s.max_event_us is not None:
                 out.max_event_us[p] = s.max_event_us
             if s.epoch_us is not None:
                 out.epoch_us[p] = s.epoch_us
+            if s.last_digest is not None:
+                out.digests[p] = s.last_digest
         return out
 
     def feature_table(self, schema: pa.Schema) -> pa.Table:
@@ -244,3 +309,11 @@ class StreamProcessor:
         cols[PARTITION] = [r[1] for r in rows]
         cols[OFFSET] = [r[2] for r in rows]
         return pa.table(arrow_columns(cols, schema), schema=schema)
+
+
+def format_us(t: int) -> str:
+    """An event time for a message; times past what datetime holds are shown as numbers."""
+    try:
+        return from_micros(t).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{t} us since the epoch"
