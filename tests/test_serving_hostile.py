@@ -4,13 +4,19 @@ bodies, failures nobody expected, Redis answering with an error, slow clients.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import select
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 import redis
 
@@ -195,3 +201,149 @@ def test_redis_error_replies_are_the_same_typed_error_sync_async_and_http(
     assert response.status_code == 503, response.text
     assert response.json()["error"] == "OnlineStoreRefused"
     assert "WRONGTYPE" in response.json()["detail"]
+
+
+# -- slow clients -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory, services: Any) -> Iterator[Server]:
+    """One worker with short read timeouts."""
+    repo = online_repo(tmp_path_factory.mktemp("slow") / "repo", services.redis_url, "slow")
+    with FeatureStore(repo) as store:
+        store.apply()
+        now = datetime.now(UTC)
+        store.write_online("user_stats", user_stats([1], [now], [10.0]))
+    server = start_server(repo, "--header-timeout", "1", "--body-timeout", "1")
+    yield server
+    stop_server(server)
+
+
+def _port(server: Server) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def _open(server: Server, n: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", _port(server)), timeout=5)
+        s.setblocking(False)
+        socks.append(s)
+    return socks
+
+
+def _trickle(socks: list[socket.socket], first: dict[socket.socket, bytes], limit: float) -> dict:
+    """Send each socket its first bytes, then one byte every 0.2 s until the server closes it
+    or ``limit`` seconds pass: {socket: (seconds until closed or None, bytes answered)}."""
+    start = time.monotonic()
+    answered: dict[socket.socket, bytes] = {s: b"" for s in socks}
+    closed: dict[socket.socket, float] = {}
+    for s in socks:
+        s.send(first[s])
+    next_byte = start + 0.2
+    while len(closed) < len(socks) and time.monotonic() - start < limit:
+        readable, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.05)
+        for s in readable:
+            try:
+                data = s.recv(65536)
+            except ConnectionError:
+                data = b""
+            answered[s] += data
+            if not data:
+                closed[s] = time.monotonic() - start
+        if time.monotonic() >= next_byte:
+            next_byte += 0.2
+            for s in socks:
+                if s not in closed:
+                    with contextlib.suppress(BlockingIOError, ConnectionError):
+                        s.send(b"a")
+    for s in socks:
+        s.close()
+    return {s: (closed.get(s), answered[s]) for s in socks}
+
+
+def test_slow_clients_are_cut_off_and_others_are_served_meanwhile(guarded: Server) -> None:
+    timeout = 1.0
+    head = (
+        "POST /v1/features HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {guarded.key}\r\nContent-Length: 100000\r\n\r\n"
+    ).encode()
+    slow_body = _open(guarded, 100)
+    slow_head = _open(guarded, 100)
+    first = {s: head + b'{"entities": ' for s in slow_body}
+    first.update(
+        {s: b"POST /v1/features HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " for s in slow_head}
+    )
+
+    latencies: list[float] = []
+
+    async def meanwhile() -> None:
+        await asyncio.sleep(0.5)
+        async with httpx.AsyncClient(timeout=10) as http:
+            for _ in range(5):
+                t = time.monotonic()
+                ok = await http.post(
+                    f"{guarded.url}/v1/features",
+                    content=orjson.dumps({"features": USER_STATS, "entities": [{"user_id": 1}]}),
+                    headers={"Authorization": f"Bearer {guarded.key}"},
+                )
+                latencies.append(time.monotonic() - t)
+                assert ok.status_code == 200, ok.text
+                assert ok.json()["results"][0]["values"] == [10.0]
+                await asyncio.sleep(0.2)
+
+    async def both() -> dict:
+        trickled = asyncio.to_thread(_trickle, slow_body + slow_head, first, 10 * timeout)
+        result, _ = await asyncio.gather(trickled, meanwhile())
+        return result
+
+    result = asyncio.run(both())
+    bound = 3 * timeout + 1  # generous: the machine is shared
+    for closed_after, answer in result.values():
+        assert closed_after is not None, "a slow client was never cut off"
+        assert closed_after < bound, closed_after
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert len(latencies) == 5
+    assert max(latencies) < 2.0, latencies
+    assert _errors(guarded, 408, "RequestTimeout") >= 200
+
+
+def test_an_idle_connection_is_closed_after_the_header_timeout(guarded: Server) -> None:
+    (s,) = _open(guarded, 1)
+    s.setblocking(True)
+    s.settimeout(10)
+    start = time.monotonic()
+    assert s.recv(100) == b""  # closed without an answer: it asked for nothing
+    assert time.monotonic() - start < 4
+    s.close()
+
+
+def test_connections_past_the_cap_get_503(tmp_path: Path, services: Any) -> None:
+    repo = online_repo(tmp_path / "repo", services.redis_url, "capped")
+    with FeatureStore(repo) as store:
+        store.apply()
+    server = start_server(repo, "--max-connections", "5", "--header-timeout", "30")
+    ask = {"features": USER_STATS, "entities": [{"user_id": 1}]}
+    try:
+        idle = _open(server, 8)
+        time.sleep(0.3)
+        refused = server.post(ask)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "TooManyConnections"
+        assert "5" in refused.json()["detail"]
+        for s in idle:
+            s.close()
+        deadline = time.monotonic() + 10
+        while (status := server.post(ask).status_code) != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status == 200
+        assert _errors(server, 503, "TooManyConnections") >= 1
+    finally:
+        stop_server(server)
+
+
+def test_a_request_head_past_its_size_bound_gets_431(guarded: Server) -> None:
+    response = httpx.get(f"{guarded.url}/healthz", headers={"X-Big": "a" * 70_000}, timeout=10)
+    assert response.status_code == 431
+    assert response.json()["error"] == "RequestHeaderFieldsTooLarge"
+    assert guarded.get("/healthz").status_code == 200
