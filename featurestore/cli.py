@@ -452,6 +452,16 @@ def serve(
     refresh_seconds: Annotated[
         float, typer.Option(help="How often to check the registry for changes.")
     ] = 1.0,
+    header_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a client has to send a request's line and headers (408)."),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a client has to send a request's body (408).")
+    ] = 10.0,
+    max_connections: Annotated[
+        int, typer.Option(help="Open connections per worker; requests past it get 503.")
+    ] = 1000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve online lookups over HTTP: POST /v1/features, /healthz, /readyz, /metrics, /docs."""
@@ -459,6 +469,8 @@ def serve(
     import tempfile
 
     import uvicorn
+
+    from featurestore.serving.protocol import BoundedHttpToolsProtocol
 
     try:  # fail fast, with the library's message, before any worker starts
         from featurestore.config import load_config
@@ -469,6 +481,10 @@ def serve(
     os.environ["FEATURESTORE_REPO"] = str(repo.resolve())
     os.environ["FEATURESTORE_MAX_ENTITIES"] = str(max_entities)
     os.environ["FEATURESTORE_REFRESH_SECONDS"] = str(refresh_seconds)
+    # Read by each worker's connections (featurestore.serving.protocol).
+    os.environ["FEATURESTORE_HEADER_TIMEOUT"] = str(header_timeout)
+    os.environ["FEATURESTORE_BODY_TIMEOUT"] = str(body_timeout)
+    os.environ["FEATURESTORE_MAX_CONNECTIONS"] = str(max_connections)
     metrics_dir = None
     if workers > 1:  # workers share metrics through files (prometheus_client multiprocess)
         metrics_dir = tempfile.mkdtemp(prefix="featurestore-metrics-")
@@ -485,6 +501,7 @@ def serve(
             workers=workers,
             log_level=log_level,
             access_log=False,
+            http=BoundedHttpToolsProtocol,  # uvicorn has no header or body read timeout
         )
     finally:
         if metrics_dir:

@@ -24,8 +24,10 @@ handler.
     ├── ConflictError (ValueError)            refused: it would break something in use
     ├── SchemaMismatchError (ValueError)      data does not match its definition
     ├── EntityInputError (ValueError)         entity rows are unusable (column, type, nulls)
-    │   └── RequestTooLargeError              more entity rows than a lookup may ask for
+    │   ├── RequestTooLargeError              more entity rows than a lookup may ask for
+    │   └── MalformedRequestError             a list or object where a scalar belongs
     ├── OnlineStoreUnavailable (ConnectionError)  Redis cannot be reached
+    │   └── OnlineStoreRefused                Redis answered a lookup with an error
     ├── AuthenticationError (PermissionError) no, malformed, unknown, revoked or expired key
     ├── AccessDeniedError (PermissionError)   the caller may not do this
     │   └── PolicyDeniedError                 a policy forbids a model a feature
@@ -178,10 +180,22 @@ class RequestTooLargeError(EntityInputError):
     http_status = 413
 
 
+class MalformedRequestError(EntityInputError):
+    """A request nests a list or an object where the API takes a scalar (an entity key's
+    value, a model name, a feature reference). Checked without recursing into it."""
+
+    http_status = 400
+
+
 class OnlineStoreUnavailable(FeatureStoreError, ConnectionError):
     """Redis cannot be reached; lookups and online writes fail until it is back."""
 
     http_status = 503
+
+
+class OnlineStoreRefused(OnlineStoreUnavailable):
+    """Redis answered a lookup with an error (WRONGTYPE, NOPERM, LOADING, READONLY...):
+    the store cannot serve it until its data or its user's permissions are fixed."""
 
 
 class MaterializationError(FeatureStoreError, RuntimeError):

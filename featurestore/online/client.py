@@ -28,12 +28,14 @@ from featurestore.errors import (
     AccessDeniedError,
     AuthenticationError,
     EntityInputError,
+    MalformedRequestError,
+    OnlineStoreRefused,
     OnlineStoreUnavailable,
     PolicyDeniedError,
     RequestTooLargeError,
 )
 from featurestore.online.aioredis import AsyncRedis, ReplyError
-from featurestore.online.layout import HEADER_SIZE, drift_key, served_key
+from featurestore.online.layout import HEADER_SIZE, drift_key, nested_kind, served_key
 from featurestore.online.plan import LookupPlan, compile_plan
 from featurestore.online.response import EXPIRED, MISSING, PRESENT, OnlineResponse
 from featurestore.online.serving_log import ServingLog
@@ -316,6 +318,12 @@ def build_commands(plan: LookupPlan, rows: list[dict[str, Any]]) -> list[tuple]:
         ) from None
     except (TypeError, ValueError) as exc:
         name = _bad_key(plan, rows[i])
+        kind = nested_kind(rows[i].get(name))
+        if kind is not None:
+            raise MalformedRequestError(
+                f"Entity row {i}: key '{name}' is a {kind}; entity key values are scalars "
+                f'(a string or an integer, as the entity\'s dtype says), e.g. {{"{name}": 1}}.'
+            ) from None
         raise EntityInputError(f"Entity row {i}: key '{name}': {exc}.") from None
     return commands
 
@@ -592,6 +600,9 @@ class OnlineClient:
             except _CONNECTION_ERRORS as exc:
                 conn.disconnect()  # a stale pooled connection: the retry gets a fresh one
                 error = exc
+            except redis.RedisError as exc:  # an error reply (WRONGTYPE, NOPERM...)
+                conn.disconnect()  # the replies after it are unread: never reuse it
+                raise self._refused(exc) from exc
             except BaseException:
                 conn.disconnect()  # replies may be left unread: never reuse it
                 raise
@@ -602,16 +613,24 @@ class OnlineClient:
     async def _execute_async(self, commands: list[tuple]) -> list[Any]:
         try:
             return await self._async.execute(commands)
-        except ReplyError:
-            raise
+        except ReplyError as exc:  # every reply was read: the connection stays good
+            raise self._refused(exc) from exc
         except _CONNECTION_ERRORS:
             pass  # a connection dropped while idle (Redis restarted): one fresh try
         try:
             return await self._async.execute(commands)
-        except ReplyError:
-            raise
+        except ReplyError as exc:
+            raise self._refused(exc) from exc
         except _CONNECTION_ERRORS as exc:
             raise self._unavailable(exc) from exc
+
+    def _refused(self, exc: BaseException) -> OnlineStoreRefused:
+        """The same typed error for an error reply on the sync and the asyncio path."""
+        return OnlineStoreRefused(
+            f"The online store (Redis at {_redacted(self.redis_url)}) refused the lookup: "
+            f"{exc}. Check that only featurestore writes this project's fs:* keys and that "
+            "the server's Redis user may read them (HMGET, GET)."
+        )
 
     def _unavailable(self, exc: BaseException | None) -> OnlineStoreUnavailable:
         return OnlineStoreUnavailable(

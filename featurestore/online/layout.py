@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -144,7 +144,21 @@ def key_part(dtype: str) -> Callable[[Any], str]:
     )
 
 
+def nested_kind(value: Any) -> str | None:
+    """The type name of a container (list, dict...) where a scalar belongs, else None.
+
+    Never looks inside: a hostile value may nest deeper than Python's recursion limit
+    (repr() of it raises RecursionError).
+    """
+    if isinstance(value, list | tuple | dict | set | frozenset | Mapping):
+        return type(value).__name__
+    return None
+
+
 def _shown(value: Any) -> str:
+    kind = nested_kind(value)
+    if kind is not None:
+        return f"a {kind} of {len(value)} item(s)"
     text = repr(value)
     return (
         f"{text[:40]}... ({type(value).__name__})"

@@ -39,10 +39,13 @@ from featurestore.errors import (
     AuthenticationError,
     EntityInputError,
     FeatureStoreError,
+    MalformedRequestError,
     did_you_mean,
 )
 from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
+from featurestore.online.layout import nested_kind
 from featurestore.serving import metrics
+from featurestore.serving.guard import ERROR_KEY, Guard
 from featurestore.store import FeatureStore
 
 log = logging.getLogger("featurestore.serve")
@@ -86,6 +89,7 @@ class FeaturesResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str = Field(description="The error type, e.g. FeatureNotFound")
     detail: str = Field(description="What went wrong and what to do")
+    request_id: str | None = Field(None, description="On a 500: the id of its log entry")
 
 
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -175,10 +179,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.server = server
+    app.add_middleware(Guard)
 
     @app.exception_handler(FeatureStoreError)
-    async def feature_store_error(_request: Request, exc: FeatureStoreError) -> Response:
-        response = _error(exc.http_status, type(exc).__name__, str(exc))
+    async def feature_store_error(request: Request, exc: FeatureStoreError) -> Response:
+        response = _error(request, exc.http_status, type(exc).__name__, str(exc))
         if isinstance(exc, AuthenticationError):
             response.headers["WWW-Authenticate"] = 'Bearer realm="featurestore"'
         return response
@@ -194,13 +199,26 @@ def create_app(
         },
         responses={
             200: {"model": FeaturesResponse},
-            400: {"model": ErrorResponse, "description": "Body is not a JSON object"},
+            400: {
+                "model": ErrorResponse,
+                "description": "Body is not a JSON object, or nests a list or object where "
+                "a scalar belongs",
+            },
             401: {"model": ErrorResponse, "description": "No, unknown, revoked or expired key"},
             403: {"model": ErrorResponse, "description": "Another model, or denied by policy"},
             404: {"model": ErrorResponse, "description": "Unknown model, feature or version"},
             413: {"model": ErrorResponse, "description": "Too many entity rows or bytes"},
             422: {"model": ErrorResponse, "description": "Bad entity keys or request fields"},
-            503: {"model": ErrorResponse, "description": "Redis unreachable"},
+            408: {"model": ErrorResponse, "description": "Body not received in time"},
+            500: {
+                "model": ErrorResponse,
+                "description": "Unexpected failure: the body and X-Request-ID carry the id "
+                "it is logged under",
+            },
+            503: {
+                "model": ErrorResponse,
+                "description": "Redis unreachable or refusing, or too many connections",
+            },
         },
     )
     async def get_features(request: Request) -> Response:
@@ -210,6 +228,7 @@ def create_app(
         body = await request.body()
         if len(body) > server.max_body_bytes:
             return _error(
+                request,
                 413,
                 "RequestTooLargeError",
                 f"The request body is {len(body)} bytes; the limit is {server.max_body_bytes}.",
@@ -217,9 +236,16 @@ def create_app(
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return _error(400, "InvalidJSON", f"The request body is not valid JSON: {exc}.")
+            if "depth" in str(exc):  # orjson stops at 1,024 levels, without recursing
+                detail = (
+                    "The request body is nested deeper than JSON parsing allows (1,024 "
+                    "levels); a request nests 3: entity values are scalars."
+                )
+            else:
+                detail = f"The request body is not valid JSON: {exc}."
+            return _error(request, 400, "InvalidJSON", detail)
         if not isinstance(payload, dict):
-            return _error(400, "InvalidJSON", "The request body must be a JSON object.")
+            return _error(request, 400, "InvalidJSON", "The request body must be a JSON object.")
         for key in payload:
             if key not in REQUEST_KEYS:
                 raise EntityInputError(
@@ -231,11 +257,16 @@ def create_app(
         model = payload.get("model")
         features = payload.get("features")
         if model is not None and not isinstance(model, str):
-            raise EntityInputError('"model" must be a string (a model name).')
+            raise _not_a('"model"', model, "a string (a model name)")
         if features is not None and (
             not isinstance(features, list) or not all(isinstance(f, str) for f in features)
         ):
-            raise EntityInputError('"features" must be a list of strings.')
+            if not isinstance(features, list):
+                raise _not_a('"features"', features, "a list of strings")
+            i, bad = next((i, f) for i, f in enumerate(features) if not isinstance(f, str))
+            raise _not_a(
+                f'"features" item {i}', bad, 'a string (a reference "view:feature" or a service)'
+            )
         full = payload.get("full_feature_names", False)
         if not isinstance(full, bool):
             raise EntityInputError('"full_feature_names" must be true or false.')
@@ -305,7 +336,7 @@ def create_app(
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     @app.get("/readyz", summary="Redis and the registry are reachable")
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
         redis_ok = await server.client.ping_async()
         try:
             await asyncio.to_thread(server.store.registry.serial, server.store.project)
@@ -313,6 +344,8 @@ def create_app(
         except Exception as exc:
             registry_error = str(exc)
         ready = redis_ok and registry_error is None
+        if not ready:
+            request.scope[ERROR_KEY] = "NotReady"
         body = {
             "status": "ready" if ready else "not ready",
             "redis": "ok" if redis_ok else f"unreachable at {server.client.redis_url}",
@@ -368,10 +401,19 @@ def _api_key(request: Request) -> str:
     return key.strip()
 
 
-def _error(status: int, name: str, detail: str) -> Response:
-    metrics.ERRORS.labels(str(status), name).inc()
+def _error(request: Request, status: int, name: str, detail: str) -> Response:
+    request.scope[ERROR_KEY] = name  # Guard counts it once the answer starts
     body = orjson.dumps({"error": name, "detail": detail})
     return Response(body, status, media_type="application/json")
+
+
+def _not_a(field: str, value: Any, wanted: str) -> EntityInputError:
+    """A request field of the wrong type: 400 for a list or object (never looked into),
+    422 for a scalar of the wrong type."""
+    kind = nested_kind(value)
+    if kind is not None:
+        return MalformedRequestError(f"{field} is a {kind}; it must be {wanted}.")
+    return EntityInputError(f"{field} must be {wanted}.")
 
 
 def _version() -> str:
