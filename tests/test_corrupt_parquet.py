@@ -117,7 +117,8 @@ def test_a_flipped_byte_in_a_source_page_fails_the_run_by_name(store: FeatureSto
     message = str(info.value)
     assert str(bad) in message
     assert "checksum" in message.lower()
-    assert "Restore the file" in message and "run the materialization again" in message
+    assert "Restore the file" in message
+    assert "run the materialization again" in message
     assert info.value.path == str(bad)
     assert state(store) == before  # nothing committed offline, nothing written online
     assert store.registry.runs(store.project, "stats")[0].status == "failed"

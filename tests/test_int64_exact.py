@@ -4,6 +4,7 @@ engines with their reference profiles (real Parquet, Redis, DuckDB and Spark).""
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -113,12 +114,24 @@ def test_large_int64_values_are_exact_in_process_and_duckdb(store: FeatureStore)
 
 
 @pytest.mark.slow
-def test_large_int64_values_are_exact_with_spark(store: FeatureStore, spark: Any) -> None:
+def test_large_int64_values_are_exact_with_spark(
+    store: FeatureStore, spark: Any, tmp_path: Path
+) -> None:
     """Spark materializes and joins; the training set equals DuckDB's, value for value."""
     from featurestore.offline.spark_engine import SparkEngine
 
     [run] = materialize(store, ["ids"], session=spark)
     assert run.record.rows_offline == len(KEYS)
+    # Spark's offline files carry page checksums too: a damaged copy fails verification.
+    table = store.offline_store().table("ids", 1)
+    damaged = tmp_path / "damaged.parquet"
+    data = bytearray((table.root / table.manifest().files[0].path).read_bytes())
+    chunk = pq.ParquetFile(io.BytesIO(bytes(data))).metadata.row_group(0).column(1)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data[start + chunk.total_compressed_size - 2] ^= 0xFF  # the last page's last bytes
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(OSError, match="CRC"):
+        pq.read_table(damaged, page_checksum_verification=True)
     sparked = assert_exact(store, SparkEngine(spark))
     duck = store.get_training_data(spine(), model="scorer", engine="duckdb").table
     assert sparked.equals(duck)
