@@ -25,6 +25,9 @@ def _measures(f: dict[str, Any]) -> str:
         parts.append(f"nulls {n['reference']:.1%} -> {n['served']:.1%}")
     if "age_seconds" in f:
         parts.append(f"age p50 {f['age_seconds']['p50']:.0f}s")
+    if "non_finite_rate" in f:
+        n = f["non_finite_rate"]
+        parts.append(f"non-finite {n['reference']:.1%} -> {n['served']:.1%}")
     if "unseen_share" in f:
         parts.append(f"unseen values {f['unseen_share']:.1%}")
     if "reason" in f:
@@ -44,7 +47,7 @@ def _show(detail: dict[str, Any]) -> None:
     if "reason" in detail:
         typer.echo(f"  {detail['reason']}")
     for name, f in detail.get("features", {}).items():
-        typer.secho(f"  {f['status']:<8}", fg=_COLORS.get(f["status"]), nl=False)
+        typer.secho(f"  {f['status']:<12}", fg=_COLORS.get(f["status"]), nl=False)
         typer.echo(f"{name:<38} n={f['samples']:<6} {_measures(f)}")
     skew = detail.get("skew") or {}
     if "error" in skew:

@@ -31,6 +31,8 @@ handler.
     ├── AuthenticationError (PermissionError) no, malformed, unknown, revoked or expired key
     ├── AccessDeniedError (PermissionError)   the caller may not do this
     │   └── PolicyDeniedError                 a policy forbids a model a feature
+    ├── CorruptFileError (OSError)            a Parquet file is truncated, garbage or fails
+    │                                         its page checksums (names the file)
     ├── MaterializationError (RuntimeError)   a materialization run failed, nothing committed
     │   ├── SourceNotFoundError (FileNotFoundError)
     │   ├── TransformationError
@@ -196,6 +198,20 @@ class OnlineStoreUnavailable(FeatureStoreError, ConnectionError):
 class OnlineStoreRefused(OnlineStoreUnavailable):
     """Redis answered a lookup with an error (WRONGTYPE, NOPERM, LOADING, READONLY...):
     the store cannot serve it until its data or its user's permissions are fixed."""
+
+
+class CorruptFileError(FeatureStoreError, OSError):
+    """A source or offline Parquet file cannot be read: truncated, not Parquet, or a page
+    whose bytes do not match its checksum. The message names the file and what to do."""
+
+    http_status = 500
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:  # OSError's own would show its args as a tuple
+        return str(self.args[0]) if self.args else ""
 
 
 class MaterializationError(FeatureStoreError, RuntimeError):

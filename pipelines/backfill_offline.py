@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from featurestore.definitions import FeatureView, ParquetSource
+from featurestore.offline import parquet_io
 from featurestore.offline.timestamps import to_utc_us
 from featurestore.offline.writer import CREATED_TS, EVENT_TS, WriteResult, last_per_group
 from featurestore.online.writer import WriteStats
@@ -33,8 +34,12 @@ def read_source(
     source: ParquetSource, repo: Path, start: datetime | None, end: datetime | None
 ) -> pa.Table:
     path = Path(source.path) if Path(source.path).is_absolute() else repo / source.path
-    dataset = ds.dataset(path, format="parquet", partitioning="hive")
-    table = dataset.to_table()
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    what = f"source '{source.name}' file"
+    fix = "Restore the file or remove it, and run the backfill again; nothing was committed."
+    with parquet_io.checked(files, what, fix):
+        dataset = ds.dataset(path, format=parquet_io.file_format(), partitioning="hive")
+        table = dataset.to_table()
     ts = to_utc_us(table.column(source.timestamp_field), f"{source.name}.{source.timestamp_field}")
     mask = None
     if start is not None:
@@ -80,7 +85,8 @@ def push_online(store: FeatureStore, view: FeatureView, version: int) -> WriteSt
     files = [str(table.root / f.path) for f in table.manifest().files]
     if not files:
         return WriteStats()
-    rows = ds.dataset(files, format="parquet").to_table()
+    with parquet_io.checked(files, "offline store file", parquet_io.OFFLINE_FIX):
+        rows = parquet_io.dataset(files, "offline store file", parquet_io.OFFLINE_FIX).to_table()
     latest = last_per_group(rows, [e.join_key for e in view.resolved_entities()])
     layout = ViewLayout.from_view(store.project, view, version)
     return store.online_writer().write_table(layout, latest)

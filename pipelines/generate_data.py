@@ -175,6 +175,8 @@ def write_partitioned(table: pa.Table, target: Path) -> None:
         partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),
         existing_data_behavior="error",
         max_rows_per_group=256_000,
+        # Page checksums: materialization can tell a damaged source file by them.
+        file_options=ds.ParquetFileFormat().make_write_options(write_page_checksum=True),
     )
     old = target.with_name(f".{target.name}.old-{time.monotonic_ns()}")
     if target.exists():
@@ -209,7 +211,7 @@ def generate(
         )
     labels = fraud_labels(root / "transactions", settings, rng)
     labels_path = config.repo_path / "data" / "labels.parquet"
-    pq.write_table(labels, labels_path)
+    pq.write_table(labels, labels_path, write_page_checksum=True)
     report["labels"] = labels.num_rows
     progress(f"wrote labels: {labels.num_rows:,} labelled transactions -> {labels_path}")
     if kafka_events:

@@ -57,6 +57,7 @@ from featurestore.errors import (
     ValidationFailedError,
     did_you_mean,
 )
+from featurestore.offline import parquet_io
 from featurestore.offline.writer import CREATED_TS, EVENT_TS, offline_schema
 from featurestore.online.layout import ViewLayout
 from featurestore.registry.runs import FAILED, SUCCEEDED, RunRecord
@@ -292,7 +293,7 @@ def _run(
     rows = conform(raw, view, label, transformation, created_at=datetime.now(UTC))
     rows = rows.persist()
     try:
-        record.rows_read = _count(rows, label)
+        record.rows_read = _count(rows, label, files)
         run.seconds["read"] = time.perf_counter() - t0
         progress(
             f"{label}: read {record.rows_read:,} rows from {len(files)} file(s) "
@@ -368,10 +369,15 @@ def read_parquet(spark: SparkSession, path: Path, files: list[str] | None = None
     from pyspark.errors import AnalysisException
 
     reader = spark.read.option("basePath", str(path)) if path.is_dir() else spark.read
+    reader = reader.option(parquet_io.SPARK_VERIFY, "true")
     try:
         return reader.parquet(*(files if files is not None else [str(path)]))
-    except AnalysisException as exc:
-        if "TIMESTAMP(NANOS" in str(exc):
+    except Exception as exc:
+        listed = files if files is not None else _parquet_files(path)
+        found = parquet_io.find_corrupt(listed, f"source file under {path}", parquet_io.SOURCE_FIX)
+        if found is not None:
+            raise found from None
+        if isinstance(exc, AnalysisException) and "TIMESTAMP(NANOS" in str(exc):
             raise SchemaMismatchError(
                 f"{path} stores timestamps in nanoseconds (pandas' default), which Spark "
                 "cannot read. Rewrite it with microseconds (pyarrow: "
@@ -379,6 +385,10 @@ def read_parquet(spark: SparkSession, path: Path, files: list[str] | None = None
                 "--engine local."
             ) from None
         raise
+
+
+def _parquet_files(path: Path) -> list[str]:
+    return [str(path)] if path.is_file() else sorted(str(f) for f in path.rglob("*.parquet"))
 
 
 def read_source(
@@ -485,7 +495,9 @@ def stage_files(dated: DataFrame, staging: Path) -> list[Path]:
     until they are committed."""
     # zstd, as the in-process writer: smaller files, and faster to write than snappy
     # here (measured: 20M rows, 12.5 s vs 14.3 s).
-    dated.write.option("compression", "zstd").partitionBy("date").parquet(str(staging))
+    dated.write.option("compression", "zstd").option(parquet_io.SPARK_WRITE, "true").partitionBy(
+        "date"
+    ).parquet(str(staging))
     return sorted(staging.glob("date=*/*.parquet"))
 
 
@@ -606,11 +618,14 @@ def _run_lock(table_root: Path) -> Iterator[Path]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _count(rows: DataFrame, label: str) -> int:
+def _count(rows: DataFrame, label: str, files: list[str]) -> int:
     """Count the conformed rows (this reads the source); Spark's failures, made readable."""
     try:
         return rows.count()
     except Exception as exc:
+        found = parquet_io.find_corrupt(files, f"{label}: source file", parquet_io.SOURCE_FIX)
+        if found is not None:
+            raise found from None
         text = str(exc)
         marker = "TransformationError: "
         if marker in text:

@@ -21,7 +21,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from featurestore.definitions import FeatureView, ParquetSource
 from featurestore.errors import (
@@ -31,6 +30,7 @@ from featurestore.errors import (
     ValidationFailedError,
     did_you_mean,
 )
+from featurestore.offline import parquet_io
 from featurestore.offline.writer import CREATED_TS, EVENT_TS, last_per_group, offline_schema
 from featurestore.online.layout import ViewLayout
 from featurestore.registry.runs import RunRecord
@@ -149,7 +149,8 @@ def _read(
     ts = source.timestamp_field
     if not files:
         return pa.table({ts: pa.array([], pa.timestamp("us", tz="UTC"))})
-    dataset = ds.dataset(files, format="parquet")
+    what = f"{label}: source '{source.name}' file"
+    dataset = parquet_io.dataset(files, what)
     names = dataset.schema.names
     if ts not in names:
         raise SchemaMismatchError(
@@ -164,10 +165,11 @@ def _read(
         )
     # pyarrow would cast a file's column to the first file's type when it can ("10.0" ->
     # 10.0): check every footer first, so a file of another type is refused, by name.
-    mismatch = _disagreeing_file(files, label)
+    mismatch = _disagreeing_file(files, what)
     if mismatch is not None:
         raise mismatch
-    table = dataset.to_table()
+    with parquet_io.checked(files, what):  # verifies page checksums; names a corrupt file
+        table = dataset.to_table()
     column = table.column(ts)
     if column.type.tz is None:
         column = column.cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
@@ -180,17 +182,15 @@ def _read(
     return table.filter(mask)
 
 
-def _disagreeing_file(files: list[str], label: str) -> SchemaMismatchError | None:
+def _disagreeing_file(files: list[str], what: str) -> SchemaMismatchError | None:
     """An error naming the first file whose column types differ from the first file's."""
-    import pyarrow.parquet as pq
-
-    first = pq.read_schema(files[0])
+    first = parquet_io.read_schema(files[0], what)
     for path in files[1:]:
-        schema = pq.read_schema(path)
+        schema = parquet_io.read_schema(path, what)
         for field in schema:
             if field.name in first.names and first.field(field.name).type != field.type:
                 return SchemaMismatchError(
-                    f"{label}: {path}: column '{field.name}' is {field.type} in this file but "
+                    f"{what} {path}: column '{field.name}' is {field.type} in this file but "
                     f"{first.field(field.name).type} in the source's other files. Rewrite the "
                     "file with the source's type."
                 )

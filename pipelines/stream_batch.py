@@ -29,6 +29,7 @@ from pyspark.sql import types as T
 
 from featurestore.definitions import FeatureView, KafkaSource
 from featurestore.errors import MaterializationError, SourceNotFoundError
+from featurestore.offline import parquet_io
 from featurestore.offline.writer import CREATED_TS, EVENT_TS, offline_schema
 from featurestore.store import FeatureStore
 from featurestore.streaming.events import expectation_check
@@ -64,7 +65,7 @@ def events_frame(
                 f"{view.name}@v{version} has no event log yet: run `featurestore stream "
                 f"{view.name}` first, or backfill --from source."
             )
-        df = spark.read.parquet(*files)
+        df = spark.read.option(parquet_io.SPARK_VERIFY, "true").parquet(*files)
         return df.withColumnRenamed(OFFSET, SEQ)
     if source != "source":
         raise MaterializationError(f"Unknown --from {source!r}; use one of {', '.join(SOURCES)}.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import threading
 import time
@@ -22,9 +23,9 @@ from typer.testing import CliRunner
 
 from featurestore import FeatureStore
 from featurestore.cli import app
-from featurestore.drift.monitor import feature_drift, run_checks
+from featurestore.drift.monitor import feature_drift, monitor_forever, run_checks
 from featurestore.drift.profile import profile_column
-from featurestore.drift.stats import js_distance, psi
+from featurestore.drift.stats import js_distance, psi, worst
 from featurestore.online.layout import served_key
 from tests.helpers import write_repo
 from tests.test_serving import start_server, stop_server
@@ -107,6 +108,48 @@ def test_too_few_samples_and_no_reference_are_unknown() -> None:
         psi([1.0], [0.5, 0.5])
 
 
+def test_a_reference_without_values_is_no_reference_not_a_crash() -> None:
+    """A training set built before a (streamed) view had history profiles it all null:
+    there is nothing to compare with, which is neither drift nor a ValueError."""
+    for column in (pa.array([None] * 50, pa.float64()), pa.array([None] * 50, pa.string())):
+        ref = profile_column("v@v1:x", column).to_dict()
+        served = normal(500, 100, 2) if column.type == pa.float64() else countries(500, 2, BASE)
+        got = feature_drift(ref, served, [], SPEC)
+        assert got["status"] == "no_reference", got
+        assert "rebuild the training set" in got["reason"]
+        assert "50 of 50 rows null" in got["reason"]
+    # It ranks with unknown: a model never warns or drifts because of it.
+    assert worst(["ok", "no_reference"]) == "ok"
+
+
+def test_non_finite_floats_are_counted_apart_from_the_bins() -> None:
+    """+inf, -inf and NaN in a training set: counted as non-finite, the bins, mean, min and
+    max are of the finite values, and every statistic stays finite (JSON-safe)."""
+    values = [*normal(1000, 100, 1), math.inf, -math.inf, math.nan, None]
+    profile = profile_column("v@v1:x", pa.array(values, pa.float64()))
+    assert (profile.count, profile.nulls, profile.non_finite) == (1004, 1, 3)
+    numbers = [profile.mean, profile.min, profile.max, *profile.edges, *profile.fractions]
+    assert all(math.isfinite(v) for v in numbers), profile
+    assert profile.mean == pytest.approx(100, abs=1.5)
+    assert sum(profile.fractions) == pytest.approx(1.0)
+    assert len(profile.fractions) == len(profile.edges) + 1
+    only = profile_column("v@v1:x", pa.array([math.inf, math.nan, None], pa.float64()))
+    assert (only.non_finite, only.edges, only.mean) == (2, [], None)
+    assert feature_drift(only.to_dict(), normal(500, 100, 2), [], SPEC)["status"] == (
+        "no_reference"
+    )
+    # Served non-finite values are not binned either: a share of them appearing is measured.
+    ref = profile.to_dict()
+    same = feature_drift(ref, normal(2000, 100, 2), [], SPEC)
+    assert same["status"] == "ok", same
+    flooded = [math.inf if i % 4 == 0 else v for i, v in enumerate(normal(2000, 100, 2))]
+    got = feature_drift(ref, flooded, [], SPEC)
+    assert got["non_finite_rate"]["served"] == pytest.approx(0.25)
+    assert got["status"] == "drift"
+    assert math.isfinite(got["served_mean"])
+    assert got["psi"] < 0.1  # the finite values did not move
+
+
 def test_staleness_is_measured_against_the_limit() -> None:
     ref = profile_column("v@v1:x", pa.array(normal(500, 100, 1))).to_dict()
     spec = {**SPEC, "max_staleness_seconds": 60}
@@ -166,6 +209,12 @@ def rows(at: datetime, amount_mean: float, weights: dict[str, float], nulls: int
 @pytest.fixture
 def monitored(tmp_path: Path, services: Any) -> Iterator[FeatureStore]:
     """Trained on 300 users (amount ~ N(100, 10)); the same values served online."""
+    yield from monitored_store(tmp_path, services)
+
+
+def monitored_store(
+    tmp_path: Path, services: Any, *, trained_score_nulls: int = 0
+) -> Iterator[FeatureStore]:
     config = (
         f"project: drift{next(_n)}\nregistry: data/registry.db\n"
         f"online_store:\n  redis_url: {services.redis_url}\n"
@@ -174,9 +223,9 @@ def monitored(tmp_path: Path, services: Any) -> Iterator[FeatureStore]:
     now = datetime.now(UTC)
     with FeatureStore(repo) as store:
         store.apply()
-        trained = rows(now - timedelta(hours=3), 100, BASE, 0, 1)
+        trained = rows(now - timedelta(hours=3), 100, BASE, trained_score_nulls, 1)
         store.offline_store().write(store.snapshot().feature_view("stats"), 1, trained)
-        store.write_online("stats", trained)
+        store.write_online("stats", rows(now - timedelta(hours=3), 100, BASE, 0, 1))
         spine = pa.table(
             {
                 "user_id": pa.array(range(USERS), pa.int64()),
@@ -266,6 +315,43 @@ def test_served_drift_reaches_lookups_with_its_history_and_skew(monitored: Featu
     assert lineage["drift"]["reference_training_set"] == lineage["training_sets"][0]["id"]
     # Unmonitored models are not sampled and carry no status.
     assert client.get_online_features([{"user_id": 1}], model="other").drift is None
+
+
+@pytest.mark.services
+def test_a_feature_with_no_reference_values_is_reported_and_never_stops_the_monitor(
+    tmp_path: Path, services: Any
+) -> None:
+    """'score' was all null when the training set was built (the view had no history yet)
+    but is served with values: the check reports it as no_reference, the model is judged
+    on its other features, and the monitor keeps checking."""
+    built = monitored_store(tmp_path, services, trained_score_nulls=1)
+    store = next(built)
+    try:
+        _ts, profiles = store.registry.reference(store.project, "scorer")
+        assert profiles["stats@v1:score"]["nulls"] == USERS
+        client = store.online_client()
+        serve_lookups(client)
+        [detail] = next(monitor_forever(store, 0.0))  # the monitor's first round
+        score = detail["features"]["stats:score"]
+        assert score["status"] == "no_reference", score
+        assert "rebuild the training set once the view has data" in score["reason"]
+        assert "featurestore training-data --model scorer" in score["reason"]
+        assert detail["no_reference"] == ["stats:score"]
+        assert detail["status"] == "ok", detail  # amount and country are fine
+        assert detail["features"]["stats:amount"]["status"] == "ok"
+        assert client.drift_status("scorer")["no_reference"] == ["stats:score"]
+        repo = str(store.config.repo_path)
+        checked = CliRunner().invoke(app, ["drift", "check", "scorer", "-r", repo])
+        assert checked.exit_code == 0, checked.output
+        assert "scorer: ok" in checked.output
+        assert "no_reference" in checked.output
+        assert "rebuild the training set" in checked.output
+        status = CliRunner().invoke(app, ["drift", "status", "scorer", "-r", repo, "--json"])
+        got = json.loads(status.output)
+        assert got["features"]["stats:score"]["status"] == "no_reference"
+        client.close()
+    finally:
+        built.close()
 
 
 @pytest.mark.services

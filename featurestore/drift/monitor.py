@@ -10,11 +10,14 @@ training set, and measures per watched feature:
 - with ``max_staleness``: the age of served values (lookup time minus event time); p95
   above it is ``warn``, p50 above it ``drift``.
 
-A feature's status is its worst measure (``unknown`` below ``min_samples``); the model's
-is the worst feature's. Features are matched by ``view:feature``, so a model promoted to
-a new version is compared with the profile of the version it was trained on (the detail
-names both). Training/serving skew: sampled entity rows are looked up in the offline store
-at their lookup time, and served values that differ from the offline ones are reported.
+A feature's status is its worst measure (``unknown`` below ``min_samples``;
+``no_reference`` when the training set holds no usable value of it, e.g. all null because
+it was built before the view had data); the model's is the worst feature's, a feature
+without reference counting as ``unknown``. Features are matched by ``view:feature``, so a
+model promoted to a new version is compared with the profile of the version it was trained
+on (the detail names both). Training/serving skew: sampled entity rows are looked up in
+the offline store at their lookup time, and served values that differ from the offline ones
+are reported.
 
 Each check is recorded in the registry (history) and published to Redis: the summary that
 every lookup carries, and the detail ``/v1/drift/{model}`` returns.
@@ -31,9 +34,10 @@ from typing import Any
 
 import orjson
 
-from featurestore.drift.profile import CATEGORICAL, NUMERIC, category_key
+from featurestore.drift.profile import CATEGORICAL, NUMERIC, category_key, usable
 from featurestore.drift.stats import (
     DRIFT,
+    NO_REFERENCE,
     OK,
     UNKNOWN,
     WARN,
@@ -98,8 +102,17 @@ def _is_null(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _is_non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def feature_drift(
-    reference: dict[str, Any] | None, served: list[Any], ages: list[float], spec: dict[str, Any]
+    reference: dict[str, Any] | None,
+    served: list[Any],
+    ages: list[float],
+    spec: dict[str, Any],
+    *,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """One feature's measures and status (``spec``: the DriftMonitor's thresholds)."""
     out: dict[str, Any] = {"samples": len(served)}
@@ -109,13 +122,33 @@ def feature_drift(
             "status": UNKNOWN,
             "reason": "no reference profile (not in the training set)",
         }
+    if not usable(reference):
+        bad = reference.get("non_finite", 0)
+        rebuild = (
+            f"featurestore training-data --model {model} ..."
+            if model
+            else "featurestore training-data ..."
+        )
+        return {
+            **out,
+            "status": NO_REFERENCE,
+            "reason": (
+                f"no usable value in the training set ({reference['nulls']} of "
+                f"{reference['count']} rows null{f', {bad} non-finite' if bad else ''}; "
+                "e.g. built before the view had data): rebuild the training set once the "
+                f"view has data (`{rebuild}`)"
+            ),
+        }
     if len(served) < spec["min_samples"]:
         return {
             **out,
             "status": UNKNOWN,
             "reason": f"{len(served)} served values in the window; needs {spec['min_samples']}",
         }
-    present = [v for v in served if not _is_null(v)]
+    # NaN and infinities are counted apart (as the profile does), never binned or averaged.
+    non_finite = sum(1 for v in served if _is_non_finite(v))
+    nulls = sum(1 for v in served if v is None)
+    present = [v for v in served if v is not None and not _is_non_finite(v)]
     levels = []
     if reference["kind"] == NUMERIC and present:
         value = psi(reference["fractions"], bin_fractions(present, reference["edges"]))
@@ -134,7 +167,7 @@ def feature_drift(
             out["unseen_share"] = round(new, 6)
         levels.append(level(value, spec["js_warn"], spec["js_drift"]))
     ref_nulls = reference["nulls"] / reference["count"] if reference["count"] else 0.0
-    served_nulls = 1 - len(present) / len(served)
+    served_nulls = nulls / len(served)
     change = abs(served_nulls - ref_nulls)
     out["null_rate"] = {
         "reference": round(ref_nulls, 6),
@@ -142,6 +175,16 @@ def feature_drift(
         "change": round(change, 6),
     }
     levels.append(level(change, spec["null_rate_warn"], spec["null_rate_drift"]))
+    ref_non_finite = reference.get("non_finite", 0) / reference["count"]
+    if non_finite or ref_non_finite:
+        served_share = non_finite / len(served)
+        moved = abs(served_share - ref_non_finite)
+        out["non_finite_rate"] = {
+            "reference": round(ref_non_finite, 6),
+            "served": round(served_share, 6),
+            "change": round(moved, 6),
+        }
+        levels.append(level(moved, spec["null_rate_warn"], spec["null_rate_drift"]))
     limit = spec.get("max_staleness_seconds")
     if limit and ages:
         ordered = sorted(ages)
@@ -250,6 +293,7 @@ def check_model(
                 samples.values.get(name, []),
                 samples.ages_s.get(name, []),
                 spec,
+                model=model,
             )
             result["served"] = samples.served_ref.get(name)
             ref_profile = profiles.get(name)
@@ -262,7 +306,17 @@ def check_model(
                 detail["features"][name] = result
             if name not in watched_all:
                 watched_all.append(name)
-    detail["status"] = worst(f["status"] for f in detail["features"].values())
+    statuses = [f["status"] for f in detail["features"].values()]
+    detail["status"] = worst(UNKNOWN if s == NO_REFERENCE else s for s in statuses)
+    missing = [n for n, f in detail["features"].items() if f["status"] == NO_REFERENCE]
+    if missing:
+        detail["no_reference"] = missing
+        if detail["status"] == UNKNOWN and len(missing) == len(statuses):
+            detail["reason"] = (
+                f"training set #{reference[0]} has no usable value of any watched feature: "
+                f"rebuild it once the views have data (`featurestore training-data --model "
+                f"{model} ...`)"
+            )
     try:
         detail["skew"] = skew(store, snapshot, samples, watched_all)
     except Exception as exc:  # skew is a report; a failing lookup must not hide the drift
@@ -281,6 +335,7 @@ def summary(detail: dict[str, Any]) -> dict[str, Any]:
             if f["status"] in (WARN, DRIFT)
         },
         "checked_at": detail["checked_at"],
+        **({"no_reference": detail["no_reference"]} if "no_reference" in detail else {}),
         **({"reason": detail["reason"]} if "reason" in detail else {}),
     }
 

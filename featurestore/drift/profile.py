@@ -29,12 +29,13 @@ class FeatureProfile:
     kind: str  # numeric | categorical | other
     count: int
     nulls: int
-    edges: list[float] = field(default_factory=list)  # numeric: cut points
-    fractions: list[float] = field(default_factory=list)  # numeric: per bin (non-null values)
+    edges: list[float] = field(default_factory=list)  # numeric: cut points (ints for ints)
+    fractions: list[float] = field(default_factory=list)  # numeric: per bin (finite values)
     categories: dict[str, float] = field(default_factory=dict)  # categorical: value -> fraction
     mean: float | None = None
     min: float | None = None
     max: float | None = None
+    non_finite: int = 0  # floats: NaN, +inf, -inf (not nulls, not binned)
 
     @property
     def null_rate(self) -> float:
@@ -46,6 +47,19 @@ class FeatureProfile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureProfile:
         return cls(**data)
+
+
+def usable(profile: dict[str, Any]) -> bool:
+    """Whether a profile (as stored) has values to compare served ones with: some row that
+    is neither null nor non-finite, and, for numbers, bins that fit their cut points."""
+    values = profile["count"] - profile["nulls"] - profile.get("non_finite", 0)
+    if values <= 0:
+        return False
+    if profile["kind"] == NUMERIC:
+        return bool(profile["fractions"]) and len(profile["fractions"]) == len(profile["edges"]) + 1
+    if profile["kind"] == CATEGORICAL:
+        return bool(profile["categories"])
+    return True
 
 
 def kind_of(arrow_type: pa.DataType) -> str:
@@ -66,7 +80,6 @@ def category_key(value: Any) -> str:
 
 
 def profile_column(feature: str, column: pa.Array | pa.ChunkedArray) -> FeatureProfile:
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     count = len(column)
@@ -74,30 +87,7 @@ def profile_column(feature: str, column: pa.Array | pa.ChunkedArray) -> FeatureP
     kind = kind_of(column.type)
     values = column.drop_null() if nulls else column
     if kind == NUMERIC and len(values):
-        import numpy as np
-
-        floats = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-        floats = floats[~np.isnan(floats)]
-        if len(floats) == 0:
-            return FeatureProfile(feature, kind, count, nulls)
-        # Bins from a sample of a big column: a reference needs shares to a fraction of a
-        # percent, not exact quantiles, and a training-set build should not pay a sort.
-        sample = floats
-        if len(floats) > SAMPLE:
-            sample = floats[np.random.default_rng(0).integers(0, len(floats), SAMPLE)]
-        edges = sorted(set(np.quantile(sample, QUANTILES).tolist()))
-        counts = np.bincount(np.searchsorted(edges, sample, side="right"), minlength=len(edges) + 1)
-        return FeatureProfile(
-            feature,
-            kind,
-            count,
-            nulls,
-            edges=edges,
-            fractions=(counts / len(sample)).tolist(),
-            mean=float(floats.mean()),
-            min=float(floats.min()),
-            max=float(floats.max()),
-        )
+        return _numeric(feature, count, nulls, values)
     if kind == CATEGORICAL and len(values):
         counts = pc.value_counts(values).to_pylist()
         counts.sort(key=lambda vc: (-vc["counts"], category_key(vc["values"])))
@@ -110,6 +100,45 @@ def profile_column(feature: str, column: pa.Array | pa.ChunkedArray) -> FeatureP
             categories[OTHER] = rest / n
         return FeatureProfile(feature, kind, count, nulls, categories=categories)
     return FeatureProfile(feature, kind, count, nulls)
+
+
+def _numeric(feature: str, count: int, nulls: int, values: pa.Array) -> FeatureProfile:
+    import numpy as np
+    import pyarrow as pa
+
+    if pa.types.is_integer(values.type):
+        numbers = values.to_numpy(zero_copy_only=False)  # its own integer type: exact
+        non_finite = 0
+    else:
+        numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        finite = np.isfinite(numbers)
+        non_finite = int(len(numbers) - finite.sum())
+        numbers = numbers[finite] if non_finite else numbers
+    if len(numbers) == 0:
+        return FeatureProfile(feature, NUMERIC, count, nulls, non_finite=non_finite)
+    # Bins from a sample of a big column: a reference needs shares to a fraction of a
+    # percent, not exact quantiles, and a training-set build should not pay a sort.
+    sample = numbers
+    if len(numbers) > SAMPLE:
+        sample = numbers[np.random.default_rng(0).integers(0, len(numbers), SAMPLE)]
+    # Integers: cut points that are values of the column (no interpolation, no float64),
+    # so the monitor's comparisons with served ints are exact.
+    method = "inverted_cdf" if numbers.dtype.kind in "iu" else "linear"
+    edges = np.unique(np.quantile(sample, QUANTILES, method=method))
+    counts = np.bincount(np.searchsorted(edges, sample, side="right"), minlength=len(edges) + 1)
+    return FeatureProfile(
+        feature,
+        NUMERIC,
+        count,
+        nulls,
+        edges=edges.tolist(),
+        fractions=(counts / len(sample)).tolist(),
+        # float64 sum of an int64 column: a mean is approximate anyway, and never overflows.
+        mean=float(numbers.mean(dtype=np.float64)),
+        min=numbers.min().item(),
+        max=numbers.max().item(),
+        non_finite=non_finite,
+    )
 
 
 def profile_table(table: pa.Table, columns: dict[str, str]) -> list[FeatureProfile]:

@@ -20,7 +20,11 @@ from collections.abc import Iterable, Mapping, Sequence
 EPSILON = 1e-4
 OTHER = "__other__"
 OK, WARN, DRIFT, UNKNOWN = "ok", "warn", "drift", "unknown"
-_RANK = {UNKNOWN: 0, OK: 1, WARN: 2, DRIFT: 3}
+# A feature whose training set holds no usable value of it (all null): nothing to compare
+# with. It ranks with unknown, so it never makes a model warn or drift.
+NO_REFERENCE = "no_reference"
+STATUSES = (OK, WARN, DRIFT, UNKNOWN, NO_REFERENCE)
+_RANK = {NO_REFERENCE: 0, UNKNOWN: 0, OK: 1, WARN: 2, DRIFT: 3}
 
 
 def psi(expected: Sequence[float], actual: Sequence[float]) -> float:

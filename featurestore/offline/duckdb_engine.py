@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from featurestore.offline import parquet_io
 from featurestore.offline.join import ROW, TS, JoinRequest, ViewJoin
 from featurestore.offline.writer import CREATED_TS, EVENT_TS
 
@@ -67,7 +69,8 @@ class DuckDBEngine:
     def join(self, request: JoinRequest) -> pa.Table:
         conn = self._connect()
         try:
-            features = conn.sql(self._prepare(conn, request)).to_arrow_table()
+            with _named_corrupt_file(request):
+                features = conn.sql(self._prepare(conn, request)).to_arrow_table()
         finally:
             conn.close()
         return request.assemble(features)
@@ -78,13 +81,14 @@ class DuckDBEngine:
         writer = None
         offset = 0
         try:
-            reader = conn.sql(self._prepare(conn, request)).to_arrow_reader(batch_rows)
-            for batch in reader:
-                part = request.assemble(pa.Table.from_batches([batch]), offset)
-                if writer is None:
-                    writer = pq.ParquetWriter(path, part.schema, compression="zstd")
-                writer.write_table(part)
-                offset += part.num_rows
+            with _named_corrupt_file(request):
+                reader = conn.sql(self._prepare(conn, request)).to_arrow_reader(batch_rows)
+                for batch in reader:
+                    part = request.assemble(pa.Table.from_batches([batch]), offset)
+                    if writer is None:
+                        writer = parquet_io.writer(path, part.schema)
+                    writer.write_table(part)
+                    offset += part.num_rows
         finally:
             if writer is not None:
                 writer.close()
@@ -98,6 +102,20 @@ class DuckDBEngine:
             "entities", _with_micros(request.entities.select([ROW, TS, *request.join_keys]))
         )
         return _join_sql(request, [ROW]) + f" ORDER BY e.{_q(ROW)}"
+
+
+@contextmanager
+def _named_corrupt_file(request: JoinRequest) -> Iterator[None]:
+    """DuckDB's error for an unreadable offline file, as CorruptFileError naming it (found
+    with pyarrow, which also checks page checksums; DuckDB does not)."""
+    try:
+        yield
+    except duckdb.Error:
+        files = [path for view in request.views for path, _seq in view.files]
+        found = parquet_io.find_corrupt(files, "offline store file", parquet_io.OFFLINE_FIX)
+        if found is None:
+            raise
+        raise found from None
 
 
 def _with_micros(entities: pa.Table) -> pa.Table:

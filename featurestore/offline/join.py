@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from featurestore.errors import EntityInputError, SchemaMismatchError
 from featurestore.offline.table import DataFile, OfflineTable
@@ -112,7 +111,9 @@ def read_entities(entities: Any, timestamp_column: str) -> pa.Table:
         path = Path(entities)
         if not path.exists():
             raise EntityInputError(f"Entity input {path} does not exist.")
-        table = pq.read_table(path)
+        from featurestore.offline.parquet_io import read_table
+
+        table = read_table(path, "entity rows", "Write the entity file again.")
     elif type(entities).__module__.startswith("pandas"):
         try:
             table = pa.Table.from_pandas(entities, preserve_index=False)

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from featurestore.config import RepoConfig
+from featurestore.offline import parquet_io
 from featurestore.offline.join import ROW, TS, JoinRequest, ViewJoin
 from featurestore.offline.writer import CREATED_TS, EVENT_TS
 
@@ -158,7 +159,10 @@ class SparkEngine:
             by_seq.setdefault(seq, []).append(path)
         cols = [*view.join_keys, EVENT_TS, CREATED_TS, *view.features]
         frames = [
-            self.session.read.parquet(*paths).select(*cols).withColumn("__seq", F.lit(seq))
+            self.session.read.option(parquet_io.SPARK_VERIFY, "true")
+            .parquet(*paths)
+            .select(*cols)
+            .withColumn("__seq", F.lit(seq))
             for seq, paths in sorted(by_seq.items())
         ]
         out = frames[0]
@@ -167,14 +171,19 @@ class SparkEngine:
         return out
 
     def join(self, request: JoinRequest) -> pa.Table:
-        return request.assemble(self._features(request).orderBy(ROW).toArrow())
+        try:
+            return request.assemble(self._features(request).orderBy(ROW).toArrow())
+        except Exception:  # Spark's (Java) error names no file: find it, if one is corrupt
+            files = [path for view in request.views for path, _seq in view.files]
+            found = parquet_io.find_corrupt(files, "offline store file", parquet_io.OFFLINE_FIX)
+            if found is None:
+                raise
+            raise found from None
 
     def join_to_parquet(self, request: JoinRequest, path: Path) -> int:
         """Write the result as one Parquet file, in input order."""
-        import pyarrow.parquet as pq
-
         table = self.join(request)
-        pq.write_table(table, path, compression="zstd")
+        parquet_io.write_table(table, path)
         return table.num_rows
 
 

@@ -16,6 +16,8 @@ from featurestore.offline.join import OfflineEngine, build_request, read_entitie
 from featurestore.registry import Registry, RegistrySnapshot, TrainingSetRecord
 from featurestore.registry.snapshot import ResolvedFeature
 
+REBUILD = "Build the training set again (its output file was damaged after it was written)."
+
 
 @dataclass(frozen=True, slots=True)
 class TrainingSet:
@@ -158,10 +160,10 @@ def _profiles(
 
     if table is not None:
         return [profile_column(ref, table.column(name)).to_dict() for name, ref in columns.items()]
-    import pyarrow.parquet as pq
+    from featurestore.offline.parquet_io import parquet_file
 
     assert path is not None
-    source = pq.ParquetFile(path)
+    source = parquet_file(path, "the training set just written", REBUILD)
     return [
         profile_column(ref, source.read(columns=[name]).column(0)).to_dict()
         for name, ref in columns.items()
@@ -222,16 +224,16 @@ def _mask_table(table: pa.Table, masks: dict[str, str], key: bytes) -> pa.Table:
 
 def _mask_file(path: Path, masks: dict[str, str], key: bytes) -> None:
     """Rewrite a written training set with its masked columns, batch by batch."""
-    import pyarrow.parquet as pq
+    from featurestore.offline import parquet_io
 
-    source = pq.ParquetFile(path)
+    source = parquet_io.parquet_file(path, "the training set just written", REBUILD)
     tmp = path.with_name(f".{path.name}.masking")
     writer = None
     try:
         for batch in source.iter_batches(batch_size=256_000):
             table = _mask_table(pa.Table.from_batches([batch]), masks, key)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer = parquet_io.writer(tmp, table.schema)
             writer.write_table(table)
     finally:
         if writer is not None:

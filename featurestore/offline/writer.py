@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from featurestore.definitions import FeatureView
 from featurestore.errors import SchemaMismatchError
+from featurestore.offline import parquet_io
 from featurestore.offline.table import (
     DEFAULT_RETENTION_SECONDS,
     DataFile,
@@ -172,7 +172,8 @@ def _describe_staged(path: Path, schema: pa.Schema, label: str) -> tuple[Path, s
         raise SchemaMismatchError(
             f"{label}: staged file {path} is not in a date=YYYY-MM-DD folder."
         )
-    meta = pq.ParquetFile(path)
+    what = f"{label}: staged file"
+    meta = parquet_io.parquet_file(path, what, "Run the materialization again.")
     got = meta.schema_arrow
     for field in schema:
         if field.name not in got.names or not got.field(field.name).type.equals(field.type):
@@ -184,7 +185,8 @@ def _describe_staged(path: Path, schema: pa.Schema, label: str) -> tuple[Path, s
     rows = meta.metadata.num_rows
     if rows == 0:
         return path, folder[5:], 0, 0, 0
-    ts = pq.read_table(path, columns=[EVENT_TS]).column(EVENT_TS).cast(pa.int64())
+    ts = parquet_io.read_table(path, what, "Run the materialization again.", columns=[EVENT_TS])
+    ts = ts.column(EVENT_TS).cast(pa.int64())
     return path, folder[5:], rows, pc.min(ts).as_py(), pc.max(ts).as_py()
 
 
@@ -302,7 +304,10 @@ def _drop_window(
         if f.min_ts >= start and f.max_ts < end:
             dropped += f.rows
             continue
-        rows = pq.read_table(table.root / f.path)
+        # Verified: rewriting a corrupt file's remainder would give it a fresh checksum.
+        rows = parquet_io.read_table(
+            table.root / f.path, f"offline table {table.root}", parquet_io.OFFLINE_FIX
+        )
         ts = rows.column(EVENT_TS).cast(pa.int64())
         outside = pc.or_(pc.less(ts, start), pc.greater_equal(ts, end))
         remainder = rows.filter(outside)
@@ -326,7 +331,7 @@ def write_files(
     for date in pc.unique(dates).to_pylist():
         part = rows.filter(pc.equal(dates, date))
         rel, path = table.new_file_path(date)
-        pq.write_table(part, path, compression="zstd", row_group_size=256_000)
+        parquet_io.write_table(part, path, row_group_size=256_000)
         ts = part.column(EVENT_TS).cast(pa.int64())
         out.append(
             DataFile(

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from featurestore.definitions import FeatureView, KafkaSource
+from featurestore.offline import parquet_io
 from featurestore.offline.table import STREAM, Manifest, OfflineTable
 from featurestore.offline.timestamps import UTC_US
 from featurestore.offline.writer import CREATED_TS, EVENT_TS, offline_schema, write_files
@@ -162,7 +163,8 @@ class Landing:
         files = [self.events.root / f.path for f in self.events.files(low + 1, None)]
         if not files:
             return self.events_schema.empty_table().select(columns)
-        dataset = ds.dataset(files, schema=self.events_schema, format="parquet")
+        what, fix = "event log file", parquet_io.OFFLINE_FIX
+        dataset = parquet_io.dataset(files, what, fix, schema=self.events_schema)
         ts = ds.field(EVENT_TS)
         wanted = None
         for p, offset in before.items():
@@ -173,7 +175,8 @@ class Landing:
                 landed = pa.scalar(epoch_us[p], pa.int64()).cast(UTC_US)
                 cond = cond & (ds.field(CREATED_TS) >= landed)
             wanted = cond if wanted is None else wanted | cond
-        table = dataset.to_table(columns=columns, filter=wanted)
+        with parquet_io.checked(files, what, fix):
+            table = dataset.to_table(columns=columns, filter=wanted)
         return table.sort_by([(c, "ascending") for c in (PARTITION, EVENT_TS, OFFSET)])
 
     def max_event_us(self, partition: int, bound_us: int) -> int | None:
