@@ -40,6 +40,7 @@ from featurestore.online.serving_log import ServingLog
 from featurestore.online.usage import Usage
 from featurestore.policy.keys import Credential, KeyRing
 from featurestore.registry.snapshot import RegistrySnapshot
+from featurestore.urls import redact
 
 DEFAULT_MAX_ENTITIES = 1000
 _HEADER_EVENT = struct.Struct(">q").unpack_from
@@ -615,7 +616,7 @@ class OnlineClient:
 
     def _unavailable(self, exc: BaseException | None) -> OnlineStoreUnavailable:
         return OnlineStoreUnavailable(
-            f"The online store (Redis at {_redacted(self.redis_url)}) is unreachable: {exc}. "
+            f"The online store (Redis at {redact(self.redis_url)}) is unreachable: {exc}. "
             "Lookups fail until it is back; `featurestore dev status` shows local services."
         )
 
@@ -626,11 +627,3 @@ class OnlineClient:
 
     async def aclose(self) -> None:
         await self._async.close()
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
