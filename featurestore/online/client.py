@@ -66,7 +66,8 @@ class Catalog:
     Policies are decided when a plan is compiled (once per model or feature list, key
     and registry change), so a lookup pays a dictionary lookup for them. A denial is
     remembered too: a caller repeating a denied request is refused without re-deciding.
-    ``on_decision`` hears each denial and each masked plan once (to audit them).
+    ``on_decision`` hears each denied lookup and each masked plan (per mask rule), to
+    audit them; the audit queue coalesces them per key, rule and window.
     """
 
     def __init__(
@@ -84,7 +85,8 @@ class Catalog:
         self.keys = keys if keys is not None else KeyRing(snapshot.project)
         self.on_decision = on_decision
         self._plans: dict[Any, LookupPlan] = {}
-        self._denied: dict[Any, AccessDeniedError] = {}
+        # A denied request's error and its audit fields, told again on each repeat.
+        self._denied: dict[Any, tuple[AccessDeniedError, dict[str, Any]]] = {}
         self._verified: dict[str, Credential] = {}
         self._rates: dict[str, float] | None = None
 
@@ -146,8 +148,10 @@ class Catalog:
             return plan
         denied = self._denied.get(key)
         if denied is not None:
-            raise denied
-        if len(self._plans) > 10_000:  # unbounded ad-hoc feature lists must not leak
+            self._tell(**denied[1])
+            raise denied[0]
+        # Unbounded ad-hoc feature lists, allowed or denied, must not leak memory.
+        if len(self._plans) > 10_000 or len(self._denied) > 10_000:
             self._plans.clear()
             self._denied.clear()
         if model is not None:
@@ -161,10 +165,11 @@ class Catalog:
         )
         policy_model = model or (caller.model if caller is not None else None)
         if policy_model is not None:
+            told: dict[str, Any] = {}
             try:
-                plan = self._with_policies(plan, policy_model, resolved, caller)
+                plan = self._with_policies(plan, policy_model, resolved, caller, features, told)
             except AccessDeniedError as exc:
-                self._denied[key] = exc
+                self._denied[key] = (exc, told)
                 raise
             rate = self._sample_rates().get(policy_model)
             if rate:
@@ -189,20 +194,35 @@ class Catalog:
         return self._rates
 
     def _with_policies(
-        self, plan: LookupPlan, model: str, resolved: Sequence[Any], caller: Credential | None
+        self,
+        plan: LookupPlan,
+        model: str,
+        resolved: Sequence[Any],
+        caller: Credential | None,
+        requested: Sequence[str] | None,
+        told: dict[str, Any],
     ) -> LookupPlan:
+        """``plan`` under ``model``'s policies; a denial's audit fields go into ``told``."""
         from featurestore.policy.engine import masks_of, policy_decisions
 
         who = caller.label if caller is not None else None
+        asked = list(requested) if requested is not None else None
 
         def denied(feature: Any, decision: Any, exc: Exception) -> None:
-            self._tell(
+            told.update(
                 action="deny",
-                subject=f"{model} {feature}",
+                subject=model,
                 decision="deny",
                 rule=decision.rule or "default",
-                detail={"at": "online", "key": who, "message": str(exc)},
+                detail={
+                    "at": "online",
+                    "key": who,
+                    "features": [str(feature)],
+                    "requested": asked,
+                    "message": str(exc),
+                },
             )
+            self._tell(**told)
 
         decisions = policy_decisions(
             self.snapshot, model, resolved, self.policy_default, on_deny=denied
@@ -211,13 +231,16 @@ class Catalog:
         dtypes = list(plan.dtypes)
         for i, how in masks:
             dtypes[i] = "string" if how == "hash" else dtypes[i]
-        if masks:
+        by_rule: dict[str, list[str]] = {}
+        for i, _how in masks:  # one record per rule: their number is the registry's
+            by_rule.setdefault(decisions[i].rule or "default", []).append(plan.refs[i])
+        for rule, refs in sorted(by_rule.items()):
             self._tell(
                 action="mask",
                 subject=model,
                 decision="mask",
-                rule=",".join(sorted({decisions[i].rule or "default" for i, _ in masks})),
-                detail={"at": "online", "key": who, "features": [plan.refs[i] for i, _ in masks]},
+                rule=rule,
+                detail={"at": "online", "key": who, "features": refs, "requested": asked},
             )
         return replace(
             plan,
