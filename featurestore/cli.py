@@ -28,6 +28,7 @@ from featurestore.errors import (
     ObjectNotFound,
     did_you_mean,
 )
+from featurestore.urls import redact, redact_logs
 
 app = typer.Typer(
     name="featurestore",
@@ -70,7 +71,8 @@ def default_command(name: str) -> type[TyperGroup]:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    # Messages quote URLs, and third-party errors inside them too: redact all of it.
+    typer.secho(f"error: {redact(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -837,6 +839,7 @@ from featurestore import cli_stream as _cli_stream  # noqa: E402,F401  (register
 def main() -> None:
     # Spark and Kafka clients log noisily; keep the CLI's output for people.
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    redact_logs()
     try:
         app(prog_name="featurestore")
     except BrokenPipeError:

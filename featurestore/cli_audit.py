@@ -68,9 +68,11 @@ def list_records(
         typer.echo("No audit records match.")
     for r in records:
         what = " ".join(x for x in (r.decision, f"rule {r.rule}" if r.rule else "") if x)
+        count = r.detail.get("count")  # a coalesced record: decisions of one window
+        times = f"  {count:,} times, {r.detail['first']} .. {r.detail['last']}" if count else ""
         typer.echo(
             f"#{r.seq}  {r.at.isoformat(timespec='seconds') if r.at else '?'}  {r.action:<12} "
-            f"{r.subject}  {what}  by {r.actor}"
+            f"{r.subject}  {what}  by {r.actor}{times}"
         )
 
 

@@ -38,6 +38,7 @@ from featurestore.errors import (
     MissingExtraError,
     PortInUseError,
 )
+from featurestore.urls import redact
 
 __all__ = ["KAFKA_BIN", "REDIS_BIN", "ServiceStatus", "down", "free_port", "status", "up"]
 
@@ -533,7 +534,7 @@ def _redis_spec(url: str) -> _Spec:
     parts = urlsplit(url)
     if parts.scheme != "redis" or not parts.hostname:
         raise DevServiceError(
-            f"`online_store.redis_url` is {url!r}; dev services need a plain "
+            f"`online_store.redis_url` is {redact(url)!r}; dev services need a plain "
             "redis://HOST:PORT/DB address. Fix it in featurestore.yaml."
         )
     password = unquote(parts.password) if parts.password else None
@@ -545,7 +546,7 @@ def _kafka_spec(bootstrap: str) -> _Spec:
     parts = urlsplit(first if "://" in first else f"//{first}")
     if not parts.hostname:
         raise DevServiceError(
-            f"`kafka.bootstrap_servers` is {bootstrap!r}; dev services need HOST:PORT. "
+            f"`kafka.bootstrap_servers` is {redact(bootstrap)!r}; dev services need HOST:PORT. "
             "Fix it in featurestore.yaml."
         )
     return _Spec("kafka", parts.hostname, parts.port or 9092)

@@ -36,6 +36,7 @@ from featurestore.online.layout import ViewLayout
 from featurestore.registry.runs import RunRecord
 from featurestore.store import FeatureStore
 from featurestore.times import EPOCH, micros
+from featurestore.urls import redact
 from pipelines import materialize_tasks as tasks
 
 Progress = Callable[[str], None]
@@ -293,8 +294,8 @@ def failed_message(label: str, validation: dict[str, Any]) -> str:
 
 def online_unavailable(label: str, redis_url: str) -> OnlineStoreUnavailable:
     return OnlineStoreUnavailable(
-        f"{label}: Redis at {redis_url} is unreachable; nothing was committed offline. Start "
-        "Redis (`featurestore dev up`) and run again."
+        f"{label}: Redis at {redact(redis_url)} is unreachable; nothing was committed "
+        "offline. Start Redis (`featurestore dev up`) and run again."
     )
 
 

@@ -55,6 +55,7 @@ from featurestore.streaming import topic_check
 from featurestore.streaming.landing import Landing, StreamPosition, record_digest
 from featurestore.streaming.processor import DeadLetter, StreamProcessor, format_us
 from featurestore.streaming.repair import RepairReport, repair
+from featurestore.urls import redact
 from pipelines.materialize_local import pause_for_tests
 
 Progress = Callable[[str], None]
@@ -125,7 +126,8 @@ def reader(bootstrap: str, **options: Any) -> KafkaConsumer:
     try:
         return KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
     except KafkaError as exc:
-        raise StreamError(f"Cannot reach Kafka at {bootstrap} ({exc}).") from None
+        # kafka-python's message repeats the servers: redact all of it.
+        raise StreamError(redact(f"Cannot reach Kafka at {bootstrap} ({exc}).")) from None
 
 
 def _too_large(exc: BaseException) -> bool:
@@ -274,17 +276,20 @@ class StreamConsumer(ConsumerRebalanceListener):
             self.producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
         except KafkaError as exc:
             raise StreamError(
-                f"{self.label}: cannot reach Kafka at {self.bootstrap} ({exc}). Start it "
-                "(`featurestore dev up` locally) or set kafka.bootstrap_servers in "
-                "featurestore.yaml."
+                redact(
+                    f"{self.label}: cannot reach Kafka at {self.bootstrap} ({exc}). Start it "
+                    "(`featurestore dev up` locally) or set kafka.bootstrap_servers in "
+                    "featurestore.yaml."
+                )
             ) from None
         topics = self.consumer.topics()
         if self.source.topic not in topics:
             self.close()
             raise StreamError(
-                f"{self.label}: topic '{self.source.topic}' does not exist on {self.bootstrap}. "
-                "Create it with as many partitions as consumers you want to run (`featurestore "
-                f"stream create-topic {self.view.name} --partitions N`) or point the source "
+                f"{self.label}: topic '{self.source.topic}' does not exist on "
+                f"{redact(self.bootstrap)}. Create it with as many partitions as consumers you "
+                f"want to run (`featurestore stream create-topic {self.view.name} --partitions "
+                "N`) or point the source "
                 f"'{self.source.name}' at an existing topic."
             )
         self._check_positions()

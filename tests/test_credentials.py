@@ -125,6 +125,7 @@ def test_a_key_acts_as_its_model_in_process(store: FeatureStore) -> None:
     store.audit_queue.flush()
     denials = store.registry.audit_records(store.project, action="deny")
     assert len(denials) == 1  # a repeated denial is counted, not logged again
+    assert denials[0].detail["count"] == 3
     assert denials[0].actor == f"fsk_{promo_key[4:20]}"
     assert denials[0].rule == "no_pii_for_marketing"
     assert denials[0].detail["at"] == "online"

@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from featurestore.urls import redact
+
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 SCHEMA_FACET = (
     "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet"
@@ -46,7 +48,7 @@ def _facet(schema: str, **fields: Any) -> dict[str, Any]:
 def _source_dataset(source: dict[str, Any], repo: Path, brokers: str) -> dict[str, Any] | None:
     if source.get("type") == "kafka":
         return {
-            "namespace": f"kafka://{source.get('bootstrap_servers') or brokers}",
+            "namespace": redact(f"kafka://{source.get('bootstrap_servers') or brokers}"),
             "name": source["topic"],
         }
     if "path" in source:

@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlparse
 
 import hiredis
 
+from featurestore.urls import redact
+
 
 class ReplyError(Exception):
     """Redis answered a command with an error."""
@@ -70,7 +72,7 @@ class AsyncRedis:
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
         parsed = urlparse(url)
         if parsed.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"Unsupported Redis URL scheme {parsed.scheme!r} in {url!r}.")
+            raise ValueError(f"Unsupported Redis URL scheme {parsed.scheme!r} in {redact(url)!r}.")
         self.url = url
         self.timeout = timeout
         self._unix = parsed.path if parsed.scheme == "unix" else None

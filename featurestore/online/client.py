@@ -42,6 +42,7 @@ from featurestore.online.serving_log import ServingLog
 from featurestore.online.usage import Usage
 from featurestore.policy.keys import Credential, KeyRing
 from featurestore.registry.snapshot import RegistrySnapshot
+from featurestore.urls import redact
 
 DEFAULT_MAX_ENTITIES = 1000
 _HEADER_EVENT = struct.Struct(">q").unpack_from
@@ -67,7 +68,8 @@ class Catalog:
     Policies are decided when a plan is compiled (once per model or feature list, key
     and registry change), so a lookup pays a dictionary lookup for them. A denial is
     remembered too: a caller repeating a denied request is refused without re-deciding.
-    ``on_decision`` hears each denial and each masked plan once (to audit them).
+    ``on_decision`` hears each denied lookup and each masked plan (per mask rule), to
+    audit them; the audit queue coalesces them per key, rule and window.
     """
 
     def __init__(
@@ -85,7 +87,8 @@ class Catalog:
         self.keys = keys if keys is not None else KeyRing(snapshot.project)
         self.on_decision = on_decision
         self._plans: dict[Any, LookupPlan] = {}
-        self._denied: dict[Any, AccessDeniedError] = {}
+        # A denied request's error and its audit fields, told again on each repeat.
+        self._denied: dict[Any, tuple[AccessDeniedError, dict[str, Any]]] = {}
         self._verified: dict[str, Credential] = {}
         self._rates: dict[str, float] | None = None
 
@@ -147,8 +150,10 @@ class Catalog:
             return plan
         denied = self._denied.get(key)
         if denied is not None:
-            raise denied
-        if len(self._plans) > 10_000:  # unbounded ad-hoc feature lists must not leak
+            self._tell(**denied[1])
+            raise denied[0]
+        # Unbounded ad-hoc feature lists, allowed or denied, must not leak memory.
+        if len(self._plans) > 10_000 or len(self._denied) > 10_000:
             self._plans.clear()
             self._denied.clear()
         if model is not None:
@@ -162,10 +167,11 @@ class Catalog:
         )
         policy_model = model or (caller.model if caller is not None else None)
         if policy_model is not None:
+            told: dict[str, Any] = {}
             try:
-                plan = self._with_policies(plan, policy_model, resolved, caller)
+                plan = self._with_policies(plan, policy_model, resolved, caller, features, told)
             except AccessDeniedError as exc:
-                self._denied[key] = exc
+                self._denied[key] = (exc, told)
                 raise
             rate = self._sample_rates().get(policy_model)
             if rate:
@@ -190,20 +196,35 @@ class Catalog:
         return self._rates
 
     def _with_policies(
-        self, plan: LookupPlan, model: str, resolved: Sequence[Any], caller: Credential | None
+        self,
+        plan: LookupPlan,
+        model: str,
+        resolved: Sequence[Any],
+        caller: Credential | None,
+        requested: Sequence[str] | None,
+        told: dict[str, Any],
     ) -> LookupPlan:
+        """``plan`` under ``model``'s policies; a denial's audit fields go into ``told``."""
         from featurestore.policy.engine import masks_of, policy_decisions
 
         who = caller.label if caller is not None else None
+        asked = list(requested) if requested is not None else None
 
         def denied(feature: Any, decision: Any, exc: Exception) -> None:
-            self._tell(
+            told.update(
                 action="deny",
-                subject=f"{model} {feature}",
+                subject=model,
                 decision="deny",
                 rule=decision.rule or "default",
-                detail={"at": "online", "key": who, "message": str(exc)},
+                detail={
+                    "at": "online",
+                    "key": who,
+                    "features": [str(feature)],
+                    "requested": asked,
+                    "message": str(exc),
+                },
             )
+            self._tell(**told)
 
         decisions = policy_decisions(
             self.snapshot, model, resolved, self.policy_default, on_deny=denied
@@ -212,13 +233,16 @@ class Catalog:
         dtypes = list(plan.dtypes)
         for i, how in masks:
             dtypes[i] = "string" if how == "hash" else dtypes[i]
-        if masks:
+        by_rule: dict[str, list[str]] = {}
+        for i, _how in masks:  # one record per rule: their number is the registry's
+            by_rule.setdefault(decisions[i].rule or "default", []).append(plan.refs[i])
+        for rule, refs in sorted(by_rule.items()):
             self._tell(
                 action="mask",
                 subject=model,
                 decision="mask",
-                rule=",".join(sorted({decisions[i].rule or "default" for i, _ in masks})),
-                detail={"at": "online", "key": who, "features": [plan.refs[i] for i, _ in masks]},
+                rule=rule,
+                detail={"at": "online", "key": who, "features": refs, "requested": asked},
             )
         return replace(
             plan,
@@ -627,14 +651,14 @@ class OnlineClient:
     def _refused(self, exc: BaseException) -> OnlineStoreRefused:
         """The same typed error for an error reply on the sync and the asyncio path."""
         return OnlineStoreRefused(
-            f"The online store (Redis at {_redacted(self.redis_url)}) refused the lookup: "
+            f"The online store (Redis at {redact(self.redis_url)}) refused the lookup: "
             f"{exc}. Check that only featurestore writes this project's fs:* keys and that "
             "the server's Redis user may read them (HMGET, GET)."
         )
 
     def _unavailable(self, exc: BaseException | None) -> OnlineStoreUnavailable:
         return OnlineStoreUnavailable(
-            f"The online store (Redis at {_redacted(self.redis_url)}) is unreachable: {exc}. "
+            f"The online store (Redis at {redact(self.redis_url)}) is unreachable: {exc}. "
             "Lookups fail until it is back; `featurestore dev status` shows local services."
         )
 
@@ -645,11 +669,3 @@ class OnlineClient:
 
     async def aclose(self) -> None:
         await self._async.close()
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"

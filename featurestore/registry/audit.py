@@ -7,10 +7,11 @@ deleting one leaves a gap in the sequence and breaks the next record's link; so
 under the registry's write lock, so the chain has one order.
 
 What is recorded: applies, credential changes, training-set builds (with each feature's
-masks), policy denials at training-set builds and online, and online masks (once per
-model, key and registry change). Allowed online lookups are counted per model and
-feature (``OnlineClient.usage()``, the server's /metrics), not logged one by one, so
-lookups stay fast.
+masks), policy denials at training-set builds and online, and online masks. Online
+denials and masked plans are coalesced: one record per model, key, rule and minute with
+their count (``audit_window``), so a caller varying its requests cannot flood the log.
+Allowed online lookups are counted per model and feature (``OnlineClient.usage()``, the
+server's /metrics), not logged one by one, so lookups stay fast.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from featurestore.registry import schema as t
+from featurestore.registry.audit_window import WINDOW_SECONDS, DecisionWindows
 
 GENESIS = "0" * 64
 log = logging.getLogger("featurestore.audit")
@@ -189,35 +191,68 @@ class AuditLog:
 class AuditQueue:
     """Appends records from a background thread, so that a lookup never waits on the
     registry. A failed append (e.g. a read-only registry role) is logged, not raised:
-    the refusal it records has already been enforced."""
+    the refusal it records has already been enforced.
 
-    def __init__(self, registry: Any, project: str, actor: str) -> None:
+    Online decisions (``detail["at"] == "online"``) are coalesced (``DecisionWindows``):
+    one record per model, key, rule and window of ``window_seconds``, written when the
+    window closes or on ``flush``."""
+
+    def __init__(
+        self,
+        registry: Any,
+        project: str,
+        actor: str,
+        *,
+        window_seconds: float = WINDOW_SECONDS,
+        tick_seconds: float = 1.0,
+    ) -> None:
         self.registry = registry
         self.project = project
         self.actor = actor
+        self.windows = DecisionWindows(window_seconds)
+        self.tick_seconds = tick_seconds
         self._queue: queue.Queue[AuditRecord | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Taking tallies out of the windows and queueing their records is one step, so a
+        # flush never misses a record the writer thread is about to queue.
+        self._moving = threading.Lock()
         self.failures = 0
 
     def put(self, fields: dict[str, Any]) -> None:
-        detail = fields.get("detail", {})
-        actor = detail.get("key") or self.actor
-        self._queue.put(AuditRecord(project=self.project, actor=actor, **fields))
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="featurestore-audit", daemon=True
-                )
-                self._thread.start()
+        if fields.get("detail", {}).get("at") == "online":
+            self.windows.add(fields)  # the request thread's whole cost: a dict update
+        else:
+            self._queue.put(self._record(fields))
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="featurestore-audit", daemon=True
+                    )
+                    self._thread.start()
 
     def flush(self) -> None:
-        """Wait until every queued record is written (or has failed)."""
+        """Write every open window's record, and wait until every queued record is
+        written (or has failed)."""
+        with self._moving:
+            for fields in self.windows.drain():
+                self._queue.put(self._record(fields))
         self._queue.join()
+
+    def _record(self, fields: dict[str, Any]) -> AuditRecord:
+        actor = fields.get("detail", {}).get("key") or self.actor
+        return AuditRecord(project=self.project, actor=actor, **fields)
 
     def _run(self) -> None:
         while True:
-            record = self._queue.get()
+            with self._moving:
+                for fields in self.windows.due():
+                    self._queue.put(self._record(fields))
+            try:
+                record = self._queue.get(timeout=self.tick_seconds)
+            except queue.Empty:
+                continue
             try:
                 if record is not None:
                     self.registry.audit(record)

@@ -34,6 +34,7 @@ from featurestore.registry.runs import RunLog
 from featurestore.registry.snapshot import ACTIVE, RETIRED, Head, RegistrySnapshot, ViewVersion
 from featurestore.repo import RepoContents
 from featurestore.times import as_utc as _utc  # SQLite returns naive, PostgreSQL zoned
+from featurestore.urls import redact
 
 _LOCK_KEY = 7_305_513_927  # PostgreSQL advisory lock id for registry writes
 
@@ -124,7 +125,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
 
     def _unavailable(self, exc: Exception) -> RegistryUnavailable:
         return RegistryUnavailable(
-            f"The registry at {_redact(self.url)} cannot be used: {exc.__class__.__name__}: "
+            f"The registry at {redact(self.url)} cannot be used: {exc.__class__.__name__}: "
             f"{str(exc).splitlines()[0]}. Check the 'registry' setting in featurestore.yaml and "
             "that the database is reachable."
         )
@@ -138,7 +139,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise RegistryUnavailable(
-                    f"Cannot create the registry folder for {self.url}: {exc}. Check the "
+                    f"Cannot create the registry folder for {redact(self.url)}: {exc}. Check the "
                     "'registry' setting in featurestore.yaml."
                 ) from exc
         if self._schema_current():
@@ -158,7 +159,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
                 )
             elif int(row[0]) > t.SCHEMA_VERSION:
                 raise RegistryUnavailable(
-                    f"The registry at {_redact(self.url)} has schema v{row[0]}, newer than this "
+                    f"The registry at {redact(self.url)} has schema v{row[0]}, newer than this "
                     f"featurestore understands (v{t.SCHEMA_VERSION}). Upgrade featurestore."
                 )
         self._schema_ready = True
@@ -379,13 +380,6 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
 # -- helpers ----------------------------------------------------------------------
 
 
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
-
-
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60})
@@ -415,7 +409,7 @@ def _make_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
     except (SQLAlchemyError, ImportError) as exc:
         raise RegistryUnavailable(
-            f"Cannot open registry URL {_redact(url)}: {exc}. Use a path or sqlite:///path for "
+            f"Cannot open registry URL {redact(url)}: {exc}. Use a path or sqlite:///path for "
             "the embedded registry, or postgresql+psycopg://user@host/db with "
             "`pip install 'featurestore[postgres]'`."
         ) from exc

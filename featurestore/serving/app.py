@@ -47,6 +47,7 @@ from featurestore.online.layout import nested_kind
 from featurestore.serving import metrics
 from featurestore.serving.guard import ERROR_KEY, Guard
 from featurestore.store import FeatureStore
+from featurestore.urls import redact, redact_logs
 
 log = logging.getLogger("featurestore.serve")
 
@@ -135,7 +136,7 @@ class Server:
         except Exception as exc:  # keep serving the last good snapshot
             if self.registry_error is None:
                 log.warning("registry refresh failed, serving the last snapshot: %s", exc)
-            self.registry_error = str(exc)
+            self.registry_error = redact(str(exc))
             metrics.REGISTRY_REFRESH_ERRORS.inc()
             return
         self.registry_error = None
@@ -342,13 +343,13 @@ def create_app(
             await asyncio.to_thread(server.store.registry.serial, server.store.project)
             registry_error = None
         except Exception as exc:
-            registry_error = str(exc)
+            registry_error = redact(str(exc))
         ready = redis_ok and registry_error is None
         if not ready:
             request.scope[ERROR_KEY] = "NotReady"
         body = {
             "status": "ready" if ready else "not ready",
-            "redis": "ok" if redis_ok else f"unreachable at {server.client.redis_url}",
+            "redis": "ok" if redis_ok else f"unreachable at {redact(server.client.redis_url)}",
             "registry": "ok" if registry_error is None else registry_error,
             "registry_serial": server.client.catalog.serial,
         }
@@ -403,7 +404,7 @@ def _api_key(request: Request) -> str:
 
 def _error(request: Request, status: int, name: str, detail: str) -> Response:
     request.scope[ERROR_KEY] = name  # Guard counts it once the answer starts
-    body = orjson.dumps({"error": name, "detail": detail})
+    body = orjson.dumps({"error": name, "detail": redact(detail)})  # whatever the message quotes
     return Response(body, status, media_type="application/json")
 
 
@@ -424,6 +425,7 @@ def _version() -> str:
 
 def app_from_env() -> FastAPI:
     """The factory ``featurestore serve`` gives each uvicorn worker."""
+    redact_logs()
     return create_app(
         Path(os.environ.get("FEATURESTORE_REPO", ".")),
         max_entities=int(os.environ.get("FEATURESTORE_MAX_ENTITIES", DEFAULT_MAX_ENTITIES)),
