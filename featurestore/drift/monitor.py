@@ -166,25 +166,21 @@ def feature_drift(
         if new > 0:
             out["unseen_share"] = round(new, 6)
         levels.append(level(value, spec["js_warn"], spec["js_drift"]))
-    ref_nulls = reference["nulls"] / reference["count"] if reference["count"] else 0.0
-    served_nulls = nulls / len(served)
-    change = abs(served_nulls - ref_nulls)
-    out["null_rate"] = {
-        "reference": round(ref_nulls, 6),
-        "served": round(served_nulls, 6),
-        "change": round(change, 6),
-    }
-    levels.append(level(change, spec["null_rate_warn"], spec["null_rate_drift"]))
-    ref_non_finite = reference.get("non_finite", 0) / reference["count"]
-    if non_finite or ref_non_finite:
-        served_share = non_finite / len(served)
-        moved = abs(served_share - ref_non_finite)
-        out["non_finite_rate"] = {
-            "reference": round(ref_non_finite, 6),
+
+    def share_change(name: str, ref_share: float, served_share: float) -> None:
+        moved = abs(served_share - ref_share)
+        out[name] = {
+            "reference": round(ref_share, 6),
             "served": round(served_share, 6),
             "change": round(moved, 6),
         }
         levels.append(level(moved, spec["null_rate_warn"], spec["null_rate_drift"]))
+
+    ref_nulls = reference["nulls"] / reference["count"] if reference["count"] else 0.0
+    share_change("null_rate", ref_nulls, nulls / len(served))
+    ref_non_finite = reference.get("non_finite", 0) / reference["count"]
+    if non_finite or ref_non_finite:
+        share_change("non_finite_rate", ref_non_finite, non_finite / len(served))
     limit = spec.get("max_staleness_seconds")
     if limit and ages:
         ordered = sorted(ages)
