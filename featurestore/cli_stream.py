@@ -32,12 +32,15 @@ stream_app = typer.Typer(
 app.add_typer(stream_app, name="stream")
 
 
-def _pipeline() -> Any:
+def _pipeline(module: str = "stream_admin") -> Any:
+    """A Kafka-side module: ``stream`` (the consumer) or ``stream_admin`` (looking at and
+    repairing a stream); without the kafka extra, an error saying how to install it."""
+    import importlib
+
     try:
-        from pipelines import stream
+        return importlib.import_module(f"pipelines.{module}")
     except ImportError as exc:
         raise MissingExtraError("kafka", "kafka") from exc
-    return stream
 
 
 def _streaming_views(store: Any, views: list[str] | None) -> list[str]:
@@ -72,7 +75,7 @@ def run(
     repo: RepoOption = Path("."),
 ) -> None:
     """Consume until SIGTERM or Ctrl-C (which land the current batch and commit)."""
-    stream = _pipeline()
+    stream = _pipeline("stream")
     with _store(repo) as store:
         names = _streaming_views(store, views)
         if not names:

@@ -33,6 +33,7 @@ handler.
     │   └── PolicyDeniedError                 a policy forbids a model a feature
     ├── CorruptFileError (OSError)            a Parquet file is truncated, garbage or fails
     │                                         its page checksums (names the file)
+    ├── StreamError (RuntimeError)            a stream consumer cannot start or go on
     ├── MaterializationError (RuntimeError)   a materialization run failed, nothing committed
     │   ├── SourceNotFoundError (FileNotFoundError)
     │   ├── TransformationError
@@ -212,6 +213,11 @@ class CorruptFileError(FeatureStoreError, OSError):
 
     def __str__(self) -> str:  # OSError's own would show its args as a tuple
         return str(self.args[0]) if self.args else ""
+
+
+class StreamError(FeatureStoreError, RuntimeError):
+    """A stream consumer cannot start or go on (Kafka away, a topic missing, a dead letter
+    that cannot be sent); it landed nothing past what it could not handle."""
 
 
 class MaterializationError(FeatureStoreError, RuntimeError):

@@ -27,7 +27,6 @@ consumer re-read a partition.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
@@ -44,31 +43,22 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, MessageSizeTooLargeError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from featurestore.definitions import FeatureView, KafkaSource
-from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
+from featurestore.errors import OnlineStoreUnavailable, StreamError
 from featurestore.online.layout import ViewLayout
 from featurestore.store import FeatureStore
 from featurestore.streaming import topic_check
 from featurestore.streaming.landing import Landing, StreamPosition, record_digest
 from featurestore.streaming.processor import DeadLetter, StreamProcessor, format_us
-from featurestore.streaming.repair import RepairReport, repair
 from featurestore.urls import redact
+from pipelines.dead_letters import DeadLetterSender
 from pipelines.materialize_local import pause_for_tests
 
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
-
-# A dead letter whose key and value exceed this is truncated to DLQ_KEEP_BYTES of value
-# (the producer's default max_request_size is 1 MiB; headers and framing need room).
-DLQ_MAX_BYTES = 1_000_000
-DLQ_KEEP_BYTES = 64 * 1024
-
-
-class StreamError(FeatureStoreError):
-    """The stream cannot start or continue (the message says why and what to do)."""
 
 
 @dataclass
@@ -110,13 +100,6 @@ def dlq_topic(source: KafkaSource) -> str:
     return f"{source.topic}.dlq"
 
 
-def dead_letter_id(topic: str, partition: int, offset: int, epoch_us: int | None) -> str:
-    """Stable per event: the same event dead-lettered again (after a crash) has the same
-    id, so a reader can drop repeats. The epoch tells a recreated topic's offsets apart."""
-    base = f"{topic}/{partition}/{offset}"
-    return base if epoch_us is None else f"{base}@{epoch_us}"
-
-
 def bootstrap_servers(store: FeatureStore, source: KafkaSource) -> str:
     return source.bootstrap_servers or store.config.kafka_bootstrap_servers
 
@@ -128,14 +111,6 @@ def reader(bootstrap: str, **options: Any) -> KafkaConsumer:
     except KafkaError as exc:
         # kafka-python's message repeats the servers: redact all of it.
         raise StreamError(redact(f"Cannot reach Kafka at {bootstrap} ({exc}).")) from None
-
-
-def _too_large(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    return isinstance(exc, MessageSizeTooLargeError) or name in (
-        "RecordListTooLargeError",
-        "MessageSizeTooLargeError",
-    )
 
 
 def fetch_first(
@@ -254,8 +229,7 @@ class StreamConsumer(ConsumerRebalanceListener):
         self._restart_at: dict[int, int] = {}
         # Dead letters sent since the last landing: (future, letter, key, value), checked
         # before the landing moves past them.
-        self._letters: list[tuple[Any, DeadLetter, bytes | None, bytes | None]] = []
-        self._halted = False
+        self.letters: DeadLetterSender | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -274,6 +248,9 @@ class StreamConsumer(ConsumerRebalanceListener):
                 client_id=f"featurestore-stream-{os.getpid()}",
             )
             self.producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+            self.letters = DeadLetterSender(
+                self.producer, dlq_topic(self.source), self.source.topic, self.label
+            )
         except KafkaError as exc:
             raise StreamError(
                 redact(
@@ -398,97 +375,13 @@ class StreamConsumer(ConsumerRebalanceListener):
         return n
 
     def _dead_letter(self, letter: DeadLetter, record: Any) -> None:
-        self._send_letter(letter, record.key, record.value)
+        assert self.letters is not None
+        state = self.processor.partitions.get(letter.partition)
+        epoch = state.epoch_us if state is not None else None
+        self.letters.send(letter, record.key, record.value, epoch)
         self.stats.dead_letters += 1
         if self.metrics:
             self.metrics.dead_letters.inc()
-
-    def _send_letter(
-        self, letter: DeadLetter, key: bytes | None, value: bytes | None, *, shrink: bool = False
-    ) -> None:
-        """Send one dead letter; one that does not fit (or that the broker refused as too
-        large: ``shrink``) is truncated, with its original size and a digest."""
-        assert self.producer is not None
-        state = self.processor.partitions.get(letter.partition)
-        epoch = state.epoch_us if state is not None else None
-        headers = [
-            ("id", dead_letter_id(self.source.topic, letter.partition, letter.offset, epoch)),
-            ("reason", letter.reason),
-            ("view", self.label),
-            ("topic", self.source.topic),
-            ("partition", str(letter.partition)),
-            ("offset", str(letter.offset)),
-        ]
-        size = len(key or b"") + len(value or b"")
-        sent_key, sent_value = key, value
-        if shrink or size > DLQ_MAX_BYTES:
-            sent_key = (key or b"")[:1024] or None
-            sent_value = (value or b"")[:DLQ_KEEP_BYTES]
-            headers += [
-                ("truncated", "true"),
-                ("original_size", str(len(value or b""))),
-                ("sha256", hashlib.sha256(value or b"").hexdigest()),
-            ]
-            self.stats.truncated_dead_letters += 1
-        try:
-            future = self.producer.send(
-                dlq_topic(self.source),
-                value=sent_value,
-                key=sent_key,
-                headers=[(k, v.encode()) for k, v in headers],
-            )
-        except MessageSizeTooLargeError as exc:
-            if shrink:
-                raise self._halt(
-                    f"{self.label}: the dead letter of partition {letter.partition} offset "
-                    f"{letter.offset} does not fit the producer even truncated to "
-                    f"{DLQ_KEEP_BYTES:,} bytes ({exc}). The consumer stopped without landing "
-                    "past it; raise the producer's max_request_size and restart it."
-                ) from None
-            self._send_letter(letter, key, value, shrink=True)
-            return
-        except KafkaError as exc:
-            raise self._halt(
-                f"{self.label}: cannot send a dead letter to '{dlq_topic(self.source)}' "
-                f"({exc}). The consumer stopped without landing past it; create the topic "
-                f"(`featurestore stream create-topic {self.view.name}`) or fix the broker, "
-                "then restart it."
-            ) from None
-        self._letters.append((future, letter, key, value))
-
-    def _halt(self, message: str) -> StreamError:
-        """A dead letter is lost: from now on nothing lands (not even the landing of a
-        rebalance or of close), so a restart reads the event again."""
-        self._halted = True
-        return StreamError(message)
-
-    def _confirm_letters(self) -> None:
-        """Every dead letter since the last landing is in its topic, or StreamError (the
-        landing does not move past an event that is neither landed nor dead-lettered)."""
-        assert self.producer is not None
-        for _attempt in range(2):
-            self.producer.flush()
-            letters, self._letters = self._letters, []
-            for future, letter, key, value in letters:
-                exc = future.exception if future.failed() else None
-                if exc is None:
-                    continue
-                if _too_large(exc):
-                    self._send_letter(letter, key, value, shrink=True)
-                    continue
-                raise self._halt(
-                    f"{self.label}: the dead letter of partition {letter.partition} offset "
-                    f"{letter.offset} was not accepted by '{dlq_topic(self.source)}' ({exc}). "
-                    "The consumer stopped without landing past it; restart it when the "
-                    "broker takes writes again."
-                )
-            if not self._letters:
-                return
-        raise self._halt(
-            f"{self.label}: '{dlq_topic(self.source)}' refused dead letters even truncated "
-            f"to {DLQ_KEEP_BYTES:,} bytes. The consumer stopped without landing past them; "
-            "raise the topic's max.message.bytes and restart it."
-        )
 
     def _write_online(self) -> None:
         rows = self.processor.online_rows()
@@ -528,11 +421,12 @@ class StreamConsumer(ConsumerRebalanceListener):
         a rebalance callback may not block on Kafka, and the manifests suffice)."""
         proc = self.processor
         self._last_flush = time.monotonic()
-        if self._halted:
-            return
+        if self.letters is not None and self.letters.halted:
+            return  # a dead letter was lost: land nothing past it
         self._online.drain()  # online writes done (or their error raised) before landing
-        if self.producer is not None:
-            self._confirm_letters()  # dead letters are durable before their offsets commit
+        if self.letters is not None:
+            self.letters.confirm()  # dead letters are durable before their offsets commit
+            self.stats.truncated_dead_letters = self.letters.truncated
         self.stats.repeated += proc.repeated
         proc.repeated = 0
         position = proc.positions()
@@ -798,165 +692,3 @@ def run(
     if errors:
         raise errors[0]
     return [c.stats for c in consumers]
-
-
-# -- looking at a stream -----------------------------------------------------------------
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def running_consumers(store: FeatureStore, view: str) -> list[dict[str, Any]]:
-    """Status documents of this machine's live consumers of ``view`` (stale ones removed)."""
-    out = []
-    for path in sorted((store.config.state_dir / "stream").glob(f"{view}.*.json")):
-        doc = orjson.loads(path.read_bytes())
-        if _alive(int(doc["pid"])):
-            out.append(doc)
-        else:
-            path.unlink(missing_ok=True)  # a consumer that is gone
-    return out
-
-
-def repair_future(store: FeatureStore, name: str) -> RepairReport:
-    """Remove rows of events from the future (past now + the source's max_future_skew)
-    from the view's offline tables and online values, and reset poisoned watermarks."""
-    view, version, source = stream_view(store, name)
-    running = running_consumers(store, view.name)
-    if running:
-        pids = ", ".join(str(d["pid"]) for d in running)
-        raise StreamError(
-            f"{view.name}@v{version}: consumers are running on this machine (pid {pids}); "
-            "stop them (SIGTERM) before `featurestore stream repair`, then start them again."
-        )
-    root = store.offline_store().table(view.name, version).root
-    landing = Landing(root, view, source)
-    layout = ViewLayout.from_view(store.project, view, version)
-    writer = store.online_writer() if view.online else None
-    bound = StreamProcessor(view, source).future_bound_us()
-    return repair(landing, layout, writer, bound)
-
-
-def create_topic(store: FeatureStore, name: str, partitions: int) -> bool:
-    """Create the view's topic (and its dead-letter topic); False if it already existed."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    _view, _version, source = stream_view(store, name)
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap_servers(store, source), request_timeout_ms=10_000
-    )
-    try:
-        created = True
-        for topic, count in ((source.topic, partitions), (dlq_topic(source), 1)):
-            try:
-                admin.create_topics([NewTopic(topic, num_partitions=count, replication_factor=1)])
-            except TopicAlreadyExistsError:
-                created = created and topic != source.topic
-        return created
-    finally:
-        admin.close()
-
-
-def group_status(store: FeatureStore, name: str) -> dict[str, Any]:
-    """The group's lag per partition (from Kafka) and this machine's running consumers."""
-    view, version, source = stream_view(store, name)
-    group = group_id(store, view.name, version)
-    # A consumer that never subscribes does not join the group: it only reads offsets.
-    consumer = reader(bootstrap_servers(store, source), group_id=group)
-    try:
-        parts = [
-            TopicPartition(source.topic, p)
-            for p in consumer.partitions_for_topic(source.topic) or ()
-        ]
-        ends = consumer.end_offsets(parts)
-        committed = {tp.partition: consumer.committed(tp) or 0 for tp in parts}
-    finally:
-        consumer.close()
-    lag = {
-        str(tp.partition): max(0, end - committed.get(tp.partition, 0))
-        for tp, end in sorted(ends.items())
-    }
-    consumers = running_consumers(store, view.name)
-    return {
-        "view": f"{view.name}@v{version}",
-        "group": group,
-        "topic": source.topic,
-        "lag": lag,
-        "total_lag": sum(lag.values()),
-        "consumers": consumers,
-    }
-
-
-def recent_dead_letters(store: FeatureStore, names: list[str], *, limit: int) -> list[dict]:
-    """The newest ``limit`` dead letters of each view's topic, newest first."""
-    out: list[dict[str, Any]] = []
-    for name in names:
-        _view, _version, source = stream_view(store, name)
-        topic = dlq_topic(source)
-        consumer = reader(bootstrap_servers(store, source))
-        try:
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            if not parts:
-                continue
-            consumer.assign(parts)
-            ends = consumer.end_offsets(parts)
-            begins = consumer.beginning_offsets(parts)
-            for tp in parts:
-                consumer.seek(tp, max(begins[tp], ends[tp] - limit))
-            # Read until the topic is quiet rather than to its end_offsets, which a broker
-            # may answer short (seeking from a short end reads more, never less).
-            deadline = time.monotonic() + 30
-            idle_since, quiet = time.monotonic(), 2.0  # the first fetch takes longer
-            letters = []
-            while time.monotonic() - idle_since < quiet and time.monotonic() < deadline:
-                for _tp, records in consumer.poll(timeout_ms=200).items():
-                    idle_since, quiet = time.monotonic(), 0.5
-                    for r in records:
-                        headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
-                        letters.append(
-                            {
-                                "id": headers.get("id", ""),
-                                "view": headers.get("view", name),
-                                "topic": headers.get("topic", source.topic),
-                                "partition": int(headers.get("partition", -1)),
-                                "offset": int(headers.get("offset", -1)),
-                                "reason": headers.get("reason", "?"),
-                                "value": (r.value or b"").decode(errors="replace"),
-                                "timestamp_ms": r.timestamp,
-                                "truncated": headers.get("truncated") == "true",
-                                "original_size": int(
-                                    headers.get("original_size", len(r.value or b""))
-                                ),
-                                "sha256": headers.get("sha256"),
-                            }
-                        )
-            out += unique_letters(letters)[:limit]
-        finally:
-            consumer.close()
-    return out
-
-
-def unique_letters(letters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Newest first, one per id (a crash may have sent a dead letter twice); ``repeats``
-    counts the copies. Letters without an id (older consumers) are all kept."""
-    letters = sorted(letters, key=lambda d: d["timestamp_ms"], reverse=True)
-    out: list[dict[str, Any]] = []
-    by_id: dict[str, dict[str, Any]] = {}
-    for d in letters:
-        first = by_id.get(d["id"]) if d["id"] else None
-        if first is not None:
-            first["repeats"] += 1
-            continue
-        d["repeats"] = 0
-        if d["id"]:
-            by_id[d["id"]] = d
-        out.append(d)
-    return out

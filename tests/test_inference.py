@@ -132,7 +132,7 @@ def test_shifted_transactions_make_the_inference_service_report_drift(
     processes = [consumer]
 
     def stream(events: list[dict[str, Any]]) -> None:
-        from pipelines.stream import group_status
+        from pipelines.stream_admin import group_status
 
         produce_events(config, SMALL, len(events), topic=live_repo["topic"], events=events)
         with FeatureStore(repo) as store:

@@ -29,6 +29,7 @@ from featurestore.offline.writer import EVENT_TS
 from featurestore.streaming.landing import OFFSET, PARTITION, StreamPosition
 from featurestore.streaming.processor import StreamProcessor
 from pipelines import stream as stream_job
+from pipelines import stream_admin
 from tests.helpers import write_repo
 
 pytestmark = [pytest.mark.services]
@@ -222,7 +223,7 @@ def test_values_dead_letters_and_offline_landing(repo: tuple[Path, str], service
         consumer, thread = consume_in_thread(store)
         wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic))
         got = online(store, [1, 2, 3])
-        status = stream_job.group_status(store, "velocity")
+        status = stream_admin.group_status(store, "velocity")
         consumer.stop.set()
         thread.join(30)
         # Exact values, by hand: user 1 at minute 30 saw 40 and (late) 5 within 10 min.
@@ -231,7 +232,7 @@ def test_values_dead_letters_and_offline_landing(repo: tuple[Path, str], service
         assert got["amount_max_1d"] == [40.0, 5.0, None]
         assert got["amount_last_1d"] == [40.0, 5.0, None]
         # Dead letters: every bad event, with its reason, partition and offset.
-        letters = stream_job.recent_dead_letters(store, ["velocity"], limit=50)
+        letters = stream_admin.recent_dead_letters(store, ["velocity"], limit=50)
         reasons = sorted(d["reason"].split(":")[0] for d in letters)
         assert len(letters) == 5
         assert sorted(reasons) == sorted(
@@ -355,7 +356,7 @@ def test_kill_9_at_random_moments_then_restart_loses_and_duplicates_nothing(
         assert "events accepted" in out
         check_equals_replay(store, services.kafka_bootstrap, topic)
         # SIGTERM committed the landed position to Kafka too: no lag left.
-        assert stream_job.group_status(store, "velocity")["total_lag"] == 0
+        assert stream_admin.group_status(store, "velocity")["total_lag"] == 0
 
 
 def owned(store: FeatureStore) -> dict[int, list[int]]:

@@ -25,6 +25,8 @@ from featurestore.streaming.landing import OFFSET, PARTITION, record_digest
 from featurestore.streaming.topic_check import Found, judge
 from featurestore.times import micros
 from pipelines import stream as stream_job
+from pipelines import stream_admin
+from pipelines.dead_letters import unique_letters
 from tests.test_stream import (
     NOW,
     check_equals_replay,
@@ -78,7 +80,7 @@ def wait_landed(store: FeatureStore, produced: list[tuple[int, int]], timeout: f
 
 def dead_letters(store: FeatureStore) -> list[dict[str, Any]]:
     """Every dead letter of the view's topic (repeats included), read to its true end."""
-    return stream_job.recent_dead_letters(store, ["velocity"], limit=100_000)
+    return stream_admin.recent_dead_letters(store, ["velocity"], limit=100_000)
 
 
 def future_event(user: int, ts: str, amount: float = 1.0) -> dict[str, Any]:
@@ -360,7 +362,7 @@ def test_unique_letters_keeps_one_per_id_and_counts_repeats() -> None:
         {"id": "", "timestamp_ms": 0},
         {"id": "", "timestamp_ms": 0},
     ]
-    out = stream_job.unique_letters([dict(d) for d in letters])
+    out = unique_letters([dict(d) for d in letters])
     assert [(d["id"], d["repeats"]) for d in out] == [
         ("t/0/5", 1),
         ("t/0/6", 0),
