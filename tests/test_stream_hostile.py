@@ -343,7 +343,9 @@ def test_a_dead_letter_that_cannot_be_sent_stops_the_consumer_before_landing_pas
         consumer.producer = KafkaProducer(
             bootstrap_servers=services.kafka_bootstrap, max_request_size=10_000
         )
-        with pytest.raises(FeatureStoreError, match="stopped without landing past it"):
+        assert consumer.letters is not None
+        consumer.letters.producer = consumer.producer
+        with pytest.raises(FeatureStoreError, match="stopped without landing past the event"):
             consumer.run()
         assert landed_position(store).offsets.get(produced[1][0], 0) <= bad_offset
         consumer, thread = consume_in_thread(store)  # a normal producer again
