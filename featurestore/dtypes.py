@@ -26,10 +26,6 @@ class DType:
     def __repr__(self) -> str:
         return _REPR.get(self.name, f"DType({self.name!r})")
 
-    @property
-    def is_numeric(self) -> bool:
-        return self.name in {"int32", "int64", "float32", "float64"}
-
     def arrow_type(self):
         """The pyarrow type of this dtype (imports pyarrow on first use)."""
         import pyarrow as pa

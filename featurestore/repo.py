@@ -71,10 +71,6 @@ class RepoContents:
     def policies(self) -> dict[str, Policy]:
         return self.of_kind("policy")
 
-    @property
-    def drift_monitors(self) -> dict[str, DriftMonitor]:
-        return self.of_kind("drift_monitor")
-
     def __iter__(self) -> Iterator[tuple[str, str, Any]]:
         for kind in KINDS:
             for name, obj in sorted(self.of_kind(kind).items()):

@@ -43,6 +43,19 @@ def caller_location() -> SourceLocation | None:
     return None
 
 
+def got(value: object) -> str:
+    """What arrived, for a message: "got 3 that is a int" (long values shortened)."""
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"got {shown} that is a {type(value).__name__}"
+
+
+def first_not(kind: type | tuple[type, ...], items: tuple[object, ...]) -> object:
+    """The first item that is not a ``kind`` (for "must be a list of ..." messages)."""
+    return next((item for item in items if not isinstance(item, kind)), None)
+
+
 def check_name(kind: str, name: object) -> None:
     if not isinstance(name, str) or not _NAME.match(name):
         raise DefinitionError(
@@ -55,9 +68,7 @@ def check_str(owner: str, field: str, value: object, *, optional: bool = True) -
     if value is None and optional:
         return
     if not isinstance(value, str):
-        raise DefinitionError(
-            f"{owner}: '{field}' must be a str (got {value!r} that is a {type(value).__name__})."
-        )
+        raise DefinitionError(f"{owner}: '{field}' must be a str ({got(value)}).")
 
 
 def check_tags(owner: str, tags: object) -> dict[str, str]:

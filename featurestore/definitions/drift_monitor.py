@@ -17,6 +17,7 @@ from featurestore.definitions._base import (
     check_name,
     check_str,
     check_tags,
+    got,
     metadata_spec,
     set_location,
 )
@@ -53,7 +54,9 @@ class DriftMonitor:
         check_name("DriftMonitor", self.name)
         owner = f"DriftMonitor '{self.name}'"
         if not isinstance(self.model, Model | str):
-            raise DefinitionError(f"{owner}: 'model' must be a Model or a model name.")
+            raise DefinitionError(
+                f"{owner}: 'model' must be a Model or a model name ({got(self.model)})."
+            )
         object.__setattr__(self, "features", tuple(str(parse_reference(f)) for f in self.features))
         for measure in _THRESHOLDS:
             warn, drift = getattr(self, f"{measure}_warn"), getattr(self, f"{measure}_drift")
@@ -71,13 +74,20 @@ class DriftMonitor:
                 f"{owner}: 'sample_rate' must be in (0, 1] (got {self.sample_rate!r})."
             )
         if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
-            raise DefinitionError(f"{owner}: 'window' must be a positive timedelta.")
+            raise DefinitionError(
+                f"{owner}: 'window' must be a positive timedelta ({got(self.window)})."
+            )
         if self.max_staleness is not None and (
             not isinstance(self.max_staleness, timedelta) or self.max_staleness <= timedelta(0)
         ):
-            raise DefinitionError(f"{owner}: 'max_staleness' must be a positive timedelta.")
+            raise DefinitionError(
+                f"{owner}: 'max_staleness' must be a positive timedelta or None "
+                f"({got(self.max_staleness)})."
+            )
         if not isinstance(self.min_samples, int) or self.min_samples < 1:
-            raise DefinitionError(f"{owner}: 'min_samples' must be a positive int.")
+            raise DefinitionError(
+                f"{owner}: 'min_samples' must be a positive int ({got(self.min_samples)})."
+            )
         check_str(owner, "description", self.description)
         check_str(owner, "owner", self.owner)
         object.__setattr__(self, "tags", check_tags(owner, self.tags))

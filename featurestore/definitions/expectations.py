@@ -66,10 +66,6 @@ class Expectation:
         if self.type == "match_regex" and not self.regex:
             raise DefinitionError(f"expect_match_regex('{self.column}') needs a regex.")
 
-    @property
-    def ge_type(self) -> str:
-        return GE_TYPES[self.type]
-
     def describe(self) -> str:
         extra = {
             "not_null": "",

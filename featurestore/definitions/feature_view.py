@@ -21,6 +21,8 @@ from featurestore.definitions._base import (
     check_name,
     check_str,
     check_tags,
+    first_not,
+    got,
     metadata_spec,
     set_location,
 )
@@ -109,10 +111,15 @@ class FeatureView:
                 f"{owner}: 'ttl' must be a positive timedelta or None (got {self.ttl!r})."
             )
         if self.transformation is not None and not callable(self.transformation):
-            raise DefinitionError(f"{owner}: 'transformation' must be a function.")
+            raise DefinitionError(
+                f"{owner}: 'transformation' must be a function ({got(self.transformation)})."
+            )
         aggregations = tuple(self.aggregations)
         if not all(isinstance(a, Aggregation) for a in aggregations):
-            raise DefinitionError(f"{owner}: 'aggregations' must be a list of Aggregation.")
+            raise DefinitionError(
+                f"{owner}: 'aggregations' must be a list of Aggregation "
+                f"({got(first_not(Aggregation, aggregations))})."
+            )
         object.__setattr__(self, "aggregations", aggregations)
         object.__setattr__(self, "schema", self._checked_schema(owner))
         expectations = tuple(self.expectations)
@@ -130,7 +137,9 @@ class FeatureView:
     def _checked_schema(self, owner: str) -> tuple[Field, ...]:
         schema = tuple(self.schema)
         if not all(isinstance(f, Field) for f in schema):
-            raise DefinitionError(f"{owner}: 'schema' must be a list of Field.")
+            raise DefinitionError(
+                f"{owner}: 'schema' must be a list of Field ({got(first_not(Field, schema))})."
+            )
         if self.aggregations:
             schema = self._with_aggregation_outputs(owner, schema)
         if not schema:
@@ -228,9 +237,6 @@ class FeatureView:
             ),
             "aggregations": [a.to_spec() for a in self.aggregations],
         }
-
-    def version_fingerprint(self) -> str:
-        return fingerprint(self.version_spec())
 
     def to_spec(self) -> dict[str, Any]:
         return {

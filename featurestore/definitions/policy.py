@@ -18,6 +18,7 @@ from featurestore.definitions._base import (
     check_name,
     check_str,
     check_tags,
+    got,
     set_location,
 )
 from featurestore.errors import DefinitionError
@@ -118,9 +119,13 @@ class Policy:
                 f"{owner}: mask must be one of {', '.join(MASKS)} (got {self.mask!r})."
             )
         if not isinstance(self.features, FeatureMatch):
-            raise DefinitionError(f"{owner}: 'features' must be a FeatureMatch(...).")
+            raise DefinitionError(
+                f"{owner}: 'features' must be a FeatureMatch(...) ({got(self.features)})."
+            )
         if not isinstance(self.models, ModelMatch):
-            raise DefinitionError(f"{owner}: 'models' must be a ModelMatch(...).")
+            raise DefinitionError(
+                f"{owner}: 'models' must be a ModelMatch(...) ({got(self.models)})."
+            )
         check_str(owner, "description", self.description)
         check_str(owner, "owner", self.owner)
         object.__setattr__(self, "tags", check_tags(owner, self.tags))

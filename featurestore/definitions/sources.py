@@ -18,6 +18,8 @@ from featurestore.definitions._base import (
     check_name,
     check_str,
     check_tags,
+    first_not,
+    got,
     metadata_spec,
     set_location,
 )
@@ -117,7 +119,10 @@ class KafkaSource:
             )
         schema = tuple(self.schema)
         if not schema or not all(isinstance(f, Field) for f in schema):
-            raise DefinitionError(f"{owner}: 'schema' must be a non-empty list of Field.")
+            raise DefinitionError(
+                f"{owner}: 'schema' must be a non-empty list of Field "
+                f"({got(first_not(Field, schema) if schema else self.schema)})."
+            )
         names = [f.name for f in schema]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -144,7 +149,9 @@ class KafkaSource:
                 f"{owner}: 'max_event_bytes' must be a positive int (got {self.max_event_bytes!r})."
             )
         if self.batch_source is not None and not isinstance(self.batch_source, ParquetSource):
-            raise DefinitionError(f"{owner}: 'batch_source' must be a ParquetSource.")
+            raise DefinitionError(
+                f"{owner}: 'batch_source' must be a ParquetSource ({got(self.batch_source)})."
+            )
         check_str(owner, "bootstrap_servers", self.bootstrap_servers)
         check_str(owner, "description", self.description)
         check_str(owner, "owner", self.owner)

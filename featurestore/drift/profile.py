@@ -44,10 +44,6 @@ class FeatureProfile:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FeatureProfile:
-        return cls(**data)
-
 
 def usable(profile: dict[str, Any]) -> bool:
     """Whether a profile (as stored) has values to compare served ones with: some row that
@@ -139,8 +135,3 @@ def _numeric(feature: str, count: int, nulls: int, values: pa.Array) -> FeatureP
         max=numbers.max().item(),
         non_finite=non_finite,
     )
-
-
-def profile_table(table: pa.Table, columns: dict[str, str]) -> list[FeatureProfile]:
-    """Profiles of ``columns`` (output column -> ``view@vN:feature``) of ``table``."""
-    return [profile_column(ref, table.column(name)) for name, ref in columns.items()]

@@ -157,7 +157,3 @@ class RunLog:
         with self._read() as conn:  # type: ignore[attr-defined]
             row = conn.execute(query).first()
         return _utc(row[0]) if row else None
-
-
-def _json_or_none(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
