@@ -108,13 +108,10 @@ def test_events_from_the_future_are_dead_letters_and_never_move_the_watermark(
         event(1, 5, 20.0),  # normal events after them: must not be "late"
         event(1, 9, 30.0),
     ]
-    produce_counted(services.kafka_bootstrap, topic, events)
+    produced = produce_counted(services.kafka_bootstrap, topic, events)
     with FeatureStore(path) as store:
         consumer, thread = consume_in_thread(store)
-        deadline = time.monotonic() + 30
-        while online(store, [1])["amount_last_1d"] != [30.0] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)  # one more landing
+        wait_landed(store, produced)  # dead letters included: the position is past them
         stop(consumer, thread)
         assert online(store, [1])["amount_last_1d"] == [30.0]
         assert online(store, [1])["count_10m"] == [3]
@@ -149,17 +146,14 @@ def test_a_partition_poisoned_before_the_bound_recovers_with_stream_repair(
     with FeatureStore(path) as store:
         store.apply()
         assert stream_job.stream_view(store, "velocity")[1] == 1  # the bound is no version
-    produce_counted(
+    produced = produce_counted(
         services.kafka_bootstrap,
         topic,
         [event(1, 0, 10.0), future_event(1, "9999-12-31T00:00:00+00:00", 77.0)],
     )
     with FeatureStore(path) as store:
         consumer, thread = consume_in_thread(store)
-        deadline = time.monotonic() + 30
-        while online(store, [1])["amount_last_1d"] != [77.0] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)
+        wait_landed(store, produced)
         stop(consumer, thread)
         assert online(store, [1])["amount_last_1d"] == [77.0]  # poisoned, as on main
         assert max(landed_position(store).max_event_us.values()) > micros(NOW) * 2
@@ -220,7 +214,6 @@ def test_short_end_offsets_never_make_a_restart_duplicate_offline_rows(
             notes: list[str] = []
             consumer, thread = consume_in_thread(store, progress=notes.append)
             wait_landed(store, produced)
-            time.sleep(0.5)
             stop(consumer, thread)
             assert not any("recreated" in n for n in notes), notes
             assert consumer.stats.topic_restarts == 0
@@ -234,7 +227,9 @@ def test_short_end_offsets_never_make_a_restart_duplicate_offline_rows(
 def recreate(bootstrap: str, topic: str) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.delete_topics([topic])
-    time.sleep(1)
+    deadline = time.monotonic() + 10
+    while topic in admin.list_topics() and time.monotonic() < deadline:
+        time.sleep(0.1)
     admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
     admin.close()
 
@@ -261,8 +256,7 @@ def test_a_topic_recreated_with_more_events_is_told_by_its_records(
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and online(store, list(range(8)))["count_10m"] != [5] * 8:
             time.sleep(0.2)
-        time.sleep(1)
-        stop(consumer, thread)
+        stop(consumer, thread)  # lands what is pending
         assert any("different record" in n and "recreated" in n for n in notes), notes
         assert consumer.stats.topic_restarts >= 1
         # The new epoch's five events each (none skipped; the old topic's are not in its
