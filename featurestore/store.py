@@ -184,9 +184,9 @@ class FeatureStore:
     @cached_property
     def audit_queue(self) -> AuditQueue:
         from featurestore.registry.audit import AuditQueue
-        from featurestore.registry.store import _whoami
+        from featurestore.registry.database import whoami
 
-        return AuditQueue(self.registry, self.project, _whoami())
+        return AuditQueue(self.registry, self.project, whoami())
 
     def mask_key(self) -> bytes:
         """The key of masked values' hashes: ``FEATURESTORE_MASK_KEY``, or one made once in
@@ -281,19 +281,19 @@ class FeatureStore:
     ) -> tuple[Credential, str]:
         """A new API key for ``model``: ``(credential, key)``. Only a salted hash is
         stored: the key cannot be shown again."""
-        from featurestore.registry.store import _whoami
+        from featurestore.registry.database import whoami
 
         found = self.registry.create_credential(
-            self.project, model, actor=_whoami(), expires_at=expires_at, description=description
+            self.project, model, actor=whoami(), expires_at=expires_at, description=description
         )
         self._registry_changed()
         return found
 
     def revoke_credential(self, key_id: str) -> Credential:
         from featurestore.registry.credentials import key_id_of
-        from featurestore.registry.store import _whoami
+        from featurestore.registry.database import whoami
 
-        revoked = self.registry.revoke_credential(self.project, key_id_of(key_id), actor=_whoami())
+        revoked = self.registry.revoke_credential(self.project, key_id_of(key_id), actor=whoami())
         self._registry_changed()
         return revoked
 

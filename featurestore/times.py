@@ -29,3 +29,8 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def now_utc() -> datetime:
+    """The current time in UTC (what the registry records)."""
+    return datetime.now(UTC)

@@ -130,13 +130,13 @@ def build_training_set(
     profiles = _profiles(result, Path(output_path) if output_path is not None else None, columns)
     record_id = registry.record_training_set(record, profiles)
     from featurestore.registry.audit import AuditRecord
-    from featurestore.registry.store import _whoami
+    from featurestore.registry.database import whoami
 
     registry.audit(
         AuditRecord(
             project=snapshot.project,
             action="training_set",
-            actor=_whoami(),
+            actor=whoami(),
             subject=model or "",
             decision="mask" if masks else ("allow" if model else ""),
             rule=",".join(rules),
@@ -184,14 +184,14 @@ def _policy_masks(
         return {}, []
     from featurestore.policy.engine import masks_of, policy_decisions
     from featurestore.registry.audit import AuditRecord
-    from featurestore.registry.store import _whoami
+    from featurestore.registry.database import whoami
 
     def audit_denial(feature: Any, decision: Any, exc: Exception) -> None:
         registry.audit(
             AuditRecord(
                 project=snapshot.project,
                 action="deny",
-                actor=_whoami(),
+                actor=whoami(),
                 subject=f"{model} {feature}",
                 decision="deny",
                 rule=decision.rule or "default",

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, select
 
 from featurestore.registry import schema as t
 from featurestore.registry.audit_window import WINDOW_SECONDS, DecisionWindows
+from featurestore.times import as_utc, now_utc
 
 GENESIS = "0" * 64
 log = logging.getLogger("featurestore.audit")
@@ -72,7 +73,6 @@ class AuditRecord:
 
 def append_audit(conn: Connection, record: AuditRecord) -> AuditRecord:
     """Chain and insert ``record`` (inside the caller's write transaction)."""
-    from featurestore.registry.store import _now
 
     a = t.audit
     last = conn.execute(
@@ -83,7 +83,7 @@ def append_audit(conn: Connection, record: AuditRecord) -> AuditRecord:
     ).first()
     record.seq = (last.seq if last else 0) + 1
     record.prev_hash = last.hash if last else GENESIS
-    record.at = record.at or _now()
+    record.at = record.at or now_utc()
     record.hash = record.digest()
     conn.execute(
         a.insert().values(
@@ -104,7 +104,6 @@ def append_audit(conn: Connection, record: AuditRecord) -> AuditRecord:
 
 
 def _from_row(r: Any) -> AuditRecord:
-    from featurestore.times import as_utc
 
     return AuditRecord(
         project=r.project,

@@ -15,6 +15,8 @@ from featurestore.errors import EntityInputError, ObjectNotFound
 from featurestore.policy.keys import PREFIX, Credential, hash_secret, new_key, new_salt
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditRecord, append_audit
+from featurestore.registry.database import read_snapshot
+from featurestore.times import as_utc, now_utc
 
 
 def _bump_serial(conn: Connection, project: str, now: datetime) -> None:
@@ -23,7 +25,6 @@ def _bump_serial(conn: Connection, project: str, now: datetime) -> None:
 
 
 def _from_row(r: Any) -> Credential:
-    from featurestore.times import as_utc
 
     return Credential(
         key_id=r.key_id,
@@ -67,16 +68,15 @@ class CredentialStore:
     ) -> tuple[Credential, str]:
         """A new key for ``model`` (which must exist): ``(credential, key)``; the key is
         not stored and cannot be shown again."""
-        from featurestore.registry.store import _now, _read_snapshot
 
-        now = _now()
+        now = now_utc()
         if expires_at is not None and expires_at <= now:
             raise EntityInputError(
                 f"--expires {expires_at.isoformat()} is in the past; give a later time or a "
                 "duration such as 90d."
             )
         with self._write() as conn:  # type: ignore[attr-defined]
-            snapshot = _read_snapshot(conn, project)
+            snapshot = read_snapshot(conn, project)
             snapshot.model(model)  # ObjectNotFound, with a suggestion
             key_id, secret, key = new_key()
             salt = new_salt()
@@ -131,10 +131,9 @@ class CredentialStore:
 
     def revoke_credential(self, project: str, key_id: str, *, actor: str) -> Credential:
         """Revoke a key (idempotent: revoking a revoked key changes nothing)."""
-        from featurestore.registry.store import _now
 
         c = t.credentials
-        now = _now()
+        now = now_utc()
         with self._write() as conn:  # type: ignore[attr-defined]
             row = conn.execute(
                 select(c).where(c.c.project == project, c.c.key_id == key_id)

@@ -16,6 +16,8 @@ import orjson
 from sqlalchemy import select, update
 
 from featurestore.registry import schema as t
+from featurestore.registry.database import whoami
+from featurestore.times import as_utc, now_utc
 
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -53,7 +55,6 @@ class RunLog:
     """Registry methods for materialization runs (mixed into Registry)."""
 
     def start_run(self, run: RunRecord) -> int:
-        from featurestore.registry.store import _now, _whoami
 
         with self._write() as conn:  # type: ignore[attr-defined]
             result = conn.execute(
@@ -67,15 +68,14 @@ class RunLog:
                     sources=orjson.dumps(run.sources).decode(),
                     code_version=run.code_version,
                     engine=run.engine,
-                    started_at=_now(),
-                    started_by=_whoami(),
+                    started_at=now_utc(),
+                    started_by=whoami(),
                 )
             )
             run.id = int(result.inserted_primary_key[0])  # type: ignore[index]
         return run.id
 
     def finish_run(self, run: RunRecord, status: str, error: str | None = None) -> None:
-        from featurestore.registry.store import _now
 
         run.status, run.error = status, error
         with self._write() as conn:  # type: ignore[attr-defined]
@@ -95,7 +95,7 @@ class RunLog:
                         else None
                     ),
                     offline_manifest=run.offline_manifest,
-                    finished_at=_now(),
+                    finished_at=now_utc(),
                 )
             )
 
@@ -103,7 +103,6 @@ class RunLog:
         self, project: str, view: str | None = None, *, limit: int | None = None
     ) -> list[RunRecord]:
         """Runs, newest first; one view's when ``view`` is given."""
-        from featurestore.registry.store import _utc
 
         mr = t.materialization_runs
         query = select(mr).where(mr.c.project == project).order_by(mr.c.id.desc())
@@ -118,8 +117,8 @@ class RunLog:
                 project=r.project,
                 view=r.view,
                 version=r.version,
-                window_start=_utc(r.window_start),
-                window_end=_utc(r.window_end),  # type: ignore[arg-type]
+                window_start=as_utc(r.window_start),
+                window_end=as_utc(r.window_end),  # type: ignore[arg-type]
                 status=r.status,
                 sources=orjson.loads(r.sources),
                 rows_read=r.rows_read,
@@ -131,8 +130,8 @@ class RunLog:
                 engine=r.engine,
                 error=r.error,
                 id=r.id,
-                started_at=_utc(r.started_at),
-                finished_at=_utc(r.finished_at),
+                started_at=as_utc(r.started_at),
+                finished_at=as_utc(r.finished_at),
                 started_by=r.started_by,
             )
             for r in rows
@@ -140,7 +139,6 @@ class RunLog:
 
     def watermark(self, project: str, view: str, version: int) -> datetime | None:
         """End of the last successful run of ``view@v<version>``; None if it never ran."""
-        from featurestore.registry.store import _utc
 
         mr = t.materialization_runs
         query = (
@@ -156,4 +154,4 @@ class RunLog:
         )
         with self._read() as conn:  # type: ignore[attr-defined]
             row = conn.execute(query).first()
-        return _utc(row[0]) if row else None
+        return as_utc(row[0]) if row else None

@@ -10,17 +10,16 @@ and the second sees the first's result.
 
 from __future__ import annotations
 
-import getpass
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from featurestore.definitions.feature_view import fingerprint
@@ -28,23 +27,17 @@ from featurestore.errors import ApplyError, ConflictError, RegistryUnavailable
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditLog, AuditRecord, append_audit
 from featurestore.registry.credentials import CredentialStore
+from featurestore.registry.database import dumps, make_engine, read_snapshot, whoami
 from featurestore.registry.drift import DriftLog, write_profiles
 from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry.runs import RunLog
-from featurestore.registry.snapshot import ACTIVE, RETIRED, Head, RegistrySnapshot, ViewVersion
+from featurestore.registry.snapshot import ACTIVE, RETIRED, RegistrySnapshot, ViewVersion
 from featurestore.repo import RepoContents
 from featurestore.times import as_utc as _utc  # SQLite returns naive, PostgreSQL zoned
+from featurestore.times import now_utc
 from featurestore.urls import redact
 
 _LOCK_KEY = 7_305_513_927  # PostgreSQL advisory lock id for registry writes
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +80,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = url
-        self.engine = engine or _make_engine(url)
+        self.engine = engine or make_engine(url)
         self._schema_ready = False
 
     def close(self) -> None:
@@ -103,7 +96,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
                 if self.engine.dialect.name == "postgresql":
                     # One snapshot for the whole read, as SQLite's read transaction gives:
                     # under READ COMMITTED an apply committing between the statements of
-                    # _read_snapshot would mix two registry states.
+                    # read_snapshot would mix two registry states.
                     conn = conn.execution_options(isolation_level="REPEATABLE READ")
                 with conn.begin():
                     yield conn
@@ -186,7 +179,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
 
     def snapshot(self, project: str) -> RegistrySnapshot:
         with self._read() as conn:
-            return _read_snapshot(conn, project)
+            return read_snapshot(conn, project)
 
     def history(self, project: str, kind: str, name: str) -> list[Revision]:
         with self._read() as conn:
@@ -245,7 +238,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
         self._ensure_schema()
         try:
             with self._write() as conn:
-                snapshot = _read_snapshot(conn, project)
+                snapshot = read_snapshot(conn, project)
                 plan = compute_plan(contents, snapshot)
                 if not plan.has_changes:
                     return ApplyResult(plan, None, snapshot.serial)
@@ -258,7 +251,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
                     AuditRecord(
                         project=project,
                         action="apply",
-                        actor=applied_by or _whoami(),
+                        actor=applied_by or whoami(),
                         subject=f"serial {serial}",
                         detail={
                             "apply": apply_id,
@@ -290,15 +283,15 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
                 t.training_sets.insert().values(
                     project=record.project,
                     model=record.model,
-                    features=_dumps(list(record.features)),
+                    features=dumps(list(record.features)),
                     entity_fingerprint=record.entity_fingerprint,
                     entity_rows=record.entity_rows,
                     rows=record.rows,
                     engine=record.engine,
                     output_path=record.output_path,
-                    offline_manifests=_dumps(record.offline_manifests),
-                    created_at=_now(),
-                    created_by=_whoami(),
+                    offline_manifests=dumps(record.offline_manifests),
+                    created_at=now_utc(),
+                    created_by=whoami(),
                 )
             )
             training_set = int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -334,7 +327,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
     def retire_version(self, project: str, view: str, version: int) -> ViewVersion:
         """Stop serving one version. Refused while a model is pinned to it."""
         with self._write() as conn:
-            snap = _read_snapshot(conn, project)
+            snap = read_snapshot(conn, project)
             vv = snap.view_version(view, version)
             if vv.version == snap.latest_version(view):
                 raise ConflictError(
@@ -355,14 +348,14 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
                     t.view_versions.c.view == view,
                     t.view_versions.c.version == version,
                 )
-                .values(status=RETIRED, retired_at=_now())
+                .values(status=RETIRED, retired_at=now_utc())
             )
-            return _read_snapshot(conn, project).versions[view][version]
+            return read_snapshot(conn, project).versions[view][version]
 
     def promote(self, project: str, model: str) -> dict[str, int]:
         """Re-register a model on the latest versions of the views it reads."""
         with self._write() as conn:
-            snap = _read_snapshot(conn, project)
+            snap = read_snapshot(conn, project)
             head = snap.head("model", model)
             old = head.spec.get("pins", {})
             pins = {view: snap.latest_version(view) for view in old}
@@ -380,83 +373,6 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
 # -- helpers ----------------------------------------------------------------------
 
 
-def _make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # We issue BEGIN ourselves (below), so pysqlite must not.
-            dbapi_conn.isolation_level = None
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=60000")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # Writers take the write lock up front, so a racing apply waits
-            # instead of failing later with "database is locked".
-            immediate = conn.get_execution_options().get("fs_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-        return engine
-    try:
-        # READ COMMITTED whatever the server's default_transaction_isolation: a write
-        # reads the registry after taking the advisory lock and must see what the
-        # apply it waited for committed (REPEATABLE READ would have the older snapshot).
-        return create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
-    except (SQLAlchemyError, ImportError) as exc:
-        raise RegistryUnavailable(
-            f"Cannot open registry URL {redact(url)}: {exc}. Use a path or sqlite:///path for "
-            "the embedded registry, or postgresql+psycopg://user@host/db with "
-            "`pip install 'featurestore[postgres]'`."
-        ) from exc
-
-
-def _read_snapshot(conn: Connection, project: str) -> RegistrySnapshot:
-    row = conn.execute(select(t.projects.c.serial).where(t.projects.c.name == project)).first()
-    serial = int(row[0]) if row else 0
-    r, h = t.revisions, t.heads
-    rows = conn.execute(
-        select(h.c.kind, h.c.name, h.c.revision, h.c.status, h.c.updated_at, r.c.spec, r.c.version)
-        .join(
-            r,
-            (r.c.project == h.c.project)
-            & (r.c.kind == h.c.kind)
-            & (r.c.name == h.c.name)
-            & (r.c.revision == h.c.revision),
-        )
-        .where(h.c.project == project)
-    ).all()
-    heads = {
-        (x.kind, x.name): Head(
-            x.kind,
-            x.name,
-            x.revision,
-            x.status,
-            orjson.loads(x.spec),
-            x.version,
-            _utc(x.updated_at),  # type: ignore[arg-type]
-        )
-        for x in rows
-    }
-    versions: dict[str, dict[int, ViewVersion]] = {}
-    for v in conn.execute(select(t.view_versions).where(t.view_versions.c.project == project)):
-        versions.setdefault(v.view, {})[v.version] = ViewVersion(
-            v.view,
-            v.version,
-            v.fingerprint,
-            orjson.loads(v.version_spec),
-            orjson.loads(v.spec),
-            v.status,
-            _utc(v.created_at),
-            _utc(v.retired_at),  # type: ignore[arg-type]
-        )
-    return RegistrySnapshot(project, serial, heads, versions)
-
-
 def _record_apply(
     conn: Connection,
     project: str,
@@ -465,7 +381,7 @@ def _record_apply(
     applied_by: str | None = None,
     code_version: str | None = None,
 ) -> int:
-    now = _now()
+    now = now_utc()
     # The projects row doubles as the change counter that servers poll.
     updated = conn.execute(
         update(t.projects).where(t.projects.c.name == project).values(serial=serial, updated_at=now)
@@ -479,20 +395,13 @@ def _record_apply(
             project=project,
             serial=serial,
             applied_at=now,
-            applied_by=applied_by or _whoami(),
+            applied_by=applied_by or whoami(),
             host=socket.gethostname(),
             code_version=code_version,
-            summary=_dumps(summary),
+            summary=dumps(summary),
         )
     )
     return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-
-def _whoami() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        return "unknown"
 
 
 def _write_change(
@@ -502,7 +411,7 @@ def _write_change(
     snapshot: RegistrySnapshot,
     apply_id: int,
 ) -> None:
-    now = _now()
+    now = now_utc()
     key = (change.kind, change.name)
     head = snapshot.heads.get(key)
     where = (
@@ -522,7 +431,7 @@ def _write_change(
             name=change.name,
             revision=revision,
             version=change.version,
-            spec=_dumps(change.spec),
+            spec=dumps(change.spec),
             spec_hash=fingerprint(change.spec),
             location=change.location,
             apply_id=apply_id,
@@ -564,7 +473,7 @@ def _write_view_version(
             .where(
                 vv.c.project == project, vv.c.view == change.name, vv.c.version == change.version
             )
-            .values(spec=_dumps(change.spec))
+            .values(spec=dumps(change.spec))
         )
         return
     conn.execute(
@@ -573,8 +482,8 @@ def _write_view_version(
             view=change.name,
             version=change.version,
             fingerprint=change.fingerprint,
-            version_spec=_dumps(change.version_spec),
-            spec=_dumps(change.spec),
+            version_spec=dumps(change.version_spec),
+            spec=dumps(change.spec),
             status=ACTIVE,
             created_at=now,
             apply_id=apply_id,
