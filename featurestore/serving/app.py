@@ -27,10 +27,10 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -44,6 +44,7 @@ from featurestore.errors import (
 )
 from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
 from featurestore.online.layout import nested_kind
+from featurestore.online.store import OnlineStore
 from featurestore.serving import metrics
 from featurestore.serving.guard import ERROR_KEY, Guard
 from featurestore.store import FeatureStore
@@ -100,19 +101,21 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 class Server:
-    """State shared by the routes of one worker."""
+    """State shared by the routes of one worker: the repo, its online store, the client."""
 
     def __init__(
         self,
         store: FeatureStore,
+        online: OnlineStore,
         *,
         max_entities: int,
         max_body_bytes: int,
         refresh_seconds: float,
     ) -> None:
         self.store = store
+        self.online = online
         self.client = OnlineClient(
-            store.config.redis_url,
+            online,
             store.catalog(),
             refresh=None,
             max_entities=max_entities,
@@ -148,16 +151,31 @@ class Server:
             metrics.REGISTRY_SERIAL.set(catalog.serial)
 
 
+async def server_of(request: Request) -> Server:
+    """The routes' dependency: this app's Server (override it to serve another)."""
+    return request.app.state.server
+
+
+ServerDep = Annotated[Server, Depends(server_of)]
+
+
 def create_app(
     repo_path: str | os.PathLike[str] = ".",
     *,
+    store: OnlineStore | None = None,
+    feature_store: FeatureStore | None = None,
     max_entities: int = DEFAULT_MAX_ENTITIES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     refresh_seconds: float = 1.0,
 ) -> FastAPI:
-    store = FeatureStore(repo_path)
+    """The feature server of the repo at ``repo_path`` (or ``feature_store``), reading
+    ``store`` (default: the repo's online store, from its config). What is passed in is
+    the caller's to close; what is built here closes with the app."""
+    repo = feature_store if feature_store is not None else FeatureStore(repo_path)
+    online = store if store is not None else repo.online_store
     server = Server(
-        store,
+        repo,
+        online,
         max_entities=max_entities,
         max_body_bytes=max_body_bytes,
         refresh_seconds=refresh_seconds,
@@ -171,7 +189,8 @@ def create_app(
         finally:
             task.cancel()
             await server.client.aclose()
-            store.close()
+            if feature_store is None:
+                repo.close()  # closes the online store it built, not one passed in
 
     app = FastAPI(
         title="featurestore",
@@ -222,7 +241,7 @@ def create_app(
             },
         },
     )
-    async def get_features(request: Request) -> Response:
+    async def get_features(request: Request, server: ServerDep) -> Response:
         start = time.perf_counter()
         api_key = _api_key(request)
         caller = server.client.catalog.authenticate(api_key)  # before reading the body
@@ -285,7 +304,7 @@ def create_app(
         metrics.LATENCY.labels(label).observe(time.perf_counter() - start)
         return Response(content, media_type="application/json")
 
-    def _drift_caller(request: Request, model: str) -> None:
+    def _drift_caller(server: Server, request: Request, model: str) -> None:
         caller = server.client.catalog.authenticate(_api_key(request))
         if caller.model != model:
             raise AccessDeniedError(
@@ -298,8 +317,8 @@ def create_app(
         summary="A model's drift status from its last check, with every feature's statistics",
         responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
     )
-    async def drift_detail(model: str, request: Request) -> Response:
-        _drift_caller(request, model)
+    async def drift_detail(model: str, request: Request, server: ServerDep) -> Response:
+        _drift_caller(server, request, model)
         detail = await server.client.drift_status_async(model, detail=True)
         return Response(orjson.dumps(detail), media_type="application/json")
 
@@ -308,8 +327,8 @@ def create_app(
         summary="Server-sent events: the model's drift summary now and at every change",
         responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
     )
-    async def drift_events(model: str, request: Request) -> StreamingResponse:
-        _drift_caller(request, model)
+    async def drift_events(model: str, request: Request, server: ServerDep) -> StreamingResponse:
+        _drift_caller(server, request, model)
         await server.client.drift_status_async(model)  # errors before the stream starts
 
         async def events() -> AsyncIterator[bytes]:
@@ -337,7 +356,7 @@ def create_app(
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     @app.get("/readyz", summary="Redis and the registry are reachable")
-    async def readyz(request: Request) -> Response:
+    async def readyz(request: Request, server: ServerDep) -> Response:
         redis_ok = await server.client.ping_async()
         try:
             await asyncio.to_thread(server.store.registry.serial, server.store.project)
@@ -349,14 +368,14 @@ def create_app(
             request.scope[ERROR_KEY] = "NotReady"
         body = {
             "status": "ready" if ready else "not ready",
-            "redis": "ok" if redis_ok else f"unreachable at {redact(server.client.redis_url)}",
+            "redis": "ok" if redis_ok else f"unreachable ({server.online.label})",
             "registry": "ok" if registry_error is None else registry_error,
             "registry_serial": server.client.catalog.serial,
         }
         return Response(orjson.dumps(body), 200 if ready else 503, media_type="application/json")
 
     @app.get("/metrics", summary="Prometheus metrics")
-    async def prometheus() -> Response:
+    async def prometheus(server: ServerDep) -> Response:
         metrics.record_usage(server.client.usage(reset=True))
         content, media_type = metrics.render()
         return Response(content, media_type=media_type)
