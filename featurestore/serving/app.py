@@ -27,10 +27,10 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -151,14 +151,6 @@ class Server:
             metrics.REGISTRY_SERIAL.set(catalog.serial)
 
 
-async def server_of(request: Request) -> Server:
-    """The routes' dependency: this app's Server (override it to serve another)."""
-    return request.app.state.server
-
-
-ServerDep = Annotated[Server, Depends(server_of)]
-
-
 def create_app(
     repo_path: str | os.PathLike[str] = ".",
     *,
@@ -170,7 +162,10 @@ def create_app(
 ) -> FastAPI:
     """The feature server of the repo at ``repo_path`` (or ``feature_store``), reading
     ``store`` (default: the repo's online store, from its config). What is passed in is
-    the caller's to close; what is built here closes with the app."""
+    the caller's to close; what is built here closes with the app.
+
+    The routes close over this app's ``Server`` rather than ask for it as a FastAPI
+    dependency: a dependency costs /v1/features about 35 us a request (measured, ~10%)."""
     repo = feature_store if feature_store is not None else FeatureStore(repo_path)
     online = store if store is not None else repo.online_store
     server = Server(
@@ -241,7 +236,7 @@ def create_app(
             },
         },
     )
-    async def get_features(request: Request, server: ServerDep) -> Response:
+    async def get_features(request: Request) -> Response:
         start = time.perf_counter()
         api_key = _api_key(request)
         caller = server.client.catalog.authenticate(api_key)  # before reading the body
@@ -304,7 +299,7 @@ def create_app(
         metrics.LATENCY.labels(label).observe(time.perf_counter() - start)
         return Response(content, media_type="application/json")
 
-    def _drift_caller(server: Server, request: Request, model: str) -> None:
+    def _drift_caller(request: Request, model: str) -> None:
         caller = server.client.catalog.authenticate(_api_key(request))
         if caller.model != model:
             raise AccessDeniedError(
@@ -317,8 +312,8 @@ def create_app(
         summary="A model's drift status from its last check, with every feature's statistics",
         responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
     )
-    async def drift_detail(model: str, request: Request, server: ServerDep) -> Response:
-        _drift_caller(server, request, model)
+    async def drift_detail(model: str, request: Request) -> Response:
+        _drift_caller(request, model)
         detail = await server.client.drift_status_async(model, detail=True)
         return Response(orjson.dumps(detail), media_type="application/json")
 
@@ -327,8 +322,8 @@ def create_app(
         summary="Server-sent events: the model's drift summary now and at every change",
         responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
     )
-    async def drift_events(model: str, request: Request, server: ServerDep) -> StreamingResponse:
-        _drift_caller(server, request, model)
+    async def drift_events(model: str, request: Request) -> StreamingResponse:
+        _drift_caller(request, model)
         await server.client.drift_status_async(model)  # errors before the stream starts
 
         async def events() -> AsyncIterator[bytes]:
@@ -356,7 +351,7 @@ def create_app(
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     @app.get("/readyz", summary="Redis and the registry are reachable")
-    async def readyz(request: Request, server: ServerDep) -> Response:
+    async def readyz(request: Request) -> Response:
         redis_ok = await server.client.ping_async()
         try:
             await asyncio.to_thread(server.store.registry.serial, server.store.project)
@@ -375,7 +370,7 @@ def create_app(
         return Response(orjson.dumps(body), 200 if ready else 503, media_type="application/json")
 
     @app.get("/metrics", summary="Prometheus metrics")
-    async def prometheus(server: ServerDep) -> Response:
+    async def prometheus() -> Response:
         metrics.record_usage(server.client.usage(reset=True))
         content, media_type = metrics.render()
         return Response(content, media_type=media_type)
