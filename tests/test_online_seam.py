@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,46 @@ def test_an_unknown_online_store_is_a_config_error_naming_what_is_known(
         online_store_from_config(config)
     with pytest.raises(RepoConfigError, match=r"Unknown online store 'rediss'\. Did you mean"):
         online_store_from_config(load_config(online_repo(tmp_path / "ok", "redis://h/0")), "rediss")
+
+
+def test_clients_sharing_a_store_look_up_from_threads_each_with_its_own_event_loop(
+    repo: Path, other_db: tuple[str, RecordingStore]
+) -> None:
+    """Every client of a FeatureStore shares its store: asyncio lookups from loops in
+    different threads must each get their own rows (one connection per loop)."""
+    _url, injected = other_db
+    with FeatureStore(repo, online_store=injected) as store:
+        store.apply()
+        users = list(range(20))
+        store.write_online("user_stats", user_stats(users, [ago(minutes=1)] * 20, users))
+        clients = [store.online_client(), store.online_client()]
+        answers: dict[int, list[bool]] = {0: [], 1: []}
+
+        def lookups(n: int) -> None:
+            async def rounds() -> None:
+                for _ in range(50):
+                    got = await asyncio.gather(
+                        *(
+                            clients[n].get_online_features_async(
+                                [{"user_id": u}], features=USER_STATS
+                            )
+                            for u in users
+                        )
+                    )
+                    answers[n] += [
+                        r.to_dict()["avg_amount"] == [float(u)]
+                        for r, u in zip(got, users, strict=True)
+                    ]
+                    await asyncio.sleep(0)
+                await clients[n].aclose()
+
+            asyncio.run(asyncio.wait_for(rounds(), 60))
+
+        threads = [threading.Thread(target=lookups, args=(n,)) for n in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+    assert [len(answers[0]), len(answers[1])] == [1000, 1000]
+    assert all(answers[0])
+    assert all(answers[1])
