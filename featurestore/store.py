@@ -25,9 +25,11 @@ if TYPE_CHECKING:
     from featurestore.offline.join import OfflineEngine
     from featurestore.offline.training import TrainingSet
     from featurestore.offline.writer import OfflineStore
-    from featurestore.online.client import Catalog, OnlineClient
+    from featurestore.online.catalog import Catalog
+    from featurestore.online.client import OnlineClient
     from featurestore.online.response import OnlineResponse
-    from featurestore.online.writer import OnlineWriter, WriteStats
+    from featurestore.online.store import OnlineStore
+    from featurestore.online.writer import WriteStats
     from featurestore.policy.keys import Credential
     from featurestore.registry.audit import AuditQueue
 
@@ -41,9 +43,11 @@ class FeatureStore:
         *,
         config: RepoConfig | None = None,
         registry: Registry | None = None,
+        online_store: OnlineStore | None = None,
     ) -> None:
         self.config = config or load_config(repo_path)
         self._registry = registry
+        self._online_store = online_store
 
     @property
     def project(self) -> str:
@@ -53,11 +57,22 @@ class FeatureStore:
     def registry(self) -> Registry:
         return self._registry or Registry(self.config.registry_url)
 
+    @cached_property
+    def online_store(self) -> OnlineStore:
+        """The repo's online store (``online_store_from_config``), or the one passed in."""
+        if self._online_store is not None:
+            return self._online_store
+        from featurestore.online.store import online_store_from_config
+
+        return online_store_from_config(self.config)
+
     def close(self) -> None:
         if "audit_queue" in self.__dict__:
             self.audit_queue.flush()
         if "_online" in self.__dict__:
             self._online.close()
+        if self._online_store is None and "online_store" in self.__dict__:
+            self.online_store.close()
         if self._registry is None and "registry" in self.__dict__:
             self.registry.close()
 
@@ -169,7 +184,7 @@ class FeatureStore:
     def catalog(self) -> Catalog:
         """The registry snapshot, API keys and policies that lookups are planned from;
         online denials and masks are audited in the background."""
-        from featurestore.online.client import Catalog
+        from featurestore.online.catalog import Catalog
         from featurestore.policy.keys import KeyRing
 
         snapshot = self.snapshot()
@@ -218,16 +233,14 @@ class FeatureStore:
         return self.catalog()
 
     def online_client(self, **options: Any) -> OnlineClient:
-        """A lookup client on this repo's Redis; it follows registry changes within
+        """A lookup client on this repo's online store; it follows registry changes within
         ``refresh_seconds`` (default 1 s). ``api_key`` defaults to FEATURESTORE_API_KEY;
         ``require_key`` to ``online_store.require_api_key``. See ``OnlineClient``."""
         from featurestore.online.client import OnlineClient
 
         options.setdefault("api_key", os.environ.get("FEATURESTORE_API_KEY") or None)
         options.setdefault("require_key", self.config.require_api_key)
-        return OnlineClient(
-            self.config.redis_url, self.catalog(), refresh=self.refreshed, **options
-        )
+        return OnlineClient(self.online_store, self.catalog(), refresh=self.refreshed, **options)
 
     @cached_property
     def _online(self) -> OnlineClient:
@@ -297,10 +310,10 @@ class FeatureStore:
         self._registry_changed()
         return revoked
 
-    def online_writer(self, **options: Any) -> OnlineWriter:
-        from featurestore.online.writer import OnlineWriter
-
-        return OnlineWriter.from_url(self.config.redis_url, **options)
+    def online_writer(self) -> OnlineStore:
+        """What writes online values: the online store (``write``, ``write_table``,
+        ``delete_entities``, ``delete_version``; a value never replaces a newer one)."""
+        return self.online_store
 
     def write_online(self, view: str, rows: Any, *, version: int | None = None) -> WriteStats:
         """Write an Arrow table of feature rows to ``view``'s latest (or given) version;

@@ -428,9 +428,11 @@ def test_the_server_returns_and_streams_drift_status(monitored: FeatureStore) ->
 
 
 def test_the_serving_log_is_bounded_and_never_holds_a_lookup_up() -> None:
+    from featurestore.online.redis_store import RedisOnlineStore
     from featurestore.online.serving_log import QUEUE_LIMIT, ServingLog
 
-    log = ServingLog(f"redis://127.0.0.1:{_closed_port()}/0", interval=0.05)
+    unreachable = RedisOnlineStore.from_url(f"redis://127.0.0.1:{_closed_port()}/0")
+    log = ServingLog(unreachable, interval=0.05)
     for i in range(QUEUE_LIMIT * 2):
         log.offer(b"k", b"x%d" % i)  # Redis is unreachable: nothing waits for it
     assert len(log._queue) <= QUEUE_LIMIT

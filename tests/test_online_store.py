@@ -254,7 +254,8 @@ def test_a_lookup_is_one_round_trip_of_one_hmget_per_row_and_entity_set(
     store.write_online("user_stats", user_stats([1, 2], [ago(minutes=1)] * 2, [1.0, 2.0]))
     client = store.online_client()
     sends = []
-    conn = client._pool.get_connection()  # the pool hands this connection out again
+    pool = client.store.client.connection_pool
+    conn = pool.get_connection()  # the pool hands this connection out again
     original = conn.send_packed_command
 
     def counting(command: Any, check_health: bool = True) -> None:
@@ -262,7 +263,7 @@ def test_a_lookup_is_one_round_trip_of_one_hmget_per_row_and_entity_set(
         original(command, check_health)
 
     monkeypatch.setattr(conn, "send_packed_command", counting)
-    client._pool.release(conn)
+    pool.release(conn)
     rows = [{"user_id": u, "merchant_id": f"m{u}"} for u in range(50)]
     before = commandstats(r)
     response = client.get_online_features(rows, model="fraud_model")
@@ -346,9 +347,7 @@ def test_values_older_than_the_ttl_are_expired_on_read_and_never_served(
 ) -> None:
     event = ago(minutes=59)  # TTL is 1 hour
     store.write_online("user_stats", user_stats([1], [event], [9.0]))
-    later = OnlineClient(
-        store.config.redis_url, store.catalog(), clock=lambda: now_us() + 120 * 10**6
-    )
+    later = OnlineClient(store.online_store, store.catalog(), clock=lambda: now_us() + 120 * 10**6)
     response = later.get_online_features([{"user_id": 1}], features=USER_STATS)
     assert response.to_dict()["avg_amount"] == [None]
     assert response.status_dict()["avg_amount"] == ["expired"]

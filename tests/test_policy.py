@@ -16,7 +16,7 @@ import pytest
 from featurestore import FeatureStore, Model
 from featurestore.definitions import FeatureMatch, ModelMatch, Policy
 from featurestore.errors import PolicyDeniedError, RepoLoadError
-from featurestore.online.client import Catalog
+from featurestore.online.catalog import Catalog
 from featurestore.policy.engine import FeatureAttributes, decide, mask_value
 from tests.helpers import replace_in_file, write_repo
 

@@ -30,7 +30,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -52,6 +52,9 @@ from featurestore.online.layout import drift_detail_key, drift_key, served_key
 from featurestore.online.serving_log import decode_batch
 from featurestore.references import parse_reference
 
+if TYPE_CHECKING:
+    from featurestore.online.store import OnlineStore
+
 SKEW_ROWS = 200  # sampled entity rows compared with the offline store per check
 READ_LIMIT = 20_000  # most serving-log batches one check reads
 
@@ -61,10 +64,10 @@ def unversioned(ref: str) -> str:
     return f"{parsed.view}:{parsed.feature}"
 
 
-def read_served(redis: Any, key: bytes, since_ms: int) -> list[dict[str, Any]]:
+def read_served(online: OnlineStore, key: bytes, since_ms: int) -> list[dict[str, Any]]:
     """Serving-log samples appended since ``since_ms`` (oldest first)."""
-    raw = redis.xrange(key, min=f"{since_ms}-0", max="+", count=READ_LIMIT)
-    return [sample for _id, fields in raw for sample in decode_batch(fields[b"d"])]
+    entries = online.read_served(key, since_ms, READ_LIMIT)
+    return [sample for data in entries for sample in decode_batch(data)]
 
 
 class Samples:
@@ -252,7 +255,12 @@ def skew(store: Any, snapshot: Any, samples: Samples, watched: list[str]) -> dic
 
 
 def check_model(
-    store: Any, snapshot: Any, redis: Any, model: str, monitors: list[dict[str, Any]], now: datetime
+    store: Any,
+    snapshot: Any,
+    online: OnlineStore,
+    model: str,
+    monitors: list[dict[str, Any]],
+    now: datetime,
 ) -> dict[str, Any]:
     """One check of ``model`` under its monitors' specs: the detail to publish."""
     project = snapshot.project
@@ -275,7 +283,7 @@ def check_model(
     profiles = {unversioned(ref): p for ref, p in reference[1].items()}
     window = max(m["window_seconds"] for m in monitors)
     since_ms = int(now.timestamp() * 1000) - window * 1000
-    samples = Samples(read_served(redis, served_key(project, model), since_ms))
+    samples = Samples(read_served(online, served_key(project, model), since_ms))
     detail["window_seconds"] = window
     detail["lookups"] = samples.lookups
     watched_all: list[str] = []
@@ -347,8 +355,6 @@ def monitors_by_model(snapshot: Any, model: str | None = None) -> dict[str, list
 
 def run_checks(store: Any, model: str | None = None) -> list[dict[str, Any]]:
     """Check every monitored model (or one): publish, record, and return the details."""
-    import redis as redis_lib
-
     from featurestore.errors import ObjectNotFound
 
     snapshot = store.snapshot()
@@ -359,23 +365,22 @@ def run_checks(store: Any, model: str | None = None) -> list[dict[str, Any]]:
             f"No DriftMonitor watches model '{model}'. Declare one in the feature repo "
             "(DriftMonitor(name=..., model=...)) and apply."
         )
-    client = redis_lib.Redis.from_url(store.config.redis_url, socket_timeout=10)
+    online = store.online_store
     details = []
-    try:
-        for name, monitors in by_model.items():
-            now = datetime.now(UTC)
-            detail = check_model(store, snapshot, client, name, monitors, now)
-            check_id = store.registry.record_drift_check(
-                snapshot.project, name, detail["status"], detail["training_set"], detail, now
-            )
-            detail["check"] = check_id
-            pipe = client.pipeline(transaction=False)
-            pipe.set(drift_key(snapshot.project, name), orjson.dumps(summary(detail)))
-            pipe.set(drift_detail_key(snapshot.project, name), orjson.dumps(detail, default=str))
-            pipe.execute()
-            details.append(detail)
-    finally:
-        client.close()
+    for name, monitors in by_model.items():
+        now = datetime.now(UTC)
+        detail = check_model(store, snapshot, online, name, monitors, now)
+        check_id = store.registry.record_drift_check(
+            snapshot.project, name, detail["status"], detail["training_set"], detail, now
+        )
+        detail["check"] = check_id
+        online.publish(
+            {
+                drift_key(snapshot.project, name): orjson.dumps(summary(detail)),
+                drift_detail_key(snapshot.project, name): orjson.dumps(detail, default=str),
+            }
+        )
+        details.append(detail)
     return details
 
 

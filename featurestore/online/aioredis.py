@@ -83,9 +83,10 @@ class AsyncRedis:
         self._password = unquote(parsed.password) if parsed.password else None
         db = parsed.path.strip("/") if parsed.scheme != "unix" else ""
         self._db = int(db) if db.isdigit() else 0
-        self._protocol: _Protocol | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._connecting: asyncio.Future[_Protocol] | None = None
+        # One connection per event loop: a store is shared by every client of a process,
+        # and threads may each run their own loop.
+        self._protocols: dict[asyncio.AbstractEventLoop, _Protocol] = {}
+        self._connecting: dict[asyncio.AbstractEventLoop, asyncio.Future[_Protocol]] = {}
 
     async def execute(self, commands: list[tuple]) -> list[Any]:
         protocol = await self._connected()
@@ -102,24 +103,27 @@ class AsyncRedis:
 
     async def _connected(self) -> _Protocol:
         loop = asyncio.get_running_loop()
-        protocol = self._protocol
-        if protocol is not None and protocol.lost is None and self._loop is loop:
+        protocol = self._protocols.get(loop)
+        if protocol is not None and protocol.lost is None:
             return protocol
-        if self._connecting is not None and self._loop is loop:
-            return await asyncio.shield(self._connecting)
-        self._loop = loop
-        self._protocol = None
-        self._connecting = loop.create_future()
+        connecting = self._connecting.get(loop)
+        if connecting is not None:
+            return await asyncio.shield(connecting)
+        for other in list(self._protocols):  # loops that ended (asyncio.run returned)
+            if other.is_closed():
+                self._protocols.pop(other, None)
+        self._protocols.pop(loop, None)
+        connecting = self._connecting[loop] = loop.create_future()
         try:
             protocol = await asyncio.wait_for(self._open(loop), self.timeout)
         except BaseException as exc:
-            self._connecting.set_exception(ConnectionError(str(exc)))
-            self._connecting.exception()  # retrieved: no "never retrieved" warning
-            self._connecting = None
+            connecting.set_exception(ConnectionError(str(exc)))
+            connecting.exception()  # retrieved: no "never retrieved" warning
+            del self._connecting[loop]
             raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
-        self._protocol = protocol
-        self._connecting.set_result(protocol)
-        self._connecting = None
+        self._protocols[loop] = protocol
+        connecting.set_result(protocol)
+        del self._connecting[loop]
         return protocol
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
@@ -144,11 +148,14 @@ class AsyncRedis:
         return protocol
 
     def _drop(self, protocol: _Protocol) -> None:
-        if self._protocol is protocol:
-            self._protocol = None
+        loop = asyncio.get_running_loop()
+        if self._protocols.get(loop) is protocol:
+            del self._protocols[loop]
         if protocol.transport is not None:
             protocol.transport.close()
 
     async def close(self) -> None:
-        if self._protocol is not None:
-            self._drop(self._protocol)
+        """Close this event loop's connection (another loop's is its own to close)."""
+        protocol = self._protocols.get(asyncio.get_running_loop())
+        if protocol is not None:
+            self._drop(protocol)

@@ -7,16 +7,20 @@ feature server answers, so ``to_json`` and ``to_dict`` need no transposing.
 from __future__ import annotations
 
 import base64
+import struct
 from typing import Any
 
+import msgpack
 import orjson
 
-from featurestore.online.layout import from_micros
+from featurestore.online.layout import HEADER_SIZE, from_micros
 from featurestore.online.plan import LookupPlan
 
 PRESENT = "present"
 MISSING = "missing"  # no value for this entity (never written, or expired and evicted)
 EXPIRED = "expired"  # a value older than the view's TTL: never served
+_HEADER_EVENT = struct.Struct(">q").unpack_from
+_unpackb = msgpack.unpackb
 
 
 class OnlineResponse:
@@ -113,3 +117,44 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):  # Bytes features travel as base64 in JSON
         return base64.b64encode(value).decode()
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def assemble(
+    plan: LookupPlan, rows: list[dict[str, Any]], replies: list[list[Any]], now: int
+) -> OnlineResponse:
+    """The response from a lookup's replies (one per row and entity set, in command
+    order): values past their view's TTL are reported expired, masks applied."""
+    n = len(rows)
+    width = plan.width
+    values: list[list[Any]] = [[None] * n for _ in range(width)]
+    statuses: list[list[str]] = [[MISSING] * n for _ in range(width)]
+    events: list[list[int | None]] = [[None] * n for _ in range(width)]
+    j = 0
+    for r in range(n):
+        for kr in plan.key_reads:
+            reply = replies[j]
+            j += 1
+            for view, raw in zip(kr.views, reply, strict=True):
+                if raw is None:
+                    continue
+                (event,) = _HEADER_EVENT(raw)
+                if view.ttl_us is not None and event < now - view.ttl_us:
+                    for o in view.outputs:
+                        statuses[o][r] = EXPIRED
+                        events[o][r] = event
+                    continue
+                data = _unpackb(raw[HEADER_SIZE:])
+                for pos, decode in view.decoders:
+                    if data[pos] is not None:
+                        data[pos] = decode(data[pos])
+                for p, o in zip(view.positions, view.outputs, strict=True):
+                    values[o][r] = data[p]
+                    statuses[o][r] = PRESENT
+                    events[o][r] = event
+    if plan.masks:
+        from featurestore.policy.engine import masker
+
+        for o, how in plan.masks:
+            mask = masker(how, plan.mask_key)
+            values[o] = [mask(v) for v in values[o]]
+    return OnlineResponse(plan, rows, values, statuses, events)

