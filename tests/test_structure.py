@@ -1,6 +1,7 @@
 """The package's shape: no import cycles between modules of ``featurestore/`` and no
 private name (``_x``) imported from another module. Read from the source with ``ast``
-(imports inside functions count too: a lazy import hides a cycle, it does not remove it).
+(imports inside functions count too: a lazy import hides a cycle, it does not remove it;
+imports under ``if TYPE_CHECKING:`` do not, as they never run).
 
 KNOWN lists what is still to be restructured; it may only shrink."""
 
@@ -43,7 +44,7 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, st
     """(module imported, name imported or "") for every featurestore import of a module."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
@@ -57,6 +58,21 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, st
                     out.append((target, alias.name))
         elif isinstance(node, ast.Import):
             out += [(a.name, "") for a in node.names if a.name in known]
+    return out
+
+
+def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                todo += child.orelse
+                continue
+            todo.append(child)
     return out
 
 
