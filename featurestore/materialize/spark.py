@@ -1,6 +1,6 @@
-"""Spark batch materialization: source Parquet -> validate -> offline store and online store.
+"""The Spark engine of the materialization job (pyspark is imported only here).
 
-For each view version, in order:
+For each view version the job hands it (``job.py`` holds the lock and the run record):
 
 1. **read** the source Parquet for the window [start, end): Hive ``date=`` partitions
    outside it are pruned, then rows are filtered on the source's timestamp field;
@@ -16,8 +16,8 @@ For each view version, in order:
    collects only counts;
 6. **commit** the staged files in one offline manifest commit, replacing the window (a
    re-run of the same window replaces its own rows, never duplicates them);
-7. record the run (sources and their modification times, window, rows, validation,
-   code version) in the registry.
+7. the job records the run (sources and their modification times, window, rows,
+   validation, code version) in the registry.
 
 A run killed at any point leaves no visible offline rows (the commit is last) and only
 online values that a re-run writes again; the next run of the same view version marks
