@@ -142,8 +142,8 @@ def one_size(
     args: argparse.Namespace, rows: int, entities: int, tmp: Path, port: int
 ) -> dict[str, Any]:
     from featurestore import FeatureStore
+    from featurestore.materialize.job import materialize
     from featurestore.offline.spark_engine import session_from_config
-    from pipelines.materialize import materialize
 
     out: dict[str, Any] = {"source_rows": rows, "entities": entities}
     log(f"--- {rows:,} rows, {entities:,} entities: generating")

@@ -170,7 +170,7 @@ def main() -> None:
 
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    from pipelines.stream import StreamConsumer
+    from featurestore.streaming.consumer import StreamConsumer
 
     tmp = Path(tempfile.mkdtemp(prefix="fs-stream-bench-"))
     redis_url = f"redis://127.0.0.1:{devservices.free_port()}/0"

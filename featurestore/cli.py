@@ -24,7 +24,6 @@ from featurestore.errors import (
     EntityInputError,
     FeatureStoreError,
     InvalidReferenceError,
-    MissingExtraError,
     ObjectNotFound,
     did_you_mean,
 )
@@ -571,17 +570,14 @@ def materialize(
     """Run the job: source -> validate -> offline store and online store; record the run."""
     if incremental and start is not None:
         raise EntityInputError("--incremental starts at each view's watermark; drop --start.")
-    try:
-        from pipelines.materialize import materialize as run_job
-    except ImportError as exc:
-        raise MissingExtraError("pyspark", "spark") from exc
 
     def show(message: str) -> None:
         typer.echo(message)
 
     with _store(repo) as store:
-        runs = run_job(
-            store,
+        # Each engine imports its own libraries: without the spark extra, `--engine local`
+        # runs and `--engine spark` says which extra to install (MissingExtraError).
+        runs = store.materialize(
             views or None,
             start=_parse_time(start, "--start"),
             end=_parse_time(end, "--end"),

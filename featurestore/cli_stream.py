@@ -32,13 +32,13 @@ stream_app = typer.Typer(
 app.add_typer(stream_app, name="stream")
 
 
-def _pipeline(module: str = "stream_admin") -> Any:
-    """A Kafka-side module: ``stream`` (the consumer) or ``stream_admin`` (looking at and
-    repairing a stream); without the kafka extra, an error saying how to install it."""
+def _pipeline(module: str = "admin") -> Any:
+    """A Kafka-side module of ``featurestore.streaming``: ``consumer`` or ``admin`` (looking
+    at and repairing a stream); without the kafka extra, an error saying how to install it."""
     import importlib
 
     try:
-        return importlib.import_module(f"pipelines.{module}")
+        return importlib.import_module(f"featurestore.streaming.{module}")
     except ImportError as exc:
         raise MissingExtraError("kafka", "kafka") from exc
 
@@ -75,7 +75,7 @@ def run(
     repo: RepoOption = Path("."),
 ) -> None:
     """Consume until SIGTERM or Ctrl-C (which land the current batch and commit)."""
-    stream = _pipeline("stream")
+    stream = _pipeline("consumer")
     with _store(repo) as store:
         names = _streaming_views(store, views)
         if not names:
@@ -246,7 +246,7 @@ def backfill(
     """Compute the view's rows on Spark from historical events (the same window
     definitions as the stream) and commit them to its offline table."""
     try:
-        from pipelines.stream_batch import backfill as run_backfill
+        from featurestore.streaming.spark_batch import backfill as run_backfill
     except ImportError as exc:
         raise MissingExtraError("pyspark", "spark") from exc
     with _store(repo) as store:

@@ -22,6 +22,7 @@ from featurestore.registry.snapshot import ViewVersion
 from featurestore.repo import RepoContents, load_repo
 
 if TYPE_CHECKING:
+    from featurestore.materialize.job import ViewRun
     from featurestore.offline.join import OfflineEngine
     from featurestore.offline.training import TrainingSet
     from featurestore.offline.writer import OfflineStore
@@ -177,6 +178,32 @@ class FeatureStore:
             output_path=output_path,
             policy_default=self.config.policy_default,
             mask_key=self.mask_key(),
+        )
+
+    # -- materialization --------------------------------------------------------------
+
+    def materialize(
+        self,
+        views: list[str] | None = None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        incremental: bool = False,
+        engine: str = "auto",
+        progress: Callable[[str], None] = lambda _m: None,
+    ) -> list[ViewRun]:
+        """Run the batch job for ``views`` (default: every batch view): source -> validate
+        -> offline and online stores, each run recorded. See ``materialize/job.py``."""
+        from featurestore.materialize.job import materialize
+
+        return materialize(
+            self,
+            views,
+            start=start,
+            end=end,
+            incremental=incremental,
+            engine=engine,
+            progress=progress,
         )
 
     # -- online -------------------------------------------------------------------

@@ -17,8 +17,8 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.errors import CorruptFileError
+from featurestore.materialize.job import materialize
 from featurestore.offline import parquet_io
-from pipelines.materialize import materialize
 from tests.helpers import write_repo
 
 pytestmark = [pytest.mark.services]

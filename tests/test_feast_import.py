@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from featurestore import FeatureStore
 from featurestore.cli import app
+from featurestore.materialize.backfill import backfill
 from featurestore.migrate.feast import import_feast
-from pipelines.backfill_offline import backfill
 
 pytest.importorskip("feast")
 FEAST = str(Path(sys.executable).parent / "feast")
@@ -235,7 +235,7 @@ def kafka_feast_repo(tmp_path: Path) -> Path:
 def test_a_repo_with_kafka_and_ttls_converts_and_trains_identically(
     kafka_feast_repo: Path, tmp_path: Path, spark: Any
 ) -> None:
-    from pipelines.stream_batch import backfill as stream_backfill
+    from featurestore.streaming.spark_batch import backfill as stream_backfill
 
     out = tmp_path / "imported"
     report = import_feast(kafka_feast_repo, out)

@@ -66,7 +66,7 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
 def live_repo(example_repo: Path, services: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The example repo on the test services (own project and topic), applied and its
     batch views materialized."""
-    from pipelines.materialize import materialize
+    from featurestore.materialize.job import materialize
 
     suffix = str(time.monotonic_ns())[-8:]
     replace_in_file(
@@ -132,7 +132,7 @@ def test_shifted_transactions_make_the_inference_service_report_drift(
     processes = [consumer]
 
     def stream(events: list[dict[str, Any]]) -> None:
-        from pipelines.stream_admin import group_status
+        from featurestore.streaming.admin import group_status
 
         produce_events(config, SMALL, len(events), topic=live_repo["topic"], events=events)
         with FeatureStore(repo) as store:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore import FeatureStore
-from pipelines.materialize import materialize
+from featurestore.materialize.job import materialize
 from tests.helpers import write_repo
 
 pytestmark = [pytest.mark.services]

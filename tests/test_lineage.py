@@ -34,7 +34,7 @@ def invoke(repo: Path, *args: str) -> Any:
 @pytest.fixture
 def built(example_repo: Path, services: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The example repo: applied, materialized (in-process), one training set built."""
-    from pipelines.materialize import materialize
+    from featurestore.materialize.job import materialize
 
     monkeypatch.setenv("FEATURESTORE_REDIS_URL", services.redis_url)
     generate(load_config(example_repo), SMALL)

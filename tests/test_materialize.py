@@ -29,10 +29,11 @@ from featurestore.errors import (
     TransformationError,
     ValidationFailedError,
 )
-from pipelines.materialize import materialize as run_materialize
+from featurestore.materialize.job import materialize as run_materialize
 from tests.helpers import replace_in_file, write_repo
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
+PAUSED_JOB = str(Path(__file__).with_name("paused_job.py"))  # stops at a stage
 UTC_US = pa.timestamp("us", tz="UTC")
 _projects = itertools.count()
 
@@ -358,24 +359,10 @@ def test_a_job_killed_mid_run_completes_when_run_again(
 ) -> None:
     write_source(store, ROWS)
     marker = tmp_path / "paused"
-    env = {
-        **os.environ,
-        "FEATURESTORE_TEST_PAUSE_AT": stage,
-        "FEATURESTORE_TEST_PAUSE_MARKER": str(marker),
-    }
+    repo = str(store.config.repo_path)
+    cmd = [sys.executable, PAUSED_JOB, stage, str(marker), "materialize", repo, engine_name]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "featurestore.cli",
-            "materialize",
-            "user_stats",
-            "--repo",
-            str(store.config.repo_path),
-            "--engine",
-            engine_name,
-        ],
-        env=env,
+        [*cmd, "user_stats"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -403,6 +390,29 @@ def test_a_job_killed_mid_run_completes_when_run_again(
 
 
 # -- the command line ----------------------------------------------------------------------
+
+# Hides pyspark as if the spark extra were not installed, then runs the CLI.
+WITHOUT_PYSPARK = (
+    "import sys; sys.modules['pyspark'] = None;"
+    "from featurestore.cli import main; sys.argv[0] = 'featurestore'; main()"
+)
+
+
+def test_materialize_with_the_local_engine_needs_no_pyspark(store: FeatureStore) -> None:
+    write_source(store, ROWS)
+    repo = str(store.config.repo_path)
+    cmd = [sys.executable, "-c", WITHOUT_PYSPARK, "materialize", "user_stats", "--repo", repo]
+    local = subprocess.run([*cmd, "--engine", "local"], capture_output=True, text=True)
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert "user_stats@v1: 2 entities written online" in local.stdout
+    assert len(offline_rows(store)) == 5
+    assert online(store, [1, 2], USER_STATS)["amount"] == [25.0, 40.0]
+    assert store.registry.runs(store.project)[0].engine == "in-process (pyarrow)"
+    # Spark itself still says which extra to install, without a traceback.
+    spark = subprocess.run([*cmd, "--engine", "spark"], capture_output=True, text=True)
+    assert spark.returncode != 0
+    assert "pip install 'featurestore[spark]'" in spark.stdout + spark.stderr
+    assert "Traceback" not in spark.stdout + spark.stderr
 
 
 def test_materialize_and_runs_commands(store: FeatureStore) -> None:

@@ -100,7 +100,7 @@ def test_registry_and_kafka_errors_show_no_password(tmp_path: Path) -> None:
     shown["audit verify"] = cli(repo, "audit", "verify")
     shown["dev status"] = cli(repo, "dev", "status")  # refused: not HOST:PORT
 
-    from pipelines.stream import StreamError, reader
+    from featurestore.streaming.consumer import StreamError, reader
 
     with pytest.raises(StreamError) as kafka:
         reader(f"SASL_SSL://u:{PASSWORD}@127.0.0.1:{free_port()}", bootstrap_timeout_ms=500)

@@ -26,10 +26,10 @@ from kafka.admin import NewTopic
 from featurestore import FeatureStore
 from featurestore.devservices import free_port
 from featurestore.offline.writer import EVENT_TS
+from featurestore.streaming import admin as stream_admin
+from featurestore.streaming import consumer as stream_job
 from featurestore.streaming.landing import OFFSET, PARTITION, StreamPosition
 from featurestore.streaming.processor import StreamProcessor
-from pipelines import stream as stream_job
-from pipelines import stream_admin
 from tests.helpers import write_repo
 
 pytestmark = [pytest.mark.services]
@@ -281,19 +281,16 @@ def random_events(rng: random.Random, n: int, start_minute: float) -> list[Any]:
 
 
 def start_consumer(path: Path, pause_at: str = "", *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "featurestore.cli", "stream", "velocity", "--repo", str(path)]
-    cmd += extra
-    env = dict(os.environ)
+    """The consumer in a subprocess; with ``pause_at``, one that stops at that stage
+    (``tests/paused_job.py`` writes ``path / "paused"`` there)."""
     if pause_at:
-        env["FEATURESTORE_TEST_PAUSE_AT"] = pause_at
-        env["FEATURESTORE_TEST_PAUSE_MARKER"] = str(path / "paused")
-    return subprocess.Popen(
-        [*cmd, "--flush-seconds", "0.3"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+        job = Path(__file__).with_name("paused_job.py")
+        cmd = [sys.executable, str(job), pause_at, str(path / "paused"), "stream", str(path)]
+        cmd += ["0.3", "velocity"]
+    else:
+        cmd = [sys.executable, "-m", "featurestore.cli", "stream", "velocity", "--repo", str(path)]
+        cmd += [*extra, "--flush-seconds", "0.3"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def check_equals_replay(store: FeatureStore, bootstrap: str, topic: str) -> None:
@@ -404,8 +401,8 @@ def test_the_spark_batch_job_gives_the_streams_values(
 ) -> None:
     from pyspark.sql import functions as F
 
+    from featurestore.streaming.spark_batch import compute
     from featurestore.times import micros
-    from pipelines.stream_batch import compute
 
     path, topic = repo
     produce(services.kafka_bootstrap, topic, random_events(random.Random(3), 3000, 0))

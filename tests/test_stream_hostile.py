@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 from featurestore import FeatureStore
 from featurestore.cli import app
 from featurestore.errors import FeatureStoreError
+from featurestore.streaming import admin as stream_admin
+from featurestore.streaming import consumer as stream_job
+from featurestore.streaming.dead_letters import unique_letters
 from featurestore.streaming.landing import OFFSET, PARTITION, record_digest
 from featurestore.streaming.topic_check import Found, judge
 from featurestore.times import micros
-from pipelines import stream as stream_job
-from pipelines import stream_admin
-from pipelines.dead_letters import unique_letters
 from tests.test_stream import (
     NOW,
     check_equals_replay,

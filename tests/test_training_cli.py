@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from featurestore import FeatureStore
 from featurestore.cli import app
 from featurestore.config import load_config
-from pipelines.backfill_offline import backfill
+from featurestore.materialize.backfill import backfill
 from pipelines.generate_data import GeneratorSettings, generate
 
 SMALL = GeneratorSettings(

@@ -1,5 +1,5 @@
 """The stream consumer's logic, without Kafka: events in; feature rows, logged events,
-online rows and dead letters out. ``pipelines/stream.py`` feeds it from a consumer group.
+online rows and dead letters out. ``consumer.py`` feeds it from a consumer group.
 
 Per Kafka partition it keeps a watermark (the largest accepted event time) and each
 entity's events within reach of a future row. An event older than the watermark minus

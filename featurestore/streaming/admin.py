@@ -12,11 +12,17 @@ from kafka import TopicPartition
 from featurestore.errors import StreamError
 from featurestore.online.layout import ViewLayout
 from featurestore.store import FeatureStore
+from featurestore.streaming.consumer import (
+    bootstrap_servers,
+    dlq_topic,
+    group_id,
+    reader,
+    stream_view,
+)
+from featurestore.streaming.dead_letters import read_dead_letters
 from featurestore.streaming.landing import Landing
 from featurestore.streaming.processor import StreamProcessor
 from featurestore.streaming.repair import RepairReport, repair
-from pipelines.dead_letters import read_dead_letters
-from pipelines.stream import bootstrap_servers, dlq_topic, group_id, reader, stream_view
 
 
 def _alive(pid: int) -> bool:
