@@ -7,13 +7,12 @@ owns the concept, so the facade stays small as parts are added.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featurestore.code_version import git_sha
 from featurestore.config import RepoConfig, load_config
 from featurestore.errors import EntityInputError, MissingExtraError, did_you_mean
 from featurestore.registry import ApplyResult, Registry, RegistrySnapshot, ResolvedFeature
@@ -392,25 +391,3 @@ class FeatureStore:
         pins = self.registry.promote(self.project, model)
         self._registry_changed()
         return pins
-
-
-def git_sha(path: Path) -> str | None:
-    """The feature repo's commit, '-dirty' when it has uncommitted changes; None outside git."""
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{sha[:12]}-dirty" if dirty else sha[:12]

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featurestore.code_version import git_sha
 from featurestore.definitions import FeatureView, ParquetSource
 from featurestore.errors import MaterializationError, TransformationError, ValidationFailedError
 from featurestore.materialize import engines
@@ -35,7 +36,6 @@ from featurestore.materialize.engine import (
 )
 from featurestore.registry.runs import FAILED, SUCCEEDED, RunRecord
 from featurestore.stages import StageHook, no_stage
-from featurestore.store import git_sha
 from featurestore.times import as_utc
 
 if TYPE_CHECKING:

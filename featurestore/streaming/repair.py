@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from featurestore.offline.table import STREAM, OfflineTable
 from featurestore.offline.writer import CREATED_TS, EVENT_TS, write_files
 from featurestore.online.layout import ViewLayout
-from featurestore.online.writer import OnlineWriter
+from featurestore.online.store import OnlineStore
 from featurestore.streaming.landing import Landing, StreamPosition
 
 
@@ -116,7 +116,7 @@ def newest_rows(table: OfflineTable, layout: ViewLayout, keys: set[tuple[Any, ..
 def repair(
     landing: Landing,
     layout: ViewLayout,
-    writer: OnlineWriter | None,
+    writer: OnlineStore | None,
     bound_us: int,
 ) -> RepairReport:
     """Remove rows with an event time past ``bound_us`` from the view version's stores."""
