@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from featurestore.config import RepoConfig
     from featurestore.definitions import FeatureView
     from featurestore.offline.writer import OfflineStore
-    from featurestore.online.writer import OnlineWriter
+    from featurestore.online.store import OnlineStore
     from featurestore.registry import Registry
     from featurestore.registry.runs import RunRecord
 
@@ -40,7 +40,7 @@ class JobContext:
     config: RepoConfig  # repo_path, state_dir, redis_url, spark settings
     registry: Registry
     offline: OfflineStore
-    online: OnlineWriter  # the store's online writer: write_table(layout, table)
+    online: OnlineStore  # the online store: write_table(layout, table)
     on_stage: StageHook = no_stage  # "validated", "staged" (Spark), "online"
 
 
