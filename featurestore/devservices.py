@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from featurestore.errors import (
@@ -412,7 +413,7 @@ def _check_redis(spec: _Spec) -> str:
         client.close()
 
 
-def _import_kafka_admin() -> type:
+def _import_kafka_admin() -> type[Any]:
     try:
         from kafka import KafkaAdminClient
     except ImportError as exc:

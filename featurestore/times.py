@@ -6,6 +6,7 @@ Standard library only, so the online read path can use it.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -20,6 +21,14 @@ def micros(value: datetime) -> int:
 
 def from_micros(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
+
+
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
 
 
 def as_utc(value: datetime | None) -> datetime | None:

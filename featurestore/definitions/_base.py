@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 from featurestore.errors import DefinitionError
@@ -31,7 +32,7 @@ class SourceLocation:
 
 def caller_location() -> SourceLocation | None:
     """The first stack frame outside this package: where the user built the object."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         raw = frame.f_code.co_filename
         # Skip our own frames and generated code (dataclass __init__ is "<string>").

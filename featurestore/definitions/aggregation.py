@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions._base import check_name
 from featurestore.dtypes import DType, Float64, Int64
@@ -39,7 +39,19 @@ class Aggregation:
     function: str
     window: timedelta
     column: str | None = None
-    name: str | None = None
+    name: str = None  # type: ignore[assignment]  # None means the default, set in __post_init__
+
+    if TYPE_CHECKING:
+        # What callers may pass; readers see ``name`` as set. Runtime uses the
+        # dataclass-generated __init__.
+        def __init__(
+            self,
+            *,
+            function: str,
+            window: timedelta,
+            column: str | None = None,
+            name: str | None = None,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         if self.function not in FUNCTIONS:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from featurestore.definitions._base import (
     SourceLocation,
@@ -29,12 +29,28 @@ class Entity:
     kind: ClassVar[str] = "entity"
 
     name: str
-    join_key: str | None = None
-    dtype: DType | str = String
+    # join_key None means the entity's name; a dtype spelling is parsed (both in __post_init__).
+    join_key: str = None  # type: ignore[assignment]  # the default is normalized in __post_init__
+    dtype: DType = String
     description: str = ""
     owner: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     location: SourceLocation | None = field(default=None, compare=False, repr=False)
+
+    if TYPE_CHECKING:
+        # What callers may pass; readers see the normalized field types above.
+        # Runtime uses the dataclass-generated __init__.
+        def __init__(
+            self,
+            *,
+            name: str,
+            join_key: str | None = None,
+            dtype: DType | str = ...,
+            description: str = "",
+            owner: str = "",
+            tags: dict[str, str] = ...,
+            location: SourceLocation | None = None,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         check_name("Entity", self.name)

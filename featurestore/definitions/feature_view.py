@@ -194,7 +194,7 @@ class FeatureView:
 
     @property
     def join_keys(self) -> list[str]:
-        return [e.join_key for e in self.resolved_entities()]  # type: ignore[misc]
+        return [e.join_key for e in self.resolved_entities()]
 
     def resolved_entities(self) -> tuple[Entity, ...]:
         if any(isinstance(e, str) for e in self.entities):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions._base import check_name, check_str, check_tags
 from featurestore.dtypes import DType, parse_dtype
@@ -14,9 +14,21 @@ class Field:
     """A feature or source column. Field tags (for example ``pii``) feed policies."""
 
     name: str
-    dtype: DType | str
+    dtype: DType  # a spelling such as "float32" is accepted and parsed in __post_init__
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+
+    if TYPE_CHECKING:
+        # What callers may pass (user repos spell dtypes as strings); readers see the
+        # normalized field types above. Runtime uses the dataclass-generated __init__.
+        def __init__(
+            self,
+            *,
+            name: str,
+            dtype: DType | str,
+            description: str = "",
+            tags: dict[str, str] = ...,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         check_name("Field", self.name)

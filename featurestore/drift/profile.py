@@ -10,7 +10,7 @@ the model was given: a masked feature is profiled masked.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from featurestore.drift.stats import OTHER
 
@@ -119,7 +119,9 @@ def _numeric(feature: str, count: int, nulls: int, values: pa.Array) -> FeatureP
         sample = numbers[np.random.default_rng(0).integers(0, len(numbers), SAMPLE)]
     # Integers: cut points that are values of the column (no interpolation, no float64),
     # so the monitor's comparisons with served ints are exact.
-    method = "inverted_cdf" if numbers.dtype.kind in "iu" else "linear"
+    method: Literal["inverted_cdf", "linear"] = (
+        "inverted_cdf" if numbers.dtype.kind in "iu" else "linear"
+    )
     edges = np.unique(np.quantile(sample, QUANTILES, method=method))
     counts = np.bincount(np.searchsorted(edges, sample, side="right"), minlength=len(edges) + 1)
     return FeatureProfile(

@@ -238,9 +238,9 @@ def model_lineage(
         for name, then in trained.items():
             if name not in served_by_name:
                 skew.append({"feature": name, "serves": None, "trained_on": then})
-    now = datetime.now(UTC)
+    at = datetime.now(UTC)
     credentials = [
-        c.label for c in registry.credentials(project, model) if c.status(now) == "active"
+        c.label for c in registry.credentials(project, model) if c.status(at) == "active"
     ]
     return {
         "project": project,

@@ -79,7 +79,7 @@ def spark_type(dtype: str) -> T.DataType:
 
 
 # Source types that convert to the declared type without loss or guessing.
-_WIDENS = {
+_WIDENS: dict[T.DataType, tuple[T.DataType, ...]] = {
     T.LongType(): (T.IntegerType(), T.ShortType(), T.ByteType()),
     T.IntegerType(): (T.ShortType(), T.ByteType()),
     T.DoubleType(): (T.FloatType(), T.LongType(), T.IntegerType(), T.ShortType(), T.ByteType()),

@@ -275,6 +275,7 @@ class _Writer:
                     "events through Kafka instead)."
                 )
             return batch
+        ident: str | None
         if kind == "FileSource":
             ident = _identifier(s.name or f"{view}_source", self.names)
             created = s.created_timestamp_column or None

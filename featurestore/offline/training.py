@@ -82,7 +82,7 @@ def build_training_set(
     model: str | None = None,
     timestamp_column: str = "event_timestamp",
     full_feature_names: bool = False,
-    output_path: str | Path | None = None,
+    output_path: str | os.PathLike[str] | None = None,
     policy_default: str = "allow",
     mask_key: bytes = b"",
 ) -> TrainingSet:

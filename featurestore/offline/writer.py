@@ -147,7 +147,8 @@ class OfflineStore:
         with table.writer_lock():
             base = table.manifest()
             seq = base.sequence + 1
-            keep, replaced, rewritten = list(base.files), 0, []
+            rewritten: list[DataFile] = []
+            keep, replaced = list(base.files), 0
             if window is not None:
                 keep, replaced, rewritten = _drop_window(table, base, window, seq)
             added = add_files(table, seq)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -88,7 +89,7 @@ class AsyncRedis:
         self._protocols: dict[asyncio.AbstractEventLoop, _Protocol] = {}
         self._connecting: dict[asyncio.AbstractEventLoop, asyncio.Future[_Protocol]] = {}
 
-    async def execute(self, commands: list[tuple]) -> list[Any]:
+    async def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         protocol = await self._connected()
         payload = b"".join(hiredis.pack_command(c) for c in commands)
         try:

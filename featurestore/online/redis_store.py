@@ -16,7 +16,7 @@ This module is on the online read path: no pyspark, pandas or great_expectations
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgpack
 import redis
@@ -181,7 +181,9 @@ class RedisOnlineStore:
             raw = self.background.xrange(key, min=f"{since_ms}-0", max="+", count=count)
         except redis.RedisError as exc:
             raise self._background_error("read the serving log", exc) from exc
-        return [fields[b"d"] for _id, fields in raw]
+        # redis-py types cover decoded and RESP3 replies; this client returns bytes entries.
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)
+        return [fields[b"d"] for _id, fields in entries]
 
     def publish(self, values: Mapping[bytes, bytes]) -> None:
         try:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from great_expectations.datasource.fluent import PandasDatasource, SparkDatasource
 
 from featurestore.definitions.expectations import Expectation
 from featurestore.errors import MissingExtraError
@@ -50,6 +53,7 @@ def validate_dataframe(
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     # A pandas DataFrame (the in-process engine) or a Spark one (the Spark job).
+    source: PandasDatasource | SparkDatasource
     if type(df).__module__.startswith("pandas"):
         source = context.data_sources.add_pandas(name="featurestore")
     else:

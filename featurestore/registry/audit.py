@@ -29,6 +29,7 @@ from sqlalchemy import Connection, select
 
 from featurestore.registry import schema as t
 from featurestore.registry.audit_window import WINDOW_SECONDS, DecisionWindows
+from featurestore.registry.transactions import Transactions
 from featurestore.times import as_utc, now_utc
 
 GENESIS = "0" * 64
@@ -130,11 +131,11 @@ class VerifyResult:
         return not self.problems
 
 
-class AuditLog:
+class AuditLog(Transactions):
     """Registry methods for the audit log (mixed into Registry)."""
 
     def audit(self, record: AuditRecord) -> AuditRecord:
-        with self._write() as conn:  # type: ignore[attr-defined]
+        with self._write() as conn:
             return append_audit(conn, record)
 
     def audit_records(
@@ -160,30 +161,31 @@ class AuditLog:
             query = query.where(a.c.at >= since)
         if limit:
             query = query.limit(limit)
-        with self._read() as conn:  # type: ignore[attr-defined]
+        with self._read() as conn:
             return [_from_row(r) for r in conn.execute(query).all()]
 
     def verify_audit(self, project: str) -> VerifyResult:
         a = t.audit
-        with self._read() as conn:  # type: ignore[attr-defined]
+        with self._read() as conn:
             rows = conn.execute(select(a).where(a.c.project == project).order_by(a.c.seq)).all()
         problems = []
         prev = GENESIS
         expected = 1
         for r in rows:
             record = _from_row(r)
-            if record.seq != expected:
+            seq: int = r.seq  # the primary key: a stored record always has one
+            if seq != expected:
                 problems.append(
-                    f"records {expected}..{record.seq - 1} are missing (deleted?)"
-                    if record.seq > expected
-                    else f"record {record.seq} appears twice"
+                    f"records {expected}..{seq - 1} are missing (deleted?)"
+                    if seq > expected
+                    else f"record {seq} appears twice"
                 )
             if record.prev_hash != prev:
-                problems.append(f"record {record.seq} does not follow the record before it")
+                problems.append(f"record {seq} does not follow the record before it")
             if record.digest() != record.hash:
-                problems.append(f"record {record.seq} was changed after it was written")
+                problems.append(f"record {seq} was changed after it was written")
             prev = record.hash
-            expected = record.seq + 1
+            expected = seq + 1
         return VerifyResult(len(rows), tuple(problems))
 
 

@@ -16,6 +16,7 @@ from featurestore.policy.keys import PREFIX, Credential, hash_secret, new_key, n
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditRecord, append_audit
 from featurestore.registry.database import read_snapshot
+from featurestore.registry.transactions import Transactions
 from featurestore.times import as_utc, now_utc
 
 
@@ -54,7 +55,7 @@ def key_id_of(ref: str) -> str:
     return ref
 
 
-class CredentialStore:
+class CredentialStore(Transactions):
     """Registry methods for API keys (mixed into Registry)."""
 
     def create_credential(
@@ -75,7 +76,7 @@ class CredentialStore:
                 f"--expires {expires_at.isoformat()} is in the past; give a later time or a "
                 "duration such as 90d."
             )
-        with self._write() as conn:  # type: ignore[attr-defined]
+        with self._write() as conn:
             snapshot = read_snapshot(conn, project)
             snapshot.model(model)  # ObjectNotFound, with a suggestion
             key_id, secret, key = new_key()
@@ -126,7 +127,7 @@ class CredentialStore:
         query = select(c).where(c.c.project == project).order_by(c.c.created_at, c.c.key_id)
         if model is not None:
             query = query.where(c.c.model == model)
-        with self._read() as conn:  # type: ignore[attr-defined]
+        with self._read() as conn:
             return [_from_row(r) for r in conn.execute(query).all()]
 
     def revoke_credential(self, project: str, key_id: str, *, actor: str) -> Credential:
@@ -134,7 +135,7 @@ class CredentialStore:
 
         c = t.credentials
         now = now_utc()
-        with self._write() as conn:  # type: ignore[attr-defined]
+        with self._write() as conn:
             row = conn.execute(
                 select(c).where(c.c.project == project, c.c.key_id == key_id)
             ).first()

@@ -79,7 +79,7 @@ def read_snapshot(conn: Connection, project: str) -> RegistrySnapshot:
             x.status,
             orjson.loads(x.spec),
             x.version,
-            as_utc(x.updated_at),  # type: ignore[arg-type]
+            as_utc(x.updated_at),
         )
         for x in rows
     }
@@ -93,7 +93,7 @@ def read_snapshot(conn: Connection, project: str) -> RegistrySnapshot:
             orjson.loads(v.spec),
             v.status,
             as_utc(v.created_at),
-            as_utc(v.retired_at),  # type: ignore[arg-type]
+            as_utc(v.retired_at),
         )
     return RegistrySnapshot(project, serial, heads, versions)
 

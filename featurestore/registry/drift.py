@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from featurestore.registry import schema as t
+from featurestore.registry.transactions import Transactions, inserted_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ def write_profiles(
         )
 
 
-class DriftLog:
+class DriftLog(Transactions):
     """Registry methods for drift (mixed into Registry)."""
 
     def profiles(self, project: str, training_set: int) -> dict[str, dict[str, Any]]:
@@ -54,7 +55,7 @@ class DriftLog:
         query = select(pr.c.feature, pr.c.profile).where(
             pr.c.project == project, pr.c.training_set == training_set
         )
-        with self._read() as conn:  # type: ignore[attr-defined]
+        with self._read() as conn:
             return {r.feature: orjson.loads(r.profile) for r in conn.execute(query)}
 
     def reference(self, project: str, model: str) -> tuple[int, dict[str, dict[str, Any]]] | None:
@@ -71,7 +72,7 @@ class DriftLog:
             .order_by(ts.c.id.desc())
             .limit(1)
         )
-        with self._read() as conn:  # type: ignore[attr-defined]
+        with self._read() as conn:
             found = conn.execute(query).scalar()
         return None if found is None else (found, self.profiles(project, found))
 
@@ -84,7 +85,7 @@ class DriftLog:
         detail: dict[str, Any],
         checked_at: datetime,
     ) -> int:
-        with self._write() as conn:  # type: ignore[attr-defined]
+        with self._write() as conn:
             result = conn.execute(
                 t.drift_checks.insert().values(
                     project=project,
@@ -95,7 +96,7 @@ class DriftLog:
                     detail=orjson.dumps(detail, default=str).decode(),
                 )
             )
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+            return inserted_id(result)
 
     def drift_checks(
         self, project: str, model: str | None = None, *, limit: int | None = 50
@@ -109,7 +110,7 @@ class DriftLog:
             query = query.where(dc.c.model == model)
         if limit:
             query = query.limit(limit)
-        with self._read() as conn:  # type: ignore[attr-defined]
+        with self._read() as conn:
             return [
                 DriftCheck(
                     id=r.id,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -325,6 +325,14 @@ def _plan_plain(kind: str, obj: Any, snapshot: RegistrySnapshot, root: Path) -> 
     )
 
 
+class _ViewIdentity(TypedDict):
+    """The Change arguments every feature-view change carries (typed for ``**`` unpacking)."""
+
+    fingerprint: str
+    version_spec: dict[str, Any]
+    location: str | None
+
+
 def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Change:
     spec = view.to_spec()
     version_spec = view.version_spec()
@@ -332,7 +340,9 @@ def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Cha
     head = snapshot.heads.get(("feature_view", view.name))
     known = snapshot.versions.get(view.name, {})
     next_version = max(known, default=0) + 1
-    common = {"fingerprint": fp, "version_spec": version_spec, "location": _location(view, root)}
+    common = _ViewIdentity(
+        fingerprint=fp, version_spec=version_spec, location=_location(view, root)
+    )
     if head is None or head.status != ACTIVE:
         # A re-added view whose definition matches its last version keeps serving it.
         last = known.get(max(known)) if known else None
@@ -442,7 +452,7 @@ def _plan_model(
             notes=tuple(notes),
         )
     behind = [f"{v}@v{pins[v]} (v{latest[v]} available)" for v in views if pins[v] != latest[v]]
-    notes = (
+    behind_notes = (
         (
             f"stays pinned to {', '.join(behind)}; run `featurestore promote {model.name}` "
             "to move it once the new versions are materialized",
@@ -450,7 +460,7 @@ def _plan_model(
         if behind
         else ()
     )
-    return Change("model", model.name, ChangeKind.UNCHANGED, None, notes=notes)
+    return Change("model", model.name, ChangeKind.UNCHANGED, None, notes=behind_notes)
 
 
 def _unpinned_features(model: Any, contents: RepoContents) -> dict[str, set[str]]:
@@ -481,9 +491,9 @@ def _check_pinned_references(
             if ref.version is None:
                 continue
             where = _location(service, contents.config.repo_path)
-            file, _, line_text = (where or "").rpartition(":")
+            path, _, line_text = (where or "").rpartition(":")
             line = int(line_text) if line_text.isdigit() else None
-            file = file or None
+            file = path or None
             if ref.version == new_versions.get(ref.view):
                 view = contents.feature_views[ref.view]
                 if view.field(ref.feature) is None:

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from featurestore.registry import schema as t
 from featurestore.registry.database import whoami
+from featurestore.registry.transactions import Transactions, inserted_id
 from featurestore.times import as_utc, now_utc
 
 RUNNING = "running"
@@ -51,12 +52,12 @@ class RunRecord:
         return f"{self.view}@v{self.version}"
 
 
-class RunLog:
+class RunLog(Transactions):
     """Registry methods for materialization runs (mixed into Registry)."""
 
     def start_run(self, run: RunRecord) -> int:
 
-        with self._write() as conn:  # type: ignore[attr-defined]
+        with self._write() as conn:
             result = conn.execute(
                 t.materialization_runs.insert().values(
                     project=run.project,
@@ -72,13 +73,13 @@ class RunLog:
                     started_by=whoami(),
                 )
             )
-            run.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            run.id = inserted_id(result)
         return run.id
 
     def finish_run(self, run: RunRecord, status: str, error: str | None = None) -> None:
 
         run.status, run.error = status, error
-        with self._write() as conn:  # type: ignore[attr-defined]
+        with self._write() as conn:
             conn.execute(
                 update(t.materialization_runs)
                 .where(t.materialization_runs.c.id == run.id)
@@ -110,7 +111,7 @@ class RunLog:
             query = query.where(mr.c.view == view)
         if limit is not None:
             query = query.limit(limit)
-        with self._read() as conn:  # type: ignore[attr-defined]
+        with self._read() as conn:
             rows = conn.execute(query).all()
         return [
             RunRecord(
@@ -118,7 +119,7 @@ class RunLog:
                 view=r.view,
                 version=r.version,
                 window_start=as_utc(r.window_start),
-                window_end=as_utc(r.window_end),  # type: ignore[arg-type]
+                window_end=as_utc(r.window_end),
                 status=r.status,
                 sources=orjson.loads(r.sources),
                 rows_read=r.rows_read,
@@ -152,6 +153,6 @@ class RunLog:
             .order_by(mr.c.window_end.desc())
             .limit(1)
         )
-        with self._read() as conn:  # type: ignore[attr-defined]
+        with self._read() as conn:
             row = conn.execute(query).first()
         return as_utc(row[0]) if row else None

@@ -32,6 +32,7 @@ from featurestore.registry.drift import DriftLog, write_profiles
 from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry.runs import RunLog
 from featurestore.registry.snapshot import ACTIVE, RETIRED, RegistrySnapshot, ViewVersion
+from featurestore.registry.transactions import inserted_id
 from featurestore.repo import RepoContents
 from featurestore.times import as_utc as _utc  # SQLite returns naive, PostgreSQL zoned
 from featurestore.times import now_utc
@@ -201,7 +202,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
                 orjson.loads(r.spec),
                 r.location,
                 r.apply_id,
-                _utc(r.created_at),  # type: ignore[arg-type]
+                _utc(r.created_at),
             )
             for r in rows
         ]
@@ -294,7 +295,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
                     created_by=whoami(),
                 )
             )
-            training_set = int(result.inserted_primary_key[0])  # type: ignore[index]
+            training_set = inserted_id(result)
             write_profiles(conn, record.project, training_set, profiles or [])
             return training_set
 
@@ -401,7 +402,7 @@ def _record_apply(
             summary=dumps(summary),
         )
     )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    return inserted_id(result)
 
 
 def _write_change(
