@@ -10,8 +10,12 @@ embeddings, the one list type feature stores are asked for most.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from featurestore.errors import InvalidDtypeError, did_you_mean
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +30,7 @@ class DType:
     def __repr__(self) -> str:
         return _REPR.get(self.name, f"DType({self.name!r})")
 
-    def arrow_type(self):
+    def arrow_type(self) -> pa.DataType:
         """The pyarrow type of this dtype (imports pyarrow on first use)."""
         import pyarrow as pa
 

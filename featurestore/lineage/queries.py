@@ -97,7 +97,9 @@ def _training_set(ts: Any, features: list[str] | None = None) -> dict[str, Any]:
     }
 
 
-def _decision(snapshot: Any, model: str, view: str, version: int, feature: str, default: str):
+def _decision(
+    snapshot: Any, model: str, view: str, version: int, feature: str, default: str
+) -> dict[str, Any]:
     d = model_decisions(snapshot, model, default).decision(
         snapshot.feature_view(view, version), version, feature
     )

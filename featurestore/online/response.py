@@ -13,8 +13,9 @@ from typing import Any
 import msgpack
 import orjson
 
-from featurestore.online.layout import HEADER_SIZE, from_micros
+from featurestore.online.layout import HEADER_SIZE
 from featurestore.online.plan import LookupPlan
+from featurestore.times import from_micros
 
 PRESENT = "present"
 MISSING = "missing"  # no value for this entity (never written, or expired and evicted)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from featurestore.errors import EntityInputError, OnlineStoreUnavailable
-from featurestore.online.layout import ViewLayout, encode_value, key_part, micros, value_encoder
+from featurestore.online.layout import ViewLayout, encode_value, key_part, value_encoder
+from featurestore.times import micros
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from great_expectations.datasource.fluent import PandasDatasource, SparkDatasource
+    from great_expectations.datasource.fluent.pandas_datasource import PandasDatasource
+    from great_expectations.datasource.fluent.spark_datasource import SparkDatasource
 
 from featurestore.definitions.expectations import Expectation
 from featurestore.errors import MissingExtraError
