@@ -111,37 +111,40 @@ def describe_lines(payload: dict[str, Any], project: str) -> list[str]:
 
 
 def spec_lines(value: Any, indent: int) -> list[str]:
-    """A spec (JSON-like: dicts, lists, scalars) as YAML-like lines, nested by indent."""
+    """A spec (JSON-like: dicts, lists, scalars) as YAML-like lines, nested by indent; a
+    list of scalars on one line."""
     pad = " " * indent
     if isinstance(value, dict):
-        if not value:
-            return [f"{pad}(none)"]
         out = []
         for key, item in value.items():
-            if _scalar(item) or not item:
+            if _flat(item):
                 out.append(f"{pad}{key}: {_text(item)}")
             else:
                 out += [f"{pad}{key}:", *spec_lines(item, indent + 2)]
-        return out
+        return out or [f"{pad}{{}}"]
     if isinstance(value, list):
         out = []
         for item in value:
-            if _scalar(item) or not item:
-                out.append(f"{pad}- {_text(item)}")
-            else:
-                nested = spec_lines(item, indent + 2)
-                out += [f"{pad}- {nested[0].lstrip()}", *nested[1:]]
+            nested = spec_lines(item, indent + 2)
+            out += [f"{pad}- {nested[0].lstrip()}", *nested[1:]]
         return out
     return [f"{pad}{_text(value)}"]
 
 
-def _scalar(value: Any) -> bool:
-    return not isinstance(value, dict | list)
+def _flat(value: Any) -> bool:
+    """Shown on its key's line: a scalar, an empty dict, or a list of scalars."""
+    if isinstance(value, dict):
+        return not value
+    if isinstance(value, list):
+        return not any(isinstance(v, dict | list) for v in value)
+    return True
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, str):
+    if isinstance(value, list):
+        return ", ".join(_text(v) for v in value) if value else "[]"
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, str) and value:
         return value
-    if isinstance(value, dict | list):
-        return "[]" if isinstance(value, list) else "{}"
-    return orjson.dumps(value, default=str).decode()
+    return orjson.dumps(value, default=str).decode()  # "", null, true, numbers
