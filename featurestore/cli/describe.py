@@ -9,7 +9,7 @@ import orjson
 import typer
 
 from featurestore.cli.common import JsonOption, RepoOption, echo_json, handle_errors, open_store
-from featurestore.errors import InvalidReferenceError, ObjectNotFound, did_you_mean
+from featurestore.errors import InvalidReferenceError
 
 if TYPE_CHECKING:
     from featurestore.store import FeatureStore
@@ -52,19 +52,7 @@ def describe_payload(store: FeatureStore, name: str, kind: str | None) -> dict[s
             "spec": vv.spec,
             "models": snapshot.models_pinned_to(view, vv.version),
         }
-    matches = [
-        head for (k, n), head in snapshot.heads.items() if n == name and (kind is None or k == kind)
-    ]
-    if not matches:
-        names = {n for (_, n) in snapshot.heads}
-        raise ObjectNotFound(
-            f"No object named '{name}' in project '{store.project}'."
-            f"{did_you_mean(name, names)} `featurestore list` shows them all."
-        )
-    if len(matches) > 1:
-        kinds = ", ".join(sorted(h.kind for h in matches))
-        raise ObjectNotFound(f"'{name}' names several objects ({kinds}); pass --kind.")
-    head = matches[0]
+    head = snapshot.find(name, kind)
     history = store.registry.history(store.project, head.kind, head.name)
     return {
         "kind": head.kind,

@@ -42,16 +42,7 @@ def _pipeline(module: str = "admin") -> Any:
 
 
 def _streaming_views(store: Any, views: list[str] | None) -> list[str]:
-    from featurestore.definitions import KafkaSource
-
-    if views:
-        return views
-    snapshot = store.snapshot()
-    return sorted(
-        name
-        for name, head in snapshot.active("feature_view").items()
-        if isinstance(snapshot.feature_view(name).source, KafkaSource)
-    )
+    return views or store.snapshot().streaming_views()
 
 
 @stream_app.command("run")
