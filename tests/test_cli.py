@@ -115,6 +115,65 @@ def test_describe_and_list(example_repo: Path) -> None:
     ]
 
 
+def test_describe_prints_text_for_people_and_json_for_scripts(example_repo: Path) -> None:
+    repo = str(example_repo)
+    run("apply", "-r", repo)
+    text = run("describe", "fraud_detector", "-r", repo)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)  # the text form used to be the JSON too
+    assert text.startswith("model 'fraud_detector' in project 'payments': active, revision 1\n")
+    assert "    pins:\n      merchant_stats: 1\n" in text
+    assert "  history:\n    revision 1  " in text
+    assert text.rstrip().endswith("models.py:30")
+    text = run("describe", "user_profile@v1", "-r", repo)
+    assert text.startswith("Feature view version user_profile@v1 in project 'payments': active")
+    assert "values: DE, FR, GB, NL, ES, IT, US, PL" in text
+    assert text.rstrip().endswith("models: fraud_detector, promo_ranker")
+    data = json.loads(run("describe", "user_profile@v1", "-r", repo, "--json"))
+    assert data["kind"] == "feature_view_version"
+    assert data["spec"]["name"] == "user_profile"
+
+
+def test_every_store_a_command_opens_is_closed(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also when the command fails: closing flushes the audit queue and releases Redis."""
+    from featurestore.store import FeatureStore
+
+    repo = str(example_repo)
+    run("apply", "-r", repo)
+    opened: list[FeatureStore] = []
+    closed: list[FeatureStore] = []
+    init, close = FeatureStore.__init__, FeatureStore.close
+
+    def counted_init(self: FeatureStore, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+        opened.append(self)
+
+    def counted_close(self: FeatureStore) -> None:
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(FeatureStore, "__init__", counted_init)
+    monkeypatch.setattr(FeatureStore, "close", counted_close)
+    for args, code in [
+        (["plan"], 0),
+        (["apply"], 0),
+        (["versions", "user_profile"], 0),
+        (["describe", "fraud_detector"], 0),
+        (["describe", "nosuch"], 1),
+        (["list"], 0),
+        (["resolve", "--model", "fraud_detector"], 0),
+        (["resolve", "user_profile:nosuch"], 1),
+        (["promote", "fraud_detector"], 0),
+        (["training-sets"], 0),
+    ]:
+        before = len(opened)
+        run(*args, "-r", repo, code=code)
+        assert len(opened) > before, args
+        assert closed == opened, f"{args}: a store left open"
+
+
 @pytest.mark.parametrize("bad", ["user_profile", "user_profile@vx"])
 def test_retire_needs_a_version(example_repo: Path, bad: str) -> None:
     out = run("retire", bad, "-r", str(example_repo), code=1)

@@ -13,22 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "featurestore"
 
-# The CLI's satellites import the main module's helpers (and it imports them to register
-# their commands): the CLI package step of the structure issue removes both.
-KNOWN_CYCLES = [
-    {
-        "featurestore.cli",
-        "featurestore.cli_audit",
-        "featurestore.cli_credentials",
-        "featurestore.cli_drift",
-        "featurestore.cli_lineage",
-        "featurestore.cli_migrate",
-        "featurestore.cli_stream",
-    }
-]
-KNOWN_PRIVATE = {
-    ("featurestore.cli", name) for name in ("_echo_json", "_fail", "_parse_time", "_store")
-}
+KNOWN_CYCLES: list[set[str]] = []
+KNOWN_PRIVATE: set[tuple[str, str]] = set()
 
 
 def modules() -> dict[str, Path]:

@@ -15,6 +15,7 @@ from featurestore.definitions import (
     Entity,
     FeatureService,
     FeatureView,
+    KafkaSource,
     Model,
     Policy,
 )
@@ -109,6 +110,29 @@ class RegistrySnapshot:
                 f"{did_you_mean(name, self.active(kind))} Run `featurestore apply` if it is new."
             )
         return head
+
+    def find(self, name: str, kind: str | None = None) -> Head:
+        """The one object named ``name`` (of ``kind``, when a name is used twice), active or
+        retired: what ``featurestore describe NAME`` shows."""
+        matches = [h for (k, n), h in self.heads.items() if n == name and kind in (None, k)]
+        if not matches:
+            names = {n for (_, n) in self.heads}
+            raise ObjectNotFound(
+                f"No object named '{name}' in project '{self.project}'."
+                f"{did_you_mean(name, names)} `featurestore list` shows them all."
+            )
+        if len(matches) > 1:
+            kinds = ", ".join(sorted(h.kind for h in matches))
+            raise ObjectNotFound(f"'{name}' names several objects ({kinds}); pass --kind.")
+        return matches[0]
+
+    def streaming_views(self) -> list[str]:
+        """Active views whose source is a KafkaSource, by name."""
+        return sorted(
+            name
+            for name in self.active("feature_view")
+            if isinstance(self.feature_view(name).source, KafkaSource)
+        )
 
     def entity(self, name: str) -> Entity:
         return Entity.from_spec(self.head("entity", name).spec)

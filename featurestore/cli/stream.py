@@ -14,14 +14,13 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from featurestore.cli import (
+from featurestore.cli.common import (
     JsonOption,
     RepoOption,
-    _echo_json,
-    _store,
-    app,
     default_command,
+    echo_json,
     handle_errors,
+    open_store,
 )
 from featurestore.errors import MissingExtraError
 
@@ -29,7 +28,6 @@ stream_app = typer.Typer(
     cls=default_command("run"),
     help="Kafka streaming: consume views' topics into the online and offline stores.",
 )
-app.add_typer(stream_app, name="stream")
 
 
 def _pipeline(module: str = "admin") -> Any:
@@ -44,16 +42,7 @@ def _pipeline(module: str = "admin") -> Any:
 
 
 def _streaming_views(store: Any, views: list[str] | None) -> list[str]:
-    from featurestore.definitions import KafkaSource
-
-    if views:
-        return views
-    snapshot = store.snapshot()
-    return sorted(
-        name
-        for name, head in snapshot.active("feature_view").items()
-        if isinstance(snapshot.feature_view(name).source, KafkaSource)
-    )
+    return views or store.snapshot().streaming_views()
 
 
 @stream_app.command("run")
@@ -76,7 +65,7 @@ def run(
 ) -> None:
     """Consume until SIGTERM or Ctrl-C (which land the current batch and commit)."""
     stream = _pipeline("consumer")
-    with _store(repo) as store:
+    with open_store(repo) as store:
         names = _streaming_views(store, views)
         if not names:
             typer.echo("No streaming views (views whose source is a KafkaSource) in this repo.")
@@ -105,11 +94,11 @@ def status(
 ) -> None:
     """Consumers of this machine (rate, freshness, dead letters) and each group's lag."""
     stream = _pipeline()
-    with _store(repo) as store:
+    with open_store(repo) as store:
         names = _streaming_views(store, [view] if view else None)
         out = [stream.group_status(store, name) for name in names]
     if as_json:
-        _echo_json(out)
+        echo_json(out)
         return
     for s in out:
         lag = ", ".join(f"p{p}={n:,}" for p, n in s["lag"].items()) or "no committed offsets"
@@ -137,7 +126,7 @@ def create_topic(
 ) -> None:
     """Create a streaming view's topic (and its dead-letter topic) if it does not exist."""
     stream = _pipeline()
-    with _store(repo) as store:
+    with open_store(repo) as store:
         created = stream.create_topic(store, view, partitions)
         _v, _n, source = stream.stream_view(store, view)
     typer.echo(
@@ -162,13 +151,13 @@ def dlq(
     """Recent dead letters, one per id (a crash may send one twice): reason, partition
     and offset, and the original event (truncated ones say their original size)."""
     stream = _pipeline()
-    with _store(repo) as store:
+    with open_store(repo) as store:
         names = _streaming_views(store, [view] if view else None)
         letters = stream.recent_dead_letters(store, names, limit=limit)
     if reason:
         letters = [d for d in letters if d["reason"].startswith(reason)]
     if as_json:
-        _echo_json(letters)
+        echo_json(letters)
         return
     if not letters:
         typer.echo("No dead letters.")
@@ -197,10 +186,10 @@ def repair(
     from featurestore.streaming.processor import format_us
 
     stream = _pipeline()
-    with _store(repo) as store:
+    with open_store(repo) as store:
         report = stream.repair_future(store, view)
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "view": view,
                 "bound_us": report.bound_us,
@@ -249,6 +238,6 @@ def backfill(
         from featurestore.streaming.spark_batch import backfill as run_backfill
     except ImportError as exc:
         raise MissingExtraError("pyspark", "spark") from exc
-    with _store(repo) as store:
+    with open_store(repo) as store:
         result = run_backfill(store, view, source=source, progress=typer.echo)
     typer.echo(orjson.dumps(result).decode())

@@ -8,22 +8,20 @@ from typing import Annotated
 
 import typer
 
-from featurestore.cli import (
+from featurestore.cli.common import (
     JsonOption,
     RepoOption,
-    _echo_json,
-    _fail,
-    _parse_time,
-    _store,
-    app,
     default_command,
+    echo_json,
+    fail,
     handle_errors,
+    open_store,
+    parse_time,
 )
 
 audit_app = typer.Typer(
     cls=default_command("list"), help="The audit log: who did what, under which rule."
 )
-app.add_typer(audit_app, name="audit")
 
 
 @audit_app.command("list")
@@ -41,13 +39,13 @@ def list_records(
     repo: RepoOption = Path("."),
 ) -> None:
     """Audit records, newest first."""
-    with _store(repo) as store:
+    with open_store(repo) as store:
         records = store.registry.audit_records(
             store.project,
             action=action,
             subject=model,
             decision=decision,
-            since=_parse_time(since, "--since"),
+            since=parse_time(since, "--since"),
             limit=None if feature else limit,
         )
     if feature:
@@ -62,7 +60,7 @@ def list_records(
             or (view in r.subject and name in r.subject)
         ][:limit]
     if as_json:
-        _echo_json([asdict(r) for r in records])
+        echo_json([asdict(r) for r in records])
         return
     if not records:
         typer.echo("No audit records match.")
@@ -80,11 +78,11 @@ def list_records(
 @handle_errors
 def verify(as_json: JsonOption = False, repo: RepoOption = Path(".")) -> None:
     """Check the chain: an edited, deleted or reordered record is reported (exit 1)."""
-    with _store(repo) as store:
+    with open_store(repo) as store:
         result = store.registry.verify_audit(store.project)
         head = store.registry.audit_records(store.project, limit=1)
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "records": result.records,
                 "ok": result.ok,
@@ -98,4 +96,4 @@ def verify(as_json: JsonOption = False, repo: RepoOption = Path(".")) -> None:
             f"{head[0].hash if head else '-'} (keep it elsewhere to detect a rewritten tail)."
         )
     if not result.ok:
-        _fail("the audit log was tampered with: " + "; ".join(result.problems))
+        fail("the audit log was tampered with: " + "; ".join(result.problems))

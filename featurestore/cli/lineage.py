@@ -10,23 +10,21 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from featurestore.cli import (
+from featurestore.cli.common import (
     JsonOption,
     RepoOption,
-    _echo_json,
-    _parse_time,
-    _store,
-    app,
+    echo_json,
     handle_errors,
+    open_store,
+    parse_time,
 )
 
 lineage_app = typer.Typer(help="Lineage: sources, versions, runs, training sets, models.")
-app.add_typer(lineage_app, name="lineage")
 
 
 def _answer(repo: Path, query: Callable[..., dict[str, Any]], subject: str) -> dict[str, Any]:
     """A lineage query (``queries.feature_lineage`` or ``model_lineage``) on the repo."""
-    with _store(repo) as store:
+    with open_store(repo) as store:
         return query(
             store.registry,
             store.snapshot(),
@@ -78,7 +76,7 @@ def feature(
 
     found = _answer(repo, feature_lineage, ref)
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     typer.secho(f"{found['feature']}  (project {found['project']})", bold=True)
     typer.echo("versions:")
@@ -128,7 +126,7 @@ def model(
 
     found = _answer(repo, model_lineage, name)
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     typer.secho(
         f"model {found['model']}  (purpose {found['purpose']}, owner {found['owner']}, "
@@ -182,14 +180,14 @@ def export(
     """OpenLineage run events (JSON lines) of materialization runs and training sets."""
     from featurestore.lineage.openlineage import run_events
 
-    with _store(repo) as store:
+    with open_store(repo) as store:
         events = list(
             run_events(
                 store.registry,
                 store.snapshot(),
                 store.config.repo_path,
                 store.config.kafka_bootstrap_servers,
-                _parse_time(since, "--since"),
+                parse_time(since, "--since"),
             )
         )
     lines = b"".join(orjson.dumps(e) + b"\n" for e in events)

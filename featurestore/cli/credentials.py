@@ -9,19 +9,17 @@ from typing import Annotated
 
 import typer
 
-from featurestore.cli import (
+from featurestore.cli.common import (
     JsonOption,
     RepoOption,
-    _echo_json,
-    _parse_time,
-    _store,
-    app,
+    echo_json,
     handle_errors,
+    open_store,
+    parse_time,
 )
 from featurestore.errors import EntityInputError
 
 credentials_app = typer.Typer(help="API keys: one project and one model each.")
-app.add_typer(credentials_app, name="credentials")
 
 _DURATION = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -35,7 +33,7 @@ def parse_expiry(value: str | None, now: datetime) -> datetime | None:
     if match:
         return now + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:
-        return _parse_time(value, "--expires")
+        return parse_time(value, "--expires")
     except EntityInputError:
         raise EntityInputError(
             f"--expires {value!r} is neither a duration (90d, 12h, 30m) nor an ISO time "
@@ -55,12 +53,12 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Make an API key for MODEL and print it once (only a salted hash is stored)."""
-    with _store(repo) as store:
+    with open_store(repo) as store:
         credential, key = store.create_credential(
             model, expires_at=parse_expiry(expires, datetime.now(UTC)), description=description
         )
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "key": key,
                 "key_id": credential.key_id,
@@ -94,7 +92,7 @@ def list_credentials(
 ) -> None:
     """API keys of the project (never their secrets)."""
     now = datetime.now(UTC)
-    with _store(repo) as store:
+    with open_store(repo) as store:
         found = store.registry.credentials(store.project, model)
     rows = [
         {
@@ -111,7 +109,7 @@ def list_credentials(
         if show_all or c.status(now) == "active"
     ]
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     if not rows:
         typer.echo("No API keys." if show_all else "No active API keys (--all shows the rest).")
@@ -132,10 +130,10 @@ def revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a key: servers refuse it within their refresh interval (default 1 s)."""
-    with _store(repo) as store:
+    with open_store(repo) as store:
         credential = store.revoke_credential(key_id)
     if as_json:
-        _echo_json({"key_id": credential.key_id, "revoked_at": credential.revoked_at})
+        echo_json({"key_id": credential.key_id, "revoked_at": credential.revoked_at})
         return
     typer.echo(
         f"Revoked {credential.label} (model '{credential.model}') at "

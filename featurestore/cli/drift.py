@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from featurestore.cli import JsonOption, RepoOption, _echo_json, _store, app, handle_errors
+from featurestore.cli.common import JsonOption, RepoOption, echo_json, handle_errors, open_store
 
 drift_app = typer.Typer(help="Drift monitors: served features against their training data.")
-app.add_typer(drift_app, name="drift")
 
 _COLORS = {"ok": typer.colors.GREEN, "warn": typer.colors.YELLOW, "drift": typer.colors.RED}
 
@@ -76,10 +75,10 @@ def check(
     """Check once, publish the status to lookups, and record it. Exit 3 if any model drifts."""
     from featurestore.drift.monitor import run_checks
 
-    with _store(repo) as store:
+    with open_store(repo) as store:
         details = run_checks(store, model)
     if as_json:
-        _echo_json(details)
+        echo_json(details)
     else:
         if not details:
             typer.echo("No DriftMonitor in the repo.")
@@ -99,7 +98,7 @@ def monitor(
     from featurestore.drift.monitor import monitor_forever
 
     last: dict[str, str] = {}
-    with _store(repo) as store:
+    with open_store(repo) as store:
         typer.echo(f"Monitoring drift of project '{store.project}' every {interval:g} s")
         try:
             for details in monitor_forever(store, interval):
@@ -119,12 +118,12 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """The model's status from its last check, as lookups see it (with every feature)."""
-    with _store(repo) as store:
+    with open_store(repo) as store:
         client = store.online_client()
         detail = client.drift_status(model, detail=True)
         client.close()
     if as_json:
-        _echo_json(detail)
+        echo_json(detail)
     elif "features" in detail:
         _show(detail)
     else:
@@ -140,11 +139,11 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Past checks of a model, newest first."""
-    with _store(repo) as store:
+    with open_store(repo) as store:
         store.snapshot().model(model)
         checks = store.registry.drift_checks(store.project, model, limit=limit)
     if as_json:
-        _echo_json(
+        echo_json(
             [
                 {
                     "id": c.id,

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from featurestore.cli import JsonOption, _echo_json, app, handle_errors
+from featurestore.cli.common import JsonOption, echo_json, handle_errors
 
 
-@app.command("import-feast")
 @handle_errors
 def import_feast(
     feast_repo: Annotated[Path, typer.Argument(help="The Feast repo (holds feature_store.yaml).")],
@@ -25,7 +24,7 @@ def import_feast(
 
     report = import_feast(feast_repo, out, project=project)
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "project": report.project,
                 "out": str(out),

@@ -1,0 +1,5 @@
+"""``python -m featurestore.cli``: the ``featurestore`` command."""
+
+from featurestore.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""What every command module shares: the store (always closed), errors, JSON output, the
+common options. Command modules import this, never the app that registers them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import click
+import orjson
+import typer
+from typer.core import TyperGroup
+
+from featurestore.errors import EntityInputError, FeatureStoreError
+from featurestore.urls import redact
+
+if TYPE_CHECKING:
+    from featurestore.store import FeatureStore
+
+RepoOption = Annotated[
+    Path,
+    typer.Option(
+        "--repo",
+        "-r",
+        envvar="FEATURESTORE_REPO",
+        help="Feature repo folder (holds featurestore.yaml).",
+        show_default=True,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_command(name: str) -> type[TyperGroup]:
+    """A command group whose bare form runs ``name``: `featurestore stream VIEW` is
+    `featurestore stream run VIEW`."""
+
+    class DefaultCommand(TyperGroup):
+        def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+            if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+                args = [name, *args]
+            return super().parse_args(ctx, args)
+
+    return DefaultCommand
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    # Messages quote URLs, and third-party errors inside them too: redact all of it.
+    typer.secho(f"error: {redact(message)}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Print a FeatureStoreError's message instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FeatureStoreError as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_json(value: Any) -> None:
+    """Indented JSON on stdout; datetimes and paths as strings."""
+    typer.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+@contextmanager
+def open_store(repo: Path) -> Iterator[FeatureStore]:
+    """The repo's FeatureStore, closed when the command ends (also on errors and exits):
+    its audit queue flushed and its Redis connections released."""
+    from featurestore.store import FeatureStore
+
+    with FeatureStore(repo) as store:
+        yield store
+
+
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO date or time given to ``option``; naive times are UTC."""
+    from datetime import UTC
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise EntityInputError(
+            f"{option} {value!r} is not an ISO date or time, e.g. 2026-11-01 or "
+            "2026-11-01T12:00:00Z (times without a zone are UTC)."
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
