@@ -8,5 +8,7 @@ cd "$(dirname "$0")/.."
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "==> mypy"
+.venv/bin/mypy  # files and strictness: [tool.mypy] in pyproject.toml
 echo "==> pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -10,7 +10,6 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import click
 import orjson
 import typer
 from typer.core import TyperGroup
@@ -41,7 +40,8 @@ def default_command(name: str) -> type[TyperGroup]:
     `featurestore stream run VIEW`."""
 
     class DefaultCommand(TyperGroup):
-        def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # ctx: typer's own (vendored) click Context, whatever click is installed.
+        def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
             if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
                 args = [name, *args]
             return super().parse_args(ctx, args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -94,7 +94,7 @@ def list_credentials(
     now = datetime.now(UTC)
     with open_store(repo) as store:
         found = store.registry.credentials(store.project, model)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "key_id": c.key_id,
             "model": c.model,

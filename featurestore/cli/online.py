@@ -87,10 +87,11 @@ def get_online(
     """Look up online features, as a model or prediction service would."""
     with open_store(repo) as store:
         client = store.online_client(api_key=api_key)
-        request = {"model": model, "features": feature, "full_feature_names": full_feature_names}
-        plan = client.plan(**request)
+        plan = client.plan(model=model, features=feature, full_feature_names=full_feature_names)
         rows = _entity_rows(client, plan, entity, entities_json)
-        response = client.get_online_features(rows, **request)
+        response = client.get_online_features(
+            rows, model=model, features=feature, full_feature_names=full_feature_names
+        )
         client.close()
     if as_json:
         typer.echo(response.to_json_text(indent=True))

@@ -79,7 +79,7 @@ def versions(
 
     with open_store(repo) as store:
         snapshot = store.snapshot()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for vv in store.versions(view):
             offline = OfflineTable(
                 store.config.offline_store_path / store.project / view / f"v{vv.version}"
