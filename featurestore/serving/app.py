@@ -145,7 +145,9 @@ class Server:
         self.registry_error = None
         if catalog is not self.client.catalog:
             log.info(
-                "registry changed: serial %s -> %s", self.client.catalog.serial, catalog.serial
+                "registry changed: serial %s -> %s",
+                self.client.catalog.serial,
+                catalog.serial,
             )
             self.client.catalog = catalog
             metrics.REGISTRY_SERIAL.set(catalog.serial)
@@ -203,6 +205,42 @@ def create_app(
             response.headers["WWW-Authenticate"] = 'Bearer realm="featurestore"'
         return response
 
+    # In this order: the OpenAPI schema (docs/openapi.json) lists them so.
+    add_lookup_route(app, server)
+    add_drift_routes(app, server)
+    add_health_routes(app, server)
+    app.openapi = lambda: openapi_with_keys(app)  # type: ignore[method-assign]
+    return app
+
+
+FEATURES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": FeaturesResponse},
+    400: {
+        "model": ErrorResponse,
+        "description": "Body is not a JSON object, or nests a list or object where "
+        "a scalar belongs",
+    },
+    401: {"model": ErrorResponse, "description": "No, unknown, revoked or expired key"},
+    403: {"model": ErrorResponse, "description": "Another model, or denied by policy"},
+    404: {"model": ErrorResponse, "description": "Unknown model, feature or version"},
+    413: {"model": ErrorResponse, "description": "Too many entity rows or bytes"},
+    422: {"model": ErrorResponse, "description": "Bad entity keys or request fields"},
+    408: {"model": ErrorResponse, "description": "Body not received in time"},
+    500: {
+        "model": ErrorResponse,
+        "description": "Unexpected failure: the body and X-Request-ID carry the id "
+        "it is logged under",
+    },
+    503: {
+        "model": ErrorResponse,
+        "description": "Redis unreachable or refusing, or too many connections",
+    },
+}
+
+
+def add_lookup_route(app: FastAPI, server: Server) -> None:
+    """POST /v1/features: the lookup."""
+
     @app.post(
         "/v1/features",
         summary="Look up features for entity rows",
@@ -212,29 +250,7 @@ def create_app(
                 "content": {"application/json": {"schema": _schema(FeaturesRequest)}},
             }
         },
-        responses={
-            200: {"model": FeaturesResponse},
-            400: {
-                "model": ErrorResponse,
-                "description": "Body is not a JSON object, or nests a list or object where "
-                "a scalar belongs",
-            },
-            401: {"model": ErrorResponse, "description": "No, unknown, revoked or expired key"},
-            403: {"model": ErrorResponse, "description": "Another model, or denied by policy"},
-            404: {"model": ErrorResponse, "description": "Unknown model, feature or version"},
-            413: {"model": ErrorResponse, "description": "Too many entity rows or bytes"},
-            422: {"model": ErrorResponse, "description": "Bad entity keys or request fields"},
-            408: {"model": ErrorResponse, "description": "Body not received in time"},
-            500: {
-                "model": ErrorResponse,
-                "description": "Unexpected failure: the body and X-Request-ID carry the id "
-                "it is logged under",
-            },
-            503: {
-                "model": ErrorResponse,
-                "description": "Redis unreachable or refusing, or too many connections",
-            },
-        },
+        responses=FEATURES_RESPONSES,
     )
     async def get_features(request: Request) -> Response:
         start = time.perf_counter()
@@ -261,30 +277,7 @@ def create_app(
             return _error(request, 400, "InvalidJSON", detail)
         if not isinstance(payload, dict):
             return _error(request, 400, "InvalidJSON", "The request body must be a JSON object.")
-        for key in payload:
-            if key not in REQUEST_KEYS:
-                raise EntityInputError(
-                    f"Unknown request field '{key}'.{did_you_mean(key, REQUEST_KEYS)} "
-                    f"Fields: {', '.join(REQUEST_KEYS)}."
-                )
-        if "entities" not in payload:
-            raise EntityInputError('The request has no "entities".')
-        model = payload.get("model")
-        features = payload.get("features")
-        if model is not None and not isinstance(model, str):
-            raise _not_a('"model"', model, "a string (a model name)")
-        if features is not None and (
-            not isinstance(features, list) or not all(isinstance(f, str) for f in features)
-        ):
-            if not isinstance(features, list):
-                raise _not_a('"features"', features, "a list of strings")
-            i, bad = next((i, f) for i, f in enumerate(features) if not isinstance(f, str))
-            raise _not_a(
-                f'"features" item {i}', bad, 'a string (a reference "view:feature" or a service)'
-            )
-        full = payload.get("full_feature_names", False)
-        if not isinstance(full, bool):
-            raise EntityInputError('"full_feature_names" must be true or false.')
+        model, features, full = request_fields(payload)
         response = await server.client.get_online_features_async(
             payload["entities"],
             model=model,
@@ -298,6 +291,44 @@ def create_app(
         metrics.ENTITY_ROWS.labels(label).inc(len(response))
         metrics.LATENCY.labels(label).observe(time.perf_counter() - start)
         return Response(content, media_type="application/json")
+
+
+def request_fields(
+    payload: dict[str, Any],
+) -> tuple[str | None, list[str] | None, bool]:
+    """(model, features, full_feature_names) of a lookup request, checked: every field
+    known, ``entities`` present, each field of the type it must have."""
+    for key in payload:
+        if key not in REQUEST_KEYS:
+            raise EntityInputError(
+                f"Unknown request field '{key}'.{did_you_mean(key, REQUEST_KEYS)} "
+                f"Fields: {', '.join(REQUEST_KEYS)}."
+            )
+    if "entities" not in payload:
+        raise EntityInputError('The request has no "entities".')
+    model = payload.get("model")
+    features = payload.get("features")
+    if model is not None and not isinstance(model, str):
+        raise _not_a('"model"', model, "a string (a model name)")
+    if features is not None and (
+        not isinstance(features, list) or not all(isinstance(f, str) for f in features)
+    ):
+        if not isinstance(features, list):
+            raise _not_a('"features"', features, "a list of strings")
+        i, bad = next((i, f) for i, f in enumerate(features) if not isinstance(f, str))
+        raise _not_a(
+            f'"features" item {i}',
+            bad,
+            'a string (a reference "view:feature" or a service)',
+        )
+    full = payload.get("full_feature_names", False)
+    if not isinstance(full, bool):
+        raise EntityInputError('"full_feature_names" must be true or false.')
+    return model, features, full
+
+
+def add_drift_routes(app: FastAPI, server: Server) -> None:
+    """GET /v1/drift/{model} and its server-sent events."""
 
     def _drift_caller(request: Request, model: str) -> None:
         caller = server.client.catalog.authenticate(_api_key(request))
@@ -346,6 +377,10 @@ def create_app(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+
+def add_health_routes(app: FastAPI, server: Server) -> None:
+    """/healthz, /readyz and /metrics (no key needed)."""
+
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -375,27 +410,29 @@ def create_app(
         content, media_type = metrics.render()
         return Response(content, media_type=media_type)
 
-    def openapi() -> dict[str, Any]:
-        """The generated schema, with the API key these routes require declared."""
-        if app.openapi_schema is None:
-            from fastapi.openapi.utils import get_openapi
 
-            schema = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, routes=app.routes
-            )
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "fsk_... key"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            }
-            for path, operations in schema["paths"].items():
-                if path.startswith("/v1/"):
-                    for operation in operations.values():
-                        operation["security"] = [{"bearer": []}, {"apiKey": []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
+def openapi_with_keys(app: FastAPI) -> dict[str, Any]:
+    """The generated schema, with the API key the /v1 routes require declared."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
 
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "fsk_... key",
+            },
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+        for path, operations in schema["paths"].items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _api_key(request: Request) -> str:
