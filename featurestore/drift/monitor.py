@@ -109,6 +109,36 @@ def _is_non_finite(value: Any) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
 
 
+def not_comparable(
+    reference: dict[str, Any] | None, samples: int, spec: dict[str, Any], model: str | None
+) -> dict[str, Any] | None:
+    """Why a feature cannot be measured (status and reason), or None when it can."""
+    if reference is None:
+        return {"status": UNKNOWN, "reason": "no reference profile (not in the training set)"}
+    if not usable(reference):
+        bad = reference.get("non_finite", 0)
+        rebuild = (
+            f"featurestore training-data --model {model} ..."
+            if model
+            else "featurestore training-data ..."
+        )
+        return {
+            "status": NO_REFERENCE,
+            "reason": (
+                f"no usable value in the training set ({reference['nulls']} of "
+                f"{reference['count']} rows null{f', {bad} non-finite' if bad else ''}; "
+                "e.g. built before the view had data): rebuild the training set once the "
+                f"view has data (`{rebuild}`)"
+            ),
+        }
+    if samples < spec["min_samples"]:
+        return {
+            "status": UNKNOWN,
+            "reason": f"{samples} served values in the window; needs {spec['min_samples']}",
+        }
+    return None
+
+
 def feature_drift(
     reference: dict[str, Any] | None,
     served: list[Any],
@@ -119,35 +149,9 @@ def feature_drift(
 ) -> dict[str, Any]:
     """One feature's measures and status (``spec``: the DriftMonitor's thresholds)."""
     out: dict[str, Any] = {"samples": len(served)}
-    if reference is None:
-        return {
-            **out,
-            "status": UNKNOWN,
-            "reason": "no reference profile (not in the training set)",
-        }
-    if not usable(reference):
-        bad = reference.get("non_finite", 0)
-        rebuild = (
-            f"featurestore training-data --model {model} ..."
-            if model
-            else "featurestore training-data ..."
-        )
-        return {
-            **out,
-            "status": NO_REFERENCE,
-            "reason": (
-                f"no usable value in the training set ({reference['nulls']} of "
-                f"{reference['count']} rows null{f', {bad} non-finite' if bad else ''}; "
-                "e.g. built before the view had data): rebuild the training set once the "
-                f"view has data (`{rebuild}`)"
-            ),
-        }
-    if len(served) < spec["min_samples"]:
-        return {
-            **out,
-            "status": UNKNOWN,
-            "reason": f"{len(served)} served values in the window; needs {spec['min_samples']}",
-        }
+    unmeasured = not_comparable(reference, len(served), spec, model)
+    if unmeasured is not None or reference is None:
+        return {**out, **(unmeasured or {})}
     # NaN and infinities are counted apart (as the profile does), never binned or averaged.
     non_finite = sum(1 for v in served if _is_non_finite(v))
     nulls = sum(1 for v in served if v is None)
