@@ -176,7 +176,7 @@ def one_size(
     r0.flushdb()
     out["featurestore_command"] = run_cmd([fs_bin, "materialize", "stats", "--repo", str(repo)])
     with FeatureStore(repo) as store:
-        out["featurestore_command"]["engine"] = store.registry.runs(store.project)[0].engine
+        out["featurestore_command"]["engine"] = store.registry.runs.records(store.project)[0].engine
     log(f"featurestore command: {out['featurestore_command']}")
     if rows <= 5_000_000:
         with FeatureStore(repo) as store:

@@ -218,7 +218,7 @@ class FeatureStore:
             snapshot,
             policy_default=self.config.policy_default,
             mask_key=self.mask_key(),
-            keys=KeyRing(self.project, self.registry.credentials(self.project)),
+            keys=KeyRing(self.project, self.registry.credentials.records(self.project)),
             on_decision=self.audit_queue.put,
         )
 
@@ -227,7 +227,7 @@ class FeatureStore:
         from featurestore.registry.audit import AuditQueue
         from featurestore.registry.database import whoami
 
-        return AuditQueue(self.registry, self.project, whoami())
+        return AuditQueue(self.registry.audit, self.project, whoami())
 
     def mask_key(self) -> bytes:
         """The key of masked values' hashes: ``FEATURESTORE_MASK_KEY``, or one made once in
@@ -322,7 +322,7 @@ class FeatureStore:
         stored: the key cannot be shown again."""
         from featurestore.registry.database import whoami
 
-        found = self.registry.create_credential(
+        found = self.registry.credentials.create(
             self.project, model, actor=whoami(), expires_at=expires_at, description=description
         )
         self._registry_changed()
@@ -332,7 +332,7 @@ class FeatureStore:
         from featurestore.registry.credentials import key_id_of
         from featurestore.registry.database import whoami
 
-        revoked = self.registry.revoke_credential(self.project, key_id_of(key_id), actor=whoami())
+        revoked = self.registry.credentials.revoke(self.project, key_id_of(key_id), actor=whoami())
         self._registry_changed()
         return revoked
 

@@ -113,7 +113,7 @@ def test_a_flood_of_varied_denials_adds_a_bounded_number_of_counted_records(
     store: FeatureStore,
 ) -> None:
     # A record of the old shape (one per denial, no count) stays verifiable beside new ones.
-    store.registry.audit(
+    store.registry.audit.append(
         AuditRecord(
             project=store.project,
             action="deny",
@@ -124,7 +124,7 @@ def test_a_flood_of_varied_denials_adds_a_bounded_number_of_counted_records(
             detail={"at": "online", "key": "fsk_0000000000000000", "message": "old"},
         )
     )
-    before = len(store.registry.audit_records(store.project))
+    before = len(store.registry.audit.records(store.project))
     _c, key1 = store.create_credential("scorer")
     _c, key2 = store.create_credential("scorer")
     label1, label2 = f"fsk_{key1[4:20]}", f"fsk_{key2[4:20]}"
@@ -154,7 +154,7 @@ def test_a_flood_of_varied_denials_adds_a_bounded_number_of_counted_records(
     elapsed = time.monotonic() - begin
     assert sum(sent.values()) >= 2000
 
-    added = store.registry.audit_records(store.project)[: -before or None]
+    added = store.registry.audit.records(store.project)[: -before or None]
     denials = [r for r in added if r.action == "deny"]
     # At most one record per key, rule and window (a run can straddle window edges).
     most = 1 + math.ceil(elapsed / WINDOW_SECONDS)
@@ -178,7 +178,7 @@ def test_a_flood_of_varied_denials_adds_a_bounded_number_of_counted_records(
     assert all(r.detail["features"] == ["wide@v1:hashed"] for r in masks)
     assert len(added) <= 2 + len(per_caller) * most + most  # keys, denials, masks
 
-    assert store.registry.verify_audit(store.project).ok
+    assert store.registry.audit.verify(store.project).ok
     repo = str(store.config.repo_path)
     verified = CliRunner().invoke(app, ["audit", "verify", "--repo", repo])
     assert verified.exit_code == 0, verified.output
@@ -223,7 +223,7 @@ def test_a_window_closes_into_one_record_and_the_next_decision_opens_another() -
 
 def test_the_writer_thread_writes_a_closed_window_without_a_flush(store: FeatureStore) -> None:
     queue = AuditQueue(
-        store.registry, store.project, "tester", window_seconds=0.2, tick_seconds=0.05
+        store.registry.audit, store.project, "tester", window_seconds=0.2, tick_seconds=0.05
     )
     fields = {
         "action": "deny",
@@ -235,9 +235,9 @@ def test_the_writer_thread_writes_a_closed_window_without_a_flush(store: Feature
     for _ in range(3):
         queue.put(fields)
     deadline = time.monotonic() + 30
-    while not (found := store.registry.audit_records(store.project, action="deny")):
+    while not (found := store.registry.audit.records(store.project, action="deny")):
         assert time.monotonic() < deadline, "the closed window was never written"
         time.sleep(0.05)
     assert [(r.actor, r.detail["count"]) for r in found] == [("fsk_2", 3)]
     queue.flush()
-    assert len(store.registry.audit_records(store.project, action="deny")) == 1
+    assert len(store.registry.audit.records(store.project, action="deny")) == 1

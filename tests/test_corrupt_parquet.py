@@ -121,7 +121,7 @@ def test_a_flipped_byte_in_a_source_page_fails_the_run_by_name(store: FeatureSto
     assert "run the materialization again" in message
     assert info.value.path == str(bad)
     assert state(store) == before  # nothing committed offline, nothing written online
-    assert store.registry.runs(store.project, "stats")[0].status == "failed"
+    assert store.registry.runs.records(store.project, "stats")[0].status == "failed"
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])

@@ -70,9 +70,9 @@ def test_create_prints_the_key_once_and_stores_only_a_salted_hash(store: Feature
     every = orjson.loads(cli(store, "credentials", "list", "--all", "--json").stdout)
     assert {c["key_id"]: c["status"] for c in every} == {key_id: "revoked", second[4:20]: "active"}
 
-    actions = [r.action for r in store.registry.audit_records(store.project)]
+    actions = [r.action for r in store.registry.audit.records(store.project)]
     assert actions[:3] == ["credential_revoke", "credential_create", "credential_create"]
-    assert store.registry.verify_audit(store.project).ok
+    assert store.registry.audit.verify(store.project).ok
 
 
 @pytest.mark.parametrize(
@@ -89,8 +89,8 @@ def test_bad_create_requests_are_refused_and_leave_nothing(
     result = cli(store, "credentials", "create", *args)
     assert result.exit_code == 1
     assert message in result.output
-    assert store.registry.credentials(store.project) == []
-    assert store.registry.audit_records(store.project, action="credential_create") == []
+    assert store.registry.credentials.records(store.project) == []
+    assert store.registry.audit.records(store.project, action="credential_create") == []
 
 
 def test_revoke_names_an_unknown_or_malformed_key(store: FeatureStore) -> None:
@@ -123,13 +123,13 @@ def test_a_key_acts_as_its_model_in_process(store: FeatureStore) -> None:
         with pytest.raises(PolicyDeniedError, match="no_pii_for_marketing"):
             promo.get_online_features(rows, features=["profile:email"])
     store.audit_queue.flush()
-    denials = store.registry.audit_records(store.project, action="deny")
+    denials = store.registry.audit.records(store.project, action="deny")
     assert len(denials) == 1  # a repeated denial is counted, not logged again
     assert denials[0].detail["count"] == 3
     assert denials[0].actor == f"fsk_{promo_key[4:20]}"
     assert denials[0].rule == "no_pii_for_marketing"
     assert denials[0].detail["at"] == "online"
-    masks = store.registry.audit_records(store.project, action="mask")
+    masks = store.registry.audit.records(store.project, action="mask")
     assert {tuple(r.detail["features"]) for r in masks} == {("profile@v1:email",)}
 
     assert client.usage() == {

@@ -246,7 +246,7 @@ def serve_lookups(client: Any, n: int = 6) -> None:
 
 @pytest.mark.services
 def test_training_sets_save_reference_profiles(monitored: FeatureStore) -> None:
-    training_set, profiles = monitored.registry.reference(monitored.project, "scorer")
+    training_set, profiles = monitored.registry.drift.reference(monitored.project, "scorer")
     assert training_set == monitored.registry.training_sets(monitored.project)[0].id
     assert set(profiles) == {"stats@v1:amount", "stats@v1:country", "stats@v1:score"}
     amount = profiles["stats@v1:amount"]
@@ -254,7 +254,7 @@ def test_training_sets_save_reference_profiles(monitored: FeatureStore) -> None:
     assert amount["mean"] == pytest.approx(100, abs=2)
     assert sum(amount["fractions"]) == pytest.approx(1.0)
     assert set(profiles["stats@v1:country"]["categories"]) == set(BASE)
-    assert monitored.registry.reference(monitored.project, "other") is None
+    assert monitored.registry.drift.reference(monitored.project, "other") is None
 
 
 @pytest.mark.services
@@ -300,7 +300,7 @@ def test_served_drift_reaches_lookups_with_its_history_and_skew(monitored: Featu
         "stats:score": "drift",
     }
     assert client.drift_status("scorer", detail=True)["features"]["stats:amount"]["psi"] > 1
-    history = monitored.registry.drift_checks(monitored.project, "scorer")
+    history = monitored.registry.drift.checks(monitored.project, "scorer")
     assert [c.status for c in history] == ["drift", "ok"]
     from featurestore.lineage.queries import model_lineage
 
@@ -327,7 +327,7 @@ def test_a_feature_with_no_reference_values_is_reported_and_never_stops_the_moni
     built = monitored_store(tmp_path, services, trained_score_nulls=1)
     store = next(built)
     try:
-        _ts, profiles = store.registry.reference(store.project, "scorer")
+        _ts, profiles = store.registry.drift.reference(store.project, "scorer")
         assert profiles["stats@v1:score"]["nulls"] == USERS
         client = store.online_client()
         serve_lookups(client)

@@ -99,7 +99,7 @@ def assert_exact(store: FeatureStore, engine: Any) -> pa.Table:
     assert result.schema.field("hashed").type == pa.int64()
     assert result.column("hashed").to_pylist() == [*VALUES, None]
     assert result.column("counter_ns").to_pylist() == [*COUNTERS, None]
-    profile = store.registry.profiles(store.project, training.record.id)["ids@v1:hashed"]
+    profile = store.registry.drift.profiles(store.project, training.record.id)["ids@v1:hashed"]
     assert (profile["min"], profile["max"]) == (-(2**63), 2**63 - 1)
     assert all(type(e) is int for e in profile["edges"])
     assert set(profile["edges"]) <= set(VALUES)

@@ -41,7 +41,7 @@ def built(example_repo: Path, services: Any, monkeypatch: pytest.MonkeyPatch) ->
     with FeatureStore(example_repo) as s:
         s.apply()
         materialize(s, None, engine="local")
-        runs = {r.view: r for r in s.registry.runs(s.project)}  # one run per batch view
+        runs = {r.view: r for r in s.registry.runs.records(s.project)}  # one run per batch view
     out = example_repo / "data" / "training" / "fraud.parquet"
     record = json.loads(
         invoke(

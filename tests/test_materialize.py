@@ -189,7 +189,7 @@ def test_exact_values_offline_and_online(store: FeatureStore, spark: Any, materi
     ).table
     assert latest.column("amount").to_pylist() == got["amount"][:2]
     # Lineage.
-    (record,) = store.registry.runs(store.project, "user_stats")
+    (record,) = store.registry.runs.records(store.project, "user_stats")
     assert record.status == "succeeded"
     assert record.validation["success"] is True
     assert len(record.sources) == 4
@@ -242,7 +242,7 @@ def test_failing_expectations_write_nothing_and_say_where(
     assert report.is_file()
     assert offline_rows(store) == []
     assert online(store, [1], USER_STATS)["amount"] == [None]
-    (record,) = store.registry.runs(store.project, "user_stats")
+    (record,) = store.registry.runs.records(store.project, "user_stats")
     assert record.status == "failed"
     assert record.validation["success"] is False
 
@@ -259,7 +259,7 @@ def test_incremental_runs_start_at_the_watermark(
     assert second.record.rows_read == 2
     assert len(offline_rows(store)) == 5
     assert online(store, [2], USER_STATS)["amount"] == [40.0]
-    assert store.registry.watermark(store.project, "user_stats", 1) == second.record.window_end
+    assert store.registry.runs.watermark(store.project, "user_stats", 1) == second.record.window_end
 
 
 # -- bad input ------------------------------------------------------------------------------
@@ -270,7 +270,7 @@ def test_a_missing_source_path_names_the_view_and_path(
 ) -> None:
     with pytest.raises(SourceNotFoundError, match=r"user_stats@v1: source 'src' has no Parquet"):
         materialize(store, ["user_stats"], session=spark)
-    assert store.registry.runs(store.project)[0].status == "failed"
+    assert store.registry.runs.records(store.project)[0].status == "failed"
 
 
 def _rewrite_source(store: FeatureStore, change: Any, only_one: bool = False) -> Path:
@@ -345,7 +345,7 @@ def test_redis_down_commits_nothing_offline(tmp_path: Path, spark: Any, material
         with pytest.raises(OnlineStoreUnavailable, match="user_stats@v1: Redis at"):
             materialize(store, ["user_stats"], session=spark)
         assert offline_rows(store) == []
-        assert store.registry.runs(store.project)[0].status == "failed"
+        assert store.registry.runs.records(store.project)[0].status == "failed"
 
 
 # -- crash and re-run ---------------------------------------------------------------------
@@ -384,9 +384,9 @@ def test_a_job_killed_mid_run_completes_when_run_again(
     assert len(offline_rows(store)) == 5
     assert online(store, [1, 2], USER_STATS)["amount"] == [25.0, 40.0]
     assert not staging.exists() or not any(staging.iterdir())
-    statuses = [r.status for r in store.registry.runs(store.project, "user_stats")]
+    statuses = [r.status for r in store.registry.runs.records(store.project, "user_stats")]
     assert statuses == ["succeeded", "failed"]  # the killed run, marked abandoned
-    assert "abandoned" in store.registry.runs(store.project, "user_stats")[1].error
+    assert "abandoned" in store.registry.runs.records(store.project, "user_stats")[1].error
 
 
 # -- the command line ----------------------------------------------------------------------
@@ -407,7 +407,7 @@ def test_materialize_with_the_local_engine_needs_no_pyspark(store: FeatureStore)
     assert "user_stats@v1: 2 entities written online" in local.stdout
     assert len(offline_rows(store)) == 5
     assert online(store, [1, 2], USER_STATS)["amount"] == [25.0, 40.0]
-    assert store.registry.runs(store.project)[0].engine == "in-process (pyarrow)"
+    assert store.registry.runs.records(store.project)[0].engine == "in-process (pyarrow)"
     # Spark itself still says which extra to install, without a traceback.
     spark = subprocess.run([*cmd, "--engine", "spark"], capture_output=True, text=True)
     assert spark.returncode != 0

@@ -191,13 +191,13 @@ def test_the_audit_log_records_applies_and_builds_and_catches_tampering(
 
     spine = pa.table({"user_id": [1], "event_timestamp": pa.array([NOW], UTC_US)})
     store.get_training_data(spine, model="fraud")
-    records = store.registry.audit_records(store.project)
+    records = store.registry.audit.records(store.project)
     assert [r.action for r in records] == ["training_set", "apply"]  # newest first
     build = records[0]
     assert (build.subject, build.decision, build.detail["masked"]) == ("fraud", "mask", ["email"])
     assert build.rule == "fraud_joins_on_hashed_pii"
-    assert store.registry.audit_records(store.project, decision="mask") == [build]
-    assert store.registry.verify_audit(store.project).ok
+    assert store.registry.audit.records(store.project, decision="mask") == [build]
+    assert store.registry.audit.verify(store.project).ok
     repo = str(store.config.repo_path)
     runner = CliRunner()
     ok = runner.invoke(app, ["audit", "verify", "--repo", repo])
@@ -207,17 +207,17 @@ def test_the_audit_log_records_applies_and_builds_and_catches_tampering(
     assert "training_set" in listed.output
     assert "apply" not in listed.output
 
-    with store.registry.engine.begin() as conn:  # an insider edits what was masked
+    with store.registry.database.engine.begin() as conn:  # an insider edits what was masked
         conn.execute(
             update(t.audit)
             .where(t.audit.c.seq == build.seq)
             .values(detail='{"masked": [], "features": [], "rows": 1, "training_set": 1}')
         )
-    result = store.registry.verify_audit(store.project)
+    result = store.registry.audit.verify(store.project)
     assert result.problems == (f"record {build.seq} was changed after it was written",)
-    with store.registry.engine.begin() as conn:  # ... or deletes the apply
+    with store.registry.database.engine.begin() as conn:  # ... or deletes the apply
         conn.execute(delete(t.audit).where(t.audit.c.seq == 1))
-    problems = store.registry.verify_audit(store.project).problems
+    problems = store.registry.audit.verify(store.project).problems
     assert "records 1..1 are missing (deleted?)" in problems
     bad = runner.invoke(app, ["audit", "verify", "--repo", repo])
     assert bad.exit_code == 1
@@ -232,10 +232,10 @@ def test_a_denied_training_set_build_is_refused_and_audited(store: FeatureStore)
     with FeatureStore(store.config.repo_path) as strict:
         with pytest.raises(PolicyDeniedError, match=r"profile@v1:score: denied by the project"):
             strict.get_training_data(spine, model="fraud")
-        (denial,) = strict.registry.audit_records(strict.project, action="deny")
+        (denial,) = strict.registry.audit.records(strict.project, action="deny")
     assert (denial.subject, denial.decision, denial.rule) == (
         "fraud profile@v1:score",
         "deny",
         "default",
     )
-    assert store.registry.verify_audit(store.project).ok
+    assert store.registry.audit.verify(store.project).ok

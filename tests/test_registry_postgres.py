@@ -180,11 +180,11 @@ def test_a_snapshot_is_one_consistent_read(registry: Registry, example_repo: Pat
         if not applied and "fs_projects" in statement:
             applied.append(writer.apply(contents).apply_id)
 
-    event.listen(registry.engine, "after_cursor_execute", apply_between_statements)
+    event.listen(registry.database.engine, "after_cursor_execute", apply_between_statements)
     try:
         snapshot = registry.snapshot("payments")
     finally:
-        event.remove(registry.engine, "after_cursor_execute", apply_between_statements)
+        event.remove(registry.database.engine, "after_cursor_execute", apply_between_statements)
         writer.close()
     assert len(applied) == 1
     assert applied[0] is not None

@@ -40,7 +40,7 @@ def list_records(
 ) -> None:
     """Audit records, newest first."""
     with open_store(repo) as store:
-        records = store.registry.audit_records(
+        records = store.registry.audit.records(
             store.project,
             action=action,
             subject=model,
@@ -79,8 +79,8 @@ def list_records(
 def verify(as_json: JsonOption = False, repo: RepoOption = Path(".")) -> None:
     """Check the chain: an edited, deleted or reordered record is reported (exit 1)."""
     with open_store(repo) as store:
-        result = store.registry.verify_audit(store.project)
-        head = store.registry.audit_records(store.project, limit=1)
+        result = store.registry.audit.verify(store.project)
+        head = store.registry.audit.records(store.project, limit=1)
     if as_json:
         echo_json(
             {

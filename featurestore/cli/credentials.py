@@ -93,7 +93,7 @@ def list_credentials(
     """API keys of the project (never their secrets)."""
     now = datetime.now(UTC)
     with open_store(repo) as store:
-        found = store.registry.credentials(store.project, model)
+        found = store.registry.credentials.records(store.project, model)
     rows: list[dict[str, Any]] = [
         {
             "key_id": c.key_id,

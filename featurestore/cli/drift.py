@@ -141,7 +141,7 @@ def history(
     """Past checks of a model, newest first."""
     with open_store(repo) as store:
         store.snapshot().model(model)
-        checks = store.registry.drift_checks(store.project, model, limit=limit)
+        checks = store.registry.drift.checks(store.project, model, limit=limit)
     if as_json:
         echo_json(
             [

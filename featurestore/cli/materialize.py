@@ -74,7 +74,7 @@ def runs(
 ) -> None:
     """Materialization runs (lineage): window, rows, validation, code version, status."""
     with open_store(repo) as store:
-        records = store.registry.runs(store.project, view, limit=limit)
+        records = store.registry.runs.records(store.project, view, limit=limit)
     if as_json:
         echo_json([asdict(r) for r in records])
         return

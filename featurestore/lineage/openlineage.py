@@ -97,7 +97,7 @@ def run_events(
     """START and COMPLETE/FAIL events of every materialization run and training-set
     build of the project (started at or after ``since``), oldest first."""
     project = snapshot.project
-    for run in reversed(registry.runs(project)):
+    for run in reversed(registry.runs.records(project)):
         if since is not None and run.started_at and run.started_at < since:
             continue
         vv = snapshot.versions.get(run.view, {}).get(run.version)

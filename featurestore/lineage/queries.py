@@ -126,7 +126,7 @@ def feature_lineage(
         )
     numbers = {vv.version for vv in versions}
     labels = {f"{view}@v{n}:{feature}" for n in numbers}
-    runs = [r for r in registry.runs(project, view) if r.version in numbers]
+    runs = [r for r in registry.runs.records(project, view) if r.version in numbers]
     builds = [
         _training_set(ts, sorted(labels.intersection(ts.features)))
         for ts in registry.training_sets(project)
@@ -198,7 +198,7 @@ def model_lineage(
     served = snapshot.resolve_model(model)
     last_run: dict[tuple[str, int], Any] = {}
     for view in {r.view for r in served}:
-        for run in registry.runs(project, view):  # newest first
+        for run in registry.runs.records(project, view):  # newest first
             if run.status == "succeeded":
                 last_run.setdefault((view, run.version), run)
     offline = {
@@ -242,7 +242,7 @@ def model_lineage(
                 skew.append({"feature": name, "serves": None, "trained_on": then})
     at = datetime.now(UTC)
     credentials = [
-        c.label for c in registry.credentials(project, model) if c.status(at) == "active"
+        c.label for c in registry.credentials.records(project, model) if c.status(at) == "active"
     ]
     return {
         "project": project,
@@ -260,7 +260,7 @@ def model_lineage(
 
 
 def _last_drift_check(registry: Any, project: str, model: str) -> dict[str, Any] | None:
-    checks = registry.drift_checks(project, model, limit=1)
+    checks = registry.drift.checks(project, model, limit=1)
     if not checks:
         return None
     c = checks[0]

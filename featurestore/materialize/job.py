@@ -148,7 +148,9 @@ def run_views(
     for name in names:
         version = snapshot.latest_version(name)
         view = snapshot.feature_view(name, version)
-        window_start = ctx.registry.watermark(ctx.project, name, version) if incremental else start
+        window_start = (
+            ctx.registry.runs.watermark(ctx.project, name, version) if incremental else start
+        )
         if window_start is not None and window_start >= end:
             progress(f"{name}@v{version}: up to date (watermark {window_start.isoformat()})")
             continue
@@ -196,13 +198,13 @@ def materialize_view(
     registry = ctx.registry
     table = ctx.offline.table(view.name, version)
     with _run_lock(table.root) as staging_root:
-        for stale in registry.runs(ctx.project, view.name, limit=20):
+        for stale in registry.runs.records(ctx.project, view.name, limit=20):
             if stale.version == version and stale.status == "running":
-                registry.finish_run(
+                registry.runs.finish(
                     stale, FAILED, "abandoned: its process stopped before the run finished"
                 )
         shutil.rmtree(staging_root, ignore_errors=True)  # staged files of dead runs
-        registry.start_run(record)
+        registry.runs.start(record)
         staging = staging_root / f"run-{record.id}-{uuid.uuid4().hex[:8]}"
         task = ViewTask(
             view=view,
@@ -217,10 +219,10 @@ def materialize_view(
         try:
             engine.run(ctx, task)
         except BaseException as exc:
-            registry.finish_run(record, FAILED, _message(exc))
+            registry.runs.finish(record, FAILED, _message(exc))
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        registry.finish_run(record, SUCCEEDED)
+        registry.runs.finish(record, SUCCEEDED)
     total = sum(run.seconds.values())
     progress(
         f"{label}: done in {total:.1f}s: {record.rows_read:,} rows read, "

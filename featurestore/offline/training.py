@@ -132,7 +132,7 @@ def build_training_set(
     from featurestore.registry.audit import AuditRecord
     from featurestore.registry.database import whoami
 
-    registry.audit(
+    registry.audit.append(
         AuditRecord(
             project=snapshot.project,
             action="training_set",
@@ -187,7 +187,7 @@ def _policy_masks(
     from featurestore.registry.database import whoami
 
     def audit_denial(feature: Any, decision: Any, exc: Exception) -> None:
-        registry.audit(
+        registry.audit.append(
             AuditRecord(
                 project=snapshot.project,
                 action="deny",

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, select
 
 from featurestore.registry import schema as t
 from featurestore.registry.audit_window import WINDOW_SECONDS, DecisionWindows
-from featurestore.registry.transactions import Transactions
+from featurestore.registry.database import Database
 from featurestore.times import as_utc, now_utc
 
 GENESIS = "0" * 64
@@ -131,14 +131,18 @@ class VerifyResult:
         return not self.problems
 
 
-class AuditLog(Transactions):
-    """Registry methods for the audit log (mixed into Registry)."""
+class AuditLog:
+    """The audit log (``registry.audit``)."""
 
-    def audit(self, record: AuditRecord) -> AuditRecord:
-        with self._write() as conn:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def append(self, record: AuditRecord) -> AuditRecord:
+        """Chain and insert ``record`` in a transaction of its own."""
+        with self.database.write() as conn:
             return append_audit(conn, record)
 
-    def audit_records(
+    def records(
         self,
         project: str,
         *,
@@ -161,12 +165,13 @@ class AuditLog(Transactions):
             query = query.where(a.c.at >= since)
         if limit:
             query = query.limit(limit)
-        with self._read() as conn:
+        with self.database.read() as conn:
             return [_from_row(r) for r in conn.execute(query).all()]
 
-    def verify_audit(self, project: str) -> VerifyResult:
+    def verify(self, project: str) -> VerifyResult:
+        """Check the chain of ``project``'s records: every problem found, and where."""
         a = t.audit
-        with self._read() as conn:
+        with self.database.read() as conn:
             rows = conn.execute(select(a).where(a.c.project == project).order_by(a.c.seq)).all()
         problems = []
         prev = GENESIS
@@ -200,14 +205,14 @@ class AuditQueue:
 
     def __init__(
         self,
-        registry: Any,
+        log: AuditLog,
         project: str,
         actor: str,
         *,
         window_seconds: float = WINDOW_SECONDS,
         tick_seconds: float = 1.0,
     ) -> None:
-        self.registry = registry
+        self.log = log
         self.project = project
         self.actor = actor
         self.windows = DecisionWindows(window_seconds)
@@ -256,7 +261,7 @@ class AuditQueue:
                 continue
             try:
                 if record is not None:
-                    self.registry.audit(record)
+                    self.log.append(record)
             except Exception as exc:
                 self.failures += 1
                 log.warning("could not append to the audit log: %s (%s)", exc, record)

@@ -15,8 +15,7 @@ from featurestore.errors import EntityInputError, ObjectNotFound
 from featurestore.policy.keys import PREFIX, Credential, hash_secret, new_key, new_salt
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditRecord, append_audit
-from featurestore.registry.database import read_snapshot
-from featurestore.registry.transactions import Transactions
+from featurestore.registry.database import Database, read_snapshot
 from featurestore.times import as_utc, now_utc
 
 
@@ -55,10 +54,13 @@ def key_id_of(ref: str) -> str:
     return ref
 
 
-class CredentialStore(Transactions):
-    """Registry methods for API keys (mixed into Registry)."""
+class CredentialStore:
+    """API keys (``registry.credentials``)."""
 
-    def create_credential(
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def create(
         self,
         project: str,
         model: str,
@@ -69,14 +71,13 @@ class CredentialStore(Transactions):
     ) -> tuple[Credential, str]:
         """A new key for ``model`` (which must exist): ``(credential, key)``; the key is
         not stored and cannot be shown again."""
-
         now = now_utc()
         if expires_at is not None and expires_at <= now:
             raise EntityInputError(
                 f"--expires {expires_at.isoformat()} is in the past; give a later time or a "
                 "duration such as 90d."
             )
-        with self._write() as conn:
+        with self.database.write() as conn:
             snapshot = read_snapshot(conn, project)
             snapshot.model(model)  # ObjectNotFound, with a suggestion
             key_id, secret, key = new_key()
@@ -122,20 +123,20 @@ class CredentialStore(Transactions):
             _bump_serial(conn, project, now)
         return credential, key
 
-    def credentials(self, project: str, model: str | None = None) -> list[Credential]:
+    def records(self, project: str, model: str | None = None) -> list[Credential]:
+        """Keys, oldest first; only one model's when ``model`` is given."""
         c = t.credentials
         query = select(c).where(c.c.project == project).order_by(c.c.created_at, c.c.key_id)
         if model is not None:
             query = query.where(c.c.model == model)
-        with self._read() as conn:
+        with self.database.read() as conn:
             return [_from_row(r) for r in conn.execute(query).all()]
 
-    def revoke_credential(self, project: str, key_id: str, *, actor: str) -> Credential:
+    def revoke(self, project: str, key_id: str, *, actor: str) -> Credential:
         """Revoke a key (idempotent: revoking a revoked key changes nothing)."""
-
         c = t.credentials
         now = now_utc()
-        with self._write() as conn:
+        with self.database.write() as conn:
             row = conn.execute(
                 select(c).where(c.c.project == project, c.c.key_id == key_id)
             ).first()

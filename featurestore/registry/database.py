@@ -1,24 +1,129 @@
-"""The registry's database: the engine (SQLite embedded or PostgreSQL), and what every
-log of the registry shares (reading a project's snapshot, who is acting, canonical JSON).
+"""The registry's database: the engine (SQLite embedded or PostgreSQL), its read and write
+transactions (``Database``), and what every log of the registry shares (reading a
+project's snapshot, who is acting, canonical JSON, inserted keys).
 
-The logs (runs, audit, credentials, drift) and the registry itself import from here, never
-from one another, so the registry package has no import cycle.
+The registry owns one ``Database`` and hands it to each of its logs (runs, audit,
+credentials, drift); they import from here, so the registry package has no import cycle.
 """
 
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from featurestore.errors import RegistryUnavailable
 from featurestore.registry import schema as t
 from featurestore.registry.snapshot import Head, RegistrySnapshot, ViewVersion
 from featurestore.times import as_utc
 from featurestore.urls import redact
+
+LOCK_KEY = 7_305_513_927  # PostgreSQL advisory lock id for registry writes
+
+
+class Database:
+    """The registry's engine and its transactions; the schema is created on first use."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self._schema_ready = False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A consistent read transaction."""
+        self.ensure_schema()
+        try:
+            with self.engine.connect() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # One snapshot for the whole read, as SQLite's read transaction gives:
+                    # under READ COMMITTED an apply committing between the statements of
+                    # read_snapshot would mix two registry states.
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise self.unavailable(exc) from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One atomic write transaction holding the registry-wide write lock."""
+        self.ensure_schema()
+        with self._locked() as conn:
+            yield conn
+
+    @contextmanager
+    def _locked(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(fs_write=True)
+                with conn.begin():
+                    if self.engine.dialect.name == "postgresql":
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+                    yield conn
+        except OperationalError as exc:
+            raise self.unavailable(exc) from exc
+
+    def unavailable(self, exc: Exception) -> RegistryUnavailable:
+        """The error for a registry that cannot be reached or used."""
+        return RegistryUnavailable(
+            f"The registry at {redact(self.url)} cannot be used: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}. Check the 'registry' setting in featurestore.yaml and "
+            "that the database is reachable."
+        )
+
+    def ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        path = self.url.split(":///", 1)[1] if self.url.startswith("sqlite:///") else ""
+        if path and path != ":memory:":
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RegistryUnavailable(
+                    f"Cannot create the registry folder for {redact(self.url)}: {exc}. Check the "
+                    "'registry' setting in featurestore.yaml."
+                ) from exc
+        if self._schema_current():
+            self._schema_ready = True
+            return
+        with self._locked() as conn:
+            t.metadata.create_all(conn, checkfirst=True)
+            row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).first()
+            if row is None:
+                conn.execute(t.meta.insert().values(key="schema", value=str(t.SCHEMA_VERSION)))
+            elif int(row[0]) < t.SCHEMA_VERSION:
+                # Every migration so far only adds tables, which create_all just did.
+                conn.execute(
+                    update(t.meta)
+                    .where(t.meta.c.key == "schema")
+                    .values(value=str(t.SCHEMA_VERSION))
+                )
+            elif int(row[0]) > t.SCHEMA_VERSION:
+                raise RegistryUnavailable(
+                    f"The registry at {redact(self.url)} has schema v{row[0]}, newer than this "
+                    f"featurestore understands (v{t.SCHEMA_VERSION}). Upgrade featurestore."
+                )
+        self._schema_ready = True
+
+    def _schema_current(self) -> bool:
+        """Whether the tables exist at our schema version, read without any write, so that
+        servers and consumers can use a read-only database role."""
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).first()
+        except SQLAlchemyError:
+            return False  # no tables yet (or unreachable: the write path reports it)
+        return row is not None and int(row[0]) == t.SCHEMA_VERSION
 
 
 def make_engine(url: str) -> Engine:
@@ -107,3 +212,12 @@ def whoami() -> str:
 
 def dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The integer key an INSERT generated (SQLAlchemy types it optional: other statements
+    have none)."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise TypeError("inserted_id needs the result of an INSERT")
+    return int(key[0])

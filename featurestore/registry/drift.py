@@ -14,7 +14,8 @@ import orjson
 from sqlalchemy import Connection, select
 
 from featurestore.registry import schema as t
-from featurestore.registry.transactions import Transactions, inserted_id
+from featurestore.registry.database import Database, inserted_id
+from featurestore.times import as_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +47,11 @@ def write_profiles(
         )
 
 
-class DriftLog(Transactions):
-    """Registry methods for drift (mixed into Registry)."""
+class DriftLog:
+    """Reference profiles and monitor checks (``registry.drift``)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     def profiles(self, project: str, training_set: int) -> dict[str, dict[str, Any]]:
         """``{view@vN:feature: profile}`` of one training set (profiles as dicts)."""
@@ -55,7 +59,7 @@ class DriftLog(Transactions):
         query = select(pr.c.feature, pr.c.profile).where(
             pr.c.project == project, pr.c.training_set == training_set
         )
-        with self._read() as conn:
+        with self.database.read() as conn:
             return {r.feature: orjson.loads(r.profile) for r in conn.execute(query)}
 
     def reference(self, project: str, model: str) -> tuple[int, dict[str, dict[str, Any]]] | None:
@@ -72,11 +76,11 @@ class DriftLog(Transactions):
             .order_by(ts.c.id.desc())
             .limit(1)
         )
-        with self._read() as conn:
+        with self.database.read() as conn:
             found = conn.execute(query).scalar()
         return None if found is None else (found, self.profiles(project, found))
 
-    def record_drift_check(
+    def record_check(
         self,
         project: str,
         model: str,
@@ -85,7 +89,7 @@ class DriftLog(Transactions):
         detail: dict[str, Any],
         checked_at: datetime,
     ) -> int:
-        with self._write() as conn:
+        with self.database.write() as conn:
             result = conn.execute(
                 t.drift_checks.insert().values(
                     project=project,
@@ -98,19 +102,17 @@ class DriftLog(Transactions):
             )
             return inserted_id(result)
 
-    def drift_checks(
+    def checks(
         self, project: str, model: str | None = None, *, limit: int | None = 50
     ) -> list[DriftCheck]:
-        """Checks, newest first."""
-        from featurestore.times import as_utc
-
+        """Checks, newest first; only one model's when ``model`` is given."""
         dc = t.drift_checks
         query = select(dc).where(dc.c.project == project).order_by(dc.c.id.desc())
         if model is not None:
             query = query.where(dc.c.model == model)
         if limit:
             query = query.limit(limit)
-        with self._read() as conn:
+        with self.database.read() as conn:
             return [
                 DriftCheck(
                     id=r.id,

@@ -16,8 +16,7 @@ import orjson
 from sqlalchemy import select, update
 
 from featurestore.registry import schema as t
-from featurestore.registry.database import whoami
-from featurestore.registry.transactions import Transactions, inserted_id
+from featurestore.registry.database import Database, inserted_id, whoami
 from featurestore.times import as_utc, now_utc
 
 RUNNING = "running"
@@ -52,12 +51,15 @@ class RunRecord:
         return f"{self.view}@v{self.version}"
 
 
-class RunLog(Transactions):
-    """Registry methods for materialization runs (mixed into Registry)."""
+class RunLog:
+    """Materialization runs (``registry.runs``)."""
 
-    def start_run(self, run: RunRecord) -> int:
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
-        with self._write() as conn:
+    def start(self, run: RunRecord) -> int:
+        """Record ``run`` as running; sets and returns its id."""
+        with self.database.write() as conn:
             result = conn.execute(
                 t.materialization_runs.insert().values(
                     project=run.project,
@@ -76,10 +78,10 @@ class RunLog(Transactions):
             run.id = inserted_id(result)
         return run.id
 
-    def finish_run(self, run: RunRecord, status: str, error: str | None = None) -> None:
-
+    def finish(self, run: RunRecord, status: str, error: str | None = None) -> None:
+        """Record the end of ``run``: ``succeeded`` or ``failed``, with its counts."""
         run.status, run.error = status, error
-        with self._write() as conn:
+        with self.database.write() as conn:
             conn.execute(
                 update(t.materialization_runs)
                 .where(t.materialization_runs.c.id == run.id)
@@ -100,18 +102,17 @@ class RunLog(Transactions):
                 )
             )
 
-    def runs(
+    def records(
         self, project: str, view: str | None = None, *, limit: int | None = None
     ) -> list[RunRecord]:
         """Runs, newest first; one view's when ``view`` is given."""
-
         mr = t.materialization_runs
         query = select(mr).where(mr.c.project == project).order_by(mr.c.id.desc())
         if view is not None:
             query = query.where(mr.c.view == view)
         if limit is not None:
             query = query.limit(limit)
-        with self._read() as conn:
+        with self.database.read() as conn:
             rows = conn.execute(query).all()
         return [
             RunRecord(
@@ -140,7 +141,6 @@ class RunLog(Transactions):
 
     def watermark(self, project: str, view: str, version: int) -> datetime | None:
         """End of the last successful run of ``view@v<version>``; None if it never ran."""
-
         mr = t.materialization_runs
         query = (
             select(mr.c.window_end)
@@ -153,6 +153,6 @@ class RunLog(Transactions):
             .order_by(mr.c.window_end.desc())
             .limit(1)
         )
-        with self._read() as conn:
+        with self.database.read() as conn:
             row = conn.execute(query).first()
         return as_utc(row[0]) if row else None

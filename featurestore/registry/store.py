@@ -11,34 +11,28 @@ and the second sees the first's result.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, select, update
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from featurestore.definitions.feature_view import fingerprint
 from featurestore.errors import ApplyError, ConflictError, RegistryUnavailable
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditLog, AuditRecord, append_audit
 from featurestore.registry.credentials import CredentialStore
-from featurestore.registry.database import dumps, make_engine, read_snapshot, whoami
+from featurestore.registry.database import Database, dumps, inserted_id, read_snapshot, whoami
 from featurestore.registry.drift import DriftLog, write_profiles
 from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry.runs import RunLog
 from featurestore.registry.snapshot import ACTIVE, RETIRED, RegistrySnapshot, ViewVersion
-from featurestore.registry.transactions import inserted_id
 from featurestore.repo import RepoContents
 from featurestore.times import as_utc as _utc  # SQLite returns naive, PostgreSQL zoned
 from featurestore.times import now_utc
-from featurestore.urls import redact
-
-_LOCK_KEY = 7_305_513_927  # PostgreSQL advisory lock id for registry writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,114 +70,54 @@ class TrainingSetRecord:
     created_by: str | None = None
 
 
-class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
-    """Versioned object store for one or more projects."""
+class Registry:
+    """Versioned object store for one or more projects, with its logs as attributes:
+    ``runs`` (materialization), ``audit``, ``credentials`` (API keys) and ``drift``."""
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = url
-        self.engine = engine or make_engine(url)
-        self._schema_ready = False
+        self.database = Database(url, engine=engine)
+        self.runs = RunLog(self.database)
+        self.audit = AuditLog(self.database)
+        self.credentials = CredentialStore(self.database)
+        self.drift = DriftLog(self.database)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.database.close()
 
-    # -- transactions ---------------------------------------------------------
+    # Transitional: featurestore/drift/monitor.py is being changed on another branch and
+    # still calls these two; remove them once it calls ``registry.drift`` directly.
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        self._ensure_schema()
-        try:
-            with self.engine.connect() as conn:
-                if self.engine.dialect.name == "postgresql":
-                    # One snapshot for the whole read, as SQLite's read transaction gives:
-                    # under READ COMMITTED an apply committing between the statements of
-                    # read_snapshot would mix two registry states.
-                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
-                with conn.begin():
-                    yield conn
-        except OperationalError as exc:
-            raise self._unavailable(exc) from exc
+    def reference(self, project: str, model: str) -> tuple[int, dict[str, dict[str, Any]]] | None:
+        return self.drift.reference(project, model)
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """One atomic write transaction holding the registry-wide write lock."""
-        try:
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(fs_write=True)
-                with conn.begin():
-                    if self.engine.dialect.name == "postgresql":
-                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
-                    yield conn
-        except OperationalError as exc:
-            raise self._unavailable(exc) from exc
-
-    def _unavailable(self, exc: Exception) -> RegistryUnavailable:
-        return RegistryUnavailable(
-            f"The registry at {redact(self.url)} cannot be used: {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0]}. Check the 'registry' setting in featurestore.yaml and "
-            "that the database is reachable."
-        )
-
-    def _ensure_schema(self) -> None:
-        if self._schema_ready:
-            return
-        path = self.url.split(":///", 1)[1] if self.url.startswith("sqlite:///") else ""
-        if path and path != ":memory:":
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise RegistryUnavailable(
-                    f"Cannot create the registry folder for {redact(self.url)}: {exc}. Check the "
-                    "'registry' setting in featurestore.yaml."
-                ) from exc
-        if self._schema_current():
-            self._schema_ready = True
-            return
-        with self._write() as conn:
-            t.metadata.create_all(conn, checkfirst=True)
-            row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).first()
-            if row is None:
-                conn.execute(t.meta.insert().values(key="schema", value=str(t.SCHEMA_VERSION)))
-            elif int(row[0]) < t.SCHEMA_VERSION:
-                # Every migration so far only adds tables, which create_all just did.
-                conn.execute(
-                    update(t.meta)
-                    .where(t.meta.c.key == "schema")
-                    .values(value=str(t.SCHEMA_VERSION))
-                )
-            elif int(row[0]) > t.SCHEMA_VERSION:
-                raise RegistryUnavailable(
-                    f"The registry at {redact(self.url)} has schema v{row[0]}, newer than this "
-                    f"featurestore understands (v{t.SCHEMA_VERSION}). Upgrade featurestore."
-                )
-        self._schema_ready = True
-
-    def _schema_current(self) -> bool:
-        """Whether the tables exist at our schema version, read without any write, so that
-        servers and consumers can use a read-only database role."""
-        try:
-            with self.engine.connect() as conn:
-                row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).first()
-        except SQLAlchemyError:
-            return False  # no tables yet (or unreachable: the write path reports it)
-        return row is not None and int(row[0]) == t.SCHEMA_VERSION
+    def record_drift_check(
+        self,
+        project: str,
+        model: str,
+        status: str,
+        training_set: int | None,
+        detail: dict[str, Any],
+        checked_at: datetime,
+    ) -> int:
+        return self.drift.record_check(project, model, status, training_set, detail, checked_at)
 
     # -- reads ----------------------------------------------------------------
 
     def serial(self, project: str) -> int:
         """Grows with every apply: compare it to reload a snapshot only when needed."""
-        with self._read() as conn:
+        with self.database.read() as conn:
             row = conn.execute(
                 select(t.projects.c.serial).where(t.projects.c.name == project)
             ).first()
         return int(row[0]) if row else 0
 
     def snapshot(self, project: str) -> RegistrySnapshot:
-        with self._read() as conn:
+        with self.database.read() as conn:
             return read_snapshot(conn, project)
 
     def history(self, project: str, kind: str, name: str) -> list[Revision]:
-        with self._read() as conn:
+        with self.database.read() as conn:
             rows = conn.execute(
                 select(t.revisions)
                 .where(
@@ -236,9 +170,8 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
         raises, the whole apply rolls back and the registry is as it was.
         """
         project = contents.config.project
-        self._ensure_schema()
         try:
-            with self._write() as conn:
+            with self.database.write() as conn:
                 snapshot = read_snapshot(conn, project)
                 plan = compute_plan(contents, snapshot)
                 if not plan.has_changes:
@@ -279,7 +212,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
     ) -> int:
         """Lineage: remember which view versions and data a training set was built from,
         with the reference profile of each feature (for drift monitors), atomically."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             result = conn.execute(
                 t.training_sets.insert().values(
                     project=record.project,
@@ -305,7 +238,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
         query = select(ts).where(ts.c.project == project).order_by(ts.c.id.desc())
         if model is not None:
             query = query.where(ts.c.model == model)
-        with self._read() as conn:
+        with self.database.read() as conn:
             rows = conn.execute(query).all()
         return [
             TrainingSetRecord(
@@ -327,7 +260,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
 
     def retire_version(self, project: str, view: str, version: int) -> ViewVersion:
         """Stop serving one version. Refused while a model is pinned to it."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             snap = read_snapshot(conn, project)
             vv = snap.view_version(view, version)
             if vv.version == snap.latest_version(view):
@@ -355,7 +288,7 @@ class Registry(RunLog, AuditLog, CredentialStore, DriftLog):
 
     def promote(self, project: str, model: str) -> dict[str, int]:
         """Re-register a model on the latest versions of the views it reads."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             snap = read_snapshot(conn, project)
             head = snap.head("model", model)
             old = head.spec.get("pins", {})
