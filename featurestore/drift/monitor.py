@@ -268,7 +268,7 @@ def check_model(
 ) -> dict[str, Any]:
     """One check of ``model`` under its monitors' specs: the detail to publish."""
     project = snapshot.project
-    reference = store.registry.reference(project, model)
+    reference = store.registry.drift.reference(project, model)
     served_refs = [str(r) for r in snapshot.resolve_model(model)]
     detail: dict[str, Any] = {
         "model": model,
@@ -374,7 +374,7 @@ def run_checks(store: Any, model: str | None = None) -> list[dict[str, Any]]:
     for name, monitors in by_model.items():
         now = datetime.now(UTC)
         detail = check_model(store, snapshot, online, name, monitors, now)
-        check_id = store.registry.record_drift_check(
+        check_id = store.registry.drift.record_check(
             snapshot.project, name, detail["status"], detail["training_set"], detail, now
         )
         detail["check"] = check_id

@@ -85,23 +85,6 @@ class Registry:
     def close(self) -> None:
         self.database.close()
 
-    # Transitional: featurestore/drift/monitor.py is being changed on another branch and
-    # still calls these two; remove them once it calls ``registry.drift`` directly.
-
-    def reference(self, project: str, model: str) -> tuple[int, dict[str, dict[str, Any]]] | None:
-        return self.drift.reference(project, model)
-
-    def record_drift_check(
-        self,
-        project: str,
-        model: str,
-        status: str,
-        training_set: int | None,
-        detail: dict[str, Any],
-        checked_at: datetime,
-    ) -> int:
-        return self.drift.record_check(project, model, status, training_set, detail, checked_at)
-
     # -- reads ----------------------------------------------------------------
 
     def serial(self, project: str) -> int:
