@@ -51,10 +51,12 @@ class FeatureStore:
 
     @property
     def project(self) -> str:
+        """The project this repo's definitions belong to (``project:`` in featurestore.yaml)."""
         return self.config.project
 
     @cached_property
     def registry(self) -> Registry:
+        """The registry the config names, or the one passed in; opened on first use."""
         return self._registry or Registry(self.config.registry_url)
 
     @cached_property
@@ -67,6 +69,7 @@ class FeatureStore:
         return online_store_from_config(self.config)
 
     def close(self) -> None:
+        """Flush the audit queue and close what this store opened (never what was passed in)."""
         if "audit_queue" in self.__dict__:
             self.audit_queue.flush()
         if "_online" in self.__dict__:
@@ -85,12 +88,16 @@ class FeatureStore:
     # -- definitions ----------------------------------------------------------
 
     def load_repo(self) -> RepoContents:
+        """The repo's definitions, loaded from its Python files (every problem reported at once)."""
         return load_repo(self.config.repo_path)
 
     def plan(self) -> Plan:
+        """What ``apply`` would change in the registry, without changing it."""
         return self.registry.plan(self.load_repo())
 
     def apply(self, *, on_change: Callable[[Change], None] | None = None) -> ApplyResult:
+        """Write the repo's definitions to the registry atomically (``on_change`` sees
+        each change); applying the same repo again changes nothing."""
         result = self.registry.apply(
             self.load_repo(), on_change=on_change, code_version=git_sha(self.config.repo_path)
         )
@@ -106,9 +113,11 @@ class FeatureStore:
     # -- registry reads -------------------------------------------------------
 
     def snapshot(self) -> RegistrySnapshot:
+        """The project's current definitions and versions, as one consistent read."""
         return self.registry.snapshot(self.project)
 
     def versions(self, view: str) -> list[ViewVersion]:
+        """Every version of ``view``, oldest first, retired ones included."""
         return self.registry.versions(self.project, view)
 
     def resolve(self, refs: list[str] | tuple[str, ...]) -> list[ResolvedFeature]:
@@ -118,6 +127,7 @@ class FeatureStore:
     # -- offline ----------------------------------------------------------------
 
     def offline_store(self) -> OfflineStore:
+        """The Parquet offline store of this project (tables per view version)."""
         from featurestore.offline.writer import OfflineStore
 
         return OfflineStore(self.config.offline_store_path, self.project)
@@ -224,6 +234,7 @@ class FeatureStore:
 
     @cached_property
     def audit_queue(self) -> AuditQueue:
+        """Where online decisions are queued for the audit log (written in the background)."""
         from featurestore.registry.audit import AuditQueue
         from featurestore.registry.database import whoami
 
@@ -305,6 +316,7 @@ class FeatureStore:
         full_feature_names: bool = False,
         api_key: str | None = None,
     ) -> OnlineResponse:
+        """``get_online_features`` for asyncio code: one round trip, no thread."""
         return await self._online.get_online_features_async(
             entities,
             model=model,
@@ -329,6 +341,8 @@ class FeatureStore:
         return found
 
     def revoke_credential(self, key_id: str) -> Credential:
+        """Revoke an API key (``fsk_<id>_...`` or its id): idempotent and audited; servers
+        refuse it within their refresh interval."""
         from featurestore.registry.credentials import key_id_of
         from featurestore.registry.database import whoami
 
@@ -388,6 +402,7 @@ class FeatureStore:
         return retired
 
     def promote(self, model: str) -> dict[str, int]:
+        """Pin ``model`` to the latest version of each view it reads; returns the new pins."""
         pins = self.registry.promote(self.project, model)
         self._registry_changed()
         return pins

@@ -340,9 +340,15 @@ def test_kill_9_at_random_moments_then_restart_loses_and_duplicates_nothing(
     proc = start_consumer(path, "", "--metrics-port", str(metrics_port))
     with FeatureStore(path) as store:
         wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic), timeout=90)
-        time.sleep(1.5)  # lag is measured after the landing's commit
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read()
-        text = metrics.decode()
+        # Lag is measured after the landing's commit: wait for it, bounded.
+        lag_zero = 'featurestore_stream_lag{partition="0",view="velocity@v1"} 0.0'
+        deadline = time.monotonic() + 15
+        while True:
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read()
+            text = metrics.decode()
+            if lag_zero in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert 'featurestore_stream_events_total{view="velocity@v1"}' in text
         assert 'featurestore_stream_lag{partition="0",view="velocity@v1"} 0.0' in text
         assert "featurestore_stream_freshness_seconds_bucket" in text
@@ -442,11 +448,7 @@ def test_a_recreated_topic_starts_over_instead_of_skipping_its_events(
         wait_until_landed(store, end_offsets(services.kafka_bootstrap, topic))
         consumer.stop.set()
         thread.join(30)
-        admin = KafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)
-        admin.delete_topics([topic])
-        time.sleep(1)
-        admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
-        admin.close()
+        recreate_topic(services.kafka_bootstrap, topic)
         # Fewer events than before: every landed offset is past the new partitions' ends.
         produce(services.kafka_bootstrap, topic, [event(u, 60, 99.0) for u in range(8)])
         notes: list[str] = []
@@ -462,3 +464,14 @@ def test_a_recreated_topic_starts_over_instead_of_skipping_its_events(
         assert online(store, list(range(8)))["amount_last_1d"] == [99.0] * 8
         assert any("the topic was recreated" in n for n in notes), notes
         assert len(offline_rows(store, "_events")) == 80 + 8  # old and new events, all logged
+
+
+def recreate_topic(bootstrap: str, topic: str) -> None:
+    """Delete the topic, wait until the broker no longer lists it, create it again."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.delete_topics([topic])
+    deadline = time.monotonic() + 10
+    while topic in admin.list_topics() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+    admin.close()

@@ -14,8 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
 from featurestore import FeatureStore
@@ -36,6 +35,7 @@ from tests.test_stream import (
     offline_rows,
     online,
     random_events,
+    recreate_topic,
     start_consumer,
     stream_repo,
 )
@@ -224,16 +224,6 @@ def test_short_end_offsets_never_make_a_restart_duplicate_offline_rows(
         assert online(store, [1])["count_10m"] == [10]
 
 
-def recreate(bootstrap: str, topic: str) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.delete_topics([topic])
-    deadline = time.monotonic() + 10
-    while topic in admin.list_topics() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
-    admin.close()
-
-
 def test_a_topic_recreated_with_more_events_is_told_by_its_records(
     repo: tuple[Path, str], services: Any
 ) -> None:
@@ -245,7 +235,7 @@ def test_a_topic_recreated_with_more_events_is_told_by_its_records(
         consumer, thread = consume_in_thread(store)
         wait_landed(store, first)
         stop(consumer, thread)
-        recreate(services.kafka_bootstrap, topic)
+        recreate_topic(services.kafka_bootstrap, topic)
         second = produce_counted(
             services.kafka_bootstrap,
             topic,
