@@ -16,84 +16,40 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/stream.py
 if not os.environ.get("PYTHONPATH"):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import featurestore
-from featurestore import (
-    Aggregation,
-    Entity,
-    FeatureView,
-    Field,
-    Float64,
-    Int64,
-    KafkaSource,
-    String,
-    UnixTimestamp,
-    expect_between,
-    expect_not_null,
-)
+from featurestore.definitions import FeatureView
 from featurestore.streaming.landing import StreamPosition
 from featurestore.streaming.processor import StreamProcessor
 
 
 def view() -> FeatureView:
-    user = Entity(name="user", join_key="user_id", dtype=Int64)
-    source = KafkaSource(
-        name="txns",
-        topic="bench_txns",
-        timestamp_field="event_timestamp",
-        schema=[
-            Field(name="transaction_id", dtype=String),
-            Field(name="user_id", dtype=Int64),
-            Field(name="amount", dtype=Float64),
-            Field(name="currency", dtype=String),
-            Field(name="event_timestamp", dtype=UnixTimestamp),
-        ],
-    )
-    minutes, hours, days = timedelta(minutes=10), timedelta(hours=1), timedelta(days=1)
-    return FeatureView(
-        name="velocity",
-        entities=[user],
-        source=source,
-        aggregations=[
-            Aggregation(function="count", window=minutes),
-            Aggregation(function="count", window=hours),
-            Aggregation(function="count", window=days),
-            Aggregation(function="sum", column="amount", window=minutes),
-            Aggregation(function="sum", column="amount", window=hours),
-            Aggregation(function="sum", column="amount", window=days),
-            Aggregation(function="max", column="amount", window=days),
-        ],
-        expectations=[expect_not_null("amount"), expect_between("amount", 0, 1_000_000)],
-    )
+    """benchmarks/stream.py's view (7 windows, 2 per-event expectations)."""
+    # Imported after featurestore: stream.py puts this tree first on the path, and the
+    # code measured must stay the one PYTHONPATH chose.
+    from stream import DEFS
+
+    namespace: dict[str, object] = {}
+    exec(DEFS, namespace)
+    found = namespace["velocity"]
+    assert isinstance(found, FeatureView)
+    return found
 
 
-def events(n: int, users: int, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    start = datetime.now(UTC) - timedelta(hours=2)
-    step = 7200 / n
-    return [
-        orjson.dumps(
-            {
-                "transaction_id": f"t{i}",
-                "user_id": rng.randrange(users),
-                "amount": round(rng.uniform(1, 500), 2),
-                "currency": "EUR",
-                "event_timestamp": (start + timedelta(seconds=i * step)).isoformat(),
-            }
-        )
-        for i in range(n)
-    ]
+def events(n: int, users: int) -> list[bytes]:
+    """``n`` events over the last two hours, in time order (none late, none ahead)."""
+    from stream import event
+
+    start = time.time() - 7200
+    return [event(i, users, start + i * 7200 / n) for i in range(n)]
 
 
 def one_round(v: FeatureView, raw: list[bytes]) -> float:
@@ -113,7 +69,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     v = view()
-    raw = events(args.events, args.users, seed=1)
+    raw = events(args.events, args.users)
     seconds = [one_round(v, raw) for _ in range(args.rounds)]
     per_event = [s / args.events * 1e6 for s in seconds]
     print(
