@@ -22,7 +22,7 @@ from featurestore.urls import redact
 if TYPE_CHECKING:
     from featurestore.config import RepoConfig
     from featurestore.definitions import FeatureView
-    from featurestore.offline.writer import OfflineStore
+    from featurestore.offline.writer import OfflineStore, WriteResult
     from featurestore.online.store import OnlineStore
     from featurestore.registry import Registry
     from featurestore.registry.runs import RunRecord
@@ -112,4 +112,15 @@ def online_unavailable(label: str, redis_url: str) -> OnlineStoreUnavailable:
     return OnlineStoreUnavailable(
         f"{label}: Redis at {redact(redis_url)} is unreachable; nothing was committed "
         "offline. Start Redis (`featurestore dev up`) and run again."
+    )
+
+
+def committed(task: ViewTask, result: WriteResult, started: float) -> None:
+    """Record an engine's offline commit (begun at ``started``) on the run and say so."""
+    task.record.rows_offline = result.rows_written
+    task.record.offline_manifest = result.manifest.sequence
+    task.seconds["commit"] = time.perf_counter() - started
+    task.progress(
+        f"{task.label}: {result.rows_written:,} rows committed offline "
+        f"({result.rows_replaced:,} replaced), manifest {result.manifest.sequence}"
     )

@@ -26,6 +26,7 @@ from featurestore.materialize import tasks
 from featurestore.materialize.engine import (
     JobContext,
     ViewTask,
+    committed,
     online_unavailable,
     validate_batch,
 )
@@ -97,13 +98,7 @@ class LocalEngine:
 
         t0 = time.perf_counter()
         result = ctx.offline.write(view, version, rows, window=(start or EPOCH, end))
-        record.rows_offline = result.rows_written
-        record.offline_manifest = result.manifest.sequence
-        seconds["commit"] = time.perf_counter() - t0
-        progress(
-            f"{label}: {result.rows_written:,} rows committed offline "
-            f"({result.rows_replaced:,} replaced), manifest {result.manifest.sequence}"
-        )
+        committed(task, result, t0)
 
 
 def _read(

@@ -51,6 +51,7 @@ from featurestore.materialize.engine import (
     JobContext,
     Transformation,
     ViewTask,
+    committed,
     online_unavailable,
     validate_batch,
 )
@@ -197,13 +198,7 @@ def _run(ctx: JobContext, task: ViewTask, spark: SparkSession) -> None:
         result = ctx.offline.commit_files(
             view, version, staged, window=window, detail={"run": record.id}
         )
-        record.rows_offline = result.rows_written
-        record.offline_manifest = result.manifest.sequence
-        seconds["commit"] = time.perf_counter() - t0
-        progress(
-            f"{label}: {record.rows_offline:,} rows committed offline "
-            f"({result.rows_replaced:,} replaced), manifest {result.manifest.sequence}"
-        )
+        committed(task, result, t0)
         shutil.rmtree(staging, ignore_errors=True)
     finally:
         rows.unpersist()

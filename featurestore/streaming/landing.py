@@ -185,10 +185,12 @@ class Landing:
         files = [self.events.root / f.path for f in self.events.files() if f.min_ts <= bound_us]
         if not files:
             return None
-        dataset = ds.dataset(files, schema=self.events_schema, format="parquet")
+        what, fix = "event log file", parquet_io.OFFLINE_FIX
+        dataset = parquet_io.dataset(files, what, fix, schema=self.events_schema)
         bound = pa.scalar(bound_us, pa.int64()).cast(UTC_US)
         cond = (ds.field(PARTITION) == partition) & (ds.field(EVENT_TS) <= bound)
-        times = dataset.to_table(columns=[EVENT_TS], filter=cond).column(EVENT_TS)
+        with parquet_io.checked(files, what, fix):
+            times = dataset.to_table(columns=[EVENT_TS], filter=cond).column(EVENT_TS)
         if len(times) == 0:
             return None
         return pc.max(times.cast(pa.int64())).as_py()

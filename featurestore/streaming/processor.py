@@ -184,14 +184,15 @@ class StreamProcessor:
             self.dead += 1
             return DeadLetter(partition, offset, f"unreadable: {type(exc).__name__}: {exc}")
         t = event[self.ts_field]
-        if t > self.clock() // 1000 + self.future_us:
+        bound = self.future_bound_us()
+        if t > bound:
             self.dead += 1
             return DeadLetter(
                 partition,
                 offset,
                 f"future: event time {format_us(t)} is more than "
                 f"{self.source.max_future_skew} ahead of the consumer's clock "
-                f"({format_us(self.clock() // 1000)})",
+                f"({format_us(bound - self.future_us)})",
             )
         if state.max_event_us is not None and t < state.max_event_us - self.lateness_us:
             self.dead += 1

@@ -24,13 +24,15 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from featurestore.offline import parquet_io
 from featurestore.offline.table import STREAM, OfflineTable
 from featurestore.offline.writer import CREATED_TS, EVENT_TS, write_files
 from featurestore.online.layout import ViewLayout
 from featurestore.online.store import OnlineStore
 from featurestore.streaming.landing import Landing, StreamPosition
+
+WHAT = "stream table file"  # for CorruptFileError: which file could not be read
 
 
 @dataclass
@@ -54,7 +56,7 @@ def _split(table: OfflineTable, bound_us: int) -> tuple[list[Any], list[pa.Table
         if f.max_ts <= bound_us:
             keep.append(f)
             continue
-        data = pq.read_table(table.root / f.path)
+        data = parquet_io.read_table(table.root / f.path, WHAT, parquet_io.OFFLINE_FIX)
         future = pc.greater(data.column(EVENT_TS).cast(pa.int64()), bound_us)
         removed.append(data.filter(future))
         rest.append(data.filter(pc.invert(future)))
@@ -94,7 +96,7 @@ def newest_rows(table: OfflineTable, layout: ViewLayout, keys: set[tuple[Any, ..
     """Each key's newest row (by event time, then created time) as online writer rows."""
     newest: dict[tuple[Any, ...], tuple[int, int, tuple[Any, ...]]] = {}
     for f in table.manifest().files:
-        data = pq.read_table(table.root / f.path)
+        data = parquet_io.read_table(table.root / f.path, WHAT, parquet_io.OFFLINE_FIX)
         cols = {
             c: (
                 data.column(c).cast(pa.int64()).to_pylist()
