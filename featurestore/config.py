@@ -24,7 +24,11 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DEFAULTS: dict[str, Any] = {
     "registry": "data/registry.db",
     "offline_store": {"path": "data/offline"},
-    "online_store": {"redis_url": "redis://127.0.0.1:6379/0", "require_api_key": False},
+    "online_store": {
+        "redis_url": "redis://127.0.0.1:6379/0",
+        "cluster": False,
+        "require_api_key": False,
+    },
     "kafka": {"bootstrap_servers": "127.0.0.1:9092"},
     "spark": {"master": "local[*]", "conf": {}},
     "policy": {"default": "allow"},
@@ -41,6 +45,7 @@ class RepoConfig:
     offline_store_path: Path
     redis_url: str
     kafka_bootstrap_servers: str
+    redis_cluster: bool = False  # online_store.cluster: redis_url is any node of a Redis Cluster
     spark_master: str = "local[*]"
     spark_conf: dict[str, str] = field(default_factory=dict)
     policy_default: str = "allow"
@@ -126,8 +131,9 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
             raise RepoConfigError(f"{path}: '{name}' must be a mapping.")
         _check_keys(name, given, _DEFAULTS[name])
         sections[name] = {**_DEFAULTS[name], **given}
-    if not isinstance(sections["online_store"]["require_api_key"], bool):
-        raise RepoConfigError(f"{path}: online_store.require_api_key must be true or false.")
+    for flag in ("require_api_key", "cluster"):
+        if not isinstance(sections["online_store"][flag], bool):
+            raise RepoConfigError(f"{path}: online_store.{flag} must be true or false.")
     if sections["policy"]["default"] not in ("allow", "deny"):
         raise RepoConfigError(f"{path}: policy.default must be 'allow' or 'deny'.")
     ignore = raw.get("ignore", [])
@@ -145,6 +151,7 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         offline_store_path=local(str(sections["offline_store"]["path"])),
         redis_url=str(sections["online_store"]["redis_url"]),
         kafka_bootstrap_servers=str(sections["kafka"]["bootstrap_servers"]),
+        redis_cluster=sections["online_store"]["cluster"],
         spark_master=str(sections["spark"]["master"]),
         spark_conf={str(k): str(v) for k, v in (sections["spark"]["conf"] or {}).items()},
         policy_default=sections["policy"]["default"],

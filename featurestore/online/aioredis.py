@@ -89,7 +89,13 @@ class AsyncRedis:
         self._protocols: dict[asyncio.AbstractEventLoop, _Protocol] = {}
         self._connecting: dict[asyncio.AbstractEventLoop, asyncio.Future[_Protocol]] = {}
 
-    async def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def execute(
+        self, commands: Sequence[tuple[Any, ...]], *, raise_errors: bool = True
+    ) -> list[Any]:
+        """The replies, in order. An error reply raises it (every reply was read, so the
+        connection stays good), or with ``raise_errors=False`` is returned in its place
+        as a ``ReplyError`` (a cluster's MOVED/ASK redirections are answered per command).
+        """
         protocol = await self._connected()
         payload = b"".join(hiredis.pack_command(c) for c in commands)
         try:
@@ -97,9 +103,10 @@ class AsyncRedis:
         except TimeoutError:
             self._drop(protocol)  # replies may still come: never reuse this socket
             raise TimeoutError(f"Redis did not answer within {self.timeout} s") from None
-        for reply in replies:
-            if isinstance(reply, ReplyError):
-                raise reply
+        if raise_errors:
+            for reply in replies:
+                if isinstance(reply, ReplyError):
+                    raise reply
         return replies
 
     async def _connected(self) -> _Protocol:

@@ -83,8 +83,17 @@ def _redis(url: str) -> OnlineStore:
     return RedisOnlineStore.from_url(url)
 
 
+def _redis_cluster(url: str) -> OnlineStore:
+    from featurestore.online.cluster_store import ClusterOnlineStore
+
+    return ClusterOnlineStore.from_url(url)
+
+
 # name -> how to build it from the online store's URL
-ONLINE_STORES: dict[str, Callable[[str], OnlineStore]] = {"redis": _redis}
+ONLINE_STORES: dict[str, Callable[[str], OnlineStore]] = {
+    "redis": _redis,
+    "redis-cluster": _redis_cluster,
+}
 # URL scheme -> store name
 SCHEMES = {"redis": "redis", "rediss": "redis", "unix": "redis"}
 
@@ -102,10 +111,23 @@ def store_name(url: str) -> str:
     return name
 
 
+def open_name(url: str, *, cluster: bool) -> str:
+    """The store for ``url``: its scheme's, or Redis Cluster's when ``cluster`` is set
+    (``online_store.cluster: true``)."""
+    name = store_name(url)
+    return "redis-cluster" if cluster and name == "redis" else name
+
+
+def open_online_store(url: str, *, cluster: bool = False) -> OnlineStore:
+    """The online store at ``url`` (for code that has the URL, not the config: Spark
+    executors)."""
+    return ONLINE_STORES[open_name(url, cluster=cluster)](url)
+
+
 def online_store_from_config(config: RepoConfig, name: str | None = None) -> OnlineStore:
     """The repo's online store, by ``name`` (default: the one its URL's scheme names)."""
     url = config.redis_url
-    name = name or store_name(url)
+    name = name or open_name(url, cluster=config.redis_cluster)
     build = ONLINE_STORES.get(name)
     if build is None:
         raise RepoConfigError(
