@@ -301,9 +301,12 @@ ONLINE_REPO: dict[str, str] = {
 }
 
 
-def online_repo(path: Path, redis_url: str, project: str = "shop") -> Path:
-    """ONLINE_REPO in ``path``, on the given Redis."""
+def online_repo(
+    path: Path, redis_url: str, project: str = "shop", *, cluster: bool = False
+) -> Path:
+    """ONLINE_REPO in ``path``, on the given Redis (a Redis Cluster with ``cluster``)."""
     config = (
         f"project: {project}\nregistry: data/registry.db\nonline_store:\n  redis_url: {redis_url}\n"
+        f"  cluster: {'true' if cluster else 'false'}\n"
     )
     return write_repo(path, {**ONLINE_REPO, "featurestore.yaml": config})

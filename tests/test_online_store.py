@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.cluster import RedisCluster
 
 from featurestore import FeatureStore
 from featurestore.devservices import free_port
@@ -35,6 +37,8 @@ from featurestore.errors import (
     VersionNotFound,
 )
 from featurestore.online.client import OnlineClient, now_us
+from featurestore.online.cluster_store import ClusterOnlineStore
+from featurestore.online.cluster_writer import ClusterWriter
 from featurestore.online.layout import ViewLayout
 from featurestore.online.writer import OnlineWriter
 from tests.helpers import online_repo, replace_in_file
@@ -46,17 +50,51 @@ PROFILE = [f"user_profile:{f}" for f in ("embedding", "signup", "vip", "blob", "
 _projects = itertools.count()
 
 
+@dataclass(frozen=True)
+class Online:
+    url: str
+    cluster: bool
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def online(request: pytest.FixtureRequest, services: Any) -> Online:
+    """Each online-store behaviour test runs against one Redis and a 3-primary cluster,
+    with the same expectations."""
+    if request.param == "cluster":
+        return Online(request.getfixturevalue("redis_cluster").url, True)
+    return Online(services.redis_url, False)
+
+
 @pytest.fixture
-def store(tmp_path: Path, services: Any) -> Iterator[FeatureStore]:
-    repo = online_repo(tmp_path / "repo", services.redis_url, f"shop{next(_projects)}")
+def store(tmp_path: Path, online: Online) -> Iterator[FeatureStore]:
+    repo = online_repo(
+        tmp_path / "repo", online.url, f"shop{next(_projects)}", cluster=online.cluster
+    )
     with FeatureStore(repo) as s:
         s.apply()
         yield s
 
 
 @pytest.fixture
-def r(services: Any) -> redis.Redis:
-    return redis.Redis.from_url(services.redis_url)
+def r(online: Online) -> redis.Redis:
+    if online.cluster:
+        return RedisCluster.from_url(online.url)  # type: ignore[return-value]
+    return redis.Redis.from_url(online.url)
+
+
+def all_keys(r: redis.Redis, pattern: bytes) -> list[bytes]:
+    """KEYS on every primary (a cluster client asks one node by default)."""
+    if isinstance(r, RedisCluster):
+        return list(r.keys(pattern, target_nodes=RedisCluster.PRIMARIES))
+    return list(r.keys(pattern))
+
+
+def small_writer(store: FeatureStore, chunk: int) -> Any:
+    """The store's writer with ``chunk`` keys per script call (and per round trip)."""
+    online = store.online_store
+    if isinstance(online, ClusterOnlineStore):
+        return ClusterWriter(online.bulk, chunk_keys=chunk, keys_per_round=2 * chunk)
+    return OnlineWriter(online.client, chunk_keys=chunk)  # type: ignore[attr-defined]
 
 
 def ago(**delta: float) -> datetime:
@@ -244,8 +282,10 @@ def test_projects_sharing_a_redis_never_see_each_other(
 # -- one round trip -----------------------------------------------------------------------------
 
 
-def commandstats(r: redis.Redis) -> dict[str, int]:
-    return {k: v["calls"] for k, v in r.info("commandstats").items()}
+def commandstats(r: redis.Redis) -> list[dict[str, int]]:
+    """Commands served so far, per primary."""
+    nodes = [n.redis_connection for n in r.get_primaries()] if isinstance(r, RedisCluster) else [r]
+    return [{k: v["calls"] for k, v in n.info("commandstats").items()} for n in nodes]
 
 
 def test_a_lookup_is_one_round_trip_of_one_hmget_per_row_and_entity_set(
@@ -253,26 +293,35 @@ def test_a_lookup_is_one_round_trip_of_one_hmget_per_row_and_entity_set(
 ) -> None:
     store.write_online("user_stats", user_stats([1, 2], [ago(minutes=1)] * 2, [1.0, 2.0]))
     client = store.online_client()
-    sends = []
-    pool = client.store.client.connection_pool
-    conn = pool.get_connection()  # the pool hands this connection out again
-    original = conn.send_packed_command
-
-    def counting(command: Any, check_health: bool = True) -> None:
-        sends.append(command)
-        original(command, check_health)
-
-    monkeypatch.setattr(conn, "send_packed_command", counting)
-    pool.release(conn)
     rows = [{"user_id": u, "merchant_id": f"m{u}"} for u in range(50)]
+    client.get_online_features(rows, model="fraud_model")  # connected to every node
+    sends: list[Any] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(conn: Any, command: Any, check_health: bool = True) -> None:
+        sends.append(conn.port)
+        original(conn, command, check_health)
+
     before = commandstats(r)
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
     response = client.get_online_features(rows, model="fraud_model")
+    monkeypatch.undo()
     after = commandstats(r)
-    assert len(sends) == 1  # every command in one write: one round trip
-    # Three views over three entity sets (user, merchant, user+merchant): 3 HMGETs a row.
-    delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
-    delta.pop("cmdstat_info", None)
-    assert delta == {"cmdstat_hmget": 150}
+    # Three views over three entity sets (user, merchant, user+merchant): 3 HMGETs a row,
+    # all in one write to each node: one round trip per node (a cluster's: in parallel).
+    hmgets = [
+        a.get("cmdstat_hmget", 0) - b.get("cmdstat_hmget", 0)
+        for a, b in zip(after, before, strict=True)
+    ]
+    assert sum(hmgets) == 150
+    assert all(n > 0 for n in hmgets)  # 150 keys reach every primary
+    assert sorted(sends) == sorted(set(sends))
+    assert len(sends) == len(after)
+    for a, b in zip(after, before, strict=True):
+        delta = {k: a[k] - b.get(k, 0) for k in a if a[k] != b.get(k, 0)}
+        delta.pop("cmdstat_info", None)
+        delta.pop("cmdstat_hmget", None)
+        assert delta == {}  # nothing but the lookup's HMGETs
     assert response.to_dict()["avg_amount"][:3] == [None, 1.0, 2.0]
     client.close()
 
@@ -305,7 +354,7 @@ def test_out_of_order_and_duplicate_writes_never_regress(
     """Random writes in random batches: the state is the model's, whatever the order."""
     base = now_us() - 60_000_000
     offset = next(_projects) * 10  # fresh keys each example
-    writer = OnlineWriter(store.online_writer().client, chunk_keys=chunk)
+    writer = small_writer(store, chunk)
     lay = layout(store, "user_stats")
     expected: dict[int, tuple[tuple[int, int], float]] = {}
     rows = []
@@ -545,12 +594,12 @@ def test_bad_lookups_raise_typed_errors_naming_the_problem(store: FeatureStore, 
 
 def test_a_bad_key_anywhere_in_a_write_writes_nothing(store: FeatureStore, r: redis.Redis) -> None:
     lay = layout(store, "user_stats")
-    writer = OnlineWriter(store.online_writer().client, chunk_keys=2, chunks_per_round_trip=1)
+    writer = small_writer(store, 2)
     t = now_us()
     rows = [((u,), t, None, (1.0, 1, "a")) for u in range(10)] + [(("x",), t, None, (1, 1, "a"))]
     with pytest.raises(EntityInputError, match="Row 10 for user_stats@v1: key 'user_id'"):
         writer.write(lay, rows)
-    assert not r.keys(lay.prefix + b"*")
+    assert not all_keys(r, lay.prefix + b"*")
 
 
 def test_a_table_missing_a_feature_column_is_refused(store: FeatureStore) -> None:

@@ -361,7 +361,12 @@ def write_online(
     )
     layout = ViewLayout.from_view(ctx.project, view, version)
     counts = latest.mapInArrow(
-        functools.partial(tasks.write_partition, redis_url=ctx.config.redis_url, layout=layout),
+        functools.partial(
+            tasks.write_partition,
+            redis_url=ctx.config.redis_url,
+            cluster=ctx.config.redis_cluster,
+            layout=layout,
+        ),
         "written long, older long, expired long",
     ).agg(F.sum("written"), F.sum("older"), F.sum("expired"))
     try:

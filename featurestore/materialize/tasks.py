@@ -64,19 +64,22 @@ def apply_transformation(
 
 
 def write_partition(
-    batches: Iterator[pa.RecordBatch], *, redis_url: str, layout: ViewLayout
+    batches: Iterator[pa.RecordBatch], *, redis_url: str, cluster: bool, layout: ViewLayout
 ) -> Iterator[pa.RecordBatch]:
-    """Runs on executors: one writer (one connection) per partition, pipelined batches."""
-    from featurestore.online.writer import OnlineWriter
+    """Runs on executors: one online store (one connection per node) per partition,
+    pipelined batches."""
+    from featurestore.online.store import open_online_store
 
-    writer = OnlineWriter.from_url(redis_url)
+    store = open_online_store(redis_url, cluster=cluster)
     written = older = expired = 0
-    for batch in batches:
-        stats = writer.write_table(layout, pa.Table.from_batches([batch]))
-        written += stats.written
-        older += stats.skipped_older
-        expired += stats.skipped_expired
-    writer.client.close()
+    try:
+        for batch in batches:
+            stats = store.write_table(layout, pa.Table.from_batches([batch]))
+            written += stats.written
+            older += stats.skipped_older
+            expired += stats.skipped_expired
+    finally:
+        store.close()
     yield pa.RecordBatch.from_pydict({"written": [written], "older": [older], "expired": [expired]})
 
 

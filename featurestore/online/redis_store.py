@@ -44,6 +44,28 @@ LOOKUP_TIMEOUT = 2.0  # seconds: a lookup fails fast rather than queue behind a 
 BACKGROUND_TIMEOUT = 10.0  # the serving log's appends, drift's reads and publishes
 
 
+def lookup_refused(label: str, exc: BaseException) -> OnlineStoreRefused:
+    """The same typed error for an error reply on the sync and the asyncio path."""
+    return OnlineStoreRefused(
+        f"The online store ({label}) refused the lookup: {exc}. Check that only "
+        "featurestore writes this project's fs:* keys and that the server's Redis user "
+        "may read them (HMGET, GET)."
+    )
+
+
+def lookup_unavailable(label: str, exc: BaseException | None) -> OnlineStoreUnavailable:
+    return OnlineStoreUnavailable(
+        f"The online store ({label}) is unreachable: {exc}. Lookups fail until it "
+        "is back; `featurestore dev status` shows local services."
+    )
+
+
+def background_error(label: str, what: str, exc: BaseException) -> OnlineStoreUnavailable:
+    return OnlineStoreUnavailable(
+        f"Could not {what} on {label}: {exc}. Run the check again when it is back."
+    )
+
+
 class RedisOnlineStore:
     """An ``OnlineStore`` on one Redis server (``featurestore.online.store``)."""
 
@@ -135,18 +157,10 @@ class RedisOnlineStore:
             return False
 
     def _refused(self, exc: BaseException) -> OnlineStoreRefused:
-        """The same typed error for an error reply on the sync and the asyncio path."""
-        return OnlineStoreRefused(
-            f"The online store ({self.label}) refused the lookup: {exc}. Check that only "
-            "featurestore writes this project's fs:* keys and that the server's Redis user "
-            "may read them (HMGET, GET)."
-        )
+        return lookup_refused(self.label, exc)
 
     def _unavailable(self, exc: BaseException | None) -> OnlineStoreUnavailable:
-        return OnlineStoreUnavailable(
-            f"The online store ({self.label}) is unreachable: {exc}. Lookups fail until it "
-            "is back; `featurestore dev status` shows local services."
-        )
+        return lookup_unavailable(self.label, exc)
 
     # -- writes --------------------------------------------------------------------
 
@@ -195,9 +209,7 @@ class RedisOnlineStore:
             raise self._background_error("publish the drift status", exc) from exc
 
     def _background_error(self, what: str, exc: BaseException) -> OnlineStoreUnavailable:
-        return OnlineStoreUnavailable(
-            f"Could not {what} on {self.label}: {exc}. Run the check again when it is back."
-        )
+        return background_error(self.label, what, exc)
 
     def close(self) -> None:
         for client in {id(c): c for c in (self.client, self.bulk, self.background)}.values():

@@ -120,51 +120,14 @@ class OnlineWriter:
     def write_table(self, layout: ViewLayout, table: pa.Table) -> WriteStats:
         """Write an Arrow table with the join keys, ``event_timestamp``, optionally
         ``created_timestamp``, and the layout's features (columns by name)."""
-        import pyarrow as pa
-
-        def column(name: str) -> list[Any]:
-            col = table.column(name)
-            if pa.types.is_timestamp(col.type):
-                col = col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-            return col.to_pylist()
-
-        missing = [
-            c
-            for c in (*layout.join_keys, "event_timestamp", *layout.features)
-            if c not in table.column_names
-        ]
-        if missing:
-            raise EntityInputError(
-                f"Rows for {layout.label} have no column(s) {', '.join(missing)} "
-                f"(have: {', '.join(table.column_names)})."
-            )
-        keys = list(zip(*(column(k) for k in layout.join_keys), strict=True))
-        events = column("event_timestamp")
-        n = table.num_rows
-        created = (
-            column("created_timestamp") if "created_timestamp" in table.column_names else [None] * n
-        )
-        values = list(zip(*(column(f) for f in layout.features), strict=True)) or [()] * n
-        return self.write(layout, zip(keys, events, created, values, strict=True))
+        return self.write(layout, table_rows(layout, table))
 
     def _chunks(self, layout: ViewLayout, rows: Iterable[Row]) -> Iterator[tuple[list, list]]:
-        prefix = layout.prefix
-        field = layout.field
-        parts = [key_part(d) for d in layout.key_dtypes]
-        encode = value_encoder(layout.dtypes)
-        ttl_ms = None if layout.ttl_us is None else layout.ttl_us // 1000
         keys: list[bytes] = []
         args: list[Any] = []
-        for i, (key_values, event_us, created_us, values) in enumerate(rows):
-            if event_us is None:
-                raise EntityInputError(f"Row {i} for {layout.label} has no event time.")
-            if not isinstance(event_us, int):
-                event_us = micros(event_us)
-            if created_us is not None and not isinstance(created_us, int):
-                created_us = micros(created_us)
-            keys.append(prefix + _spell_key(layout, parts, key_values, i).encode())
-            expire_at = -1 if ttl_ms is None else event_us // 1000 + ttl_ms
-            args += (field, encode_value(event_us, created_us, encode(values)), expire_at)
+        for key, field, value, expire_at in encoded(layout, rows):
+            keys.append(key)
+            args += (field, value, expire_at)
             if len(keys) == self.chunk_keys:
                 yield keys, args
                 keys, args = [], []
@@ -195,11 +158,7 @@ class OnlineWriter:
         """Remove one view version's values of these entities (key values in
         ``layout.join_keys`` order), whatever their event time; returns how many. For
         repairs: every other write keeps the newest event time."""
-        parts = [key_part(d) for d in layout.key_dtypes]
-        keys = [
-            layout.prefix + _spell_key(layout, parts, kv, i).encode()
-            for i, kv in enumerate(key_values)
-        ]
+        keys = entity_keys(layout, key_values)
         removed = 0
         try:
             for batch in _batched(keys, 1000):
@@ -217,7 +176,7 @@ class OnlineWriter:
         Redis drops a hash when its last field goes, so no empty keys stay behind.
         """
         removed = 0
-        pattern = _glob_escape(layout.prefix) + b"*"
+        pattern = glob_escape(layout.prefix) + b"*"
         try:
             batch: list[bytes] = []
             for key in self.client.scan_iter(match=pattern, count=scan_count):
@@ -242,6 +201,76 @@ class OnlineWriter:
         return sum(pipe.execute())
 
 
+def encoded(layout: ViewLayout, rows: Iterable[Row]) -> Iterator[tuple[bytes, bytes, bytes, int]]:
+    """Each row as the write script's (key, field, value, expire-at ms or -1). A row that
+    cannot be spelled raises EntityInputError naming it (callers encode every row before
+    sending any, so nothing is written)."""
+    prefix = layout.prefix
+    field = layout.field
+    parts = [key_part(d) for d in layout.key_dtypes]
+    encode = value_encoder(layout.dtypes)
+    ttl_ms = None if layout.ttl_us is None else layout.ttl_us // 1000
+    for i, (key_values, event_us, created_us, values) in enumerate(rows):
+        if event_us is None:
+            raise EntityInputError(f"Row {i} for {layout.label} has no event time.")
+        if not isinstance(event_us, int):
+            event_us = micros(event_us)
+        if created_us is not None and not isinstance(created_us, int):
+            created_us = micros(created_us)
+        key = prefix + _spell_key(layout, parts, key_values, i).encode()
+        expire_at = -1 if ttl_ms is None else event_us // 1000 + ttl_ms
+        yield key, field, encode_value(event_us, created_us, encode(values)), expire_at
+
+
+def entity_keys(layout: ViewLayout, key_values: Sequence[Sequence[Any]]) -> list[bytes]:
+    """The Redis keys of these entities (key values in ``layout.join_keys`` order)."""
+    parts = [key_part(d) for d in layout.key_dtypes]
+    return [
+        layout.prefix + _spell_key(layout, parts, kv, i).encode() for i, kv in enumerate(key_values)
+    ]
+
+
+def table_rows(layout: ViewLayout, table: pa.Table) -> Iterator[Row]:
+    """An Arrow table's rows as writer rows: the join keys, ``event_timestamp``, optionally
+    ``created_timestamp``, and the layout's features (columns by name)."""
+    import pyarrow as pa
+
+    def column(name: str) -> list[Any]:
+        col = table.column(name)
+        if pa.types.is_timestamp(col.type):
+            col = col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        return col.to_pylist()
+
+    missing = [
+        c
+        for c in (*layout.join_keys, "event_timestamp", *layout.features)
+        if c not in table.column_names
+    ]
+    if missing:
+        raise EntityInputError(
+            f"Rows for {layout.label} have no column(s) {', '.join(missing)} "
+            f"(have: {', '.join(table.column_names)})."
+        )
+    keys = list(zip(*(column(k) for k in layout.join_keys), strict=True))
+    events = column("event_timestamp")
+    n = table.num_rows
+    created = (
+        column("created_timestamp") if "created_timestamp" in table.column_names else [None] * n
+    )
+    values = list(zip(*(column(f) for f in layout.features), strict=True)) or [()] * n
+    return zip(keys, events, created, values, strict=True)
+
+
+def glob_escape(text: bytes) -> bytes:
+    """``text`` as a literal SCAN MATCH pattern."""
+    out = bytearray()
+    for b in text:
+        if b in b"*?[]\\":
+            out += b"\\"
+        out.append(b)
+    return bytes(out)
+
+
 def _spell_key(layout: ViewLayout, parts: list, key_values: Sequence[Any], row: int) -> str:
     if len(key_values) != len(parts):
         raise EntityInputError(
@@ -255,15 +284,6 @@ def _spell_key(layout: ViewLayout, parts: list, key_values: Sequence[Any], row: 
         except (TypeError, ValueError) as exc:
             raise EntityInputError(f"Row {row} for {layout.label}: key '{name}': {exc}.") from exc
     return ",".join(spelled)
-
-
-def _glob_escape(text: bytes) -> bytes:
-    out = bytearray()
-    for b in text:
-        if b in b"*?[]\\":
-            out += b"\\"
-        out.append(b)
-    return bytes(out)
 
 
 def _where(client: redis.Redis) -> str:

@@ -1,0 +1,360 @@
+"""Commands to a Redis Cluster: each routed by its key, one pipeline per node, in parallel.
+
+``execute(commands, keys)`` groups the commands by the primary that serves each key's
+slot, writes every node's pipeline before reading any reply (so the nodes work at the same
+time: a request costs one round trip to each node it touches, concurrently), and answers
+the replies in the commands' order. Redirections are followed per command: ``MOVED``
+patches the slot map and asks the new owner, ``ASK`` (a slot being migrated) sends
+``ASKING`` and the command to the importing node, ``TRYAGAIN``/``CLUSTERDOWN`` and
+unreachable nodes refresh the slot map and retry within the caller's ``patience``
+(lookups: none beyond one fresh try; writes: long enough for a failover). Other error
+replies are handed back in place as exceptions for the caller to type.
+
+``ClusterRouter`` is the sync side (redis-py connection pools, one per node);
+``AsyncClusterRouter`` the asyncio side (featurestore/online/aioredis.py, one connection
+per node and event loop).
+
+This module is on the online read path: no pyspark, pandas or great_expectations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import redis
+from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
+
+from featurestore.online.aioredis import AsyncRedis, ReplyError
+from featurestore.online.slots import Address, Redirect, SlotMap, parse_redirect
+from featurestore.urls import redact
+
+CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+MAX_ROUNDS = 16  # redirections followed per command before giving up
+ASKING = (b"ASKING",)
+
+
+class ClusterUnavailable(ConnectionError):
+    """No node answered, or the commands still failed when the caller's patience ran out."""
+
+
+def node_url(url: str, address: Address) -> str:
+    """``url`` (scheme, user, password) pointed at another node; a cluster has only db 0."""
+    parts = urlparse(url)
+    auth = parts.netloc.rpartition("@")[0]
+    host = f"[{address[0]}]" if ":" in address[0] else address[0]
+    netloc = f"{auth + '@' if auth else ''}{host}:{address[1]}"
+    return urlunparse(parts._replace(netloc=netloc, path="/0"))
+
+
+def start_address(url: str) -> Address:
+    parts = urlparse(url)
+    return (parts.hostname or "127.0.0.1", parts.port or 6379)
+
+
+def redirect_of(reply: Any) -> Redirect | None:
+    """A MOVED/ASK reply, from redis-py's exceptions or a bare hiredis error."""
+    if isinstance(reply, AskError):  # MovedError is an AskError too
+        kind = "MOVED" if isinstance(reply, MovedError) else "ASK"
+        return Redirect(kind, reply.slot_id, (reply.host, int(reply.port)))
+    if isinstance(reply, ReplyError):
+        return parse_redirect(str(reply))
+    return None
+
+
+def transient(reply: Any) -> bool:
+    """An error that a retry after a pause answers (a migration or failover under way)."""
+    if isinstance(reply, TryAgainError | ClusterDownError):
+        return True
+    return isinstance(reply, ReplyError) and str(reply).startswith(("TRYAGAIN", "CLUSTERDOWN"))
+
+
+class Dispatch:
+    """One ``execute``'s bookkeeping, shared by the sync and asyncio routers."""
+
+    def __init__(self, commands: Sequence[tuple[Any, ...]], keys: Sequence[bytes | None]):
+        self.commands = commands
+        self.keys = keys
+        self.replies: list[Any] = [None] * len(commands)
+        self.pending = list(range(len(commands)))
+        self.asking: dict[int, Address] = {}
+        self.refresh = False  # the slot map is stale: refresh before the next round
+        self.pause = False  # wait a little before the next round
+        self.last_error: BaseException | None = None
+
+    def groups(self, slots: SlotMap) -> dict[Address, tuple[list[int], list[tuple[Any, ...]]]]:
+        """Pending commands per node: their indices and the commands to send (with
+        ``ASKING`` before each asked one)."""
+        out: dict[Address, tuple[list[int], list[tuple[Any, ...]]]] = {}
+        for i in self.pending:
+            asked = self.asking.get(i)
+            address = asked or slots.node_for(self.keys[i])
+            idxs, cmds = out.setdefault(address, ([], []))
+            idxs.append(i)
+            if asked:
+                cmds.append(ASKING)
+            cmds.append(self.commands[i])
+        self.pending = []
+        return out
+
+    def settle(self, idxs: list[int], replies: list[Any] | BaseException, slots: SlotMap) -> None:
+        """Take one node's replies (or its connection error) and queue what must retry."""
+        if isinstance(replies, BaseException):
+            self.last_error = replies
+            self.refresh = True  # the node may have failed over: ask the others
+            for i in idxs:
+                self.asking.pop(i, None)
+            self.pending += idxs
+            return
+        it = iter(replies)
+        for i in idxs:
+            if self.asking.pop(i, None) is not None:
+                next(it)  # ASKING's +OK
+            reply = next(it)
+            redirect = redirect_of(reply)
+            if redirect is not None:
+                if redirect.kind == "MOVED":
+                    slots.moved(redirect)
+                    self.refresh = True  # one move often means a reshard or failover
+                else:
+                    self.asking[i] = redirect.address
+                self.pending.append(i)
+            elif transient(reply):
+                self.last_error = reply
+                self.pause = True
+                self.pending.append(i)
+            else:
+                self.replies[i] = reply
+
+    def next_round(self) -> None:
+        self.refresh = self.pause = False
+
+
+class SlotMapSource:
+    """Reads the slot map from the start-up node or any node known so far."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.label = f"Redis Cluster at {redact(url)}"
+        self.start = start_address(url)
+        self.slots: SlotMap | None = None
+        self.lock = threading.Lock()
+
+    def candidates(self) -> list[Address]:
+        known: list[Address] = []
+        if self.slots is not None:
+            known = self.slots.primaries + [r for rs in self.slots.replicas.values() for r in rs]
+        return [*dict.fromkeys([*known, self.start])]
+
+    def unavailable(self, error: BaseException | None) -> ClusterUnavailable:
+        return ClusterUnavailable(f"no node of the {self.label} answered ({error})")
+
+
+class ClusterRouter(SlotMapSource):
+    """The sync router: a redis-py connection pool per node."""
+
+    def __init__(self, url: str, *, timeout: float | None, connect_timeout: float) -> None:
+        super().__init__(url)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.pools: dict[Address, redis.ConnectionPool] = {}
+
+    def pool(self, address: Address) -> redis.ConnectionPool:
+        pool = self.pools.get(address)
+        if pool is None:
+            with self.lock:
+                pool = self.pools.get(address)
+                if pool is None:
+                    pool = self.pools[address] = redis.ConnectionPool.from_url(
+                        node_url(self.url, address),
+                        socket_timeout=self.timeout,
+                        socket_connect_timeout=self.connect_timeout,
+                    )
+        return pool
+
+    def slot_map(self) -> SlotMap:
+        return self.slots if self.slots is not None else self.refresh()
+
+    def refresh(self) -> SlotMap:
+        error: BaseException | None = None
+        for address in self.candidates():
+            try:
+                (reply,) = self.send(address, [(b"CLUSTER", b"SLOTS")])
+            except CONNECTION_ERRORS as exc:
+                error = exc
+                continue
+            if isinstance(reply, BaseException):
+                error = reply
+                continue
+            self.slots = SlotMap.from_reply(reply, address)
+            return self.slots
+        raise self.unavailable(error)
+
+    def send(self, address: Address, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One node's pipeline, sent and read back (error replies in place)."""
+        pool = self.pool(address)
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            return [self.read_one(conn) for _ in commands]
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            pool.release(conn)
+
+    @staticmethod
+    def read_one(conn: Any) -> Any:
+        try:
+            return conn.read_response()
+        except redis.ResponseError as exc:  # the parser read the whole reply: go on
+            return exc
+
+    def execute(
+        self,
+        commands: Sequence[tuple[Any, ...]],
+        keys: Sequence[bytes | None],
+        *,
+        patience: float = 0.0,
+    ) -> list[Any]:
+        job = Dispatch(commands, keys)
+        deadline = time.monotonic() + patience
+        slots = self.slot_map()
+        for attempt in range(MAX_ROUNDS):
+            self.round(job, slots)
+            if not job.pending:
+                return job.replies
+            if job.pause or (job.refresh and attempt > 0):
+                if attempt > 0 and time.monotonic() >= deadline:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            if job.refresh:
+                try:
+                    slots = self.refresh()
+                except ClusterUnavailable as exc:
+                    job.last_error = exc
+                    if time.monotonic() >= deadline:
+                        break
+            job.next_round()
+        raise ClusterUnavailable(
+            f"{len(job.pending)} command(s) to the {self.label} failed: {job.last_error}"
+        )
+
+    def round(self, job: Dispatch, slots: SlotMap) -> None:
+        """Write every node's pipeline, then read each: the nodes answer in parallel."""
+        sent = []
+        for address, (idxs, cmds) in job.groups(slots).items():
+            pool = self.pool(address)
+            try:
+                conn = pool.get_connection()
+            except CONNECTION_ERRORS as exc:
+                job.settle(idxs, exc, slots)
+                continue
+            try:
+                conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+            except CONNECTION_ERRORS as exc:
+                conn.disconnect()
+                pool.release(conn)
+                job.settle(idxs, exc, slots)
+                continue
+            sent.append((pool, conn, idxs, len(cmds)))
+        for pool, conn, idxs, n in sent:
+            try:
+                replies: list[Any] | BaseException = [self.read_one(conn) for _ in range(n)]
+            except CONNECTION_ERRORS as exc:
+                conn.disconnect()
+                replies = exc
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
+            job.settle(idxs, replies, slots)
+
+    def primaries(self) -> list[Address]:
+        return self.slot_map().primaries
+
+    def close(self) -> None:
+        for pool in list(self.pools.values()):
+            pool.disconnect()
+
+
+class AsyncClusterRouter(SlotMapSource):
+    """The asyncio router: one lean connection per node and event loop."""
+
+    def __init__(self, url: str, *, timeout: float) -> None:
+        super().__init__(url)
+        self.timeout = timeout
+        self.nodes: dict[Address, AsyncRedis] = {}
+
+    def node(self, address: Address) -> AsyncRedis:
+        node = self.nodes.get(address)
+        if node is None:
+            node = self.nodes[address] = AsyncRedis(
+                node_url(self.url, address), timeout=self.timeout
+            )
+        return node
+
+    async def refresh(self) -> SlotMap:
+        error: BaseException | None = None
+        for address in self.candidates():
+            try:
+                (reply,) = await self.node(address).execute(
+                    [(b"CLUSTER", b"SLOTS")], raise_errors=False
+                )
+            except CONNECTION_ERRORS as exc:
+                error = exc
+                continue
+            if isinstance(reply, BaseException):
+                error = reply
+                continue
+            self.slots = SlotMap.from_reply(reply, address)
+            return self.slots
+        raise self.unavailable(error)
+
+    async def execute(
+        self, commands: Sequence[tuple[Any, ...]], keys: Sequence[bytes | None]
+    ) -> list[Any]:
+        job = Dispatch(commands, keys)
+        slots = self.slots if self.slots is not None else await self.refresh()
+        for attempt in range(MAX_ROUNDS):
+            groups = job.groups(slots)
+            if len(groups) == 1:  # the common small lookup: no task per node
+                ((address, (idxs, cmds)),) = groups.items()
+                job.settle(idxs, await self.send(address, cmds), slots)
+            else:
+                answers = await asyncio.gather(
+                    *(self.send(address, cmds) for address, (_, cmds) in groups.items())
+                )
+                for (idxs, _), replies in zip(groups.values(), answers, strict=True):
+                    job.settle(idxs, replies, slots)
+            if not job.pending:
+                return job.replies
+            if job.pause or (job.refresh and attempt > 0):
+                if attempt > 0:  # lookups wait for no failover: one fresh try
+                    break
+                await asyncio.sleep(0.05)
+            if job.refresh:
+                try:
+                    slots = await self.refresh()
+                except ClusterUnavailable as exc:
+                    job.last_error = exc
+                    break
+            job.next_round()
+        raise ClusterUnavailable(
+            f"{len(job.pending)} command(s) to the {self.label} failed: {job.last_error}"
+        )
+
+    async def send(self, address: Address, cmds: list[tuple[Any, ...]]) -> list[Any] | Exception:
+        try:
+            return await self.node(address).execute(cmds, raise_errors=False)
+        except CONNECTION_ERRORS as exc:
+            return exc
+
+    async def close(self) -> None:
+        for node in list(self.nodes.values()):
+            await node.close()
