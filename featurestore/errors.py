@@ -201,6 +201,11 @@ class OnlineStoreRefused(OnlineStoreUnavailable):
     the store cannot serve it until its data or its user's permissions are fixed."""
 
 
+class OnlineStoreMisconfigured(OnlineStoreRefused):
+    """``online_store.cluster`` says the opposite of what the Redis at ``redis_url`` is (a
+    cluster node without it, a plain Redis with it)."""
+
+
 class CorruptFileError(FeatureStoreError, OSError):
     """A source or offline Parquet file cannot be read: truncated, not Parquet, or a page
     whose bytes do not match its checksum. The message names the file and what to do."""

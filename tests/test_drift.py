@@ -19,6 +19,7 @@ import httpx
 import pyarrow as pa
 import pytest
 import redis
+from redis.cluster import RedisCluster
 from typer.testing import CliRunner
 
 from featurestore import FeatureStore
@@ -212,13 +213,26 @@ def monitored(tmp_path: Path, services: Any) -> Iterator[FeatureStore]:
     yield from monitored_store(tmp_path, services)
 
 
-def monitored_store(
-    tmp_path: Path, services: Any, *, trained_score_nulls: int = 0
+@pytest.fixture(params=["standalone", "cluster"])
+def monitored_anywhere(
+    request: pytest.FixtureRequest, tmp_path: Path, services: Any
 ) -> Iterator[FeatureStore]:
-    config = (
-        f"project: drift{next(_n)}\nregistry: data/registry.db\n"
-        f"online_store:\n  redis_url: {services.redis_url}\n"
-    )
+    """``monitored`` on one Redis, and on a Redis Cluster."""
+    cluster = request.getfixturevalue("redis_cluster") if request.param == "cluster" else None
+    yield from monitored_store(tmp_path, services, cluster_url=cluster and cluster.url)
+
+
+def monitored_store(
+    tmp_path: Path,
+    services: Any,
+    *,
+    trained_score_nulls: int = 0,
+    cluster_url: str | None = None,
+) -> Iterator[FeatureStore]:
+    online = f"  redis_url: {services.redis_url}\n"
+    if cluster_url:
+        online = f"  redis_url: {cluster_url}\n  cluster: true\n"
+    config = f"project: drift{next(_n)}\nregistry: data/registry.db\nonline_store:\n{online}"
     repo = write_repo(tmp_path / "repo", {"featurestore.yaml": config, "defs.py": DEFS})
     now = datetime.now(UTC)
     with FeatureStore(repo) as store:
@@ -258,7 +272,10 @@ def test_training_sets_save_reference_profiles(monitored: FeatureStore) -> None:
 
 
 @pytest.mark.services
-def test_served_drift_reaches_lookups_with_its_history_and_skew(monitored: FeatureStore) -> None:
+def test_served_drift_reaches_lookups_with_its_history_and_skew(
+    monitored_anywhere: FeatureStore,
+) -> None:
+    monitored = monitored_anywhere
     client = monitored.online_client()
     client.drift_refresh_seconds = 0.0  # read the status on every lookup
     first = client.get_online_features([{"user_id": 1}], model="scorer")
@@ -281,7 +298,8 @@ def test_served_drift_reaches_lookups_with_its_history_and_skew(monitored: Featu
     # The world moves: online values shift (offline keeps the old ones: skew too).
     shifted = rows(datetime.now(UTC) - timedelta(minutes=5), 140, {**BASE, "XX": 1.0}, 3, 7)
     monitored.write_online("stats", shifted)
-    redis.Redis.from_url(monitored.config.redis_url).delete(served_key(monitored.project, "scorer"))
+    direct = RedisCluster if monitored.config.redis_cluster else redis.Redis
+    direct.from_url(monitored.config.redis_url).delete(served_key(monitored.project, "scorer"))
     serve_lookups(client)
     [detail] = run_checks(monitored)
     features = detail["features"]

@@ -29,6 +29,7 @@ from urllib.parse import urlparse, urlunparse
 import redis
 from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
 
+from featurestore.errors import OnlineStoreMisconfigured
 from featurestore.online.aioredis import AsyncRedis, ReplyError
 from featurestore.online.slots import Address, Redirect, SlotMap, parse_redirect
 from featurestore.urls import redact
@@ -83,7 +84,9 @@ class Dispatch:
         self.pending = list(range(len(commands)))
         self.asking: dict[int, Address] = {}
         self.refresh = False  # the slot map is stale: refresh before the next round
-        self.pause = False  # wait a little before the next round
+        self.pause = False  # a node failed or asked to retry: wait before the next round
+        self.waits = 0  # rounds that paused
+        self.moves = 0
         self.last_error: BaseException | None = None
 
     def groups(self, slots: SlotMap) -> dict[Address, tuple[list[int], list[tuple[Any, ...]]]]:
@@ -105,7 +108,7 @@ class Dispatch:
         """Take one node's replies (or its connection error) and queue what must retry."""
         if isinstance(replies, BaseException):
             self.last_error = replies
-            self.refresh = True  # the node may have failed over: ask the others
+            self.refresh = self.pause = True  # it may have failed over: ask the others
             for i in idxs:
                 self.asking.pop(i, None)
             self.pending += idxs
@@ -119,7 +122,9 @@ class Dispatch:
             if redirect is not None:
                 if redirect.kind == "MOVED":
                     slots.moved(redirect)
-                    self.refresh = True  # one move often means a reshard or failover
+                    self.moves += 1
+                    if self.moves % 64 == 0:  # many moved slots: a reshard, read it whole
+                        self.refresh = True
                 else:
                     self.asking[i] = redirect.address
                 self.pending.append(i)
@@ -130,8 +135,21 @@ class Dispatch:
             else:
                 self.replies[i] = reply
 
+    def must_stop(self, deadline: float) -> bool:
+        """After a round that left commands pending: whether the caller's patience is
+        spent. Redirections are always followed; failures get one fresh try at once, then
+        retries until ``deadline``."""
+        if not self.pause:
+            return False
+        self.waits += 1
+        return self.waits > 1 and time.monotonic() >= deadline
+
     def next_round(self) -> None:
         self.refresh = self.pause = False
+
+    def failure(self, label: str) -> ClusterUnavailable:
+        why = self.last_error or f"still redirected after {MAX_ROUNDS} rounds"
+        return ClusterUnavailable(f"{len(self.pending)} command(s) to the {label} failed: {why}")
 
 
 class SlotMapSource:
@@ -149,6 +167,19 @@ class SlotMapSource:
         if self.slots is not None:
             known = self.slots.primaries + [r for rs in self.slots.replicas.values() for r in rs]
         return [*dict.fromkeys([*known, self.start])]
+
+    def slot_map_of(self, reply: Any, address: Address) -> SlotMap | None:
+        """The slot map in a CLUSTER SLOTS reply (None for an error reply)."""
+        if isinstance(reply, BaseException):
+            if "cluster support disabled" in str(reply):
+                raise OnlineStoreMisconfigured(
+                    f"online_store.cluster is true, but the Redis at {redact(self.url)} is "
+                    "not a cluster node (cluster support disabled). Set `cluster: false` in "
+                    "featurestore.yaml, or point redis_url at a node of the cluster."
+                )
+            return None
+        self.slots = SlotMap.from_reply(reply, address)
+        return self.slots
 
     def unavailable(self, error: BaseException | None) -> ClusterUnavailable:
         return ClusterUnavailable(f"no node of the {self.label} answered ({error})")
@@ -187,11 +218,11 @@ class ClusterRouter(SlotMapSource):
             except CONNECTION_ERRORS as exc:
                 error = exc
                 continue
-            if isinstance(reply, BaseException):
+            slots = self.slot_map_of(reply, address)
+            if slots is None:
                 error = reply
                 continue
-            self.slots = SlotMap.from_reply(reply, address)
-            return self.slots
+            return slots
         raise self.unavailable(error)
 
     def send(self, address: Address, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -224,25 +255,21 @@ class ClusterRouter(SlotMapSource):
         job = Dispatch(commands, keys)
         deadline = time.monotonic() + patience
         slots = self.slot_map()
-        for attempt in range(MAX_ROUNDS):
+        for _round in range(MAX_ROUNDS):
             self.round(job, slots)
             if not job.pending:
                 return job.replies
-            if job.pause or (job.refresh and attempt > 0):
-                if attempt > 0 and time.monotonic() >= deadline:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))
+            if job.must_stop(deadline):
+                break
+            if job.waits > 1:
+                time.sleep(min(0.05 * 2 ** (job.waits - 2), 1.0))
             if job.refresh:
                 try:
                     slots = self.refresh()
                 except ClusterUnavailable as exc:
                     job.last_error = exc
-                    if time.monotonic() >= deadline:
-                        break
             job.next_round()
-        raise ClusterUnavailable(
-            f"{len(job.pending)} command(s) to the {self.label} failed: {job.last_error}"
-        )
+        raise job.failure(self.label)
 
     def round(self, job: Dispatch, slots: SlotMap) -> None:
         """Write every node's pipeline, then read each: the nodes answer in parallel."""
@@ -309,19 +336,20 @@ class AsyncClusterRouter(SlotMapSource):
             except CONNECTION_ERRORS as exc:
                 error = exc
                 continue
-            if isinstance(reply, BaseException):
+            slots = self.slot_map_of(reply, address)
+            if slots is None:
                 error = reply
                 continue
-            self.slots = SlotMap.from_reply(reply, address)
-            return self.slots
+            return slots
         raise self.unavailable(error)
 
     async def execute(
         self, commands: Sequence[tuple[Any, ...]], keys: Sequence[bytes | None]
     ) -> list[Any]:
         job = Dispatch(commands, keys)
+        deadline = time.monotonic()  # lookups wait for no failover: one fresh try
         slots = self.slots if self.slots is not None else await self.refresh()
-        for attempt in range(MAX_ROUNDS):
+        for _round in range(MAX_ROUNDS):
             groups = job.groups(slots)
             if len(groups) == 1:  # the common small lookup: no task per node
                 ((address, (idxs, cmds)),) = groups.items()
@@ -334,20 +362,15 @@ class AsyncClusterRouter(SlotMapSource):
                     job.settle(idxs, replies, slots)
             if not job.pending:
                 return job.replies
-            if job.pause or (job.refresh and attempt > 0):
-                if attempt > 0:  # lookups wait for no failover: one fresh try
-                    break
-                await asyncio.sleep(0.05)
+            if job.must_stop(deadline):
+                break
             if job.refresh:
                 try:
                     slots = await self.refresh()
                 except ClusterUnavailable as exc:
                     job.last_error = exc
-                    break
             job.next_round()
-        raise ClusterUnavailable(
-            f"{len(job.pending)} command(s) to the {self.label} failed: {job.last_error}"
-        )
+        raise job.failure(self.label)
 
     async def send(self, address: Address, cmds: list[tuple[Any, ...]]) -> list[Any] | Exception:
         try:

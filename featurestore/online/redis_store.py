@@ -21,9 +21,13 @@ from typing import TYPE_CHECKING, Any, cast
 import msgpack
 import redis
 
-from featurestore.errors import OnlineStoreRefused, OnlineStoreUnavailable
+from featurestore.errors import (
+    OnlineStoreMisconfigured,
+    OnlineStoreRefused,
+    OnlineStoreUnavailable,
+)
 from featurestore.online.aioredis import AsyncRedis, ReplyError
-from featurestore.online.writer import OnlineWriter
+from featurestore.online.writer import OnlineWriter, is_cluster_reply
 from featurestore.urls import redact
 
 if TYPE_CHECKING:
@@ -44,8 +48,22 @@ LOOKUP_TIMEOUT = 2.0  # seconds: a lookup fails fast rather than queue behind a 
 BACKGROUND_TIMEOUT = 10.0  # the serving log's appends, drift's reads and publishes
 
 
+def not_standalone(label: str, exc: BaseException) -> OnlineStoreMisconfigured | None:
+    """The error for a cluster node answered as if it were a single Redis (MOVED, ASK,
+    CROSSSLOT): the repo's config, not the data, is wrong."""
+    if is_cluster_reply(exc):
+        return OnlineStoreMisconfigured(
+            f"{label} is a node of a Redis Cluster ({exc}): set `online_store.cluster: "
+            "true` in featurestore.yaml so featurestore routes keys to their nodes."
+        )
+    return None
+
+
 def lookup_refused(label: str, exc: BaseException) -> OnlineStoreRefused:
     """The same typed error for an error reply on the sync and the asyncio path."""
+    misconfigured = not_standalone(label, exc)
+    if misconfigured is not None:
+        return misconfigured
     return OnlineStoreRefused(
         f"The online store ({label}) refused the lookup: {exc}. Check that only "
         "featurestore writes this project's fs:* keys and that the server's Redis user "

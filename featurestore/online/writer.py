@@ -21,8 +21,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.exceptions import AskError, ClusterCrossSlotError
 
-from featurestore.errors import EntityInputError, OnlineStoreUnavailable
+from featurestore.errors import (
+    EntityInputError,
+    OnlineStoreMisconfigured,
+    OnlineStoreRefused,
+    OnlineStoreUnavailable,
+)
 from featurestore.online.layout import ViewLayout, encode_value, key_part, value_encoder
 from featurestore.times import micros
 
@@ -147,6 +153,19 @@ class OnlineWriter:
                 "last completed batch was written; re-run the write when Redis is back "
                 "(writes are idempotent)."
             ) from exc
+        except redis.ResponseError as exc:
+            text = str(exc)
+            if is_cluster_reply(exc):
+                raise OnlineStoreMisconfigured(
+                    f"Redis at {_where(self.client)} is a node of a Redis Cluster ({text}): "
+                    "set `online_store.cluster: true` in featurestore.yaml. Nothing after "
+                    "the last completed batch was written."
+                ) from exc
+            raise OnlineStoreRefused(
+                f"Redis at {_where(self.client)} refused a write: {text}. Nothing after the "
+                "last completed batch was written; writes are idempotent: re-run it when "
+                "fixed."
+            ) from exc
         for (keys, _), (written, older, expired) in zip(chunks, replies, strict=True):
             stats.rows += len(keys)
             stats.written += written
@@ -199,6 +218,14 @@ class OnlineWriter:
         for key in keys:
             pipe.hdel(key, field)
         return sum(pipe.execute())
+
+
+def is_cluster_reply(exc: BaseException) -> bool:
+    """A reply only a cluster node gives (MOVED, ASK, CROSSSLOT): a single-Redis client
+    was pointed at a cluster."""
+    return isinstance(exc, AskError | ClusterCrossSlotError) or str(exc).startswith(
+        ("MOVED", "ASK", "CROSSSLOT")
+    )
 
 
 def encoded(layout: ViewLayout, rows: Iterable[Row]) -> Iterator[tuple[bytes, bytes, bytes, int]]:

@@ -1,0 +1,227 @@
+"""The Redis Cluster online store against a real local cluster: what only a cluster does.
+
+The behaviour every store shares (monotonic writes, TTL, versions, retire, bad input, one
+round trip per node) runs against both stores in tests/test_online_store.py. Here: keys
+spread over every primary, a resharding under running lookups and writes, a primary's
+failover, a node that is down, the serving log and drift, and a config that says the
+opposite of what the server is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from featurestore import FeatureStore
+from featurestore.errors import OnlineStoreMisconfigured, OnlineStoreUnavailable
+from featurestore.online.cluster_store import ClusterOnlineStore
+from featurestore.online.serving_log import ServingLog, decode_batch
+from featurestore.online.slots import key_slot
+from tests.helpers import online_repo
+from tests.test_online_store import USER_STATS, ago, layout, user_stats
+
+pytestmark = pytest.mark.services
+_projects = itertools.count()
+
+
+def nodes(cluster: Any) -> dict[int, redis.Redis]:
+    """port -> client of each live primary."""
+    out = {}
+    for port in (*cluster.ports, *cluster.replica_ports):
+        client = redis.Redis(port=port, socket_timeout=2)
+        try:
+            if client.execute_command("ROLE")[0] == b"master":
+                out[port] = client
+        except redis.ConnectionError:
+            continue  # a primary an earlier test shut down
+    return out
+
+
+def owner(cluster: Any, key: bytes) -> int:
+    """The port of the primary serving ``key``, as the cluster says now."""
+    slot = key_slot(key)
+    any_node = next(iter(nodes(cluster).values()))
+    for start, end, primary, *_replicas in any_node.execute_command("CLUSTER SLOTS"):
+        if start <= slot <= end:
+            return int(primary[1])
+    raise AssertionError(f"no primary serves slot {slot}")
+
+
+@pytest.fixture
+def store(tmp_path: Path, redis_cluster: Any) -> Iterator[FeatureStore]:
+    repo = online_repo(tmp_path / "repo", redis_cluster.url, f"cl{next(_projects)}", cluster=True)
+    with FeatureStore(repo) as s:
+        s.apply()
+        yield s
+
+
+def test_keys_spread_over_every_primary_and_read_back(
+    store: FeatureStore, redis_cluster: Any
+) -> None:
+    users = list(range(300))
+    stats = store.write_online("user_stats", user_stats(users, [ago(minutes=1)] * 300, users))
+    assert stats.written == 300
+    prefix = layout(store, "user_stats").prefix
+    per_node = {p: len(c.keys(prefix + b"*")) for p, c in nodes(redis_cluster).items()}
+    assert sum(per_node.values()) == 300
+    assert all(n > 50 for n in per_node.values()), per_node  # sharded, not one slot
+    rows = [{"user_id": u} for u in users]
+    response = store.get_online_features(rows, features=USER_STATS)
+    assert response.to_dict()["avg_amount"] == [float(u) for u in users]
+    async_response = asyncio.run(store.get_online_features_async(rows, features=USER_STATS))
+    assert async_response.to_json() == response.to_json()
+
+
+def move_slot(slot: int, source: int, target: int, everyone: dict[int, redis.Redis]) -> None:
+    """Migrate one slot key by key (so lookups meet it half moved: ASK), then hand it
+    over (MOVED from then on): what `redis-cli --cluster reshard` does."""
+    src, dst = everyone[source], everyone[target]
+    src_id = src.execute_command("CLUSTER MYID")
+    dst_id = dst.execute_command("CLUSTER MYID")
+    dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+    src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+    while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1):
+        src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        time.sleep(0.002)
+    for client in everyone.values():
+        client.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+
+
+def test_a_resharding_while_lookups_and_writes_run_loses_nothing(
+    store: FeatureStore, redis_cluster: Any
+) -> None:
+    users = list(range(200))
+    store.write_online("user_stats", user_stats(users, [ago(minutes=10)] * 200, users))
+    prefix = layout(store, "user_stats").prefix
+    everyone = nodes(redis_cluster)
+    source = owner(redis_cluster, prefix + b"0")
+    target = next(p for p in sorted(everyone) if p != source)
+    moving = [
+        key_slot(prefix + str(u).encode())
+        for u in users
+        if owner(redis_cluster, prefix + str(u).encode()) == source
+    ]
+    assert moving
+    rows = [{"user_id": u} for u in users]
+    stop = threading.Event()
+    seen: dict[str, int] = {"sync": 0, "async": 0, "writes": 0}
+    failures: list[BaseException] = []
+    client = store.online_client()
+
+    def check(values: list[Any]) -> None:
+        # Each user's value is its id, or (after a rewrite below) id + 1000: never missing.
+        for u, v in zip(users, values, strict=True):
+            assert v in (float(u), float(u + 1000)), (u, v)
+
+    def sync_lookups() -> None:
+        try:
+            while not stop.is_set():
+                check(client.get_online_features(rows, features=USER_STATS).to_dict()["avg_amount"])
+                seen["sync"] += 1
+        except BaseException as exc:
+            failures.append(exc)
+
+    def async_lookups() -> None:
+        async def run() -> None:
+            while not stop.is_set():
+                response = await client.get_online_features_async(rows, features=USER_STATS)
+                check(response.to_dict()["avg_amount"])
+                seen["async"] += 1
+            await client.aclose()
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:
+            failures.append(exc)
+
+    def writes() -> None:
+        try:
+            while not stop.is_set():
+                n = seen["writes"]
+                batch = users[n % 200 : n % 200 + 20]
+                newer = user_stats(batch, [ago(minutes=5)] * len(batch), [u + 1000 for u in batch])
+                assert store.write_online("user_stats", newer).rows == len(batch)
+                seen["writes"] += 1
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=f) for f in (sync_lookups, async_lookups, writes)]
+    for t in threads:
+        t.start()
+    try:
+        for slot in sorted(set(moving)):
+            move_slot(slot, source, target, everyone)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not failures, failures[0]
+    assert min(seen.values()) > 0, seen
+    assert all(owner(redis_cluster, prefix + str(u).encode()) != source for u in users)
+    # Nothing lost: every user reads back, and every rewrite that was acknowledged landed.
+    final = store.get_online_features(rows, features=USER_STATS).to_dict()["avg_amount"]
+    check(final)
+    rewritten = {u for n in range(seen["writes"]) for u in users[n % 200 : n % 200 + 20]}
+    assert [final[u] == u + 1000 for u in users] == [u in rewritten for u in users]
+
+
+def test_the_serving_log_drift_and_usage_work_on_a_cluster(
+    store: FeatureStore, redis_cluster: Any
+) -> None:
+    online = store.online_store
+    assert isinstance(online, ClusterOnlineStore)
+    project = store.project
+    keys = [f"fs:{project}:@served:m{i}".encode() for i in range(6)]  # spread over nodes
+    log = ServingLog(online, interval=0.01)
+    for i, key in enumerate(keys):
+        log.offer(key, b"\x91%c" % i)
+    log.flush()
+    assert log.written == 6
+    for i, key in enumerate(keys):
+        assert [decode_batch(e) for e in online.read_served(key, 0, 10)] == [[[i]]]
+    # Drift end to end on a cluster: tests/test_drift.py (monitored_anywhere).
+    client = store.online_client()
+    client.get_online_features([{"user_id": 1, "merchant_id": "m"}], model="fraud_model")
+    assert any(k[0] == "fraud_model" for k in client.usage())
+
+
+def test_cluster_true_on_a_single_redis_and_false_on_a_cluster_node_say_which(
+    tmp_path: Path, services: Any, redis_cluster: Any
+) -> None:
+    repo = online_repo(tmp_path / "a", services.redis_url, "misa", cluster=True)
+    with FeatureStore(repo) as s:
+        s.apply()
+        with pytest.raises(OnlineStoreMisconfigured, match=r"not a cluster node.*cluster: false"):
+            s.get_online_features([{"user_id": 1}], features=USER_STATS)
+    repo = online_repo(tmp_path / "b", redis_cluster.url, "misb", cluster=False)
+    with FeatureStore(repo) as s:
+        s.apply()
+        users = list(range(40))  # some keys live on other nodes than the one named
+        with pytest.raises(OnlineStoreMisconfigured, match="cluster: true"):
+            s.write_online("user_stats", user_stats(users, [ago(minutes=1)] * 40, users))
+        with pytest.raises(OnlineStoreMisconfigured, match="cluster: true"):
+            s.get_online_features([{"user_id": u} for u in users], features=USER_STATS)
+        with pytest.raises(OnlineStoreMisconfigured, match="cluster: true"):
+            asyncio.run(
+                s.get_online_features_async([{"user_id": u} for u in users], features=USER_STATS)
+            )
+
+
+def test_an_unreachable_cluster_fails_lookups_and_writes_clearly(tmp_path: Path) -> None:
+    from featurestore.devservices import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    repo = online_repo(tmp_path / "repo", url, "gone", cluster=True)
+    with FeatureStore(repo) as s:
+        s.apply()
+        with pytest.raises(OnlineStoreUnavailable, match=r"Redis Cluster at .* unreachable"):
+            s.get_online_features([{"user_id": 1}], features=USER_STATS)
+        assert s.online_store.ping() is False
