@@ -10,6 +10,7 @@ opposite of what the server is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -225,3 +226,59 @@ def test_an_unreachable_cluster_fails_lookups_and_writes_clearly(tmp_path: Path)
         with pytest.raises(OnlineStoreUnavailable, match=r"Redis Cluster at .* unreachable"):
             s.get_online_features([{"user_id": 1}], features=USER_STATS)
         assert s.online_store.ping() is False
+
+
+def replica_of(cluster: Any, primary: int) -> int:
+    """The port of a replica that follows ``primary``."""
+    for port in cluster.replica_ports:
+        try:
+            role = redis.Redis(port=port, socket_timeout=2).execute_command("ROLE")
+        except redis.ConnectionError:
+            continue
+        if role[0] == b"slave" and int(role[2]) == primary:
+            return port
+    raise AssertionError(f"no replica follows {primary}")
+
+
+def test_a_primary_failing_over_to_its_replica_recovers_lookups_and_writes_by_themselves(
+    store: FeatureStore, redis_cluster: Any
+) -> None:
+    users = list(range(300))
+    store.write_online("user_stats", user_stats(users, [ago(minutes=10)] * 300, users))
+    prefix = layout(store, "user_stats").prefix
+    victim = owner(redis_cluster, prefix + b"0")
+    heir = replica_of(redis_cluster, victim)
+    primary = redis.Redis(port=victim, socket_timeout=5)
+    assert primary.execute_command("WAIT", 1, 5000) == 1  # the replica has every write
+    rows = [{"user_id": u} for u in users]
+    client = store.online_client()
+    assert client.get_online_features(rows, features=USER_STATS).to_dict()["avg_amount"] == users
+    with contextlib.suppress(redis.ConnectionError):
+        primary.shutdown(nosave=True)  # the primary dies; its replica takes over
+    newer = user_stats(users, [ago(minutes=5)] * 300, [u + 1000 for u in users])
+    written: list[Any] = []
+    # A write while the primary is gone waits for the failover (its patience) and lands.
+    writer = threading.Thread(
+        target=lambda: written.append(store.write_online("user_stats", newer))
+    )
+    writer.start()
+    failures: list[str] = []
+    deadline = time.monotonic() + 60
+    while True:  # lookups fail, typed, while no node serves those slots; then recover
+        try:
+            values = client.get_online_features(rows, features=USER_STATS).to_dict()["avg_amount"]
+            break
+        except OnlineStoreUnavailable as exc:
+            failures.append(str(exc))
+            assert time.monotonic() < deadline, "lookups did not recover"
+            time.sleep(0.1)
+    assert all("Redis Cluster at" in f and "unreachable" in f for f in failures)
+    assert all(v in (float(u), float(u + 1000)) for u, v in zip(users, values, strict=True))
+    writer.join(60)
+    assert written, "the write did not finish"
+    assert written[0].written == 300
+    assert redis.Redis(port=heir).execute_command("ROLE")[0] == b"master"
+    after = client.get_online_features(rows, features=USER_STATS).to_dict()["avg_amount"]
+    assert after == [float(u + 1000) for u in users]
+    async_after = asyncio.run(store.get_online_features_async(rows, features=USER_STATS))
+    assert async_after.to_dict()["avg_amount"] == after
