@@ -341,9 +341,8 @@ def _prepare(
             return spec, pid_file, pid_file.binary, "already running; "
         _pid_path(state_dir, spec).unlink(missing_ok=True)
         note = f"replaced stale pid file (pid {pid_file.pid}); "
-    for port in (spec.port, spec.port + CLUSTER_BUS_OFFSET) if spec.cluster else (spec.port,):
-        if port_taken(spec.bind_host, port):
-            raise _port_error(spec, state_dir, port)
+    if (port := _taken_port(spec)) is not None:
+        raise _port_error(spec, state_dir, port)
     # Import the health-check clients now: fails before anything starts if one is missing, and
     # keeps import time out of the measured start-up time.
     if spec.name == "kafka":
@@ -352,6 +351,14 @@ def _prepare(
         importlib.import_module("redis")
     binary = _resolve_binary(spec.name, redis_bin if spec.name == "redis" else kafka_bin)
     return spec, None, binary, note
+
+
+def _taken_port(spec: _Spec) -> int | None:
+    """The port (or a cluster node's bus port) something already holds, if any."""
+    for port in (spec.port, spec.port + CLUSTER_BUS_OFFSET) if spec.cluster else (spec.port,):
+        if port_taken(spec.bind_host, port):
+            return port
+    return None
 
 
 def _port_error(spec: _Spec, state_dir: Path, port: int | None = None) -> PortInUseError:
@@ -449,7 +456,7 @@ def _await_healthy(
         if not owned(pid_file.pid, pid_file.binary):
             tail = log_tail(log_path)
             if "address already in use" in tail.lower():
-                raise _port_error(spec, state_dir)
+                raise _port_error(spec, state_dir, _taken_port(spec))
             raise DevServiceError(
                 f"The {spec.label} (pid {pid_file.pid}) exited while starting on "
                 f"{spec.address}. Last lines of {log_path}:\n{tail}\n"

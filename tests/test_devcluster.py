@@ -280,3 +280,34 @@ def test_cli_dev_up_redis_cluster_json(example_repo: Path, monkeypatch: pytest.M
         run("down")
     out, _ = run("status", code=3)
     assert out.count(" stopped ") == 2
+
+
+def test_cli_dev_up_follows_cluster_true_in_the_repo(tmp_path: Path) -> None:
+    ports = free_ports(3, cluster_bus=True)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "featurestore.yaml").write_text(
+        "project: p\n"
+        f"online_store: {{redis_url: 'redis://127.0.0.1:{ports[0]}/0', cluster: true}}\n"
+        f"kafka: {{bootstrap_servers: '127.0.0.1:{free_port()}'}}\n"
+    )
+    runner = CliRunner()
+    try:
+        result = runner.invoke(app, ["dev", "up", "-r", str(repo), "--json"])
+        assert result.exit_code == 0, result.output
+        rows = json.loads(result.stdout)
+        assert [(r["name"], r.get("role")) for r in rows] == [
+            ("cluster", None),
+            *[("redis", "primary")] * 3,
+            ("kafka", None),
+        ]
+        assert "online_store.cluster: true" not in result.stderr  # the repo says so already
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        (plain / "featurestore.yaml").write_text("project: q\n")
+        bad = runner.invoke(app, ["dev", "up", "-r", str(plain), "--replicas", "1"])
+        assert bad.exit_code == 1
+        assert "--replicas needs --redis-cluster N" in bad.stderr
+    finally:
+        runner.invoke(app, ["dev", "down", "-r", str(repo)])
+    assert not any(_accepting(p) for p in ports)
