@@ -243,8 +243,16 @@ def formed(layout: ClusterLayout, password: str | None) -> bool:
     """False if every node is still a fresh, empty cluster of one; True if each knows all."""
     known = []
     for port in layout.all_ports:
-        with _session(layout.bind_host, port, password) as query:
-            info = _fields(query("CLUSTER", "INFO"))
+        try:
+            with _session(layout.bind_host, port, password) as query:
+                info = _fields(query("CLUSTER", "INFO"))
+        except Exception as exc:  # e.g. a node started with another password
+            raise DevServiceError(
+                f"The dev Redis Cluster node {fmt_addr(layout.host, port)} did not answer "
+                f"CLUSTER INFO ({type(exc).__name__}: {exc}). Check the password in "
+                "`online_store.redis_url`, or run `featurestore dev down` and `featurestore dev "
+                "up` again."
+            ) from exc
         known.append((int(info.get("cluster_known_nodes", 1)), info.get("cluster_slots_assigned")))
     if all(k == (1, "0") for k in known):
         return False

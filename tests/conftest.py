@@ -58,6 +58,11 @@ class RedisCluster:
     replica_ports: tuple[int, ...]  # one per primary (which one: CLUSTER NODES)
     state_dir: Path
 
+    def pid(self, port: int) -> int:
+        """The pid of the node on ``port`` (to stop it, e.g. for a failover)."""
+        path = self.state_dir / "redis-cluster" / f"node-{port}.pid"
+        return int(path.read_text().split()[0])
+
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:

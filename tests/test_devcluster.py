@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -311,3 +312,31 @@ def test_cli_dev_up_follows_cluster_true_in_the_repo(tmp_path: Path) -> None:
     finally:
         runner.invoke(app, ["dev", "down", "-r", str(repo)])
     assert not any(_accepting(p) for p in ports)
+
+
+def test_a_killed_primary_fails_over_and_up_brings_it_back(state_dir: Path) -> None:
+    ports = free_ports(6, cluster_bus=True)
+    url = f"redis://127.0.0.1:{ports[0]}/0"
+    nodes = _nodes(up(url, None, state_dir, redis_cluster=3, cluster_replicas=1))
+    victim = nodes[0]
+    heir = next(n for n in nodes[3:] if n.detail.startswith(f"replica of {victim.address};"))
+    assert victim.pid is not None
+    os.kill(victim.pid, signal.SIGKILL)
+
+    deadline = time.monotonic() + 30  # node timeout 2 s, then an election
+    while time.monotonic() < deadline:
+        now = status(url, None, state_dir)
+        if now[0].state == "unhealthy" and any(
+            s.address == heir.address and s.role == "primary" for s in now
+        ):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the replica {heir.address} was not promoted: {now}")
+
+    healed = up(url, None, state_dir, redis_cluster=3, cluster_replicas=1)
+    assert healed[0].state == "running"
+    roles = {s.address: s.role for s in _nodes(healed)}
+    assert roles[victim.address] == "replica"  # it rejoined under its heir
+    assert roles[heir.address] == "primary"
+    assert sum(s.slots or 0 for s in _nodes(healed)) == 16384
