@@ -134,8 +134,9 @@ def test_up_status_idempotent_restart_and_down(state_dir: Path) -> None:
     dead = nodes[-1]
     assert dead.pid is not None
     os.kill(dead.pid, signal.SIGKILL)
-    while not _gone(dead.pid):
-        pass
+    deadline = time.monotonic() + 10
+    while not _gone(dead.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
     now = status(url, None, state_dir)
     assert now[0].state == "unhealthy"
     assert [s.state for s in _nodes(now)] == ["running"] * 5 + ["stopped"]
