@@ -529,6 +529,18 @@ def test_a_late_reply_never_replaces_a_later_read() -> None:
     late_missing = cache.fill(first[0], first[1], [[None]], commands, bounds, 1, first[2])
     assert late_missing == [[value(20)]]
     assert cache.answer(commands, bounds, 1)[0] == [[value(20)]]
+    # The same race when the late reply lands after the later read's bound has passed.
+    third = cache.answer([(b"HMGET", b"j", b"v@1")], bounds, 1)
+    clock.advance(1)
+    fourth = cache.answer([(b"HMGET", b"j", b"v@1")], bounds, 1)
+    cache.fill(
+        fourth[0], fourth[1], [[value(40)]], [(b"HMGET", b"j", b"v@1")], bounds, 1, fourth[2]
+    )
+    clock.advance(2000)
+    late = cache.fill(
+        third[0], third[1], [[value(30)]], [(b"HMGET", b"j", b"v@1")], bounds, 1, third[2]
+    )
+    assert late == [[value(40)]]
 
 
 def test_bounds_per_field_and_the_smaller_wins() -> None:
@@ -572,3 +584,26 @@ def test_threads_share_it_safely() -> None:
     stats = cache.stats()
     assert stats["entries"] <= 50
     assert stats["value_bytes"] == stats["entries"] * len(value(1000))
+
+
+@pytest.mark.services
+def test_featurestore_serve_uses_the_repos_cache(
+    tmp_path: Path, services: Any, r: redis.Redis
+) -> None:
+    from tests.test_serving import start_server, stop_server
+
+    yaml = "  cache: {models: {fraud_model: {max_staleness_ms: 60000}}}\n"
+    repo = repo_at(tmp_path / "repo", services.redis_url, yaml)
+    with FeatureStore(repo) as store:
+        store.apply()
+        store.write_online("user_stats", user_stats([1], ago(minutes=1), 8.0))
+    server = start_server(repo, "--workers", "1")
+    try:
+        body = {"model": "fraud_model", "entities": [{"user_id": 1, "merchant_id": "m1"}]}
+        before = hmgets(r)
+        answers = [server.post(body).json() for _ in range(3)]
+        assert hmgets(r) - before == 3  # the first request's three entity sets
+        assert answers[0] == answers[1] == answers[2]
+        assert answers[0]["results"][0]["values"] == [8.0]
+    finally:
+        stop_server(server)
