@@ -410,6 +410,34 @@ def test_a_new_version_is_read_fresh_never_from_the_old_ones_entries(
     assert response.plan.refs[0] == "user_stats@v2:avg_amount"
 
 
+MASK = """
+from featurestore import FeatureMatch, ModelMatch, Policy
+
+hide_amounts = Policy(
+    name="hide_amounts", effect="mask", mask="redact",
+    features=FeatureMatch(views=["user_stats"]), models=ModelMatch(purposes=["fraud"]),
+)
+"""
+
+
+@pytest.mark.services
+def test_masks_apply_to_each_lookup_never_to_what_the_cache_holds(
+    tmp_path: Path, services: Any, r: redis.Redis
+) -> None:
+    with FeatureStore(repo_at(tmp_path / "repo", services.redis_url)) as store:
+        (store.config.repo_path / "mask.py").write_text(MASK)
+        store.apply()
+        store.write_online("user_stats", user_stats([1], ago(minutes=1), 5.0))
+        client = cached_client(store, Clock(), views={"user_stats": 60_000})
+        row = [{"user_id": 1, "merchant_id": "m1"}]
+        before = hmgets(r)
+        assert amounts(client.get_online_features(row, model="fraud_model")) == [None]
+        assert amounts(client.get_online_features(row, features=STATS)) == [5.0]
+        assert amounts(client.get_online_features(row, model="fraud_model")) == [None]
+        assert amounts(client.get_online_features(row, features=STATS)) == [5.0]
+        assert hmgets(r) - before == 3 + 2  # user_stats read once; merchant and pair uncached
+
+
 # -- config ---------------------------------------------------------------------------------------
 
 
