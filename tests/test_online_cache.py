@@ -582,6 +582,16 @@ def test_bounds_per_field_and_the_smaller_wins() -> None:
     assert mixed is not None
     assert mixed.served == (None, None)  # x is not cached: its set always goes to Redis
     assert mixed.fields[0] == ((b"a@1", 500 * MS), (b"x@1", None))
+    assert mixed.fills == (((0, b"a@1", 500 * MS),), ())
+    # The uncached set's keys never take room in the cache.
+    partly = LookupCache(max_entries=10, views={"a": 500})
+    split = partly.bounds(FakePlan([[("a", b"a@1")], [("c", b"c@1")]]))
+    assert split is not None
+    commands = [(b"HMGET", b"u1", b"a@1"), (b"HMGET", b"m1", b"c@1")]
+    replies, todo, sent = partly.answer(commands, split, 2)
+    partly.fill(replies, todo, [[value(1)], [value(2)]], commands, split, 2, sent)
+    assert partly.stats()["entries"] == 1
+    assert partly.answer(commands, split, 2)[1] == [1]
     assert cache.bounds(FakePlan([[("x", b"x@1")]])) is None
 
 

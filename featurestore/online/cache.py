@@ -53,19 +53,21 @@ FieldBounds = tuple[tuple[bytes, int | None], ...]
 
 
 class PlanBounds:
-    """What the cache does for one plan, per entity set: each field's bound (``fields``:
-    what a reply fills), and the same when every field is cached (``served``: a command of
-    that set may be answered here), else None."""
+    """What the cache does for one plan, per entity set: each field's bound (``fields``);
+    the (position, field, bound) of the cached ones, which a reply fills (``fills``; empty:
+    the set's keys never enter the cache); and, when every field is cached, the fields and
+    bounds a command of that set may be answered with (``served``), else None."""
 
-    __slots__ = ("fields", "served")
+    __slots__ = ("fields", "fills", "served")
 
     def __init__(self, fields: tuple[FieldBounds, ...]) -> None:
         self.fields = fields
+        self.fills: tuple[tuple[tuple[int, bytes, int], ...], ...] = tuple(
+            tuple((pos, f, b) for pos, (f, b) in enumerate(per) if b is not None) for per in fields
+        )
         self.served: tuple[tuple[tuple[bytes, int], ...] | None, ...] = tuple(
-            tuple((f, b) for f, b in per if b is not None)
-            if all(b is not None for _, b in per)
-            else None
-            for per in fields
+            tuple((f, b) for _pos, f, b in fill) if len(fill) == len(per) else None
+            for per, fill in zip(fields, self.fills, strict=True)
         )
 
 
@@ -200,15 +202,17 @@ class LookupCache:
         and the cache; where the cache holds a value that must not be replaced (read later,
         or newer and within the bound), that value is the answer. Returns ``replies``."""
         now = self.clock()
-        sets = bounds.fields
-        k = len(sets)
+        fills = bounds.fills
+        k = len(fills)
         rows = self._rows
         with self._lock:
             for j, reply in zip(todo, fetched, strict=True):
                 replies[j] = reply
                 if j >= n:
                     continue
-                fields = sets[j % k]
+                cached = fills[j % k]
+                if not cached:
+                    continue
                 key = commands[j][1]
                 row = rows.get(key)
                 if row is None:
@@ -217,9 +221,7 @@ class LookupCache:
                         self._evict()
                 else:
                     rows.move_to_end(key)
-                for pos, (f, bound) in enumerate(fields):
-                    if bound is None:
-                        continue
+                for pos, f, bound in cached:
                     raw = reply[pos]
                     held = row.get(f)
                     if held is not None and _keep(held, raw, sent, now, bound):
