@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "stream": ([], []),
     "policy_lookup": ([], ["--calls", "5000"]),
     "drift_sampling": ([], ["--calls", "5000"]),
+    "online_cache": ([], ["--calls", "5000"]),
 }
 FEAST_AWARE = {"pit_join", "online_lookup", "materialize"}
 
@@ -221,6 +222,9 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "stream": stream,
     "policy_lookup": _variants("lookup with policies and an API key", "on", "off"),
     "drift_sampling": _variants("lookup sampled 100% for drift", "sample_100pct", "no_monitor"),
+    "online_cache": _variants(
+        "lookup answered by the in-process cache", "cache_hit_path", "floor_redis_pipeline"
+    ),
 }
 
 

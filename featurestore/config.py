@@ -28,6 +28,7 @@ _DEFAULTS: dict[str, Any] = {
         "redis_url": "redis://127.0.0.1:6379/0",
         "cluster": False,
         "require_api_key": False,
+        "cache": None,  # off; see CacheConfig
     },
     "kafka": {"bootstrap_servers": "127.0.0.1:9092"},
     "spark": {"master": "local[*]", "conf": {}},
@@ -35,6 +36,21 @@ _DEFAULTS: dict[str, Any] = {
     "state_dir": ".featurestore",
     "ignore": [],
 }
+
+
+DEFAULT_CACHE_ENTRIES = 100_000
+MAX_STALENESS_MS = 3_600_000  # an hour: a longer bound is a unit mistake more likely than a wish
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """``online_store.cache``: the in-process cache in front of the online store
+    (featurestore/online/cache.py). A view is cached when it, or the model that reads it,
+    has a ``max_staleness_ms``; where both do, the smaller bound wins."""
+
+    max_entries: int = DEFAULT_CACHE_ENTRIES  # entity keys held (each with its views' values)
+    views: dict[str, int] = field(default_factory=dict)  # view name -> max_staleness_ms
+    models: dict[str, int] = field(default_factory=dict)  # model name -> max_staleness_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +68,7 @@ class RepoConfig:
     require_api_key: bool = False  # in-process lookups too (the HTTP server always does)
     state_dir: Path = Path(".featurestore")
     ignore: tuple[str, ...] = ()
+    online_cache: CacheConfig | None = None  # online_store.cache; None: no cache
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -134,6 +151,7 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
     for flag in ("require_api_key", "cluster"):
         if not isinstance(sections["online_store"][flag], bool):
             raise RepoConfigError(f"{path}: online_store.{flag} must be true or false.")
+    cache = cache_config(sections["online_store"]["cache"], path)
     if sections["policy"]["default"] not in ("allow", "deny"):
         raise RepoConfigError(f"{path}: policy.default must be 'allow' or 'deny'.")
     ignore = raw.get("ignore", [])
@@ -158,4 +176,54 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         require_api_key=sections["online_store"]["require_api_key"],
         state_dir=local(str(raw.get("state_dir", _DEFAULTS["state_dir"]))),
         ignore=tuple(ignore),
+        online_cache=cache,
     )
+
+
+_CACHE_KEYS = {"max_entries": None, "views": None, "models": None}
+
+
+def cache_config(given: Any, path: Path | str = CONFIG_FILE) -> CacheConfig | None:
+    """``online_store.cache`` checked (RepoConfigError naming the setting), or None when
+    it is absent: the cache is off by default."""
+    if given is None:
+        return None
+    where = "online_store.cache"
+    if not isinstance(given, dict):
+        raise RepoConfigError(
+            f"{path}: {where} must be a mapping, e.g. `cache: {{max_entries: 100000, views: "
+            f"{{user_stats: {{max_staleness_ms: 500}}}}}}`, or left out (no cache)."
+        )
+    _check_keys(where, given, _CACHE_KEYS)
+    entries = given.get("max_entries", DEFAULT_CACHE_ENTRIES)
+    if isinstance(entries, bool) or not isinstance(entries, int) or entries < 1:
+        raise RepoConfigError(
+            f"{path}: {where}.max_entries must be a positive integer (entity keys held), "
+            f"got {entries!r}."
+        )
+    bounds: dict[str, dict[str, int]] = {}
+    for kind in ("views", "models"):
+        named = given.get(kind) or {}
+        if not isinstance(named, dict):
+            raise RepoConfigError(
+                f"{path}: {where}.{kind} must map {kind[:-1]} names to settings, e.g. "
+                f"`{kind}: {{NAME: {{max_staleness_ms: 500}}}}`."
+            )
+        bounds[kind] = {}
+        for name, setting in named.items():
+            label = f"{where}.{kind}.{name}"
+            if not isinstance(setting, dict):
+                raise RepoConfigError(
+                    f"{path}: {label} must be a mapping like `{{max_staleness_ms: 500}}`, "
+                    f"got {setting!r}."
+                )
+            _check_keys(label, setting, {"max_staleness_ms": None})
+            ms = setting.get("max_staleness_ms")
+            if isinstance(ms, bool) or not isinstance(ms, int) or not 1 <= ms <= MAX_STALENESS_MS:
+                raise RepoConfigError(
+                    f"{path}: {label}.max_staleness_ms must be an integer number of "
+                    f"milliseconds from 1 to {MAX_STALENESS_MS:,}, got {ms!r}. Leave the "
+                    f"{kind[:-1]} out to not cache it."
+                )
+            bounds[kind][str(name)] = ms
+    return CacheConfig(max_entries=entries, views=bounds["views"], models=bounds["models"])

@@ -272,11 +272,15 @@ class FeatureStore:
     def online_client(self, **options: Any) -> OnlineClient:
         """A lookup client on this repo's online store; it follows registry changes within
         ``refresh_seconds`` (default 1 s). ``api_key`` defaults to FEATURESTORE_API_KEY;
-        ``require_key`` to ``online_store.require_api_key``. See ``OnlineClient``."""
+        ``require_key`` to ``online_store.require_api_key``; ``cache`` to a new
+        ``LookupCache`` of ``online_store.cache`` (None when it is off). See ``OnlineClient``."""
+        from featurestore.online.cache import LookupCache
         from featurestore.online.client import OnlineClient
 
         options.setdefault("api_key", os.environ.get("FEATURESTORE_API_KEY") or None)
         options.setdefault("require_key", self.config.require_api_key)
+        if "cache" not in options:
+            options["cache"] = LookupCache.from_config(self.config.online_cache)
         return OnlineClient(self.online_store, self.catalog(), refresh=self.refreshed, **options)
 
     @cached_property

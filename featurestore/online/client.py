@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from featurestore.errors import AuthenticationError, PolicyDeniedError
+from featurestore.online.cache import LookupCache, read_through, read_through_async
 from featurestore.online.catalog import Catalog
 from featurestore.online.commands import build_commands
 from featurestore.online.entities import DEFAULT_MAX_ENTITIES, entity_rows
@@ -66,6 +67,10 @@ class OnlineClient:
     policies decide feature lists too; ``require_key`` refuses lookups without one (the
     HTTP server passes each request's key). Lookups are counted per model, feature and
     decision (``usage()``), not logged one by one.
+
+    ``cache`` (a ``LookupCache``, e.g. ``LookupCache.from_config(config.online_cache)``)
+    answers the views and models it names from recent replies, within their staleness
+    bounds; the rest of a lookup still goes to the store in one round trip.
     """
 
     def __init__(
@@ -79,8 +84,10 @@ class OnlineClient:
         clock: Callable[[], int] = now_us,
         api_key: str | None = None,
         require_key: bool = False,
+        cache: LookupCache | None = None,
     ) -> None:
         self.store = store
+        self.cache = cache
         self.catalog = catalog
         self.max_entities = max_entities
         self.api_key = api_key
@@ -95,6 +102,8 @@ class OnlineClient:
         self.drift_refresh_seconds = 1.0
         if api_key is not None:
             catalog.authenticate(api_key)  # a bad key fails here, not at the first lookup
+        if cache is not None:
+            cache.check_names(catalog.snapshot)
 
     # -- registry ----------------------------------------------------------------
 
@@ -142,8 +151,9 @@ class OnlineClient:
         api_key: str | None = None,
     ) -> OnlineResponse:
         plan, rows, commands = self._prepare(entities, model, features, full_feature_names, api_key)
+        n = len(commands)  # the entity rows' commands, before the drift summary's
         fetch = self._drift_fetch(plan, commands)
-        replies = self.store.read(commands)
+        replies = read_through(self.cache, plan, commands, n, self.store.read)
         return self._finish(plan, rows, replies, fetch)
 
     async def get_online_features_async(
@@ -156,8 +166,9 @@ class OnlineClient:
         api_key: str | None = None,
     ) -> OnlineResponse:
         plan, rows, commands = self._prepare(entities, model, features, full_feature_names, api_key)
+        n = len(commands)
         fetch = self._drift_fetch(plan, commands)
-        replies = await self.store.read_async(commands)
+        replies = await read_through_async(self.cache, plan, commands, n, self.store.read_async)
         return self._finish(plan, rows, replies, fetch)
 
     def _prepare(

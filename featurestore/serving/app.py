@@ -42,6 +42,7 @@ from featurestore.errors import (
     MalformedRequestError,
     did_you_mean,
 )
+from featurestore.online.cache import LookupCache
 from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
 from featurestore.online.layout import nested_kind
 from featurestore.online.store import OnlineStore
@@ -120,6 +121,7 @@ class Server:
             refresh=None,
             max_entities=max_entities,
             require_key=True,
+            cache=LookupCache.from_config(store.config.online_cache),
         )
         self.max_body_bytes = max_body_bytes
         self.refresh_seconds = refresh_seconds
