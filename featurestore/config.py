@@ -149,8 +149,12 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         _check_keys(name, given, _DEFAULTS[name])
         sections[name] = {**_DEFAULTS[name], **given}
     for flag in ("require_api_key", "cluster"):
-        if not isinstance(sections["online_store"][flag], bool):
+        value = sections["online_store"][flag]
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            value = value.strip().lower() == "true"  # from ${VAR:-false}: YAML saw a string
+        if not isinstance(value, bool):
             raise RepoConfigError(f"{path}: online_store.{flag} must be true or false.")
+        sections["online_store"][flag] = value
     cache = cache_config(sections["online_store"]["cache"], path)
     if sections["policy"]["default"] not in ("allow", "deny"):
         raise RepoConfigError(f"{path}: policy.default must be 'allow' or 'deny'.")

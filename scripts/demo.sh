@@ -9,9 +9,16 @@ REPO=feature_repo
 
 step() { printf '\n\033[1;34m### %s\033[0m\n$ %s\n' "$1" "$2"; eval "$2"; }
 
+# `./scripts/demo.sh --redis-cluster`: the same demo on a local 3-primary Redis Cluster.
+UP="featurestore dev up -r $REPO"
+if [[ "${1:-}" == "--redis-cluster" ]]; then
+  export FEATURESTORE_REDIS_CLUSTER=true  # feature_repo/featurestore.yaml: online_store.cluster
+  UP="$UP --redis-cluster 3"
+fi
+
 # A fresh start: the dev services keep their data in memory, so a restart empties them.
 featurestore dev down -r $REPO >/dev/null 2>&1 || true
-step "Start a local Redis and Kafka-protocol broker (in memory: each run starts empty)" "featurestore dev up -r $REPO"
+step "Start a local Redis and Kafka-protocol broker (in memory: each run starts empty)" "$UP"
 step "Generate the example sources (seeded, ~1.1M rows)" "featurestore generate-data -r $REPO"
 step "What would change in the registry?" "featurestore plan -r $REPO"
 step "Apply the definitions (atomic, idempotent)" "featurestore apply -r $REPO"
@@ -125,4 +132,8 @@ step "v1 stays resolvable" "featurestore resolve user_profile@v1:credit_limit us
 rm -rf "$SCRATCH"
 
 step "Local services" "featurestore dev status -r $REPO"
+if [[ "${FEATURESTORE_REDIS_CLUSTER:-}" == "true" ]]; then
+  step "The online keys, spread over the cluster's primaries" \
+    "for p in 6379 6380 6381; do echo \"127.0.0.1:\$p: \$(redis-cli -p \$p dbsize) keys\"; done"
+fi
 printf '\nDone. Stop the services with: .venv/bin/featurestore dev down -r %s\n' "$REPO"
