@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import redis
 
-from featurestore import FeatureStore
+from featurestore import FeatureStore, devservices
 from featurestore.errors import OnlineStoreMisconfigured, OnlineStoreUnavailable
 from featurestore.online.cluster_store import ClusterOnlineStore
 from featurestore.online.serving_log import ServingLog, decode_batch
 from featurestore.online.slots import key_slot
-from tests.helpers import online_repo
+from tests.helpers import online_repo, replace_in_file
 from tests.test_online_store import USER_STATS, ago, layout, user_stats
 
 pytestmark = pytest.mark.services
@@ -226,6 +226,56 @@ def test_an_unreachable_cluster_fails_lookups_and_writes_clearly(tmp_path: Path)
         with pytest.raises(OnlineStoreUnavailable, match=r"Redis Cluster at .* unreachable"):
             s.get_online_features([{"user_id": 1}], features=USER_STATS)
         assert s.online_store.ping() is False
+
+
+def test_retire_and_cleanup_remove_a_version_from_every_primary(
+    store: FeatureStore, redis_cluster: Any
+) -> None:
+    users = list(range(300))
+    store.write_online("user_stats", user_stats(users, [ago(minutes=2)] * 300, users))
+    replace_in_file(
+        store.config.repo_path / "defs.py",
+        'Field(name="txn_count", dtype=Int64)',
+        'Field(name="txn_count", dtype=Int32)',
+    )
+    store.apply()
+    v1 = layout(store, "user_stats", 1)
+    store.promote("fraud_model")
+    store.retire("user_stats", 1)
+    left = {
+        port: sum(client.hexists(k, v1.field) for k in client.keys(v1.prefix + b"*"))
+        for port, client in nodes(redis_cluster).items()
+    }
+    assert left == dict.fromkeys(left, 0)  # every primary scanned, not only the first
+    assert store.cleanup_online() == {"user_stats@v1": 0}
+
+
+def test_a_cluster_with_a_password_is_served_with_the_urls_credentials(
+    tmp_path: Path,
+) -> None:
+    ports = devservices.free_ports(3, cluster_bus=True)
+    url = f"redis://:s3cret@127.0.0.1:{ports[0]}/0"
+    devservices.up(url, None, tmp_path / "state", redis_cluster=3)
+    try:
+        repo = online_repo(tmp_path / "repo", url, "pw", cluster=True)
+        with FeatureStore(repo) as s:
+            s.apply()
+            users = list(range(60))
+            s.write_online("user_stats", user_stats(users, [ago(minutes=1)] * 60, users))
+            rows = [{"user_id": u} for u in users]
+            values = s.get_online_features(rows, features=USER_STATS).to_dict()["avg_amount"]
+            assert values == users
+            async_values = asyncio.run(s.get_online_features_async(rows, features=USER_STATS))
+            assert async_values.to_dict()["avg_amount"] == users
+        wrong = online_repo(tmp_path / "wrong", url.replace("s3cret", "nope"), "pw", cluster=True)
+        with FeatureStore(wrong) as s:
+            s.apply()
+            with pytest.raises(OnlineStoreUnavailable) as info:
+                s.get_online_features(rows, features=USER_STATS)
+        assert "nope" not in str(info.value)  # credentials redacted
+        assert "s3cret" not in str(info.value)
+    finally:
+        devservices.down(tmp_path / "state")
 
 
 def replica_of(cluster: Any, primary: int) -> int:

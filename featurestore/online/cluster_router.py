@@ -31,7 +31,7 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainErr
 
 from featurestore.errors import OnlineStoreMisconfigured
 from featurestore.online.aioredis import AsyncRedis, ReplyError
-from featurestore.online.slots import Address, Redirect, SlotMap, parse_redirect
+from featurestore.online.slots import Address, Redirect, SlotMap, key_slot, parse_redirect
 from featurestore.urls import redact
 
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
@@ -93,14 +93,23 @@ class Dispatch:
         """Pending commands per node: their indices and the commands to send (with
         ``ASKING`` before each asked one)."""
         out: dict[Address, tuple[list[int], list[tuple[Any, ...]]]] = {}
-        for i in self.pending:
-            asked = self.asking.get(i)
-            address = asked or slots.node_for(self.keys[i])
-            idxs, cmds = out.setdefault(address, ([], []))
-            idxs.append(i)
-            if asked:
-                cmds.append(ASKING)
-            cmds.append(self.commands[i])
+        owners, keys, commands, asking = slots.owners, self.keys, self.commands, self.asking
+        for i in self.pending:  # the hot path of every lookup: kept to plain lookups
+            key = keys[i]
+            asked = asking.get(i) if asking else None
+            if asked is not None:
+                address = asked
+            else:
+                address = owners[key_slot(key)] if key is not None else None
+                if address is None:
+                    address = slots.node_for(key)
+            group = out.get(address)
+            if group is None:
+                group = out[address] = ([], [])
+            group[0].append(i)
+            if asked is not None:
+                group[1].append(ASKING)
+            group[1].append(commands[i])
         self.pending = []
         return out
 
@@ -114,10 +123,14 @@ class Dispatch:
             self.pending += idxs
             return
         it = iter(replies)
+        asking, out = self.asking, self.replies
         for i in idxs:
-            if self.asking.pop(i, None) is not None:
+            if asking and asking.pop(i, None) is not None:
                 next(it)  # ASKING's +OK
             reply = next(it)
+            if not isinstance(reply, BaseException):
+                out[i] = reply
+                continue
             redirect = redirect_of(reply)
             if redirect is not None:
                 if redirect.kind == "MOVED":
