@@ -165,24 +165,29 @@ class Dispatch:
         return ClusterUnavailable(f"{len(self.pending)} command(s) to the {label} failed: {why}")
 
 
-class SlotMapSource:
-    """Reads the slot map from the start-up node or any node known so far."""
+class Topology:
+    """What one store knows of its cluster: the slot map and every node seen, shared by its
+    routers (lookups, asyncio, bulk, background), so one that learned of a failover or of
+    the other nodes helps the rest, even when the start-up node is the one that died."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.label = f"Redis Cluster at {redact(url)}"
         self.start = start_address(url)
         self.slots: SlotMap | None = None
+        self.known: dict[Address, None] = {self.start: None}
         self.lock = threading.Lock()
 
     def candidates(self) -> list[Address]:
-        known: list[Address] = []
+        """Nodes to ask for the slot map: today's primaries, their replicas, then every
+        node seen before (the start-up node among them)."""
+        now: list[Address] = []
         if self.slots is not None:
-            known = self.slots.primaries + [r for rs in self.slots.replicas.values() for r in rs]
-        return [*dict.fromkeys([*known, self.start])]
+            now = self.slots.primaries + [r for rs in self.slots.replicas.values() for r in rs]
+        return [*dict.fromkeys([*now, *self.known])]
 
-    def slot_map_of(self, reply: Any, address: Address) -> SlotMap | None:
-        """The slot map in a CLUSTER SLOTS reply (None for an error reply)."""
+    def adopt(self, reply: Any, address: Address) -> SlotMap | None:
+        """The slot map in a CLUSTER SLOTS reply (None for an error reply), made current."""
         if isinstance(reply, BaseException):
             if "cluster support disabled" in str(reply):
                 raise OnlineStoreMisconfigured(
@@ -191,18 +196,51 @@ class SlotMapSource:
                     "featurestore.yaml, or point redis_url at a node of the cluster."
                 )
             return None
-        self.slots = SlotMap.from_reply(reply, address)
-        return self.slots
+        slots = SlotMap.from_reply(reply, address)
+        for node in [*slots.primaries, *(r for rs in slots.replicas.values() for r in rs)]:
+            self.known[node] = None
+        self.slots = slots
+        return slots
 
     def unavailable(self, error: BaseException | None) -> ClusterUnavailable:
         return ClusterUnavailable(f"no node of the {self.label} answered ({error})")
 
 
+class SlotMapSource:
+    """A router's view of the shared topology."""
+
+    def __init__(self, url: str, topology: Topology | None) -> None:
+        self.url = url
+        self.topology = topology if topology is not None else Topology(url)
+        self.label = self.topology.label
+        self.lock = threading.Lock()
+
+    @property
+    def slots(self) -> SlotMap | None:
+        return self.topology.slots
+
+    def candidates(self) -> list[Address]:
+        return self.topology.candidates()
+
+    def slot_map_of(self, reply: Any, address: Address) -> SlotMap | None:
+        return self.topology.adopt(reply, address)
+
+    def unavailable(self, error: BaseException | None) -> ClusterUnavailable:
+        return self.topology.unavailable(error)
+
+
 class ClusterRouter(SlotMapSource):
     """The sync router: a redis-py connection pool per node."""
 
-    def __init__(self, url: str, *, timeout: float | None, connect_timeout: float) -> None:
-        super().__init__(url)
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float | None,
+        connect_timeout: float,
+        topology: Topology | None = None,
+    ) -> None:
+        super().__init__(url, topology)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.pools: dict[Address, redis.ConnectionPool] = {}
@@ -326,8 +364,8 @@ class ClusterRouter(SlotMapSource):
 class AsyncClusterRouter(SlotMapSource):
     """The asyncio router: one lean connection per node and event loop."""
 
-    def __init__(self, url: str, *, timeout: float) -> None:
-        super().__init__(url)
+    def __init__(self, url: str, *, timeout: float, topology: Topology | None = None) -> None:
+        super().__init__(url, topology)
         self.timeout = timeout
         self.nodes: dict[Address, AsyncRedis] = {}
 

@@ -24,6 +24,7 @@ from featurestore.online.cluster_router import (
     AsyncClusterRouter,
     ClusterRouter,
     ClusterUnavailable,
+    Topology,
 )
 from featurestore.online.cluster_writer import ClusterWriter
 from featurestore.online.redis_store import (
@@ -62,10 +63,13 @@ class ClusterOnlineStore:
     ) -> None:
         self.url = url
         self.label = f"Redis Cluster at {redact(url)}"
-        self.lookups = ClusterRouter(url, timeout=timeout, connect_timeout=timeout)
-        self.async_lookups = AsyncClusterRouter(url, timeout=timeout)
-        self.bulk = ClusterRouter(url, timeout=None, connect_timeout=timeout)
-        self.background = ClusterRouter(url, timeout=BACKGROUND_TIMEOUT, connect_timeout=timeout)
+        shared = Topology(url)  # what one router learns (a failover, the nodes) all know
+        self.lookups = ClusterRouter(url, timeout=timeout, connect_timeout=timeout, topology=shared)
+        self.async_lookups = AsyncClusterRouter(url, timeout=timeout, topology=shared)
+        self.bulk = ClusterRouter(url, timeout=None, connect_timeout=timeout, topology=shared)
+        self.background = ClusterRouter(
+            url, timeout=BACKGROUND_TIMEOUT, connect_timeout=timeout, topology=shared
+        )
         self.writer = ClusterWriter(
             self.bulk,
             chunk_keys=chunk_keys,
