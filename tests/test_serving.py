@@ -235,6 +235,17 @@ def test_health_readiness_docs_and_metrics(served: Server) -> None:
     assert samples['featurestore_lookups_total{model="fraud_model"}'] >= 6
     assert samples['featurestore_lookup_entity_rows_total{model="fraud_model"}'] >= 12
     assert samples['featurestore_request_duration_seconds_count{model="fraud_model"}'] >= 6
+    # The histogram is whole: cumulative buckets ending at the count, and a sum.
+    latency = "featurestore_request_duration_seconds"
+    buckets = [
+        v
+        for k, v in samples.items()
+        if k.startswith(f"{latency}_bucket{{") and 'model="fraud_model"' in k
+    ]
+    assert len(buckets) == 13
+    assert buckets == sorted(buckets)
+    assert buckets[-1] == samples[f'{latency}_count{{model="fraud_model"}}']
+    assert 0 < samples[f'{latency}_sum{{model="fraud_model"}}'] < 10 * buckets[-1]
     assert samples['featurestore_request_errors_total{error="AccessDeniedError",status="403"}'] >= 1
 
 
