@@ -40,8 +40,9 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "stream": ([], []),
     "policy_lookup": ([], ["--calls", "5000"]),
     "drift_sampling": ([], ["--calls", "5000"]),
+    "serve_cpu": ([], ["--seconds", "4"]),
 }
-FEAST_AWARE = {"pit_join", "online_lookup", "materialize"}
+FEAST_AWARE = {"pit_join", "online_lookup", "materialize", "serve_cpu"}
 
 
 def log(message: str) -> None:
@@ -214,6 +215,31 @@ def _variants(title: str, key: str, base: str) -> Callable[[dict[str, Any]], lis
     return rows
 
 
+def serve_cpu(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for workers, cases in sorted(d.get("http", {}).items()):
+
+        def get(case: str, key: str, cases: dict = cases) -> float | None:
+            return cases.get(case, {}).get(key)
+
+        for title, key, better in (
+            ("HTTP server CPU per request (8 connections)", "server_cpu_us_per_request", "lower"),
+            ("HTTP lookups vs FastAPI + redis.asyncio", "requests_per_s", "higher"),
+        ):
+            rows.append(
+                {
+                    "benchmark": title,
+                    "measure": workers.replace("_", " "),
+                    "unit": "us" if better == "lower" else "req/s",
+                    "featurestore": get("featurestore", key),
+                    "feast": get("feast_serve", key),
+                    "floor": get("floor_fastapi_redis", key),
+                    "better": better,
+                }
+            )
+    return rows
+
+
 EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "pit_join": pit_join,
     "online_lookup": online_lookup,
@@ -221,6 +247,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "stream": stream,
     "policy_lookup": _variants("lookup with policies and an API key", "on", "off"),
     "drift_sampling": _variants("lookup sampled 100% for drift", "sample_100pct", "no_monitor"),
+    "serve_cpu": serve_cpu,
 }
 
 
