@@ -275,8 +275,7 @@ def add_lookup_route(app: FeatureServerApp, server: Server) -> None:
         responses=FEATURES_RESPONSES,
     )
     async def get_features(request: Request) -> Response:
-        status, headers, body = await endpoint.answer(request.scope, request.receive)
-        return Response(body, status, headers=dict(headers))  # Guard counts errors
+        return _response(await endpoint.answer(request.scope, request.receive))  # Guard counts
 
 
 class LookupEndpoint:
