@@ -15,7 +15,9 @@ against the snapshot's key ring (a revoked key stops working within
 ``refresh_seconds``); another project's key is unknown here.
 
 The request body is parsed with orjson rather than pydantic (the models below
-only document the API at ``/docs``): on this path validation is the lookup's.
+only document the API at ``/docs``): on this path validation is the lookup's. The
+lookup itself is a bare ASGI endpoint (``LookupEndpoint``) answered ahead of FastAPI's
+routing and middleware; every other route is FastAPI's.
 """
 
 from __future__ import annotations
@@ -280,7 +282,7 @@ def add_lookup_route(app: FeatureServerApp, server: Server) -> None:
 
 class LookupEndpoint:
     """POST /v1/features as a bare ASGI app: no routing, dependency resolution, request
-    object or middleware stack (together about 60 us of a ~250 us request, measured).
+    object or middleware stack (together about 80 us of a ~260 us request, measured).
     It keeps what they gave: errors named and counted, a JSON 500 with a request id on
     an unexpected failure, a client that left answered with nothing."""
 
