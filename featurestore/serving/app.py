@@ -306,29 +306,35 @@ class LookupEndpoint:
     async def answer(self, scope: Scope, receive: Receive) -> Answer:
         """(status, headers, body) of a lookup; typed errors as their JSON answer."""
         start = time.perf_counter()
-        server = self.server
         try:
             api_key = _api_key(scope["headers"])
-            caller = server.client.catalog.authenticate(api_key)  # before reading the body
-            body = await _read_body(receive, server.max_body_bytes)
-            try:
-                payload = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                return _error(scope, 400, "InvalidJSON", _invalid_json(exc))
-            if not isinstance(payload, dict):
-                return _error(scope, 400, "InvalidJSON", "The request body must be a JSON object.")
-            model, features, full = request_fields(payload)
-            response = await server.client.get_online_features_async(
-                payload["entities"],
-                model=model,
-                features=features,
-                full_feature_names=full,
-                api_key=api_key,
-            )
+            caller = self.server.client.catalog.authenticate(api_key)  # before reading the body
+            return await self.lookup(scope, receive, api_key, caller.model, start)
         except FeatureStoreError as exc:
             return _feature_store_error(scope, exc)
+
+    async def lookup(
+        self, scope: Scope, receive: Receive, api_key: str, label: str, start: float
+    ) -> Answer:
+        """An authenticated caller's lookup: the body, its fields, Redis, the answer."""
+        server = self.server
+        body = await _read_body(receive, server.max_body_bytes)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _error(scope, 400, "InvalidJSON", _invalid_json(exc))
+        if not isinstance(payload, dict):
+            return _error(scope, 400, "InvalidJSON", "The request body must be a JSON object.")
+        model, features, full = request_fields(payload)
+        response = await server.client.get_online_features_async(
+            payload["entities"],
+            model=model,
+            features=features,
+            full_feature_names=full,
+            api_key=api_key,
+        )
         content = response.to_json()
-        metrics.LOOKUP_STATS.record(caller.model, len(response), time.perf_counter() - start)
+        metrics.LOOKUP_STATS.record(label, len(response), time.perf_counter() - start)
         return 200, _json_headers(content), content
 
 
