@@ -41,8 +41,9 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "policy_lookup": ([], ["--calls", "5000"]),
     "drift_sampling": ([], ["--calls", "5000"]),
     "online_cache": ([], ["--calls", "5000"]),
+    "serve_cpu": ([], ["--seconds", "4"]),
 }
-FEAST_AWARE = {"pit_join", "online_lookup", "materialize"}
+FEAST_AWARE = {"pit_join", "online_lookup", "materialize", "serve_cpu"}
 
 
 def log(message: str) -> None:
@@ -215,6 +216,31 @@ def _variants(title: str, key: str, base: str) -> Callable[[dict[str, Any]], lis
     return rows
 
 
+def serve_cpu(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for workers, cases in sorted(d.get("http", {}).items()):
+
+        def get(case: str, key: str, cases: dict = cases) -> float | None:
+            return cases.get(case, {}).get(key)
+
+        for title, key, better in (
+            ("HTTP server CPU per request (8 connections)", "server_cpu_us_per_request", "lower"),
+            ("HTTP lookups vs FastAPI + redis.asyncio", "requests_per_s", "higher"),
+        ):
+            rows.append(
+                {
+                    "benchmark": title,
+                    "measure": workers.replace("_", " "),
+                    "unit": "us" if better == "lower" else "req/s",
+                    "featurestore": get("featurestore", key),
+                    "feast": get("feast_serve", key),
+                    "floor": get("floor_fastapi_redis", key),
+                    "better": better,
+                }
+            )
+    return rows
+
+
 EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "pit_join": pit_join,
     "online_lookup": online_lookup,
@@ -225,6 +251,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "online_cache": _variants(
         "lookup answered by the in-process cache", "cache_hit_path", "floor_redis_pipeline"
     ),
+    "serve_cpu": serve_cpu,
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 import pyarrow as pa
 import pytest
 
@@ -235,7 +236,45 @@ def test_health_readiness_docs_and_metrics(served: Server) -> None:
     assert samples['featurestore_lookups_total{model="fraud_model"}'] >= 6
     assert samples['featurestore_lookup_entity_rows_total{model="fraud_model"}'] >= 12
     assert samples['featurestore_request_duration_seconds_count{model="fraud_model"}'] >= 6
+    # The histogram is whole: cumulative buckets ending at the count, and a sum.
+    latency = "featurestore_request_duration_seconds"
+    buckets = [
+        v
+        for k, v in samples.items()
+        if k.startswith(f"{latency}_bucket{{") and 'model="fraud_model"' in k
+    ]
+    assert len(buckets) == 13
+    assert buckets == sorted(buckets)
+    assert buckets[-1] == samples[f'{latency}_count{{model="fraud_model"}}']
+    assert 0 < samples[f'{latency}_sum{{model="fraud_model"}}'] < 10 * buckets[-1]
     assert samples['featurestore_request_errors_total{error="AccessDeniedError",status="403"}'] >= 1
+
+
+def _write_calls(pid: int) -> int:
+    """write-type system calls made so far by the server's processes (/proc/PID/io)."""
+    total = 0
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        fields = dict(
+            line.split(": ") for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines()
+        )
+        total += int(fields["syscw"])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's /proc/PID/io")
+def test_a_lookup_costs_the_server_one_write_to_redis_and_one_answer(served: Server) -> None:
+    """An answer's head and body leave in one system call, as do a lookup's commands."""
+    body = orjson.dumps({"model": "fraud_model", "entities": ROWS})
+    headers = {"Authorization": f"Bearer {served.key}"}
+    n = 200
+    with httpx.Client(base_url=served.url, timeout=10) as http:  # one kept-alive connection
+        for _ in range(10):
+            http.post("/v1/features", content=body, headers=headers)
+        before = _write_calls(served.proc.pid)
+        for _ in range(n):
+            assert http.post("/v1/features", content=body, headers=headers).status_code == 200
+        writes = _write_calls(served.proc.pid) - before
+    assert writes <= 2.2 * n, writes / n  # (some slack for the background refreshes)
 
 
 def _samples(served: Server) -> dict[str, float]:

@@ -172,6 +172,8 @@ def serve(
             log_level=log_level,
             access_log=False,
             http=BoundedHttpToolsProtocol,  # uvicorn has no header or body read timeout
+            # No X-Forwarded-* rewriting per request: nothing here reads the client address.
+            proxy_headers=False,
         )
     finally:
         if metrics_dir:

@@ -7,6 +7,13 @@ of it: send packed commands, read as many replies. So each event loop gets
 one connection that every concurrent request writes to; Redis answers in
 order, and replies are handed back first in, first out. A lost connection
 fails the requests in flight and the next request reconnects.
+
+Per call, only what must be per call: the commands of every request sent in one
+event-loop tick go out in one write (so Redis reads them in one read), and there is no
+timer per call (``asyncio.wait_for`` cost a handle, a callback and a cancel on every
+lookup): each request notes its deadline, and one timer per connection checks the oldest
+unanswered request. A request Redis has not answered by its deadline fails the
+connection, so a stuck Redis fails every waiting request within about the timeout.
 """
 
 from __future__ import annotations
@@ -28,11 +35,16 @@ class ReplyError(Exception):
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self.reader = hiredis.Reader(replyError=ReplyError)
-        self.waiting: deque[tuple[asyncio.Future[list[Any]], int, list[Any]]] = deque()
+        # (future, replies expected, replies so far, deadline), oldest first
+        self.waiting: deque[tuple[asyncio.Future[list[Any]], int, list[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+        self.timeout = timeout
+        self.loop = asyncio.get_running_loop()
+        self.pending: list[bytes] = []  # commands of this tick, written at its end
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -40,7 +52,7 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while self.waiting:
-            future, expected, replies = self.waiting[0]
+            future, expected, replies, _ = self.waiting[0]
             while len(replies) < expected:
                 reply = self.reader.gets()
                 if reply is False:
@@ -51,20 +63,53 @@ class _Protocol(asyncio.Protocol):
                 future.set_result(replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = ConnectionError(f"connection to Redis lost ({exc or 'closed by the server'})")
-        while self.waiting:
-            future, _, _ = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(self.lost)
+        if self.lost is None:
+            self.lost = ConnectionError(
+                f"connection to Redis lost ({exc or 'closed by the server'})"
+            )
+        self._fail_waiting(self.lost)
 
     def send(self, payload: bytes, expected: int) -> asyncio.Future[list[Any]]:
-        future = asyncio.get_running_loop().create_future()
+        future = self.loop.create_future()
         if self.lost is not None or self.transport is None:
             future.set_exception(self.lost or ConnectionError("not connected"))
             return future
-        self.waiting.append((future, expected, []))
-        self.transport.write(payload)
+        self.waiting.append((future, expected, [], self.loop.time() + self.timeout))
+        if not self.pending:
+            self.loop.call_soon(self._flush)
+        self.pending.append(payload)
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.waiting[0][3], self._check_deadline)
         return future
+
+    def _flush(self) -> None:
+        payload = b"".join(self.pending)
+        self.pending.clear()
+        if self.lost is None and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(payload)
+
+    def _check_deadline(self) -> None:
+        """The one timer: fail the connection if its oldest request is overdue, else wait
+        for that request's deadline (answered requests cost the timer nothing)."""
+        self.timer = None
+        if not self.waiting or self.lost is not None:
+            return
+        deadline = self.waiting[0][3]
+        if self.loop.time() < deadline:
+            self.timer = self.loop.call_at(deadline, self._check_deadline)
+            return
+        # Replies may still come: this socket is never used again.
+        self.lost = TimeoutError(f"Redis did not answer within {self.timeout} s")
+        self._fail_waiting(self.lost)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail_waiting(self, exc: Exception) -> None:
+        self.pending.clear()
+        while self.waiting:
+            future, _, _, _ = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(exc)
 
 
 class AsyncRedis:
@@ -96,13 +141,16 @@ class AsyncRedis:
         connection stays good), or with ``raise_errors=False`` is returned in its place
         as a ``ReplyError`` (a cluster's MOVED/ASK redirections are answered per command).
         """
-        protocol = await self._connected()
-        payload = b"".join(hiredis.pack_command(c) for c in commands)
+        protocol = self._protocols.get(asyncio.get_running_loop())
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connected()
+        pack = hiredis.pack_command
+        payload = pack(commands[0]) if len(commands) == 1 else b"".join(map(pack, commands))
         try:
-            replies = await asyncio.wait_for(protocol.send(payload, len(commands)), self.timeout)
+            replies = await protocol.send(payload, len(commands))
         except TimeoutError:
-            self._drop(protocol)  # replies may still come: never reuse this socket
-            raise TimeoutError(f"Redis did not answer within {self.timeout} s") from None
+            self._drop(protocol)
+            raise
         if raise_errors:
             for reply in replies:
                 if isinstance(reply, ReplyError):
@@ -136,10 +184,10 @@ class AsyncRedis:
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         if self._unix:
-            _, protocol = await loop.create_unix_connection(_Protocol, self._unix)
+            _, protocol = await loop.create_unix_connection(self._protocol, self._unix)
         else:
             _, protocol = await loop.create_connection(
-                _Protocol, self._host, self._port, ssl=self._ssl
+                self._protocol, self._host, self._port, ssl=self._ssl
             )
         handshake: list[tuple] = []
         if self._password is not None:
@@ -154,6 +202,9 @@ class AsyncRedis:
                     protocol.transport.close()  # type: ignore[union-attr]
                     raise reply
         return protocol
+
+    def _protocol(self) -> _Protocol:
+        return _Protocol(self.timeout)
 
     def _drop(self, protocol: _Protocol) -> None:
         loop = asyncio.get_running_loop()

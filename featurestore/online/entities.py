@@ -15,7 +15,18 @@ DEFAULT_MAX_ENTITIES = 1000
 
 def entity_rows(entities: Any, max_entities: int) -> list[dict[str, Any]]:
     """Rows as dicts, from a list of dicts or a dict of equal-length columns."""
-    if isinstance(entities, Mapping):
+    # Lists first, and dicts by type: an ABC isinstance costs about 1 us a check.
+    if isinstance(entities, list | tuple):
+        rows = list(entities)
+        if len(rows) > max_entities:
+            raise _too_many(len(rows), max_entities)
+        for i, row in enumerate(rows):
+            if type(row) is not dict and not isinstance(row, Mapping):
+                raise EntityInputError(
+                    f"Entity row {i} is a {type(row).__name__}; each row is a mapping of join "
+                    'keys to values, e.g. {"user_id": 1}.'
+                )
+    elif isinstance(entities, Mapping):
         columns = list(entities.items())
         lengths = {len(v) if isinstance(v, list | tuple) else -1 for _, v in columns}
         if -1 in lengths:
@@ -34,16 +45,6 @@ def entity_rows(entities: Any, max_entities: int) -> list[dict[str, Any]]:
             dict(zip(keys, values, strict=True))
             for values in zip(*(v for _, v in columns), strict=True)
         ]
-    elif isinstance(entities, list | tuple):
-        rows = list(entities)
-        if len(rows) > max_entities:
-            raise _too_many(len(rows), max_entities)
-        for i, row in enumerate(rows):
-            if not isinstance(row, Mapping):
-                raise EntityInputError(
-                    f"Entity row {i} is a {type(row).__name__}; each row is a mapping of join "
-                    'keys to values, e.g. {"user_id": 1}.'
-                )
     else:
         raise EntityInputError(
             "entities must be a list of rows ({join key: value}) or a mapping of join keys "

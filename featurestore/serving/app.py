@@ -15,7 +15,9 @@ against the snapshot's key ring (a revoked key stops working within
 ``refresh_seconds``); another project's key is unknown here.
 
 The request body is parsed with orjson rather than pydantic (the models below
-only document the API at ``/docs``): on this path validation is the lookup's.
+only document the API at ``/docs``): on this path validation is the lookup's. The
+lookup itself is a bare ASGI endpoint (``LookupEndpoint``) answered ahead of FastAPI's
+routing and middleware; every other route is FastAPI's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featurestore.errors import (
     AccessDeniedError,
@@ -40,6 +44,7 @@ from featurestore.errors import (
     EntityInputError,
     FeatureStoreError,
     MalformedRequestError,
+    RequestTooLargeError,
     did_you_mean,
 )
 from featurestore.online.cache import LookupCache
@@ -47,7 +52,7 @@ from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
 from featurestore.online.layout import nested_kind
 from featurestore.online.store import OnlineStore
 from featurestore.serving import metrics
-from featurestore.serving.guard import ERROR_KEY, Guard
+from featurestore.serving.guard import ERROR_KEY, Guard, answer_failure, count_error
 from featurestore.store import FeatureStore
 from featurestore.urls import redact, redact_logs
 
@@ -134,6 +139,7 @@ class Server:
             await asyncio.sleep(self.refresh_seconds)
             await self.refresh()
             metrics.record_usage(self.client.usage(reset=True))
+            metrics.LOOKUP_STATS.flush()
 
     async def refresh(self) -> None:
         try:
@@ -153,6 +159,24 @@ class Server:
             )
             self.client.catalog = catalog
             metrics.REGISTRY_SERIAL.set(catalog.serial)
+
+
+class FeatureServerApp(FastAPI):
+    """FastAPI, with POST /v1/features handed to ``lookup`` before routing and middleware
+    (every other path, /docs included, goes through FastAPI as usual)."""
+
+    lookup: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.lookup is not None
+            and scope["type"] == "http"
+            and scope["path"] == "/v1/features"
+            and scope["method"] == "POST"
+        ):
+            await self.lookup(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -191,7 +215,7 @@ def create_app(
             if feature_store is None:
                 repo.close()  # closes the online store it built, not one passed in
 
-    app = FastAPI(
+    app = FeatureServerApp(
         title="featurestore",
         summary="Online feature lookups for models, one Redis round trip each.",
         version=_version(),
@@ -202,10 +226,7 @@ def create_app(
 
     @app.exception_handler(FeatureStoreError)
     async def feature_store_error(request: Request, exc: FeatureStoreError) -> Response:
-        response = _error(request, exc.http_status, type(exc).__name__, str(exc))
-        if isinstance(exc, AuthenticationError):
-            response.headers["WWW-Authenticate"] = 'Bearer realm="featurestore"'
-        return response
+        return _response(_feature_store_error(request.scope, exc))
 
     # In this order: the OpenAPI schema (docs/openapi.json) lists them so.
     add_lookup_route(app, server)
@@ -240,8 +261,11 @@ FEATURES_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def add_lookup_route(app: FastAPI, server: Server) -> None:
-    """POST /v1/features: the lookup."""
+def add_lookup_route(app: FeatureServerApp, server: Server) -> None:
+    """POST /v1/features: the lookup. ``LookupEndpoint`` answers it ahead of FastAPI's
+    routing; the route registered here documents it at /docs and answers the same way
+    should a request reach FastAPI after all."""
+    endpoint = app.lookup = LookupEndpoint(server)
 
     @app.post(
         "/v1/features",
@@ -255,30 +279,54 @@ def add_lookup_route(app: FastAPI, server: Server) -> None:
         responses=FEATURES_RESPONSES,
     )
     async def get_features(request: Request) -> Response:
+        return _response(await endpoint.answer(request.scope, request.receive))  # Guard counts
+
+
+class LookupEndpoint:
+    """POST /v1/features as a bare ASGI app: no routing, dependency resolution, request
+    object or middleware stack (together about 80 us of a ~260 us request, measured).
+    It keeps what they gave: errors named and counted, a JSON 500 with a request id on
+    an unexpected failure, a client that left answered with nothing."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, headers, body = await self.answer(scope, receive)
+        except ClientDisconnect:
+            return  # the client left (or was cut off for reading too slowly)
+        except Exception:
+            await answer_failure(scope, send)
+            count_error(scope, 500)
+            return
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        if status >= 400:
+            count_error(scope, status)
+
+    async def answer(self, scope: Scope, receive: Receive) -> Answer:
+        """(status, headers, body) of a lookup; typed errors as their JSON answer."""
         start = time.perf_counter()
-        api_key = _api_key(request)
-        caller = server.client.catalog.authenticate(api_key)  # before reading the body
-        body = await request.body()
-        if len(body) > server.max_body_bytes:
-            return _error(
-                request,
-                413,
-                "RequestTooLargeError",
-                f"The request body is {len(body)} bytes; the limit is {server.max_body_bytes}.",
-            )
+        try:
+            api_key = _api_key(scope["headers"])
+            caller = self.server.client.catalog.authenticate(api_key)  # before reading the body
+            return await self.lookup(scope, receive, api_key, caller.model, start)
+        except FeatureStoreError as exc:
+            return _feature_store_error(scope, exc)
+
+    async def lookup(
+        self, scope: Scope, receive: Receive, api_key: str, label: str, start: float
+    ) -> Answer:
+        """An authenticated caller's lookup: the body, its fields, Redis, the answer."""
+        server = self.server
+        body = await _read_body(receive, server.max_body_bytes)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            if "depth" in str(exc):  # orjson stops at 1,024 levels, without recursing
-                detail = (
-                    "The request body is nested deeper than JSON parsing allows (1,024 "
-                    "levels); a request nests 3: entity values are scalars."
-                )
-            else:
-                detail = f"The request body is not valid JSON: {exc}."
-            return _error(request, 400, "InvalidJSON", detail)
+            return _error(scope, 400, "InvalidJSON", _invalid_json(exc))
         if not isinstance(payload, dict):
-            return _error(request, 400, "InvalidJSON", "The request body must be a JSON object.")
+            return _error(scope, 400, "InvalidJSON", "The request body must be a JSON object.")
         model, features, full = request_fields(payload)
         response = await server.client.get_online_features_async(
             payload["entities"],
@@ -288,11 +336,8 @@ def add_lookup_route(app: FastAPI, server: Server) -> None:
             api_key=api_key,
         )
         content = response.to_json()
-        label = caller.model
-        metrics.LOOKUPS.labels(label).inc()
-        metrics.ENTITY_ROWS.labels(label).inc(len(response))
-        metrics.LATENCY.labels(label).observe(time.perf_counter() - start)
-        return Response(content, media_type="application/json")
+        metrics.LOOKUP_STATS.record(label, len(response), time.perf_counter() - start)
+        return 200, _json_headers(content), content
 
 
 def request_fields(
@@ -333,7 +378,7 @@ def add_drift_routes(app: FastAPI, server: Server) -> None:
     """GET /v1/drift/{model} and its server-sent events."""
 
     def _drift_caller(request: Request, model: str) -> None:
-        caller = server.client.catalog.authenticate(_api_key(request))
+        caller = server.client.catalog.authenticate(_api_key(request.scope["headers"]))
         if caller.model != model:
             raise AccessDeniedError(
                 f"API key {caller.label} belongs to model '{caller.model}'; it may not read "
@@ -437,8 +482,14 @@ def openapi_with_keys(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def _api_key(request: Request) -> str:
-    auth = request.headers.get("authorization")
+def _api_key(headers: list[tuple[bytes, bytes]]) -> str:
+    """The request's API key, from its raw ASGI headers (names arrive lower-cased)."""
+    auth = key = None
+    for name, value in headers:
+        if name == b"authorization" and auth is None:
+            auth = value.decode("latin-1")
+        elif name == b"x-api-key" and key is None:
+            key = value.decode("latin-1")
     if auth is not None:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -446,7 +497,6 @@ def _api_key(request: Request) -> str:
                 "Send the API key as `Authorization: Bearer <key>` (or `X-API-Key: <key>`)."
             )
         return token.strip()
-    key = request.headers.get("x-api-key")
     if not key:
         raise AuthenticationError(
             "This server requires an API key: send `Authorization: Bearer <key>`. Create "
@@ -455,10 +505,62 @@ def _api_key(request: Request) -> str:
     return key.strip()
 
 
-def _error(request: Request, status: int, name: str, detail: str) -> Response:
-    request.scope[ERROR_KEY] = name  # Guard counts it once the answer starts
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body; past ``limit`` bytes it is read to its end (so the connection
+    stays usable) but not kept, and refused with its size."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect
+    body = message.get("body", b"")
+    if not message.get("more_body", False) and len(body) <= limit:
+        return body  # the usual case: it came whole
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise RequestTooLargeError(f"The request body is {size} bytes; the limit is {limit}.")
+    return b"".join(chunks)
+
+
+def _invalid_json(exc: orjson.JSONDecodeError) -> str:
+    if "depth" in str(exc):  # orjson stops at 1,024 levels, without recursing
+        return (
+            "The request body is nested deeper than JSON parsing allows (1,024 "
+            "levels); a request nests 3: entity values are scalars."
+        )
+    return f"The request body is not valid JSON: {exc}."
+
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+
+
+def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+
+
+def _error(scope: Scope, status: int, name: str, detail: str) -> Answer:
+    scope[ERROR_KEY] = name  # counted once the answer is sent
     body = orjson.dumps({"error": name, "detail": redact(detail)})  # whatever the message quotes
-    return Response(body, status, media_type="application/json")
+    return status, _json_headers(body), body
+
+
+def _feature_store_error(scope: Scope, exc: FeatureStoreError) -> Answer:
+    status, headers, body = _error(scope, exc.http_status, type(exc).__name__, str(exc))
+    if isinstance(exc, AuthenticationError):
+        headers.append((b"www-authenticate", b'Bearer realm="featurestore"'))
+    return status, headers, body
+
+
+def _response(answer: Answer) -> Response:
+    status, headers, body = answer
+    return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
 
 
 def _not_a(field: str, value: Any, wanted: str) -> EntityInputError:

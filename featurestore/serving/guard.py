@@ -48,24 +48,35 @@ class Guard:
         except ClientDisconnect:
             return  # the client left (or was cut off for reading too slowly): no one to answer
         except Exception:
-            request_id = request_id_of(scope)
-            log.exception(
-                "request %s: %s %s failed", request_id, scope.get("method"), scope.get("path")
-            )
-            scope[ERROR_KEY] = "InternalServerError"
             started, status = bool(status), 500
-            if not started:  # (a started response is closed unfinished by the server)
-                await send_error(
-                    send,
-                    500,
-                    "InternalServerError",
-                    f"The server failed on this request (request id {request_id}); its log "
-                    "has the error under that id. Retrying may not help: report the id.",
-                    request_id=request_id,
-                )
+            await answer_failure(scope, send, started=started)
         if status >= 400:
-            name = scope.get(ERROR_KEY) or _phrase(status)
-            metrics.ERRORS.labels(str(status), name).inc()
+            count_error(scope, status)
+
+
+async def answer_failure(scope: Scope, send: Send, *, started: bool = False) -> None:
+    """After an unexpected exception: its traceback logged under a request id, and a JSON
+    500 naming that id (unless the response had started: the server closes it unfinished).
+    Call from an ``except`` block."""
+    request_id = request_id_of(scope)
+    log.exception("request %s: %s %s failed", request_id, scope.get("method"), scope.get("path"))
+    scope[ERROR_KEY] = "InternalServerError"
+    if not started:
+        await send_error(
+            send,
+            500,
+            "InternalServerError",
+            f"The server failed on this request (request id {request_id}); its log "
+            "has the error under that id. Retrying may not help: report the id.",
+            request_id=request_id,
+        )
+
+
+def count_error(scope: Scope, status: int) -> None:
+    """One more refused or failed request, named by the route (``scope[ERROR_KEY]``) or
+    after its status's reason phrase."""
+    name = scope.get(ERROR_KEY) or _phrase(status)
+    metrics.ERRORS.labels(str(status), name).inc()
 
 
 def request_id_of(scope: Scope) -> str:

@@ -3,11 +3,19 @@
 With several workers (``featurestore serve --workers N``), each worker writes
 its samples to ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` merges them, so
 any worker answers for all.
+
+A lookup does not touch prometheus_client (a labelled child, a lock and, with several
+workers, a write to a memory-mapped file per metric cost about 15 us a request): it
+adds to plain counters in the process (``LOOKUP_STATS``), which ``flush`` moves into
+the same metrics, with the same names and labels, when ``/metrics`` is scraped and
+every registry refresh (so another worker's lookups show within ``refresh_seconds``).
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,11 +30,12 @@ MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 # Lookups take about 0.1-2 ms on a healthy Redis: buckets resolve that range.
+BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LATENCY = Histogram(
     "featurestore_request_duration_seconds",
     "Time to answer POST /v1/features, by model ('' for ad-hoc feature lists).",
     ["model"],
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    buckets=BUCKETS,
     registry=REGISTRY,
 )
 LOOKUPS = Counter(
@@ -72,6 +81,46 @@ FEATURE_VALUES = Counter(
 )
 
 
+class LookupStats:
+    """Answered lookups per model: count, entity rows, and the latency histogram's
+    observations (sum and per-bucket counts), kept as plain numbers until ``flush``."""
+
+    def __init__(self) -> None:
+        # model -> [lookups, entity rows, seconds, [count per bucket..., +Inf]]
+        self.by_model: dict[str, list[Any]] = {}
+
+    def record(self, model: str, rows: int, seconds: float) -> None:
+        stats = self.by_model.get(model)
+        if stats is None:
+            stats = self.by_model[model] = [0, 0, 0.0, [0] * (len(BUCKETS) + 1)]
+        stats[0] += 1
+        stats[1] += rows
+        stats[2] += seconds
+        stats[3][bisect_left(BUCKETS, seconds)] += 1  # le: the first bound >= seconds
+
+    def flush(self) -> None:
+        """Move the counts into the Prometheus metrics (and start again from zero)."""
+        stats, self.by_model = self.by_model, {}
+        for model, (lookups, rows, seconds, buckets) in stats.items():
+            LOOKUPS.labels(model).inc(lookups)
+            ENTITY_ROWS.labels(model).inc(rows)
+            _add_observations(LATENCY.labels(model), seconds, buckets)
+
+
+def _add_observations(child: Histogram, seconds: float, buckets: list[int]) -> None:
+    """What ``observe`` would have added for each observation, added at once.
+    prometheus_client has no public call for it; its histogram keeps a value per bucket
+    (not cumulative: exposition adds them up) and one for the sum. tests/test_serving.py
+    checks the buckets and the sum /metrics shows, so a change there fails a test."""
+    child._sum.inc(seconds)
+    for value, n in zip(child._buckets, buckets, strict=True):
+        if n:
+            value.inc(n)
+
+
+LOOKUP_STATS = LookupStats()
+
+
 def record_usage(usage: dict[tuple[str, str, str], tuple[int, int]]) -> None:
     """Move a client's counts into the counters (batched: lookups pay nothing for it)."""
     for labels, (lookups, values) in usage.items():
@@ -81,6 +130,7 @@ def record_usage(usage: dict[tuple[str, str, str], tuple[int, int]]) -> None:
 
 
 def render() -> tuple[bytes, str]:
+    LOOKUP_STATS.flush()
     if MULTIPROCESS:
         from prometheus_client import multiprocess
 
