@@ -9,14 +9,16 @@ repo folder.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from featurestore.definitions._base import check_name
 from featurestore.errors import DefinitionError, RepoConfigError, did_you_mean
+from featurestore.serving.limits import Limit, ServingLimits
 
 CONFIG_FILE = "featurestore.yaml"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -32,6 +34,7 @@ _DEFAULTS: dict[str, Any] = {
     "kafka": {"bootstrap_servers": "127.0.0.1:9092"},
     "spark": {"master": "local[*]", "conf": {}},
     "policy": {"default": "allow"},
+    "serving": {"limits": {}},
     "state_dir": ".featurestore",
     "ignore": [],
 }
@@ -52,6 +55,7 @@ class RepoConfig:
     require_api_key: bool = False  # in-process lookups too (the HTTP server always does)
     state_dir: Path = Path(".featurestore")
     ignore: tuple[str, ...] = ()
+    serving_limits: ServingLimits = field(default_factory=ServingLimits)  # off unless set
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -125,7 +129,7 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         raise RepoConfigError(f"{path}: {exc}") from exc
 
     sections: dict[str, dict[str, Any]] = {}
-    for name in ("offline_store", "online_store", "kafka", "spark", "policy"):
+    for name in ("offline_store", "online_store", "kafka", "spark", "policy", "serving"):
         given = raw.get(name) or {}
         if not isinstance(given, dict):
             raise RepoConfigError(f"{path}: '{name}' must be a mapping.")
@@ -158,4 +162,80 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         require_api_key=sections["online_store"]["require_api_key"],
         state_dir=local(str(raw.get("state_dir", _DEFAULTS["state_dir"]))),
         ignore=tuple(ignore),
+        serving_limits=serving_limits(sections["serving"]["limits"], path),
     )
+
+
+_LIMITS = {"default": None, "models": None, "project": None}
+_LIMIT = {"concurrent": "requests", "rows_per_second": "entity rows", "burst_rows": "entity rows"}
+
+
+def serving_limits(given: Any, path: Path) -> ServingLimits:
+    """``serving.limits``: ``default`` and ``project`` limits, and ``models`` overrides
+    merged over ``default`` (a key set to null turns that limit off)."""
+    if given is None:
+        return ServingLimits()
+    where = "serving.limits"
+    if not isinstance(given, dict):
+        raise RepoConfigError(
+            f"{path}: '{where}' must be a mapping of default, models and project, e.g. "
+            "`default: {concurrent: 64, rows_per_second: 50000}`."
+        )
+    _check_keys(where, given, _LIMITS)
+    default = _limit(f"{where}.default", given.get("default"), Limit(), path)
+    models = given.get("models") or {}
+    if not isinstance(models, dict):
+        raise RepoConfigError(
+            f"{path}: '{where}.models' must map model names to limits, e.g. "
+            "`fraud_model: {concurrent: 8, rows_per_second: 2000}`."
+        )
+    return ServingLimits(
+        default=default,
+        models={
+            str(name): _limit(f"{where}.models.{name}", value, default, path)
+            for name, value in models.items()
+        },
+        project=_limit(f"{where}.project", given.get("project"), Limit(), path),
+    )
+
+
+def _limit(where: str, given: Any, base: Limit, path: Path) -> Limit:
+    if given is None:
+        return base
+    if not isinstance(given, dict):
+        raise RepoConfigError(
+            f"{path}: '{where}' must be a mapping, e.g. `{{concurrent: 8, rows_per_second: 2000}}`."
+        )
+    _check_keys(where, given, _LIMIT)
+    values: dict[str, Any] = {}
+    if "rows_per_second" in given and "burst_rows" not in given:
+        values["burst_rows"] = None  # a rate of its own: a burst of its own (one second's)
+    for key, value in given.items():
+        values[key] = None if value is None else _limit_value(f"{where}.{key}", value, path)
+    limit = replace(base, **values)
+    if limit.burst_rows is not None and limit.rows_per_second is None:
+        raise RepoConfigError(
+            f"{path}: '{where}.burst_rows' needs a rows_per_second to refill it; set one."
+        )
+    return limit
+
+
+def _limit_value(where: str, value: Any, path: Path) -> int | float:
+    """A positive number (a whole one but for rows_per_second); strings from ${VAR} too."""
+    whole = not where.endswith("rows_per_second")
+    unit = _LIMIT[where.rsplit(".", 1)[1]]
+    number: int | float | None = None
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            number = int(value) if whole else float(value)
+        except (TypeError, ValueError):
+            number = None
+        if whole and isinstance(value, float) and value != number:
+            number = None
+    if number is None or not math.isfinite(number) or number <= 0:
+        kind = "a whole number" if whole else "a number"
+        raise RepoConfigError(
+            f"{path}: '{where}' must be {kind} of {unit} above 0 (got {value!r}, a "
+            f"{type(value).__name__}); write null to turn it off."
+        )
+    return number

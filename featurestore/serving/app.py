@@ -40,6 +40,7 @@ from featurestore.errors import (
     EntityInputError,
     FeatureStoreError,
     MalformedRequestError,
+    RateLimited,
     did_you_mean,
 )
 from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
@@ -47,6 +48,7 @@ from featurestore.online.layout import nested_kind
 from featurestore.online.store import OnlineStore
 from featurestore.serving import metrics
 from featurestore.serving.guard import ERROR_KEY, Guard
+from featurestore.serving.limits import Gate, Limiter, ServingLimits, entity_rows
 from featurestore.store import FeatureStore
 from featurestore.urls import redact, redact_logs
 
@@ -111,6 +113,7 @@ class Server:
         max_entities: int,
         max_body_bytes: int,
         refresh_seconds: float,
+        limits: ServingLimits,
     ) -> None:
         self.store = store
         self.online = online
@@ -126,6 +129,17 @@ class Server:
         self.registry_error: str | None = None
         self.drift_poll_seconds = 0.5
         metrics.REGISTRY_SERIAL.set(self.client.catalog.serial)
+        self.limiter = None if limits.off else Limiter(limits, store.project)
+        known = self.client.catalog.snapshot.active("model")
+        for name in limits.models:
+            if name not in known:  # a typo would otherwise leave the model unlimited
+                log.warning(
+                    "serving.limits.models.%s: no model '%s' in project '%s' (yet).%s",
+                    name,
+                    name,
+                    store.project,
+                    did_you_mean(name, known),
+                )
 
     async def refresh_forever(self) -> None:
         while True:
@@ -161,10 +175,12 @@ def create_app(
     max_entities: int = DEFAULT_MAX_ENTITIES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     refresh_seconds: float = 1.0,
+    limits: ServingLimits | None = None,
 ) -> FastAPI:
     """The feature server of the repo at ``repo_path`` (or ``feature_store``), reading
-    ``store`` (default: the repo's online store, from its config). What is passed in is
-    the caller's to close; what is built here closes with the app.
+    ``store`` (default: the repo's online store, from its config), within ``limits``
+    (default: the repo's ``serving.limits``). What is passed in is the caller's to close;
+    what is built here closes with the app.
 
     The routes close over this app's ``Server`` rather than ask for it as a FastAPI
     dependency: a dependency costs /v1/features about 35 us a request (measured, ~10%)."""
@@ -176,6 +192,7 @@ def create_app(
         max_entities=max_entities,
         max_body_bytes=max_body_bytes,
         refresh_seconds=refresh_seconds,
+        limits=repo.config.serving_limits if limits is None else limits,
     )
 
     @contextlib.asynccontextmanager
@@ -226,6 +243,11 @@ FEATURES_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Too many entity rows or bytes"},
     422: {"model": ErrorResponse, "description": "Bad entity keys or request fields"},
     408: {"model": ErrorResponse, "description": "Body not received in time"},
+    429: {
+        "model": ErrorResponse,
+        "description": "Past the model's or project's limit (serving.limits): "
+        "Retry-After says when to retry",
+    },
     500: {
         "model": ErrorResponse,
         "description": "Unexpected failure: the body and X-Request-ID carry the id "
@@ -256,6 +278,18 @@ def add_lookup_route(app: FastAPI, server: Server) -> None:
         start = time.perf_counter()
         api_key = _api_key(request)
         caller = server.client.catalog.authenticate(api_key)  # before reading the body
+        if server.limiter is None:
+            return await lookup(request, api_key, caller.model, start, None)
+        gate = server.limiter.gate(caller.model)
+        try:
+            with gate:  # a slot until the request ends, however it ends
+                return await lookup(request, api_key, caller.model, start, gate)
+        except RateLimited as exc:
+            return _limited(request, exc)
+
+    async def lookup(
+        request: Request, api_key: str, label: str, start: float, gate: Gate | None
+    ) -> Response:
         body = await request.body()
         if len(body) > server.max_body_bytes:
             return _error(
@@ -278,6 +312,9 @@ def add_lookup_route(app: FastAPI, server: Server) -> None:
         if not isinstance(payload, dict):
             return _error(request, 400, "InvalidJSON", "The request body must be a JSON object.")
         model, features, full = request_fields(payload)
+        rows = entity_rows(payload["entities"])
+        if gate is not None and rows <= server.client.max_entities:  # (more: 413 from lookup)
+            gate.charge(rows)  # before Redis is read
         response = await server.client.get_online_features_async(
             payload["entities"],
             model=model,
@@ -286,7 +323,6 @@ def add_lookup_route(app: FastAPI, server: Server) -> None:
             api_key=api_key,
         )
         content = response.to_json()
-        label = caller.model
         metrics.LOOKUPS.labels(label).inc()
         metrics.ENTITY_ROWS.labels(label).inc(len(response))
         metrics.LATENCY.labels(label).observe(time.perf_counter() - start)
@@ -457,6 +493,14 @@ def _error(request: Request, status: int, name: str, detail: str) -> Response:
     request.scope[ERROR_KEY] = name  # Guard counts it once the answer starts
     body = orjson.dumps({"error": name, "detail": redact(detail)})  # whatever the message quotes
     return Response(body, status, media_type="application/json")
+
+
+def _limited(request: Request, exc: RateLimited) -> Response:
+    metrics.REJECTED.labels(exc.model, exc.scope, exc.limit).inc()
+    response = _error(request, 429, "RateLimited", str(exc))
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _not_a(field: str, value: Any, wanted: str) -> EntityInputError:
