@@ -137,20 +137,17 @@ class Gate:
     def charge(self, rows: int) -> None:
         """Spend ``rows`` from this model's bucket and the project's, or neither and
         raise RateLimited."""
-        bucket = self.bucket
-        project = self.project.bucket if self.project is not None else None
-        if bucket is None and project is None:
+        bucket, project = self.bucket, self.project
+        shared = project.bucket if project is not None else None
+        if bucket is None and shared is None:
             return
         now = self.clock()
-        if bucket is not None:
-            wait = bucket.shortfall(rows, now)
-            if wait:
-                raise self._slow(self, "model", bucket, rows, wait)
-        if project is not None:
-            wait = project.shortfall(rows, now)
-            if wait:
-                raise self._slow(self.project, "project", project, rows, wait)  # type: ignore[arg-type]
-            project.tokens -= rows
+        if bucket is not None and (wait := bucket.shortfall(rows, now)):
+            raise self._slow(self, "model", bucket, rows, wait)
+        if project is not None and shared is not None:
+            if wait := shared.shortfall(rows, now):
+                raise self._slow(project, "project", shared, rows, wait)
+            shared.tokens -= rows
         if bucket is not None:
             bucket.tokens -= rows
 
