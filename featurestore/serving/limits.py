@@ -4,8 +4,8 @@ Each model, and the project as a whole, may have a limit on requests in flight
 (``concurrent``) and on entity rows per second (a token bucket: ``rows_per_second``,
 holding at most ``burst_rows``, by default one second's worth). A request's cost is its
 entity rows. Past a limit the request is refused with ``RateLimited`` (HTTP 429 and
-``Retry-After``) before Redis is read; the concurrency check runs before its body is read,
-as the API key names the model.
+``Retry-After``) before Redis is read, and before its body is read when the model (the API
+key's) has too many in flight or not a single row left in its bucket.
 
 The state is per worker process (``serve --workers N`` runs N of them, each admitting up
 to the limit), kept in plain counters: one event loop, so no locks. Pure logic with an
@@ -112,14 +112,25 @@ class Gate:
         self.project = project
 
     def enter(self) -> None:
-        """Take a slot of this model and of the project, or raise RateLimited."""
+        """Take a slot of this model and of the project, or raise RateLimited: too many in
+        flight, or a bucket without a single row left (no request could pass, so its body
+        need not be read)."""
         if self.concurrent is not None and self.in_flight >= self.concurrent:
             raise self._busy(self, "model")
         project = self.project
         if project is not None:
             if project.concurrent is not None and project.in_flight >= project.concurrent:
                 raise self._busy(project, "project")
+            if project.bucket is not None:
+                self._not_spent(project, "project", project.bucket)
             project.in_flight += 1
+        if self.bucket is not None:
+            try:
+                self._not_spent(self, "model", self.bucket)
+            except RateLimited:
+                if project is not None:
+                    project.in_flight -= 1
+                raise
         self.in_flight += 1
 
     def leave(self) -> None:
@@ -151,6 +162,19 @@ class Gate:
         if bucket is not None:
             bucket.tokens -= rows
 
+    def _not_spent(self, gate: Gate, scope: str, bucket: Bucket) -> None:
+        wait = bucket.shortfall(1, self.clock())
+        if wait:
+            after = max(1, math.ceil(wait))
+            raise RateLimited(
+                f"{gate.label}: its limit ({_rate(bucket)}) is spent (per server worker); "
+                f"retry after {after} s or {ASK}.",
+                model=self.model,
+                scope=scope,
+                limit="rows_per_second",
+                retry_after=after,
+            )
+
     def _busy(self, gate: Gate, scope: str) -> RateLimited:
         return RateLimited(
             f"{gate.label}: {gate.in_flight} requests in flight, its limit of concurrent "
@@ -162,7 +186,7 @@ class Gate:
         )
 
     def _slow(self, gate: Gate, scope: str, bucket: Bucket, rows: int, wait: float) -> RateLimited:
-        rate = f"{_number(bucket.rate)} entity rows per second, bursts of {bucket.burst:,}"
+        rate = _rate(bucket)
         if rows > bucket.burst:  # never fits: waiting does not help
             return RateLimited(
                 f"{gate.label}: this request asks for {rows:,} entity rows, more than its "
@@ -217,6 +241,10 @@ def entity_rows(entities: Any) -> int:
     if isinstance(entities, dict):
         return max((len(v) for v in entities.values() if isinstance(v, list)), default=0)
     return 0
+
+
+def _rate(bucket: Bucket) -> str:
+    return f"{_number(bucket.rate)} entity rows per second, bursts of {bucket.burst:,}"
 
 
 def _number(value: float) -> str:
