@@ -118,15 +118,16 @@ class Gate:
         if self.concurrent is not None and self.in_flight >= self.concurrent:
             raise self._busy(self, "model")
         project = self.project
+        now = self.clock()
         if project is not None:
             if project.concurrent is not None and project.in_flight >= project.concurrent:
                 raise self._busy(project, "project")
             if project.bucket is not None:
-                self._not_spent(project, "project", project.bucket)
+                self._not_spent(project, "project", project.bucket, now)
             project.in_flight += 1
         if self.bucket is not None:
             try:
-                self._not_spent(self, "model", self.bucket)
+                self._not_spent(self, "model", self.bucket, now)
             except RateLimited:
                 if project is not None:
                     project.in_flight -= 1
@@ -162,8 +163,8 @@ class Gate:
         if bucket is not None:
             bucket.tokens -= rows
 
-    def _not_spent(self, gate: Gate, scope: str, bucket: Bucket) -> None:
-        wait = bucket.shortfall(1, self.clock())
+    def _not_spent(self, gate: Gate, scope: str, bucket: Bucket, now: float) -> None:
+        wait = bucket.shortfall(1, now)
         if wait:
             after = max(1, math.ceil(wait))
             raise RateLimited(
