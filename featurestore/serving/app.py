@@ -312,9 +312,10 @@ def add_lookup_route(app: FastAPI, server: Server) -> None:
         if not isinstance(payload, dict):
             return _error(request, 400, "InvalidJSON", "The request body must be a JSON object.")
         model, features, full = request_fields(payload)
-        rows = entity_rows(payload["entities"])
-        if gate is not None and rows <= server.client.max_entities:  # (more: 413 from lookup)
-            gate.charge(rows)  # before Redis is read
+        if gate is not None:
+            rows = entity_rows(payload["entities"])
+            if rows <= server.client.max_entities:  # (more: 413 from the lookup)
+                gate.charge(rows)  # before Redis is read
         response = await server.client.get_online_features_async(
             payload["entities"],
             model=model,
