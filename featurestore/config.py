@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from featurestore.config_sections import (
+    CacheConfig,
+    cache_config,
+    check_keys,
+    serving_limits,
+)
 from featurestore.definitions._base import check_name
-from featurestore.errors import DefinitionError, RepoConfigError, did_you_mean
+from featurestore.errors import DefinitionError, RepoConfigError
+from featurestore.serving.limits import ServingLimits
 
 CONFIG_FILE = "featurestore.yaml"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -33,24 +40,10 @@ _DEFAULTS: dict[str, Any] = {
     "kafka": {"bootstrap_servers": "127.0.0.1:9092"},
     "spark": {"master": "local[*]", "conf": {}},
     "policy": {"default": "allow"},
+    "serving": {"limits": {}},
     "state_dir": ".featurestore",
     "ignore": [],
 }
-
-
-DEFAULT_CACHE_ENTRIES = 100_000
-MAX_STALENESS_MS = 3_600_000  # an hour: a longer bound is a unit mistake more likely than a wish
-
-
-@dataclass(frozen=True, slots=True)
-class CacheConfig:
-    """``online_store.cache``: the in-process cache in front of the online store
-    (featurestore/online/cache.py). A view is cached when it, or the model that reads it,
-    has a ``max_staleness_ms``; where both do, the smaller bound wins."""
-
-    max_entries: int = DEFAULT_CACHE_ENTRIES  # entity keys held (each with its views' values)
-    views: dict[str, int] = field(default_factory=dict)  # view name -> max_staleness_ms
-    models: dict[str, int] = field(default_factory=dict)  # model name -> max_staleness_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +62,7 @@ class RepoConfig:
     state_dir: Path = Path(".featurestore")
     ignore: tuple[str, ...] = ()
     online_cache: CacheConfig | None = None  # online_store.cache; None: no cache
+    serving_limits: ServingLimits = field(default_factory=ServingLimits)  # off unless set
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -91,16 +85,6 @@ def _expand(value: Any, where: str) -> Any:
         )
 
     return _ENV.sub(sub, value)
-
-
-def _check_keys(section: str, given: dict[str, Any], allowed: dict[str, Any]) -> None:
-    for key in given:
-        if key not in allowed:
-            label = f"{section}.{key}" if section else key
-            raise RepoConfigError(
-                f"{CONFIG_FILE}: unknown setting '{label}'.{did_you_mean(key, allowed)} "
-                f"Known settings{' of ' + section if section else ''}: {', '.join(allowed)}."
-            )
 
 
 def registry_url(value: str, repo_path: Path) -> str:
@@ -132,7 +116,7 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
     if not isinstance(raw, dict):
         raise RepoConfigError(f"{path}: must be a mapping of settings, e.g. `project: demo`.")
     allowed = {"project": None, **_DEFAULTS}
-    _check_keys("", raw, allowed)
+    check_keys("", raw, allowed)
     raw = _expand(raw, "")
     if "project" not in raw:
         raise RepoConfigError(f"{path}: 'project' is required, e.g. `project: payments`.")
@@ -142,11 +126,11 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         raise RepoConfigError(f"{path}: {exc}") from exc
 
     sections: dict[str, dict[str, Any]] = {}
-    for name in ("offline_store", "online_store", "kafka", "spark", "policy"):
+    for name in ("offline_store", "online_store", "kafka", "spark", "policy", "serving"):
         given = raw.get(name) or {}
         if not isinstance(given, dict):
             raise RepoConfigError(f"{path}: '{name}' must be a mapping.")
-        _check_keys(name, given, _DEFAULTS[name])
+        check_keys(name, given, _DEFAULTS[name])
         sections[name] = {**_DEFAULTS[name], **given}
     for flag in ("require_api_key", "cluster"):
         value = sections["online_store"][flag]
@@ -181,53 +165,5 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         state_dir=local(str(raw.get("state_dir", _DEFAULTS["state_dir"]))),
         ignore=tuple(ignore),
         online_cache=cache,
+        serving_limits=serving_limits(sections["serving"]["limits"], path),
     )
-
-
-_CACHE_KEYS = {"max_entries": None, "views": None, "models": None}
-
-
-def cache_config(given: Any, path: Path | str = CONFIG_FILE) -> CacheConfig | None:
-    """``online_store.cache`` checked (RepoConfigError naming the setting), or None when
-    it is absent: the cache is off by default."""
-    if given is None:
-        return None
-    where = "online_store.cache"
-    if not isinstance(given, dict):
-        raise RepoConfigError(
-            f"{path}: {where} must be a mapping, e.g. `cache: {{max_entries: 100000, views: "
-            f"{{user_stats: {{max_staleness_ms: 500}}}}}}`, or left out (no cache)."
-        )
-    _check_keys(where, given, _CACHE_KEYS)
-    entries = given.get("max_entries", DEFAULT_CACHE_ENTRIES)
-    if isinstance(entries, bool) or not isinstance(entries, int) or entries < 1:
-        raise RepoConfigError(
-            f"{path}: {where}.max_entries must be a positive integer (entity keys held), "
-            f"got {entries!r}."
-        )
-    bounds: dict[str, dict[str, int]] = {}
-    for kind in ("views", "models"):
-        named = given.get(kind) or {}
-        if not isinstance(named, dict):
-            raise RepoConfigError(
-                f"{path}: {where}.{kind} must map {kind[:-1]} names to settings, e.g. "
-                f"`{kind}: {{NAME: {{max_staleness_ms: 500}}}}`."
-            )
-        bounds[kind] = {}
-        for name, setting in named.items():
-            label = f"{where}.{kind}.{name}"
-            if not isinstance(setting, dict):
-                raise RepoConfigError(
-                    f"{path}: {label} must be a mapping like `{{max_staleness_ms: 500}}`, "
-                    f"got {setting!r}."
-                )
-            _check_keys(label, setting, {"max_staleness_ms": None})
-            ms = setting.get("max_staleness_ms")
-            if isinstance(ms, bool) or not isinstance(ms, int) or not 1 <= ms <= MAX_STALENESS_MS:
-                raise RepoConfigError(
-                    f"{path}: {label}.max_staleness_ms must be an integer number of "
-                    f"milliseconds from 1 to {MAX_STALENESS_MS:,}, got {ms!r}. Leave the "
-                    f"{kind[:-1]} out to not cache it."
-                )
-            bounds[kind][str(name)] = ms
-    return CacheConfig(max_entries=entries, views=bounds["views"], models=bounds["models"])

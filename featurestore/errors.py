@@ -31,6 +31,7 @@ handler.
     ├── AuthenticationError (PermissionError) no, malformed, unknown, revoked or expired key
     ├── AccessDeniedError (PermissionError)   the caller may not do this
     │   └── PolicyDeniedError                 a policy forbids a model a feature
+    ├── RateLimited (RuntimeError)            past a model's or project's serving limit (429)
     ├── CorruptFileError (OSError)            a Parquet file is truncated, garbage or fails
     │                                         its page checksums (names the file)
     ├── StreamError (RuntimeError)            a stream consumer cannot start or go on
@@ -157,6 +158,23 @@ class PolicyDeniedError(AccessDeniedError):
     def __init__(self, message: str, *, model: str = "", feature: str = "", rule: str = "") -> None:
         super().__init__(message)
         self.model, self.feature, self.rule = model, feature, rule
+
+
+class RateLimited(FeatureStoreError, RuntimeError):
+    """A request past a model's or its project's limit in ``featurestore serve``
+    (``serving.limits``): too many in flight, or entity rows faster than allowed.
+
+    ``retry_after`` is whole seconds until it could pass (None: it never fits, being
+    larger than the limit lets through at once); ``scope`` is "model" or "project" and
+    ``limit`` the setting that refused it (concurrent, rows_per_second, burst_rows)."""
+
+    http_status = 429
+
+    def __init__(
+        self, message: str, *, model: str, scope: str, limit: str, retry_after: int | None
+    ) -> None:
+        super().__init__(message)
+        self.model, self.scope, self.limit, self.retry_after = model, scope, limit, retry_after
 
 
 class ConflictError(FeatureStoreError, ValueError):

@@ -22,7 +22,8 @@ import pytest
 import redis
 
 from featurestore import FeatureStore
-from featurestore.config import CacheConfig, load_config
+from featurestore.config import load_config
+from featurestore.config_sections import CacheConfig
 from featurestore.errors import RepoConfigError
 from featurestore.online.cache import LookupCache
 from featurestore.online.client import now_us

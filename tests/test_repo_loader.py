@@ -677,7 +677,7 @@ def test_unknown_setting_suggests_the_known_one(tmp_path: Path) -> None:
     assert str(info.value) == (
         "featurestore.yaml: unknown setting 'regsitry'. Did you mean 'registry'? "
         "Known settings: project, registry, offline_store, online_store, kafka, spark, policy, "
-        "state_dir, ignore."
+        "serving, state_dir, ignore."
     )
 
 
@@ -690,7 +690,7 @@ def test_unknown_nested_setting_suggests_the_known_one(tmp_path: Path) -> None:
         load_repo(repo)
     assert str(info.value) == (
         "featurestore.yaml: unknown setting 'online_store.redis_ulr'. Did you mean 'redis_url'? "
-        "Known settings of online_store: redis_url, require_api_key."
+        "Known settings of online_store: redis_url, cluster, require_api_key, cache."
     )
 
 

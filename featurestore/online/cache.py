@@ -40,7 +40,7 @@ from featurestore.errors import did_you_mean
 from featurestore.online.layout import HEADER
 
 if TYPE_CHECKING:
-    from featurestore.config import CacheConfig
+    from featurestore.config_sections import CacheConfig
     from featurestore.online.plan import LookupPlan
     from featurestore.registry.snapshot import RegistrySnapshot
 

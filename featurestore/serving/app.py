@@ -44,6 +44,7 @@ from featurestore.errors import (
     EntityInputError,
     FeatureStoreError,
     MalformedRequestError,
+    RateLimited,
     RequestTooLargeError,
     did_you_mean,
 )
@@ -53,6 +54,7 @@ from featurestore.online.layout import nested_kind
 from featurestore.online.store import OnlineStore
 from featurestore.serving import metrics
 from featurestore.serving.guard import ERROR_KEY, Guard, answer_failure, count_error
+from featurestore.serving.limits import Gate, Limiter, ServingLimits, entity_rows
 from featurestore.store import FeatureStore
 from featurestore.urls import redact, redact_logs
 
@@ -117,6 +119,7 @@ class Server:
         max_entities: int,
         max_body_bytes: int,
         refresh_seconds: float,
+        limits: ServingLimits,
     ) -> None:
         self.store = store
         self.online = online
@@ -133,6 +136,17 @@ class Server:
         self.registry_error: str | None = None
         self.drift_poll_seconds = 0.5
         metrics.REGISTRY_SERIAL.set(self.client.catalog.serial)
+        self.limiter = None if limits.off else Limiter(limits, store.project)
+        known = self.client.catalog.snapshot.active("model")
+        for name in limits.models:
+            if name not in known:  # a typo would otherwise leave the model unlimited
+                log.warning(
+                    "serving.limits.models.%s: no model '%s' in project '%s' (yet).%s",
+                    name,
+                    name,
+                    store.project,
+                    did_you_mean(name, known),
+                )
 
     async def refresh_forever(self) -> None:
         while True:
@@ -187,10 +201,12 @@ def create_app(
     max_entities: int = DEFAULT_MAX_ENTITIES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     refresh_seconds: float = 1.0,
+    limits: ServingLimits | None = None,
 ) -> FastAPI:
     """The feature server of the repo at ``repo_path`` (or ``feature_store``), reading
-    ``store`` (default: the repo's online store, from its config). What is passed in is
-    the caller's to close; what is built here closes with the app.
+    ``store`` (default: the repo's online store, from its config), within ``limits``
+    (default: the repo's ``serving.limits``). What is passed in is the caller's to close;
+    what is built here closes with the app.
 
     The routes close over this app's ``Server`` rather than ask for it as a FastAPI
     dependency: a dependency costs /v1/features about 35 us a request (measured, ~10%)."""
@@ -202,6 +218,7 @@ def create_app(
         max_entities=max_entities,
         max_body_bytes=max_body_bytes,
         refresh_seconds=refresh_seconds,
+        limits=repo.config.serving_limits if limits is None else limits,
     )
 
     @contextlib.asynccontextmanager
@@ -249,6 +266,11 @@ FEATURES_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Too many entity rows or bytes"},
     422: {"model": ErrorResponse, "description": "Bad entity keys or request fields"},
     408: {"model": ErrorResponse, "description": "Body not received in time"},
+    429: {
+        "model": ErrorResponse,
+        "description": "Past the model's or project's limit (serving.limits): "
+        "Retry-After says when to retry",
+    },
     500: {
         "model": ErrorResponse,
         "description": "Unexpected failure: the body and X-Request-ID carry the id "
@@ -311,14 +333,28 @@ class LookupEndpoint:
         try:
             api_key = _api_key(scope["headers"])
             caller = self.server.client.catalog.authenticate(api_key)  # before reading the body
-            return await self.lookup(scope, receive, api_key, caller.model, start)
+            limiter = self.server.limiter
+            if limiter is None:
+                return await self.lookup(scope, receive, api_key, caller.model, start, None)
+            gate = limiter.gate(caller.model)
+            with gate:  # a slot until the request ends, however it ends
+                return await self.lookup(scope, receive, api_key, caller.model, start, gate)
+        except RateLimited as exc:
+            return _limited(scope, exc)
         except FeatureStoreError as exc:
             return _feature_store_error(scope, exc)
 
     async def lookup(
-        self, scope: Scope, receive: Receive, api_key: str, label: str, start: float
+        self,
+        scope: Scope,
+        receive: Receive,
+        api_key: str,
+        label: str,
+        start: float,
+        gate: Gate | None,
     ) -> Answer:
-        """An authenticated caller's lookup: the body, its fields, Redis, the answer."""
+        """An authenticated caller's lookup: the body, its fields, its limits, Redis, the
+        answer."""
         server = self.server
         body = await _read_body(receive, server.max_body_bytes)
         try:
@@ -328,6 +364,10 @@ class LookupEndpoint:
         if not isinstance(payload, dict):
             return _error(scope, 400, "InvalidJSON", "The request body must be a JSON object.")
         model, features, full = request_fields(payload)
+        if gate is not None:
+            rows = entity_rows(payload["entities"])
+            if rows <= server.client.max_entities:  # (more: 413 from the lookup)
+                gate.charge(rows)  # before Redis is read
         response = await server.client.get_online_features_async(
             payload["entities"],
             model=model,
@@ -561,6 +601,14 @@ def _feature_store_error(scope: Scope, exc: FeatureStoreError) -> Answer:
 def _response(answer: Answer) -> Response:
     status, headers, body = answer
     return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
+
+
+def _limited(scope: Scope, exc: RateLimited) -> Answer:
+    metrics.REJECTED.labels(exc.model, exc.scope, exc.limit).inc()
+    status, headers, body = _error(scope, 429, "RateLimited", str(exc))
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(exc.retry_after).encode()))
+    return status, headers, body
 
 
 def _not_a(field: str, value: Any, wanted: str) -> EntityInputError:

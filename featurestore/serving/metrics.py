@@ -53,6 +53,13 @@ ERRORS = Counter(
     ["status", "error"],
     registry=REGISTRY,
 )
+REJECTED = Counter(
+    "featurestore_rejected_total",
+    "Lookups refused with 429 past a serving limit, by the caller's model, the limit's "
+    "scope (model | project) and limit (concurrent | rows_per_second | burst_rows).",
+    ["model", "scope", "limit"],
+    registry=REGISTRY,
+)
 REGISTRY_SERIAL = Gauge(
     "featurestore_registry_serial",
     "Registry serial the worker serves from (changes on every apply).",
