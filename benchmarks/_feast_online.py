@@ -20,6 +20,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from _feast_repo import FEATURES, stats_definitions, write_config
 
@@ -29,7 +30,7 @@ def setup(args: argparse.Namespace) -> None:
     from feast import FeatureStore
 
     root = Path(args.repo)
-    write_config(root, "olbench", redis=args.redis)
+    write_config(root, "olbench", redis=args.redis, redis_type=args.redis_type)
     store = FeatureStore(repo_path=str(root))
     store.apply(stats_definitions(args.features, ttl=timedelta(days=1), online=True, created=False))
     df = pq.read_table(args.features).to_pandas()
@@ -56,7 +57,12 @@ def sdk(args: argparse.Namespace) -> None:
     keys = json.loads(Path(args.keys).read_text())  # our Redis keys and field, per entity id
     ids = [int(i) for i in keys["ids"]]
     field = keys["field"].encode()
-    r = redis.Redis.from_url(args.redis_url)
+    if args.redis_type == "redis_cluster":  # the floor: redis-py's own cluster pipeline
+        from redis.cluster import RedisCluster
+
+        r: Any = RedisCluster.from_url(args.redis_url)
+    else:
+        r = redis.Redis.from_url(args.redis_url)
     rng = random.Random(7)
     out = {}
     for n, calls in ((1, args.calls), (100, args.calls // 10)):
@@ -121,6 +127,7 @@ def main() -> None:
     parser.add_argument("--repo", required=True)
     parser.add_argument("--redis", help="host:port[,db=N] for Feast's connection_string")
     parser.add_argument("--redis-url", help="redis://... for the floor")
+    parser.add_argument("--redis-type", default="redis", choices=["redis", "redis_cluster"])
     parser.add_argument("--features")
     parser.add_argument("--keys")
     parser.add_argument("--calls", type=int, default=5000)

@@ -21,10 +21,18 @@ entity_key_serialization_version: 3
 """
 
 
-def write_config(root: Path, project: str, *, redis: str | None, offline: str = "file") -> None:
-    """feature_store.yaml: Redis online store at ``redis`` (host:port[,db=N]) or SQLite."""
+def write_config(
+    root: Path,
+    project: str,
+    *,
+    redis: str | None,
+    offline: str = "file",
+    redis_type: str = "redis",
+) -> None:
+    """feature_store.yaml: Redis online store at ``redis`` (host:port[,db=N]; a cluster's
+    nodes comma-separated with ``redis_type="redis_cluster"``) or SQLite."""
     online = (
-        f'  type: redis\n  connection_string: "{redis}"'
+        f'  type: redis\n  redis_type: {redis_type}\n  connection_string: "{redis}"'
         if redis
         else f"  type: sqlite\n  path: {root}/online.db"
     )

@@ -9,7 +9,9 @@ through each store's monotonic writer, then:
   cluster, and the floors: a bare redis-py pipeline on standalone, and redis-py's own
   ``RedisCluster`` pipeline on the cluster (one HMGET per entity, no decoding);
   1 entity and 100 entities (spread over every primary);
-* HTTP (``wrk``, 1 worker, 1 and 100 entities): ``featurestore serve`` on each store.
+* HTTP (``wrk``, 1 worker, 1 and 100 entities): ``featurestore serve`` on each store;
+* Feast 0.67's SDK on the same standalone Redis (``redis_type: redis``) and the same cluster
+  (``redis_type: redis_cluster``), timed in its own process beside the same floors.
 
     python benchmarks/online_cluster.py            # ~2 min
     python benchmarks/online_cluster.py --skip-http --calls 2000
@@ -96,6 +98,50 @@ class ClusterFloor:
         pipe.execute()
 
 
+def feast(
+    python: str,
+    tmp: Path,
+    name: str,
+    redis_type: str,
+    connection: str,
+    floor_url: str,
+    layout: ViewLayout,
+    calls: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Feast's SDK on the same Redis or cluster (its own keys beside ours), and the floor on
+    ours, timed in Feast's process (benchmarks/_feast_online.py)."""
+    import subprocess
+
+    features = tmp / "features.parquet"
+    if not features.exists():
+        import pyarrow.parquet as pq
+
+        pq.write_table(feature_rows(seed), features)
+    keys = tmp / "keys.json"
+    ids = list(range(ENTITIES))
+    keys.write_text(
+        json.dumps({"ids": ids, "prefix": layout.prefix.decode(), "field": layout.field.decode()})
+    )
+    repo_dir = tmp / f"feast-{name}"
+    common = ["--repo", str(repo_dir), "--redis-type", redis_type]
+    script = str(ROOT / "_feast_online.py")
+    setup = subprocess.run(
+        [python, script, "setup", *common, "--redis", connection, "--features", str(features)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    sdk = subprocess.run(
+        [python, script, "sdk", *common, "--redis-url", floor_url, "--keys", str(keys),
+         "--calls", str(calls)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    out = json.loads(sdk.stdout.strip().splitlines()[-1])
+    out.pop("probe", None)
+    out["setup"] = json.loads(setup.stdout.strip().splitlines()[-1])
+    log(f"feast {name}: {out}")
+    return out
+
+
 def http(store: FeatureStore, seconds: int, name: str) -> dict[str, Any]:
     from featurestore.devservices import free_port
 
@@ -105,7 +151,7 @@ def http(store: FeatureStore, seconds: int, name: str) -> dict[str, Any]:
         port = free_port()
         body = json.dumps({"entities": [{"entity_id": e} for e in range(0, n * 97, 97)]})
         cmd = [
-            sys.executable, "-m", "featurestore", "serve", "-r", str(store.config.repo_path),
+            sys.executable, "-m", "featurestore.cli", "serve", "-r", str(store.config.repo_path),
             "--port", str(port), "--workers", "1",
         ]  # fmt: skip
         out[f"{n}_entities"] = http_case(
@@ -130,6 +176,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=6, help="wrk duration per case")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-feast", action="store_true")
+    parser.add_argument(
+        "--feast-python", default=sys.executable, help="an interpreter with feast 0.67"
+    )
     parser.add_argument("--out", default=str(ROOT / "results" / "online_cluster.json"))
     args = parser.parse_args()
 
@@ -179,6 +229,32 @@ def main() -> None:
                 ),
             }
         result["in_process"] = lookups
+        if not args.skip_feast:
+            connections = {
+                "standalone": ("redis", f"127.0.0.1:{port},db=1", standalone_url),
+                "cluster": (
+                    "redis_cluster",
+                    ",".join(f"127.0.0.1:{p}" for p in ports),
+                    cluster_url,
+                ),
+            }
+            result["feast_sdk"] = {}
+            for name, (kind, connection, floor_url) in connections.items():
+                try:
+                    result["feast_sdk"][name] = feast(
+                        args.feast_python, tmp, name, kind, connection, floor_url, layout,
+                        args.calls, args.seed,
+                    )  # fmt: skip
+                except Exception as exc:  # report why, keep the rest of the run
+                    detail = getattr(exc, "stderr", "") or str(exc)
+                    result["feast_sdk"][name] = {"error": str(detail)[-2000:]}
+                    log(f"feast {name} failed: {str(detail)[-500:]}")
+                    continue
+                for n, stats in lookups.items():
+                    theirs = result["feast_sdk"][name][n]["feast_sdk"]["p50_ms"]
+                    stats["ratios"][f"feast_{name}_vs_featurestore_{name}_p50"] = round(
+                        theirs / stats[name]["p50_ms"], 2
+                    )
         if not args.skip_http:
             result["http_1_worker"] = {
                 name: http(store, args.seconds, name) for name, store in stores.items()

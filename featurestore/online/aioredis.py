@@ -157,6 +157,17 @@ class AsyncRedis:
                     raise reply
         return replies
 
+    def started(self, commands: Sequence[tuple[Any, ...]]) -> asyncio.Future[list[Any]] | None:
+        """Send now and return the replies' future (error replies in place), without a
+        coroutine per call: how a cluster lookup asks several nodes at once. None when this
+        event loop has no live connection yet (``execute`` opens one)."""
+        protocol = self._protocols.get(asyncio.get_running_loop())
+        if protocol is None or protocol.lost is not None:
+            return None
+        pack = hiredis.pack_command
+        payload = pack(commands[0]) if len(commands) == 1 else b"".join(map(pack, commands))
+        return protocol.send(payload, len(commands))
+
     async def _connected(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         protocol = self._protocols.get(loop)

@@ -19,7 +19,6 @@ This module is on the online read path: no pyspark, pandas or great_expectations
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Sequence
@@ -37,6 +36,23 @@ from featurestore.urls import redact
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 MAX_ROUNDS = 16  # redirections followed per command before giving up
 ASKING = (b"ASKING",)
+
+
+# node -> (indices of its commands, the commands to send it)
+Groups = dict[Address, tuple[list[int], list[tuple[Any, ...]]]]
+
+
+def read_replies(conn: Any, n: int) -> list[Any]:
+    """``n`` replies from a redis-py connection, error replies in place (the parser reads
+    an error reply whole, so the ones after it are read on)."""
+    out: list[Any] = []
+    while len(out) < n:
+        try:
+            while len(out) < n:
+                out.append(conn.read_response())
+        except redis.ResponseError as exc:
+            out.append(exc)
+    return out
 
 
 class ClusterUnavailable(ConnectionError):
@@ -77,6 +93,11 @@ def transient(reply: Any) -> bool:
 class Dispatch:
     """One ``execute``'s bookkeeping, shared by the sync and asyncio routers."""
 
+    __slots__ = (
+        "asking", "commands", "keys", "last_error", "moves", "pause", "pending", "refresh",
+        "replies", "waits",
+    )  # fmt: skip
+
     def __init__(self, commands: Sequence[tuple[Any, ...]], keys: Sequence[bytes | None]):
         self.commands = commands
         self.keys = keys
@@ -89,10 +110,10 @@ class Dispatch:
         self.moves = 0
         self.last_error: BaseException | None = None
 
-    def groups(self, slots: SlotMap) -> dict[Address, tuple[list[int], list[tuple[Any, ...]]]]:
+    def groups(self, slots: SlotMap) -> Groups:
         """Pending commands per node: their indices and the commands to send (with
         ``ASKING`` before each asked one)."""
-        out: dict[Address, tuple[list[int], list[tuple[Any, ...]]]] = {}
+        out: Groups = {}
         owners, keys, commands, asking = slots.owners, self.keys, self.commands, self.asking
         for i in self.pending:  # the hot path of every lookup: kept to plain lookups
             key = keys[i]
@@ -282,19 +303,12 @@ class ClusterRouter(SlotMapSource):
         conn = pool.get_connection()
         try:
             conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-            return [self.read_one(conn) for _ in commands]
+            return read_replies(conn, len(commands))
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse it
             raise
         finally:
             pool.release(conn)
-
-    @staticmethod
-    def read_one(conn: Any) -> Any:
-        try:
-            return conn.read_response()
-        except redis.ResponseError as exc:  # the parser read the whole reply: go on
-            return exc
 
     def execute(
         self,
@@ -304,12 +318,22 @@ class ClusterRouter(SlotMapSource):
         patience: float = 0.0,
     ) -> list[Any]:
         job = Dispatch(commands, keys)
-        deadline = time.monotonic() + patience
-        slots = self.slot_map()
+        slots = self.slots if self.slots is not None else self.refresh()
+        deadline = 0.0  # set when a round first fails: most calls never need it
         for _round in range(MAX_ROUNDS):
-            self.round(job, slots)
+            groups = job.groups(slots)
+            if len(groups) == 1:  # the common small lookup: one node, no bookkeeping
+                ((address, (idxs, cmds)),) = groups.items()
+                try:
+                    replies: list[Any] | BaseException = self.send(address, cmds)
+                except CONNECTION_ERRORS as exc:
+                    replies = exc
+                job.settle(idxs, replies, slots)
+            else:
+                self.round(job, groups, slots)
             if not job.pending:
                 return job.replies
+            deadline = deadline or time.monotonic() + patience
             if job.must_stop(deadline):
                 break
             if job.waits > 1:
@@ -322,10 +346,10 @@ class ClusterRouter(SlotMapSource):
             job.next_round()
         raise job.failure(self.label)
 
-    def round(self, job: Dispatch, slots: SlotMap) -> None:
+    def round(self, job: Dispatch, groups: Groups, slots: SlotMap) -> None:
         """Write every node's pipeline, then read each: the nodes answer in parallel."""
         sent = []
-        for address, (idxs, cmds) in job.groups(slots).items():
+        for address, (idxs, cmds) in groups.items():
             pool = self.pool(address)
             try:
                 conn = pool.get_connection()
@@ -342,7 +366,7 @@ class ClusterRouter(SlotMapSource):
             sent.append((pool, conn, idxs, len(cmds)))
         for pool, conn, idxs, n in sent:
             try:
-                replies: list[Any] | BaseException = [self.read_one(conn) for _ in range(n)]
+                replies: list[Any] | BaseException = read_replies(conn, n)
             except CONNECTION_ERRORS as exc:
                 conn.disconnect()
                 replies = exc
@@ -405,11 +429,16 @@ class AsyncClusterRouter(SlotMapSource):
             if len(groups) == 1:  # the common small lookup: no task per node
                 ((address, (idxs, cmds)),) = groups.items()
                 job.settle(idxs, await self.send(address, cmds), slots)
-            else:
-                answers = await asyncio.gather(
-                    *(self.send(address, cmds) for address, (_, cmds) in groups.items())
-                )
-                for (idxs, _), replies in zip(groups.values(), answers, strict=True):
+            else:  # every node's pipeline sent before any reply is awaited
+                sent = []
+                for address, (idxs, cmds) in groups.items():
+                    future = self.node(address).started(cmds)
+                    sent.append((idxs, future if future is not None else self.send(address, cmds)))
+                for idxs, waiting in sent:
+                    try:
+                        replies: list[Any] | Exception = await waiting
+                    except CONNECTION_ERRORS as exc:
+                        replies = exc
                     job.settle(idxs, replies, slots)
             if not job.pending:
                 return job.replies
