@@ -42,8 +42,9 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "drift_sampling": ([], ["--calls", "5000"]),
     "online_cache": ([], ["--calls", "5000"]),
     "serve_cpu": ([], ["--seconds", "4"]),
+    "online_cluster": ([], ["--calls", "2000", "--write-rows", "50000", "--seconds", "3"]),
 }
-FEAST_AWARE = {"pit_join", "online_lookup", "materialize", "serve_cpu"}
+FEAST_AWARE = {"pit_join", "online_lookup", "materialize", "serve_cpu", "online_cluster"}
 
 
 def log(message: str) -> None:
@@ -241,6 +242,24 @@ def serve_cpu(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def online_cluster(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for n, stats in sorted(d.get("in_process", {}).items()):
+        feast = d.get("feast_sdk", {}).get("cluster", {}).get(n, {}).get("feast_sdk", {})
+        rows.append(
+            {
+                "benchmark": "lookups on a 3-primary Redis Cluster (vs standalone)",
+                "measure": f"{n.split('_')[0]} entit{'y' if n.startswith('1_') else 'ies'} (p50)",
+                "unit": "ms",
+                "featurestore": stats.get("cluster", {}).get("p50_ms"),
+                "feast": feast.get("p50_ms"),
+                "floor": stats.get("standalone", {}).get("p50_ms"),
+                "better": "lower",
+            }
+        )
+    return rows
+
+
 EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "pit_join": pit_join,
     "online_lookup": online_lookup,
@@ -252,6 +271,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
         "lookup answered by the in-process cache", "cache_hit_path", "floor_redis_pipeline"
     ),
     "serve_cpu": serve_cpu,
+    "online_cluster": online_cluster,
 }
 
 
