@@ -644,5 +644,10 @@ def test_featurestore_serve_uses_the_repos_cache(
         assert hmgets(r) - before == 3  # the first request's three entity sets
         assert answers[0] == answers[1] == answers[2]
         assert answers[0]["results"][0]["values"] == [8.0]
+        scraped = server.get("/metrics").text
+        # 3 entity sets: missed once, then held for the next two requests.
+        assert 'featurestore_cache_events_total{event="miss"} 3.0' in scraped
+        assert 'featurestore_cache_events_total{event="hit"} 6.0' in scraped
+        assert "featurestore_cache_entries 3.0" in scraped
     finally:
         stop_server(server)

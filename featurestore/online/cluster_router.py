@@ -118,12 +118,8 @@ class Dispatch:
         for i in self.pending:  # the hot path of every lookup: kept to plain lookups
             key = keys[i]
             asked = asking.get(i) if asking else None
-            if asked is not None:
-                address = asked
-            else:
-                address = owners[key_slot(key)] if key is not None else None
-                if address is None:
-                    address = slots.node_for(key)
+            owner = asked or (owners[key_slot(key)] if key is not None else None)
+            address = owner if owner is not None else slots.node_for(key)
             group = out.get(address)
             if group is None:
                 group = out[address] = ([], [])

@@ -137,6 +137,7 @@ class Server:
         self.drift_poll_seconds = 0.5
         metrics.REGISTRY_SERIAL.set(self.client.catalog.serial)
         self.limiter = None if limits.off else Limiter(limits, store.project)
+        self.cache_stats = metrics.CacheStats()
         known = self.client.catalog.snapshot.active("model")
         for name in limits.models:
             if name not in known:  # a typo would otherwise leave the model unlimited
@@ -148,12 +149,18 @@ class Server:
                     did_you_mean(name, known),
                 )
 
+    def record_metrics(self) -> None:
+        """Move the counts kept in plain numbers (usage, lookups, the cache) into metrics."""
+        metrics.record_usage(self.client.usage(reset=True))
+        metrics.LOOKUP_STATS.flush()
+        if self.client.cache is not None:
+            self.cache_stats.record(self.client.cache.stats())
+
     async def refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(self.refresh_seconds)
             await self.refresh()
-            metrics.record_usage(self.client.usage(reset=True))
-            metrics.LOOKUP_STATS.flush()
+            self.record_metrics()
 
     async def refresh(self) -> None:
         try:
@@ -493,7 +500,7 @@ def add_health_routes(app: FastAPI, server: Server) -> None:
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
-        metrics.record_usage(server.client.usage(reset=True))
+        server.record_metrics()
         content, media_type = metrics.render()
         return Response(content, media_type=media_type)
 

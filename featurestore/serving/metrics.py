@@ -88,6 +88,37 @@ FEATURE_VALUES = Counter(
 )
 
 
+CACHE_EVENTS = Counter(
+    "featurestore_cache_events_total",
+    "The in-process cache (online_store.cache): entity keys answered from it (hit), read from "
+    "the online store (miss), and dropped to stay within max_entries (eviction).",
+    ["event"],
+    registry=REGISTRY,
+)
+CACHE_ENTRIES = Gauge(
+    "featurestore_cache_entries",
+    "Entity keys the in-process cache holds (summed over workers).",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+
+
+class CacheStats:
+    """Moves a cache's running totals (``LookupCache.stats()``) into the counters: only what
+    was added since the last move."""
+
+    def __init__(self) -> None:
+        self.seen = {"hits": 0, "misses": 0, "evictions": 0}
+
+    def record(self, stats: dict[str, int]) -> None:
+        for key, event in (("hits", "hit"), ("misses", "miss"), ("evictions", "eviction")):
+            added = stats[key] - self.seen[key]
+            if added > 0:
+                CACHE_EVENTS.labels(event).inc(added)
+            self.seen[key] = stats[key]
+        CACHE_ENTRIES.set(stats["entries"])
+
+
 class LookupStats:
     """Answered lookups per model: count, entity rows, and the latency histogram's
     observations (sum and per-bucket counts), kept as plain numbers until ``flush``."""
