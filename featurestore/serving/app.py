@@ -34,7 +34,6 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -55,6 +54,12 @@ from featurestore.online.store import OnlineStore
 from featurestore.serving import metrics
 from featurestore.serving.guard import ERROR_KEY, Guard, answer_failure, count_error
 from featurestore.serving.limits import Gate, Limiter, ServingLimits, entity_rows
+from featurestore.serving.schemas import (
+    ErrorResponse,
+    FeaturesRequest,
+    FeaturesResponse,
+    json_schema,
+)
 from featurestore.store import FeatureStore
 from featurestore.urls import redact, redact_logs
 
@@ -62,50 +67,6 @@ log = logging.getLogger("featurestore.serve")
 
 REQUEST_KEYS = ("model", "features", "entities", "full_feature_names")
 DEFAULT_MAX_BODY_BYTES = 1 << 20
-
-
-class FeaturesRequest(BaseModel):
-    """Ask with ``model`` (reads its pinned versions; the key's model if left out) or
-    ``features`` (under the key's model's policies), not both."""
-
-    model: str | None = Field(None, examples=["fraud_detector"])
-    features: list[str] | None = Field(
-        None,
-        description="Feature references (view:feature, view@v2:feature) or service names.",
-        examples=[["user_profile:credit_limit", "merchant_stats@v1:category"]],
-    )
-    entities: list[dict[str, Any]] | dict[str, list[Any]] = Field(
-        ...,
-        description="Rows ({join key: value}) or columns ({join key: [values]}).",
-        examples=[[{"user_id": 1001, "merchant_id": "m_0001"}]],
-    )
-    full_feature_names: bool = Field(False, description="Name outputs view__feature.")
-
-
-class FeatureColumn(BaseModel):
-    values: list[Any]
-    statuses: list[str] = Field(description="present | missing | expired, per entity row")
-    event_timestamps: list[str | None]
-
-
-class FeaturesResponse(BaseModel):
-    metadata: dict[str, Any] = Field(
-        description="model, feature_names (output names), features (resolved references)"
-    )
-    entities: dict[str, list[Any]]
-    results: list[FeatureColumn] = Field(description="One column per feature, in order.")
-
-
-class ErrorResponse(BaseModel):
-    error: str = Field(description="The error type, e.g. FeatureNotFound")
-    detail: str = Field(description="What went wrong and what to do")
-    request_id: str | None = Field(None, description="On a 500: the id of its log entry")
-
-
-def _schema(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)
-    return schema
 
 
 class Server:
@@ -302,7 +263,7 @@ def add_lookup_route(app: FeatureServerApp, server: Server) -> None:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": _schema(FeaturesRequest)}},
+                "content": {"application/json": {"schema": json_schema(FeaturesRequest)}},
             }
         },
         responses=FEATURES_RESPONSES,
