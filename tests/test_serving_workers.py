@@ -152,6 +152,12 @@ def test_a_killed_worker_is_replaced(repo: Path) -> None:
     server = start_server(repo, "--workers", "2")
     try:
         before = listening_workers(server)
+        # Lookups over 16 connections (both workers), counted in /metrics by every worker.
+        connections = [http.client.HTTPConnection("127.0.0.1", port_of(server)) for _ in range(16)]
+        for conn in connections:
+            lookup(conn, server.key)
+            conn.close()
+        assert until_lookups(server, 16) >= 16
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
@@ -172,10 +178,28 @@ def test_a_killed_worker_is_replaced(repo: Path) -> None:
         finally:
             for conn in connections:
                 conn.close()
+        # The dead worker's counts stay in /metrics, with the new worker's.
+        assert until_lookups(server, 32) >= 32
     finally:
         stop_server(server)
     log = server.proc.stdout.read().decode()  # type: ignore[union-attr]
     assert f"[{victim}] exited unexpectedly (killed by SIGKILL)" in log, log
+
+
+def until_lookups(server: Server, n: int, seconds: float = 15) -> float:
+    """featurestore_lookups_total of the server, read until it reaches ``n`` (workers move
+    their counts into the shared metrics every --refresh-seconds)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = server.get("/metrics").text
+        total = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("featurestore_lookups_total{")
+        )
+        if total >= n or time.monotonic() > deadline:
+            return total
+        time.sleep(0.1)
 
 
 def serve(repo: Path, port: int, **env: str) -> subprocess.Popen:

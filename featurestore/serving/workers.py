@@ -107,7 +107,6 @@ def listen_reuseport(host: str, port: int, backlog: int = BACKLOG) -> socket.soc
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
 
 
