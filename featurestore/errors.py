@@ -40,6 +40,7 @@ handler.
     │   ├── TransformationError
     │   └── ValidationFailedError             the batch failed the view's expectations
     ├── MissingExtraError (ImportError)       an optional dependency is absent
+    ├── ServerStartError (OSError)            `featurestore serve` cannot listen on its port
     └── DevServiceError (RuntimeError)        `featurestore dev` could not act
         ├── PortInUseError
         └── BinaryNotFoundError (FileNotFoundError)
@@ -271,6 +272,10 @@ class MissingExtraError(FeatureStoreError, ImportError):
             f"This needs the optional dependency '{module}'. "
             f"Install it with: pip install 'featurestore[{extra}]'"
         )
+
+
+class ServerStartError(FeatureStoreError, OSError):
+    """`featurestore serve` cannot listen on its host and port (in use, not allowed)."""
 
 
 class DevServiceError(FeatureStoreError, RuntimeError):

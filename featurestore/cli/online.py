@@ -17,7 +17,12 @@ from featurestore.cli.common import (
     handle_errors,
     open_store,
 )
-from featurestore.errors import EntityInputError, FeatureStoreError, did_you_mean
+from featurestore.errors import (
+    EntityInputError,
+    FeatureStoreError,
+    ServerStartError,
+    did_you_mean,
+)
 
 online_app = typer.Typer(help="Maintenance of the Redis online store.")
 
@@ -141,6 +146,7 @@ def serve(
     import uvicorn
 
     from featurestore.serving.protocol import BoundedHttpToolsProtocol
+    from featurestore.serving.workers import reuseport_supported, run_workers
 
     try:  # fail fast, with the library's message, before any worker starts
         from featurestore.config import load_config
@@ -162,19 +168,27 @@ def serve(
     typer.echo(
         f"Serving {repo.resolve()} on http://{host}:{port} with {workers} worker(s); docs at /docs"
     )
+    options: dict[str, Any] = {
+        "app": "featurestore.serving.app:app_from_env",
+        "factory": True,
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+        "http": BoundedHttpToolsProtocol,  # uvicorn has no header or body read timeout
+        # No X-Forwarded-* rewriting per request: nothing here reads the client address.
+        "proxy_headers": False,
+    }
     try:
-        uvicorn.run(
-            "featurestore.serving.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            access_log=False,
-            http=BoundedHttpToolsProtocol,  # uvicorn has no header or body read timeout
-            # No X-Forwarded-* rewriting per request: nothing here reads the client address.
-            proxy_headers=False,
-        )
+        if workers > 1 and reuseport_supported():
+            # One SO_REUSEPORT socket per worker: the kernel spreads the connections.
+            code = run_workers(options, host, port, workers)
+            if code:
+                raise typer.Exit(code)
+        else:
+            uvicorn.run(**options, workers=workers)
+    except ServerStartError as exc:
+        fail(str(exc))
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
