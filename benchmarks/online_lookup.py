@@ -115,14 +115,15 @@ def in_process(store: Any, r: redis.Redis, calls: int, seed: int) -> dict[str, A
 # -- HTTP ------------------------------------------------------------------------------
 
 
-def wrk(
+def wrk_output(
     url: str,
     body: bytes,
     threads: int,
     connections: int,
     seconds: int,
     headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> str:
+    """wrk's report of POSTing ``body`` to ``url`` (its latency distribution included)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(
             'wrk.method = "POST"\n'
@@ -135,24 +136,19 @@ def wrk(
         )
         script = f.name
     try:
-        out = subprocess.run(
-            [
-                "wrk",
-                f"-t{threads}",
-                f"-c{connections}",
-                f"-d{seconds}s",
-                "--latency",
-                "-s",
-                script,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        return subprocess.run(
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+             script, url],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
     finally:
         os.unlink(script)
-    result: dict[str, Any] = {"connections": connections, "seconds": seconds}
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """Requests, requests/s, p50/p90/p99 (ms), non-2xx answers and socket errors."""
+    m = re.search(r"(\d+) requests in", out)
+    result: dict[str, Any] = {"requests": int(m.group(1)) if m else 0}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     result["requests_per_s"] = float(m.group(1)) if m else None
     for pct in ("50", "90", "99"):
@@ -165,6 +161,18 @@ def wrk(
     m = re.search(r"Socket errors: (.*)", out)
     result["socket_errors"] = m.group(1).strip() if m else None
     return result
+
+
+def wrk(
+    url: str,
+    body: bytes,
+    threads: int,
+    connections: int,
+    seconds: int,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    out = wrk_output(url, body, threads, connections, seconds, headers)
+    return {"connections": connections, "seconds": seconds, **parse_wrk(out)}
 
 
 def http_case(

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -40,7 +39,7 @@ from typing import Any
 import psutil
 import pyarrow.parquet as pq
 from _interleaved import log, machine, start_redis
-from online_lookup import REPO_DEFS, feature_rows, wait_port
+from online_lookup import REPO_DEFS, feature_rows, parse_wrk, wait_port, wrk_output
 
 from featurestore.devservices import free_port
 
@@ -76,48 +75,11 @@ def children_cpu() -> float:
 def run_wrk(
     url: str, body: bytes, headers: dict[str, str], threads: int, connections: int, seconds: int
 ) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(
-            'wrk.method = "POST"\n'
-            f"wrk.body = {json.dumps(body.decode())}\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
-            + "".join(
-                f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in headers.items()
-            )
-        )
-        script = f.name
-    try:
-        before = children_cpu()
-        out = subprocess.run(
-            [
-                "wrk",
-                f"-t{threads}",
-                f"-c{connections}",
-                f"-d{seconds}s",
-                "--latency",
-                "-s",
-                script,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        wrk_cpu = children_cpu() - before
-    finally:
-        os.unlink(script)
-    m = re.search(r"(\d+) requests in", out)
-    requests = int(m.group(1)) if m else 0
-    result: dict[str, Any] = {"requests": requests, "wrk_cpu_s": round(wrk_cpu, 3)}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    result["requests_per_s"] = float(m.group(1)) if m else None
-    for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if m:
-            scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-            result[f"p{pct}_ms"] = round(float(m.group(1)) * scale, 3)
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    result["non_2xx"] = int(m.group(1)) if m else 0
+    before = children_cpu()
+    out = wrk_output(url, body, threads, connections, seconds, headers)
+    result = {"wrk_cpu_s": round(children_cpu() - before, 3), **parse_wrk(out)}
+    result.pop("socket_errors", None)
+    result.pop("p90_ms", None)
     return result
 
 
