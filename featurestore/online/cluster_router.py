@@ -193,14 +193,11 @@ class Topology:
         self.start = start_address(url)
         self.slots: SlotMap | None = None
         self.known: dict[Address, None] = {self.start: None}
-        self.lock = threading.Lock()
 
     def candidates(self) -> list[Address]:
         """Nodes to ask for the slot map: today's primaries, their replicas, then every
         node seen before (the start-up node among them)."""
-        now: list[Address] = []
-        if self.slots is not None:
-            now = self.slots.primaries + [r for rs in self.slots.replicas.values() for r in rs]
+        now = self.slots.nodes if self.slots is not None else []
         return [*dict.fromkeys([*now, *self.known])]
 
     def adopt(self, reply: Any, address: Address) -> SlotMap | None:
@@ -214,8 +211,7 @@ class Topology:
                 )
             return None
         slots = SlotMap.from_reply(reply, address)
-        for node in [*slots.primaries, *(r for rs in slots.replicas.values() for r in rs)]:
-            self.known[node] = None
+        self.known.update(dict.fromkeys(slots.nodes))
         self.slots = slots
         return slots
 
@@ -230,20 +226,10 @@ class SlotMapSource:
         self.url = url
         self.topology = topology if topology is not None else Topology(url)
         self.label = self.topology.label
-        self.lock = threading.Lock()
 
     @property
     def slots(self) -> SlotMap | None:
         return self.topology.slots
-
-    def candidates(self) -> list[Address]:
-        return self.topology.candidates()
-
-    def slot_map_of(self, reply: Any, address: Address) -> SlotMap | None:
-        return self.topology.adopt(reply, address)
-
-    def unavailable(self, error: BaseException | None) -> ClusterUnavailable:
-        return self.topology.unavailable(error)
 
 
 class ClusterRouter(SlotMapSource):
@@ -261,6 +247,7 @@ class ClusterRouter(SlotMapSource):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.pools: dict[Address, redis.ConnectionPool] = {}
+        self.lock = threading.Lock()
 
     def pool(self, address: Address) -> redis.ConnectionPool:
         pool = self.pools.get(address)
@@ -280,18 +267,18 @@ class ClusterRouter(SlotMapSource):
 
     def refresh(self) -> SlotMap:
         error: BaseException | None = None
-        for address in self.candidates():
+        for address in self.topology.candidates():
             try:
                 (reply,) = self.send(address, [(b"CLUSTER", b"SLOTS")])
             except CONNECTION_ERRORS as exc:
                 error = exc
                 continue
-            slots = self.slot_map_of(reply, address)
+            slots = self.topology.adopt(reply, address)
             if slots is None:
                 error = reply
                 continue
             return slots
-        raise self.unavailable(error)
+        raise self.topology.unavailable(error)
 
     def send(self, address: Address, commands: list[tuple[Any, ...]]) -> list[Any]:
         """One node's pipeline, sent and read back (error replies in place)."""
@@ -399,7 +386,7 @@ class AsyncClusterRouter(SlotMapSource):
 
     async def refresh(self) -> SlotMap:
         error: BaseException | None = None
-        for address in self.candidates():
+        for address in self.topology.candidates():
             try:
                 (reply,) = await self.node(address).execute(
                     [(b"CLUSTER", b"SLOTS")], raise_errors=False
@@ -407,12 +394,12 @@ class AsyncClusterRouter(SlotMapSource):
             except CONNECTION_ERRORS as exc:
                 error = exc
                 continue
-            slots = self.slot_map_of(reply, address)
+            slots = self.topology.adopt(reply, address)
             if slots is None:
                 error = reply
                 continue
             return slots
-        raise self.unavailable(error)
+        raise self.topology.unavailable(error)
 
     async def execute(
         self, commands: Sequence[tuple[Any, ...]], keys: Sequence[bytes | None]

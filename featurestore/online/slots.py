@@ -71,8 +71,9 @@ class SlotMap:
         return sorted({a for a in self.owners if a is not None})
 
     @property
-    def covered(self) -> bool:
-        return None not in self.owners
+    def nodes(self) -> list[Address]:
+        """Every node the map names: the primaries, then their replicas."""
+        return self.primaries + [r for rs in self.replicas.values() for r in rs]
 
     def node_for(self, key: bytes | None) -> Address:
         """The primary serving ``key``'s slot (any primary for a keyless command)."""
