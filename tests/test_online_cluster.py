@@ -20,9 +20,14 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from featurestore import FeatureStore, devservices
-from featurestore.errors import OnlineStoreMisconfigured, OnlineStoreUnavailable
+from featurestore.errors import (
+    OnlineStoreMisconfigured,
+    OnlineStoreRefused,
+    OnlineStoreUnavailable,
+)
 from featurestore.online.cluster_store import ClusterOnlineStore
 from featurestore.online.serving_log import ServingLog, decode_batch
 from featurestore.online.slots import key_slot
@@ -248,6 +253,19 @@ def test_retire_and_cleanup_remove_a_version_from_every_primary(
     }
     assert left == dict.fromkeys(left, 0)  # every primary scanned, not only the first
     assert store.cleanup_online() == {"user_stats@v1": 0}
+
+
+def test_a_removal_the_cluster_refuses_is_a_typed_error_not_a_smaller_count(
+    store: FeatureStore, redis_cluster: Any
+) -> None:
+    users = list(range(20))
+    store.write_online("user_stats", user_stats(users, [ago(minutes=2)] * 20, users))
+    lay = layout(store, "user_stats")
+    RedisCluster.from_url(redis_cluster.url).set(lay.prefix + b"99999", b"not a hash")
+    with pytest.raises(OnlineStoreRefused, match=r"WRONGTYPE.*featurestore online cleanup"):
+        store.online_store.delete_version(lay)
+    with pytest.raises(OnlineStoreRefused, match="WRONGTYPE"):
+        store.online_store.delete_entities(lay, [(99999,)])
 
 
 def test_a_cluster_with_a_password_is_served_with_the_urls_credentials(

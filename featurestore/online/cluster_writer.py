@@ -139,20 +139,17 @@ class ClusterWriter:
             for address in primaries:
                 cursor = b"0"
                 while True:
-                    (reply,) = self.router.send(
-                        address, [(b"SCAN", cursor, b"MATCH", pattern, b"COUNT", scan_count)]
-                    )
-                    if isinstance(reply, BaseException):
-                        raise reply
-                    cursor, keys = reply
+                    scan = (b"SCAN", cursor, b"MATCH", pattern, b"COUNT", scan_count)
+                    (reply,) = self.router.send(address, [scan])
+                    cursor, keys = self._checked([reply], layout, failed)[0]
                     if keys:
                         removed += self._hdel(list(keys), layout, failed)
                     if cursor in (b"0", 0):
                         break
+        except OnlineStoreUnavailable:
+            raise
         except (ClusterUnavailable, ConnectionError, OSError) as exc:
-            raise OnlineStoreUnavailable(
-                f"The {self.router.label} is unreachable ({exc}); {layout.label}'s {failed}"
-            ) from exc
+            raise self._unreachable(layout, failed, exc) from exc
         return removed
 
     def _hdel(self, keys: list[bytes], layout: ViewLayout, failed: str) -> int:
@@ -163,8 +160,24 @@ class ClusterWriter:
             try:
                 replies = self.router.execute(commands, batch, patience=self.patience)
             except ClusterUnavailable as exc:
-                raise OnlineStoreUnavailable(
-                    f"The {self.router.label} is unreachable ({exc}); {layout.label}'s {failed}"
-                ) from exc
-            removed += sum(r for r in replies if isinstance(r, int))
+                raise self._unreachable(layout, failed, exc) from exc
+            removed += sum(self._checked(replies, layout, failed))
         return removed
+
+    def _checked(self, replies: list[Any], layout: ViewLayout, failed: str) -> list[Any]:
+        """The replies, or OnlineStoreRefused for the first error among them (NOPERM,
+        WRONGTYPE...): never counted as nothing removed."""
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise OnlineStoreRefused(
+                    f"The {self.router.label} refused a removal of {layout.label}'s values: "
+                    f"{reply}; its {failed}"
+                )
+        return replies
+
+    def _unreachable(
+        self, layout: ViewLayout, failed: str, exc: BaseException
+    ) -> OnlineStoreUnavailable:
+        return OnlineStoreUnavailable(
+            f"The {self.router.label} is unreachable ({exc}); {layout.label}'s {failed}"
+        )
