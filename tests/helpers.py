@@ -36,6 +36,7 @@ models.py     services ``fraud_features`` (all of both views) and
 from __future__ import annotations
 
 import os
+import socket
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -310,3 +311,21 @@ def online_repo(
         f"  cluster: {'true' if cluster else 'false'}\n"
     )
     return write_repo(path, {**ONLINE_REPO, "featurestore.yaml": config})
+
+
+def process_gone(pid: int) -> bool:
+    """True if the process has exited (a zombie awaiting its parent counts as exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
+
+def accepting(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -20,28 +20,12 @@ from featurestore.devprocess import ServiceStatus
 from featurestore.devservices import down, free_port, free_ports, status, up
 from featurestore.errors import BinaryNotFoundError, DevServiceError, PortInUseError
 from tests.conftest import RedisCluster
+from tests.helpers import accepting, process_gone
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
     reason="needs redis-server and redis-cli (apt-get install redis-server redis-tools)",
 )
-
-
-def _gone(pid: int) -> bool:
-    """True if the process has exited (a zombie awaiting its parent counts as exited)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
-
-
-def _accepting(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _ping_without_password(port: int) -> bytes:
@@ -135,7 +119,7 @@ def test_up_status_idempotent_restart_and_down(state_dir: Path) -> None:
     assert dead.pid is not None
     os.kill(dead.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while not _gone(dead.pid) and time.monotonic() < deadline:
+    while not process_gone(dead.pid) and time.monotonic() < deadline:
         time.sleep(0.01)
     now = status(url, None, state_dir)
     assert now[0].state == "unhealthy"
@@ -152,8 +136,8 @@ def test_up_status_idempotent_restart_and_down(state_dir: Path) -> None:
     pids = [s.pid for s in _nodes(healed)]
     assert [s.address for s in _nodes(stopped)] == [f"127.0.0.1:{p}" for p in ports]
     assert all("SIGTERM" in s.detail for s in _nodes(stopped))
-    assert all(pid is not None and _gone(pid) for pid in pids)
-    assert not any(_accepting(p) for p in ports)
+    assert all(pid is not None and process_gone(pid) for pid in pids)
+    assert not any(accepting(p) for p in ports)
     assert not list(state_dir.rglob("*.pid"))
     assert not list(state_dir.rglob("nodes-*.conf"))  # the next `up` makes a new cluster
     assert [(s.name, s.state) for s in status(url, None, state_dir)] == [("redis", "stopped")]
@@ -180,7 +164,7 @@ def test_taken_port_is_refused(state_dir: Path, which: str) -> None:
     assert "Redis Cluster node" in message
     # All or nothing: no node was started.
     assert not list(state_dir.rglob("*.pid"))
-    assert not any(_accepting(p) for p in ports if p != busy)
+    assert not any(accepting(p) for p in ports if p != busy)
 
 
 def test_missing_redis_cli_names_the_package(state_dir: Path, tmp_path: Path) -> None:
@@ -193,7 +177,7 @@ def test_missing_redis_cli_names_the_package(state_dir: Path, tmp_path: Path) ->
             redis_cluster=3,
             redis_cli_bin=str(tmp_path / "no" / "redis-cli"),
         )
-    assert not any(_accepting(p) for p in ports)
+    assert not any(accepting(p) for p in ports)
 
 
 def test_failed_create_stops_every_node(state_dir: Path, tmp_path: Path) -> None:
@@ -205,7 +189,7 @@ def test_failed_create_stops_every_node(state_dir: Path, tmp_path: Path) -> None
     assert str(state_dir / "redis-cluster" / "create.log") in str(info.value)
     assert not list(state_dir.rglob("*.pid"))
     assert not (state_dir / "redis-cluster" / "cluster.json").exists()
-    assert not any(_accepting(p) for p in ports)
+    assert not any(accepting(p) for p in ports)
 
 
 def test_cluster_never_ready_times_out_naming_the_logs(state_dir: Path, tmp_path: Path) -> None:
@@ -219,7 +203,7 @@ def test_cluster_never_ready_times_out_naming_the_logs(state_dir: Path, tmp_path
     assert "create.log" in message
     assert "pretending to create" in message
     assert "node-*.log" in message
-    assert not any(_accepting(p) for p in ports)
+    assert not any(accepting(p) for p in ports)
 
 
 def test_bad_cluster_shapes_are_refused(state_dir: Path) -> None:
@@ -245,7 +229,7 @@ def test_standalone_running_refuses_a_cluster(state_dir: Path) -> None:
     with pytest.raises(DevServiceError, match="standalone dev Redis"):
         up(url, None, state_dir, redis_cluster=3)
     assert not (state_dir / "redis-cluster").exists()
-    assert not _accepting(ports[1])
+    assert not accepting(ports[1])
 
 
 def test_cli_dev_up_redis_cluster_json(example_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -312,7 +296,7 @@ def test_cli_dev_up_follows_cluster_true_in_the_repo(tmp_path: Path) -> None:
         assert "--replicas needs --redis-cluster N" in bad.stderr
     finally:
         runner.invoke(app, ["dev", "down", "-r", str(repo)])
-    assert not any(_accepting(p) for p in ports)
+    assert not any(accepting(p) for p in ports)
 
 
 def test_a_killed_primary_fails_over_and_up_brings_it_back(state_dir: Path) -> None:

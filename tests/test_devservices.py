@@ -16,6 +16,7 @@ import pytest
 
 from featurestore.devservices import ServiceStatus, down, free_port, status, up
 from featurestore.errors import BinaryNotFoundError, DevServiceError, PortInUseError
+from tests.helpers import accepting, process_gone
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="needs redis-server (apt-get install redis-server)"
@@ -27,23 +28,6 @@ def _ports(n: int) -> list[int]:
     while len(ports) < n:
         ports.add(free_port())
     return sorted(ports)
-
-
-def _gone(pid: int) -> bool:
-    """True if the process has exited (a zombie awaiting its parent counts as exited)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
-
-
-def _accepting(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _by_name(statuses: list[ServiceStatus]) -> dict[str, ServiceStatus]:
@@ -140,9 +124,9 @@ def test_down_stops_both_and_frees_ports(state_dir: Path, config: tuple) -> None
     stopped = down(state_dir)
     assert [s.state for s in stopped] == ["stopped", "stopped"]
     assert all("SIGTERM" in s.detail for s in stopped)
-    assert all(pid is not None and _gone(pid) for pid in pids)
-    assert not _accepting(redis_port)
-    assert not _accepting(kafka_port)
+    assert all(pid is not None and process_gone(pid) for pid in pids)
+    assert not accepting(redis_port)
+    assert not accepting(kafka_port)
     assert not list(state_dir.glob("*.pid"))
 
     assert [s.state for s in status(redis_url, bootstrap, state_dir)] == ["stopped", "stopped"]
@@ -164,7 +148,7 @@ def test_port_taken_by_foreign_listener(state_dir: Path, config: tuple, busy: st
         assert busy in str(info.value)
         # All or nothing: the other service was not started either.
         assert not list(state_dir.glob("*.pid"))
-        assert not _accepting(kafka_port if busy == "redis" else redis_port)
+        assert not accepting(kafka_port if busy == "redis" else redis_port)
         states = {s.name: s.state for s in status(redis_url, bootstrap, state_dir)}
         assert states[busy] == "external"
 
@@ -180,7 +164,7 @@ def test_missing_binary_is_reported(
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(BinaryNotFoundError, match="not found on PATH"):
         up(redis_url, bootstrap, state_dir)
-    assert not _accepting(kafka_port)
+    assert not accepting(kafka_port)
 
 
 def test_stale_pid_file_is_replaced(state_dir: Path, config: tuple) -> None:
@@ -234,7 +218,7 @@ def test_server_exiting_during_start_shows_its_log(
     assert str(state_dir / "redis.log") in str(info.value)
     # The broker this call started is stopped again.
     assert not list(state_dir.glob("*.pid"))
-    assert not _accepting(kafka_port)
+    assert not accepting(kafka_port)
 
 
 def test_server_never_healthy_times_out_and_is_stopped(
@@ -248,7 +232,7 @@ def test_server_never_healthy_times_out_and_is_stopped(
     with pytest.raises(DevServiceError, match="did not become healthy") as info:
         up(redis_url, bootstrap, state_dir, timeout=0.5, redis_bin=hung)
     assert "waiting forever" in str(info.value)
-    assert _gone(int(pid_path.read_text()))
+    assert process_gone(int(pid_path.read_text()))
     assert not list(state_dir.glob("*.pid"))
 
 
@@ -290,6 +274,6 @@ def test_servers_outlive_the_calling_process(state_dir: Path, config: tuple) -> 
     assert [(s.state, s.pid) for s in now] == [("running", pid) for pid in pids]
     assert [s.state for s in up(redis_url, bootstrap, state_dir)] == ["running", "running"]
     assert all("SIGTERM" in s.detail for s in down(state_dir))
-    assert all(_gone(pid) for pid in pids)
-    assert not _accepting(redis_port)
-    assert not _accepting(kafka_port)
+    assert all(process_gone(pid) for pid in pids)
+    assert not accepting(redis_port)
+    assert not accepting(kafka_port)
