@@ -29,31 +29,16 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _interleaved import bench_redis, bench_repo, log, machine, percentiles, write_result
-from online_lookup import FEATURES, REPO_DEFS
+from online_lookup import FEATURES, REPO_DEFS, feature_rows
 
 ENTITIES = 100_000
-
-
-def feature_rows(seed: int) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    now = datetime.now(UTC)
-    times = [now - timedelta(seconds=int(s)) for s in rng.integers(0, 3600, ENTITIES)]
-    columns: dict[str, Any] = {
-        "entity_id": pa.array(np.arange(ENTITIES, dtype=np.int64)),
-        "event_timestamp": pa.array(times, pa.timestamp("us", tz="UTC")),
-    }
-    for i, f in enumerate(FEATURES):
-        columns[f] = pa.array(rng.standard_normal(ENTITIES) + i)
-    return pa.table(columns)
 
 
 def zipf_ids(rng: np.random.Generator, s: float, size: int) -> np.ndarray:
@@ -144,7 +129,7 @@ def main() -> None:
     with bench_redis("online_cache") as (r, url, tmp):
         store = FeatureStore(bench_repo(tmp / "repo", url, REPO_DEFS))
         store.apply()
-        store.write_online("stats", feature_rows(args.seed))
+        store.write_online("stats", feature_rows(args.seed, ENTITIES))
         snap = store.snapshot()
         layout = ViewLayout.from_version(snap, snap.view_version("stats"))
         plain = store.online_client(cache=None)

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 from _interleaved import (
     ENTITIES,
@@ -58,14 +57,6 @@ def repo(path: Path, url: str, cluster: bool) -> Path:
     )
     (path / "defs.py").write_text(REPO_DEFS)
     return path
-
-
-def write_rows(n: int, seed: int) -> pa.Table:
-    """``n`` rows of the lookup data's shape (ids 0..n-1; the first 10,000 are looked up)."""
-    base = feature_rows(seed)
-    reps = -(-n // ENTITIES)
-    table = pa.concat_tables([base] * reps).slice(0, n)
-    return table.set_column(0, "entity_id", pa.array(np.arange(n, dtype=np.int64)))
 
 
 def timed_write(store: FeatureStore, table: pa.Table) -> dict[str, Any]:
@@ -195,7 +186,7 @@ def main() -> None:
             "standalone": FeatureStore(repo(tmp / "standalone", standalone_url, False)),
             "cluster": FeatureStore(repo(tmp / "cluster-repo", cluster_url, True)),
         }
-        table = write_rows(args.write_rows, args.seed)
+        table = feature_rows(args.seed, args.write_rows)  # the first 10,000 are looked up
         writes = {}
         for name, store in stores.items():
             store.apply()

@@ -83,16 +83,17 @@ def wait_port(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 
 
-def feature_rows(seed: int) -> pa.Table:
+def feature_rows(seed: int, entities: int = ENTITIES) -> pa.Table:
+    """Entity ids 0..entities-1 with 5 float64 features, event times within the last hour."""
     rng = np.random.default_rng(seed)
     now = datetime.now(UTC)
-    times = [now - timedelta(seconds=int(s)) for s in rng.integers(0, 3600, ENTITIES)]
+    times = [now - timedelta(seconds=int(s)) for s in rng.integers(0, 3600, entities)]
     columns: dict[str, Any] = {
-        "entity_id": pa.array(np.arange(ENTITIES, dtype=np.int64)),
+        "entity_id": pa.array(np.arange(entities, dtype=np.int64)),
         "event_timestamp": pa.array(times, pa.timestamp("us", tz="UTC")),
     }
     for i, f in enumerate(FEATURES):
-        columns[f] = pa.array(rng.standard_normal(ENTITIES) + i)
+        columns[f] = pa.array(rng.standard_normal(entities) + i)
     return pa.table(columns)
 
 
