@@ -766,3 +766,30 @@ def test_missing_config_file(tmp_path: Path) -> None:
     (tmp_path / "defs.py").write_text("")
     with pytest.raises(RepoConfigError, match=r"^No featurestore\.yaml in "):
         load_repo(tmp_path)
+
+
+def test_every_definition_of_a_big_file_records_its_own_line(tmp_path: Path) -> None:
+    """Lines come from one line table per module, not ``f_lineno`` (which rescans the
+    module's table per call and made a one-file repo quadratic): each object, including
+    ones built over several lines and inside a function, points at its own call."""
+    body = ["from featurestore import Entity, Int64", ""]
+    expected: dict[str, int] = {}
+    for i in range(3000):
+        expected[f"e{i}"] = len(body) + 1
+        if i % 2:
+            body.append(f'e{i} = Entity(name="e{i}", join_key="k{i}", dtype=Int64)')
+        else:
+            body += [
+                f"e{i} = Entity(",
+                f'    name="e{i}",',
+                f'    join_key="k{i}", dtype=Int64,',
+                ")",
+            ]
+    body += ["", "def make():", '    return Entity(name="made", join_key="m", dtype=Int64)', ""]
+    expected["made"] = len(body) - 1
+    body.append("made = make()")
+    (tmp_path / "featurestore.yaml").write_text("project: p\n")
+    (tmp_path / "entities.py").write_text("\n".join(body) + "\n")
+    entities = load_repo(tmp_path).entities
+    got = {name: e.location.line for name, e in entities.items() if e.location is not None}
+    assert got == expected
