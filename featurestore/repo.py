@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from featurestore.bytecode import refresh_bytecode
 from featurestore.config import RepoConfig, load_config
 from featurestore.definitions import (
     DEFINITION_TYPES,
@@ -32,6 +33,7 @@ from featurestore.definitions import (
     Policy,
 )
 from featurestore.errors import FeatureStoreError, Problem, RepoLoadError, did_you_mean
+from featurestore.gcpause import gc_paused
 from featurestore.references import parse_reference
 
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "data", ".featurestore", "node_modules"}
@@ -251,8 +253,7 @@ def _check_view_columns(c: _Collector, view: FeatureView) -> None:
 def _check_services(c: _Collector) -> None:
     views = c.objects["feature_view"]
     for name, service in c.objects["feature_service"].items():
-        for text in service.references:
-            ref = parse_reference(text)
+        for text, ref in zip(service.references, service.refs, strict=True):
             view = views.get(ref.view)
             if view is None:
                 c.problem(
@@ -288,10 +289,10 @@ def _check_models_and_monitors(c: _Collector) -> None:
             )
             continue
         consumed = {
-            parse_reference(r).view + ":" + parse_reference(r).feature
+            f"{r.view}:{r.feature}"
             for s in model.service_names
             if s in services
-            for r in services[s].references
+            for r in services[s].refs
         }
         for text in monitor.features:
             ref = parse_reference(text)
@@ -331,6 +332,11 @@ def load_repo(repo_path: str | os.PathLike[str]) -> RepoContents:
     loading. Modules from a previous load are dropped first, so a long-running
     process sees edits.
     """
+    with gc_paused():
+        return _load(repo_path)
+
+
+def _load(repo_path: str | os.PathLike[str]) -> RepoContents:
     config = load_config(repo_path)
     collector = _Collector(config)
     root = str(config.repo_path)
@@ -341,10 +347,14 @@ def load_repo(repo_path: str | os.PathLike[str]) -> RepoContents:
     names = {_module_name(config.repo_path, path) for path in files}
     _forget_modules(root, names)
     sys.path.insert(0, root)
+    # Imports must not write mtime-checked caches (an edit within the second of a load
+    # would then run stale code); the repo's own files get content-checked ones.
     saved_bytecode = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True  # edits within one second must not hit a stale .pyc
+    sys.dont_write_bytecode = True
     importlib.invalidate_caches()
     try:
+        for path in files:
+            refresh_bytecode(path)
         for path in files:
             collector.import_file(path)
     finally:

@@ -793,3 +793,23 @@ def test_every_definition_of_a_big_file_records_its_own_line(tmp_path: Path) -> 
     entities = load_repo(tmp_path).entities
     got = {name: e.location.line for name, e in entities.items() if e.location is not None}
     assert got == expected
+
+
+def test_repo_files_keep_bytecode_checked_against_their_content(tmp_path: Path) -> None:
+    """A second load unmarshals instead of compiling, and a same-second, same-size edit
+    still wins: the caches are PEP 552 checked-hash ones, refreshed when a file changes."""
+    import importlib.util
+
+    repo = write_repo(tmp_path / "repo", BASE_REPO)
+    load_repo(repo)
+    entities = repo / "entities.py"
+    cache = Path(importlib.util.cache_from_source(str(entities)))
+
+    def header() -> bytes:
+        return cache.read_bytes()[:16]
+
+    assert int.from_bytes(header()[4:8], "little") == 0b11  # hash-based, source checked
+    assert header()[8:16] == importlib.util.source_hash(entities.read_bytes())
+    entities.write_text(entities.read_text().replace('join_key="user_id"', 'join_key="user_ix"'))
+    assert load_repo(repo).entities["user"].join_key == "user_ix"
+    assert header()[8:16] == importlib.util.source_hash(entities.read_bytes())

@@ -38,15 +38,26 @@ def caller_location() -> SourceLocation | None:
         raw = frame.f_code.co_filename
         # Skip our own frames and generated code (dataclass __init__ is "<string>").
         if not raw.startswith("<"):
-            filename = os.path.abspath(raw)
+            filename = _absolute(raw)
             if not filename.startswith(_PACKAGE_DIR + os.sep):
                 return SourceLocation(filename, _line(frame.f_code, frame.f_lasti))
         frame = frame.f_back
     return None
 
 
-# Per code object: the sorted start offsets of its line ranges and their lines.
-_LINE_TABLES: dict[int, tuple[CodeType, list[int], list[int]]] = {}
+# Per code object: the start offsets of its line ranges and their lines (None for
+# ranges with no line), kept while one repo's modules run.
+_LINE_TABLES: dict[int, tuple[CodeType, list[int], list[int | None]]] = {}
+_ABSOLUTE: dict[str, str] = {}
+
+
+def _absolute(path: str) -> str:
+    found = _ABSOLUTE.get(path)
+    if found is None:
+        if len(_ABSOLUTE) > 4096:
+            _ABSOLUTE.clear()
+        found = _ABSOLUTE[path] = os.path.abspath(path)
+    return found
 
 
 def _line(code: CodeType, lasti: int) -> int:
@@ -58,17 +69,17 @@ def _line(code: CodeType, lasti: int) -> int:
     if entry is None or entry[0] is not code:
         if len(_LINE_TABLES) > 256:
             _LINE_TABLES.clear()
-        starts: list[int] = []
-        lines: list[int] = []
-        for start, _end, line in code.co_lines():
-            if line is not None:
-                starts.append(start)
-                lines.append(line)
-        entry = (code, starts, lines)
+        ranges = list(code.co_lines())
+        entry = (code, [r[0] for r in ranges], [r[2] for r in ranges])
         _LINE_TABLES[id(code)] = entry
     _, starts, lines = entry
     index = bisect.bisect_right(starts, lasti) - 1
-    return lines[index] if index >= 0 else code.co_firstlineno
+    while index >= 0:
+        line = lines[index]
+        if line is not None:
+            return line
+        index -= 1
+    return code.co_firstlineno
 
 
 def got(value: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -16,7 +17,7 @@ from featurestore.definitions._base import (
 )
 from featurestore.definitions.feature_view import FeatureProjection, FeatureView
 from featurestore.errors import DefinitionError
-from featurestore.references import parse_reference
+from featurestore.references import FeatureRef, parse_reference
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,18 +36,19 @@ class FeatureService:
     owner: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     location: SourceLocation | None = field(default=None, compare=False, repr=False)
+    refs: tuple[FeatureRef, ...] = field(init=False, compare=False, repr=False, default=())
 
     def __post_init__(self) -> None:
         check_name("FeatureService", self.name)
         owner = f"FeatureService '{self.name}'"
-        refs: list[str] = []
+        refs: list[FeatureRef] = []
         for item in self.features:
             if isinstance(item, FeatureView):
-                refs.extend(f"{item.name}:{f}" for f in item.feature_names)
+                refs.extend(FeatureRef(item.name, f) for f in item.feature_names)
             elif isinstance(item, FeatureProjection):
-                refs.extend(item.references())
+                refs.extend(FeatureRef(item.view, f) for f in item.features)
             elif isinstance(item, str):
-                refs.append(str(parse_reference(item)))
+                refs.append(parse_reference(item))
             else:
                 raise DefinitionError(
                     f"{owner}: features must be FeatureViews, view[[...]] projections or "
@@ -54,10 +56,13 @@ class FeatureService:
                 )
         if not refs:
             raise DefinitionError(f"{owner}: 'features' must not be empty.")
-        dupes = sorted({r for r in refs if refs.count(r) > 1})
+        texts = tuple(str(r) for r in refs)
+        dupes = sorted(r for r, n in Counter(texts).items() if n > 1)
         if dupes:
             raise DefinitionError(f"{owner}: features listed twice: {dupes}.")
-        object.__setattr__(self, "features", tuple(refs))
+        # The references parsed once, here: plans, checks and servers read them per model.
+        object.__setattr__(self, "features", texts)
+        object.__setattr__(self, "refs", tuple(refs))
         check_str(owner, "description", self.description)
         check_str(owner, "owner", self.owner)
         object.__setattr__(self, "tags", check_tags(owner, self.tags))

@@ -139,7 +139,7 @@ class AuditLog:
 
     def append(self, record: AuditRecord) -> AuditRecord:
         """Chain and insert ``record`` in a transaction of its own."""
-        with self.database.write() as conn:
+        with self.database.write(record.project) as conn:
             return append_audit(conn, record)
 
     def records(

@@ -77,7 +77,7 @@ class CredentialStore:
                 f"--expires {expires_at.isoformat()} is in the past; give a later time or a "
                 "duration such as 90d."
             )
-        with self.database.write() as conn:
+        with self.database.write(project) as conn:
             snapshot = read_snapshot(conn, project)
             snapshot.model(model)  # ObjectNotFound, with a suggestion
             key_id, secret, key = new_key()
@@ -136,7 +136,7 @@ class CredentialStore:
         """Revoke a key (idempotent: revoking a revoked key changes nothing)."""
         c = t.credentials
         now = now_utc()
-        with self.database.write() as conn:
+        with self.database.write(project) as conn:
             row = conn.execute(
                 select(c).where(c.c.project == project, c.c.key_id == key_id)
             ).first()

@@ -9,6 +9,7 @@ credentials, drift); they import from here, so the registry package has no impor
 from __future__ import annotations
 
 import getpass
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,8 @@ from featurestore.registry.snapshot import Head, RegistrySnapshot, ViewVersion
 from featurestore.times import as_utc
 from featurestore.urls import redact
 
-LOCK_KEY = 7_305_513_927  # PostgreSQL advisory lock id for registry writes
+LOCK_KEY = 7_305_513_927  # PostgreSQL advisory lock id for registry-wide writes
+PROJECT_LOCK_CLASS = 730_551_392  # first key of a project's (int4, int4) advisory lock
 
 
 class Database:
@@ -55,20 +57,29 @@ class Database:
             raise self.unavailable(exc) from exc
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One atomic write transaction holding the registry-wide write lock."""
+    def write(self, project: str | None = None) -> Iterator[Connection]:
+        """One atomic write transaction holding ``project``'s write lock (the registry's
+        when None). On PostgreSQL each project has its own advisory lock, so one tenant's
+        apply never queues another's; SQLite has one writer at a time whatever the project,
+        which is why applies hold the lock only while writing (see ``Registry.apply``)."""
         self.ensure_schema()
-        with self._locked() as conn:
+        with self._locked(project) as conn:
             yield conn
 
     @contextmanager
-    def _locked(self) -> Iterator[Connection]:
+    def _locked(self, project: str | None = None) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(fs_write=True)
                 with conn.begin():
                     if self.engine.dialect.name == "postgresql":
-                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+                        if project is None:
+                            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+                        else:
+                            conn.exec_driver_sql(
+                                f"SELECT pg_advisory_xact_lock({PROJECT_LOCK_CLASS}, "
+                                f"{project_lock_key(project)})"
+                            )
                     yield conn
         except OperationalError as exc:
             raise self.unavailable(exc) from exc
@@ -161,9 +172,14 @@ def make_engine(url: str) -> Engine:
         ) from exc
 
 
-def read_snapshot(conn: Connection, project: str) -> RegistrySnapshot:
+def current_serial(conn: Connection, project: str) -> int:
+    """The project's serial: it grows with every apply (0 before the first)."""
     row = conn.execute(select(t.projects.c.serial).where(t.projects.c.name == project)).first()
-    serial = int(row[0]) if row else 0
+    return int(row[0]) if row else 0
+
+
+def read_snapshot(conn: Connection, project: str) -> RegistrySnapshot:
+    serial = current_serial(conn, project)
     r, h = t.revisions, t.heads
     rows = conn.execute(
         select(h.c.kind, h.c.name, h.c.revision, h.c.status, h.c.updated_at, r.c.spec, r.c.version)
@@ -201,6 +217,12 @@ def read_snapshot(conn: Connection, project: str) -> RegistrySnapshot:
             as_utc(v.retired_at),
         )
     return RegistrySnapshot(project, serial, heads, versions)
+
+
+def project_lock_key(project: str) -> int:
+    """A stable signed 32-bit key per project name (the second key of its advisory lock)."""
+    digest = hashlib.blake2b(project.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def whoami() -> str:

@@ -89,7 +89,7 @@ class DriftLog:
         detail: dict[str, Any],
         checked_at: datetime,
     ) -> int:
-        with self.database.write() as conn:
+        with self.database.write(project) as conn:
             result = conn.execute(
                 t.drift_checks.insert().values(
                     project=project,

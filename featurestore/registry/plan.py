@@ -11,6 +11,7 @@ by surprise.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -21,7 +22,7 @@ import orjson
 from featurestore.definitions import KINDS, FeatureView
 from featurestore.definitions.feature_view import fingerprint
 from featurestore.errors import FeatureStoreError, Problem, RepoLoadError
-from featurestore.references import parse_reference
+from featurestore.gcpause import gc_paused
 from featurestore.registry.snapshot import ACTIVE, RegistrySnapshot
 from featurestore.repo import RepoContents
 
@@ -90,6 +91,11 @@ class Change:
         inline = " — " + ", ".join(_schema_text(f) for f in schema) if schema else ""
         return f"{label}: {detail}{inline}"
 
+    def label(self) -> str:
+        """'feature_view user_profile: new_version v3', one line per change (the audit's)."""
+        version = f" v{self.version}" if self.version else ""
+        return f"{self.kind} {self.name}: {self.change}{version}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -143,11 +149,27 @@ class Plan:
             lines.append("No changes. The registry matches the repo.")
         return "\n".join(lines)
 
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per kind, how many objects each change kind touches (unchanged included)."""
+        out: dict[str, dict[str, int]] = {}
+        for c in self.changes:
+            per_kind = out.setdefault(c.kind, {})
+            per_kind[str(c.change)] = per_kind.get(str(c.change), 0) + 1
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "project": self.project,
             "has_changes": self.has_changes,
             "changes": [c.to_json() for c in self.changes],
+        }
+
+    def summary_json(self) -> dict[str, Any]:
+        """What an apply records: the counts and the changes, not the unchanged objects."""
+        return {
+            "project": self.project,
+            "counts": self.counts(),
+            "changes": [c.to_json() for c in self.pending],
         }
 
 
@@ -271,6 +293,11 @@ def _shared_metadata_diff(old: dict[str, Any], new: dict[str, Any]) -> tuple[Fie
 
 def compute_plan(contents: RepoContents, snapshot: RegistrySnapshot) -> Plan:
     """Diff the repo against the registry. Raises RepoLoadError for pins that cannot resolve."""
+    with gc_paused():
+        return _compute_plan(contents, snapshot)
+
+
+def _compute_plan(contents: RepoContents, snapshot: RegistrySnapshot) -> Plan:
     changes: list[Change] = []
     problems: list[Problem] = []
     new_versions: dict[str, int] = {}
@@ -302,10 +329,11 @@ def _location(obj: Any, root: Any = None) -> str | None:
     loc = getattr(obj, "location", None)
     if loc is None:
         return None
-    try:
-        return f"{Path(loc.file).relative_to(root).as_posix()}:{loc.line}" if root else str(loc)
-    except ValueError:
+    prefix = f"{root}{os.sep}" if root else None
+    if prefix is None or not loc.file.startswith(prefix):
         return str(loc)
+    relative = loc.file[len(prefix) :]
+    return f"{relative.replace(os.sep, '/')}:{loc.line}"
 
 
 def _plan_plain(kind: str, obj: Any, snapshot: RegistrySnapshot, root: Path) -> Change:
@@ -340,6 +368,12 @@ def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Cha
     head = snapshot.heads.get(("feature_view", view.name))
     known = snapshot.versions.get(view.name, {})
     next_version = max(known, default=0) + 1
+    if head is not None and head.status == ACTIVE:
+        current = known[head.version]  # type: ignore[index]
+        if current.fingerprint == fp and _comparable(head.spec) == _comparable(spec):
+            return Change(
+                "feature_view", view.name, ChangeKind.UNCHANGED, None, version=current.version
+            )
     common = _ViewIdentity(
         fingerprint=fp, version_spec=version_spec, location=_location(view, root)
     )
@@ -382,7 +416,7 @@ def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Cha
             fields=diff_specs(_metadata_only(head.spec), _metadata_only(spec)),
             **common,
         )
-    return Change("feature_view", view.name, ChangeKind.UNCHANGED, None, version=current.version)
+    raise AssertionError("unreachable: an unchanged view returned above")
 
 
 def _plan_model(
@@ -395,9 +429,9 @@ def _plan_model(
     spec = model.to_spec()
     views = sorted(
         {
-            parse_reference(ref).view
+            ref.view
             for service in model.service_names
-            for ref in contents.feature_services[service].references
+            for ref in contents.feature_services[service].refs
         }
     )
     latest = {view: new_versions[view] for view in views}
@@ -467,8 +501,7 @@ def _unpinned_features(model: Any, contents: RepoContents) -> dict[str, set[str]
     """Per view, the features the model's services read without pinning a version."""
     out: dict[str, set[str]] = {}
     for service in model.service_names:
-        for text in contents.feature_services[service].references:
-            ref = parse_reference(text)
+        for ref in contents.feature_services[service].refs:
             if ref.version is None:
                 out.setdefault(ref.view, set()).add(ref.feature)
     return out
@@ -486,8 +519,7 @@ def _check_pinned_references(
 ) -> None:
     """``view@vN:feature`` in a service must name a version that exists (or this apply makes)."""
     for name, service in contents.feature_services.items():
-        for text in service.references:
-            ref = parse_reference(text)
+        for text, ref in zip(service.references, service.refs, strict=True):
             if ref.version is None:
                 continue
             where = _location(service, contents.config.repo_path)
@@ -528,18 +560,24 @@ def _check_policies(contents: RepoContents, problems: list[Problem]) -> None:
 
     policies = list(contents.policies.values())
     default = contents.config.policy_default
+    if not policies and default != DENY:
+        return  # nothing can deny: skip deciding 100,000 models' features one by one
+    attributes: dict[tuple[str, str], FeatureAttributes] = {}
     for name, model in sorted(contents.models.items()):
-        where = _location(model, contents.config.repo_path)
-        file, _, line_text = (where or "").rpartition(":")
-        line = int(line_text) if line_text.isdigit() else None
         for service in model.service_names:
-            for text in contents.feature_services[service].references:
-                ref = parse_reference(text)
+            for ref in contents.feature_services[service].refs:
                 view = contents.feature_views.get(ref.view)
                 if view is None:
                     continue  # reported by the loader
-                decision = decide(policies, default, FeatureAttributes.of(view, ref.feature), model)
+                key = (ref.view, ref.feature)
+                feature = attributes.get(key)
+                if feature is None:
+                    feature = attributes[key] = FeatureAttributes.of(view, ref.feature)
+                decision = decide(policies, default, feature, model)
                 if decision.effect == DENY:
+                    where = _location(model, contents.config.repo_path)
+                    file, _, line_text = (where or "").rpartition(":")
+                    line = int(line_text) if line_text.isdigit() else None
                     problems.append(
                         Problem(
                             f"Model '{name}' would read {ref.view}:{ref.feature} (through "

@@ -59,7 +59,7 @@ class RunLog:
 
     def start(self, run: RunRecord) -> int:
         """Record ``run`` as running; sets and returns its id."""
-        with self.database.write() as conn:
+        with self.database.write(run.project) as conn:
             result = conn.execute(
                 t.materialization_runs.insert().values(
                     project=run.project,
@@ -81,7 +81,7 @@ class RunLog:
     def finish(self, run: RunRecord, status: str, error: str | None = None) -> None:
         """Record the end of ``run``: ``succeeded`` or ``failed``, with its counts."""
         run.status, run.error = status, error
-        with self.database.write() as conn:
+        with self.database.write(run.project) as conn:
             conn.execute(
                 update(t.materialization_runs)
                 .where(t.materialization_runs.c.id == run.id)

@@ -2,34 +2,43 @@
 
 ``sqlite:///path`` (the default, embedded, WAL mode) serves one machine and
 any number of local readers; ``postgresql+psycopg://...`` lets serving
-replicas and consumers on other hosts share one registry. Writes take a
-registry-wide write lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
-PostgreSQL) and recompute the plan under it, so two racing applies serialize
+replicas and consumers on other hosts share one registry. Writes take the
+project's write lock (an advisory lock per project on PostgreSQL; ``BEGIN
+IMMEDIATE``, one writer at a time, on SQLite) for as long as they write, never
+for the whole of an apply: the plan is computed before, and computed again under
+the lock only if another apply landed meanwhile, so two racing applies serialize
 and the second sees the first's result.
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from featurestore.definitions.feature_view import fingerprint
-from featurestore.errors import ApplyError, ConflictError, RegistryUnavailable
+from featurestore.errors import ApplyError, ConflictError, RegistryUnavailable, RepoLoadError
+from featurestore.gcpause import gc_paused
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditLog, AuditRecord, append_audit
+from featurestore.registry.change_writer import record_apply, write_changes
 from featurestore.registry.credentials import CredentialStore
-from featurestore.registry.database import Database, dumps, inserted_id, read_snapshot, whoami
+from featurestore.registry.database import (
+    Database,
+    current_serial,
+    dumps,
+    inserted_id,
+    read_snapshot,
+    whoami,
+)
 from featurestore.registry.drift import DriftLog, write_profiles
 from featurestore.registry.plan import Change, ChangeKind, Plan, compute_plan
 from featurestore.registry.runs import RunLog
-from featurestore.registry.snapshot import ACTIVE, RETIRED, RegistrySnapshot, ViewVersion
+from featurestore.registry.snapshot import RETIRED, RegistrySnapshot, ViewVersion
 from featurestore.repo import RepoContents
 from featurestore.times import as_utc as _utc  # SQLite returns naive, PostgreSQL zoned
 from featurestore.times import now_utc
@@ -90,13 +99,10 @@ class Registry:
     def serial(self, project: str) -> int:
         """Grows with every apply: compare it to reload a snapshot only when needed."""
         with self.database.read() as conn:
-            row = conn.execute(
-                select(t.projects.c.serial).where(t.projects.c.name == project)
-            ).first()
-        return int(row[0]) if row else 0
+            return current_serial(conn, project)
 
     def snapshot(self, project: str) -> RegistrySnapshot:
-        with self.database.read() as conn:
+        with gc_paused(), self.database.read() as conn:
             return read_snapshot(conn, project)
 
     def history(self, project: str, kind: str, name: str) -> list[Revision]:
@@ -148,20 +154,30 @@ class Registry:
     ) -> ApplyResult:
         """Make the registry match the repo, atomically.
 
-        The plan is recomputed under the write lock. ``on_change`` is called
-        after each change is written (progress); if it or anything else
-        raises, the whole apply rolls back and the registry is as it was.
+        The plan is computed from a snapshot read without any lock; the write lock is
+        then held only while writing. If another apply moved the project's serial in
+        between, the plan is recomputed under the lock, so racing applies still
+        serialize and the second sees the first's result. ``on_change`` is called as
+        changes are written (progress); if it or anything else raises, the whole apply
+        rolls back and the registry is as it was.
         """
         project = contents.config.project
         try:
-            with self.database.write() as conn:
+            with gc_paused(), self.database.read() as conn:
                 snapshot = read_snapshot(conn, project)
-                plan = compute_plan(contents, snapshot)
-                if not plan.has_changes:
-                    return ApplyResult(plan, None, snapshot.serial)
+            plan = compute_plan(contents, snapshot)
+            if not plan.has_changes:
+                return ApplyResult(plan, None, snapshot.serial)
+            with self.database.write(project) as conn:
+                if current_serial(conn, project) != snapshot.serial:
+                    snapshot = read_snapshot(conn, project)
+                    plan = compute_plan(contents, snapshot)
+                    if not plan.has_changes:
+                        return ApplyResult(plan, None, snapshot.serial)
                 serial = snapshot.serial + 1
-                apply_id = _record_apply(
-                    conn, project, serial, plan.to_json(), applied_by, code_version
+                pending = plan.pending
+                apply_id = record_apply(
+                    conn, project, serial, plan.summary_json(), applied_by, code_version
                 )
                 append_audit(
                     conn,
@@ -173,16 +189,13 @@ class Registry:
                         detail={
                             "apply": apply_id,
                             "code_version": code_version,
-                            "changes": [str(c) for c in plan.pending],
+                            "changes": [c.label() for c in pending],
                         },
                     ),
                 )
-                for change in plan.pending:
-                    _write_change(conn, project, change, snapshot, apply_id)
-                    if on_change is not None:
-                        on_change(change)
+                write_changes(conn, project, pending, snapshot, apply_id, on_change)
                 return ApplyResult(plan, apply_id, serial)
-        except (RegistryUnavailable, ApplyError):
+        except (RegistryUnavailable, ApplyError, RepoLoadError):
             raise
         except SQLAlchemyError as exc:
             raise ApplyError(
@@ -195,7 +208,7 @@ class Registry:
     ) -> int:
         """Lineage: remember which view versions and data a training set was built from,
         with the reference profile of each feature (for drift monitors), atomically."""
-        with self.database.write() as conn:
+        with self.database.write(record.project) as conn:
             result = conn.execute(
                 t.training_sets.insert().values(
                     project=record.project,
@@ -243,7 +256,7 @@ class Registry:
 
     def retire_version(self, project: str, view: str, version: int) -> ViewVersion:
         """Stop serving one version. Refused while a model is pinned to it."""
-        with self.database.write() as conn:
+        with self.database.write(project) as conn:
             snap = read_snapshot(conn, project)
             vv = snap.view_version(view, version)
             if vv.version == snap.latest_version(view):
@@ -257,7 +270,7 @@ class Registry:
                     f"{vv.label} is still used by model(s) {', '.join(pinned)}. Promote them "
                     f"(`featurestore promote MODEL`) to a newer version first."
                 )
-            _record_apply(conn, project, snap.serial + 1, {"retire": vv.label})
+            record_apply(conn, project, snap.serial + 1, {"retire": vv.label})
             conn.execute(
                 update(t.view_versions)
                 .where(
@@ -271,7 +284,7 @@ class Registry:
 
     def promote(self, project: str, model: str) -> dict[str, int]:
         """Re-register a model on the latest versions of the views it reads."""
-        with self.database.write() as conn:
+        with self.database.write(project) as conn:
             snap = read_snapshot(conn, project)
             head = snap.head("model", model)
             old = head.spec.get("pins", {})
@@ -279,130 +292,9 @@ class Registry:
             if pins == old:
                 return pins
             spec = {**head.spec, "pins": pins}
-            apply_id = _record_apply(
+            apply_id = record_apply(
                 conn, project, snap.serial + 1, {"promote": model, "pins": pins}
             )
             change = Change("model", model, ChangeKind.REPIN, spec)
-            _write_change(conn, project, change, snap, apply_id)
+            write_changes(conn, project, [change], snap, apply_id)
             return pins
-
-
-# -- helpers ----------------------------------------------------------------------
-
-
-def _record_apply(
-    conn: Connection,
-    project: str,
-    serial: int,
-    summary: dict[str, Any],
-    applied_by: str | None = None,
-    code_version: str | None = None,
-) -> int:
-    now = now_utc()
-    # The projects row doubles as the change counter that servers poll.
-    updated = conn.execute(
-        update(t.projects).where(t.projects.c.name == project).values(serial=serial, updated_at=now)
-    )
-    if updated.rowcount == 0:
-        conn.execute(
-            t.projects.insert().values(name=project, serial=serial, created_at=now, updated_at=now)
-        )
-    result = conn.execute(
-        t.applies.insert().values(
-            project=project,
-            serial=serial,
-            applied_at=now,
-            applied_by=applied_by or whoami(),
-            host=socket.gethostname(),
-            code_version=code_version,
-            summary=dumps(summary),
-        )
-    )
-    return inserted_id(result)
-
-
-def _write_change(
-    conn: Connection,
-    project: str,
-    change: Change,
-    snapshot: RegistrySnapshot,
-    apply_id: int,
-) -> None:
-    now = now_utc()
-    key = (change.kind, change.name)
-    head = snapshot.heads.get(key)
-    where = (
-        (t.heads.c.project == project)
-        & (t.heads.c.kind == change.kind)
-        & (t.heads.c.name == change.name)
-    )
-    if change.change == ChangeKind.RETIRE:
-        conn.execute(update(t.heads).where(where).values(status=RETIRED, updated_at=now))
-        return
-    assert change.spec is not None
-    revision = (head.revision if head else 0) + 1
-    conn.execute(
-        t.revisions.insert().values(
-            project=project,
-            kind=change.kind,
-            name=change.name,
-            revision=revision,
-            version=change.version,
-            spec=dumps(change.spec),
-            spec_hash=fingerprint(change.spec),
-            location=change.location,
-            apply_id=apply_id,
-            created_at=now,
-        )
-    )
-    if head is None:
-        conn.execute(
-            t.heads.insert().values(
-                project=project,
-                kind=change.kind,
-                name=change.name,
-                revision=revision,
-                status=ACTIVE,
-                updated_at=now,
-            )
-        )
-    else:
-        conn.execute(
-            update(t.heads).where(where).values(revision=revision, status=ACTIVE, updated_at=now)
-        )
-    if change.kind == "feature_view":
-        _write_view_version(conn, project, change, snapshot, apply_id, now)
-
-
-def _write_view_version(
-    conn: Connection,
-    project: str,
-    change: Change,
-    snapshot: RegistrySnapshot,
-    apply_id: int,
-    now: datetime,
-) -> None:
-    vv = t.view_versions
-    exists = change.version in snapshot.versions.get(change.name, {})
-    if exists:
-        conn.execute(
-            update(vv)
-            .where(
-                vv.c.project == project, vv.c.view == change.name, vv.c.version == change.version
-            )
-            .values(spec=dumps(change.spec))
-        )
-        return
-    conn.execute(
-        vv.insert().values(
-            project=project,
-            view=change.name,
-            version=change.version,
-            fingerprint=change.fingerprint,
-            version_spec=dumps(change.version_spec),
-            spec=dumps(change.spec),
-            status=ACTIVE,
-            created_at=now,
-            apply_id=apply_id,
-        )
-    )
