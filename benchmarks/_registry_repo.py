@@ -15,8 +15,8 @@ VIEWS_PER_FILE = 100
 MODELS_PER_FILE = 1000
 FEATURES = 10
 
-_HEADER = "from featurestore import Entity, FeatureService, FeatureView, Field, Float64, Int64, "
-_HEADER += "Model, ParquetSource\n"
+_HEADER = "from featurestore import Entity, FeatureService, FeatureView, Field, Float32, Float64, "
+_HEADER += "Int64, Model, ParquetSource\n"
 _ENTITY = 'user = Entity(name="user", join_key="user_id", dtype=Int64)\n'
 
 

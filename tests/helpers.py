@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = ["BASE_REPO", "ONLINE_REPO", "line_of", "online_repo", "replace_once", "write_repo"]
 
@@ -329,3 +331,13 @@ def accepting(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def scale_repo(root: Path, **options: Any) -> Path:
+    """A generated repo of ``views`` views and ``models`` models (benchmarks/_registry_repo.py)."""
+    benchmarks = str(Path(__file__).resolve().parent.parent / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    from _registry_repo import write_repo as write_generated
+
+    return write_generated(root, **options)

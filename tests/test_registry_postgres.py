@@ -22,7 +22,7 @@ from featurestore.errors import ApplyError, RegistryUnavailable
 from featurestore.registry import Registry
 from featurestore.registry.plan import ChangeKind
 from featurestore.repo import load_repo
-from tests.helpers import change_credit_limit_dtype
+from tests.helpers import change_credit_limit_dtype, scale_repo
 
 if TYPE_CHECKING:
     from tests.postgres import PostgresServer
@@ -248,3 +248,50 @@ def test_a_read_only_role_can_serve_from_the_registry(
         postgres_server.execute(
             "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM fs_reader", database
         )
+
+
+def test_tenants_apply_without_waiting_for_each_other(postgres_db_url: str, tmp_path: Path) -> None:
+    """Each project has its own advisory lock: while tenant A's apply is held mid-write,
+    tenant B applies and reads, and a second apply of A waits for the first and then
+    finds nothing left to do."""
+    import threading
+
+    repo_a = scale_repo(tmp_path / "a", views=5, models=20, project="tenant_a")
+    repo_b = scale_repo(tmp_path / "b", views=5, models=20, project="tenant_b")
+    holder, other, racer = (Registry(postgres_db_url) for _ in range(3))
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(_change: object) -> None:
+        entered.set()
+        release.wait(60)
+
+    outcomes: dict[str, Any] = {}
+
+    def run(name: str, registry: Registry, repo: Path, **options: Any) -> threading.Thread:
+        def target() -> None:
+            outcomes[name] = registry.apply(load_repo(repo), **options)
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        return thread
+
+    try:
+        a = run("a", holder, repo_a, on_change=hold)
+        assert entered.wait(30)
+        b = run("b", other, repo_b)
+        b.join(30)
+        assert not b.is_alive(), "tenant B's apply waited for tenant A's lock"
+        assert outcomes["b"].apply_id is not None
+        assert other.snapshot("tenant_a").serial == 0  # A's apply is not committed yet
+        second_a = run("a2", racer, repo_a)
+        second_a.join(1.0)
+        assert second_a.is_alive()  # the same project's lock still serializes
+    finally:
+        release.set()
+    a.join(30)
+    second_a.join(30)
+    assert outcomes["a"].apply_id is not None
+    assert outcomes["a2"].apply_id is None  # it saw the first apply's result
+    assert not outcomes["a2"].plan.has_changes
+    for registry in (holder, other, racer):
+        registry.close()
