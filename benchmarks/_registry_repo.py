@@ -86,3 +86,79 @@ def write_repo(
         hi = min(models, lo + MODELS_PER_FILE)
         (root / f"models_{lo // MODELS_PER_FILE:04d}.py").write_text(_HEADER + models_text(lo, hi))
     return root
+
+
+_FEAST_HEADER = (
+    "from datetime import timedelta\n"
+    "from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType\n"
+    "from feast.types import Float32, Float64\n"
+)
+_FEAST_ENTITY = 'user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)\n'
+
+
+def feast_view_block(i: int, *, dtype: str = "Float64") -> str:
+    fields = ", ".join(
+        f'Field(name="f{j}", dtype={dtype if j == 0 else "Float64"})' for j in range(FEATURES)
+    )
+    return (
+        f'src_{i} = FileSource(name="src_{i}", path="data/src_{i}.parquet", '
+        'timestamp_field="event_timestamp")\n'
+        f'view_{i} = FeatureView(name="view_{i}", entities=[user], source=src_{i}, '
+        f"ttl=timedelta(days=1), schema=[{fields}], "
+        f'owner="team-{i % 10}@example.com", tags={{"team": "t{i % 10}"}})\n'
+    )
+
+
+def feast_service_block(i: int, views: int) -> str:
+    picks = [(i * 3 + k) % views for k in range(3)]
+    projections = ", ".join(f'view_{v}[["f{k}"]]' for k, v in enumerate(picks))
+    return f'svc_{i} = FeatureService(name="svc_{i}", features=[{projections}])\n'
+
+
+def write_feast_repo(
+    root: Path,
+    *,
+    views: int,
+    services: int,
+    layout: str = "split",
+    project: str = "scale",
+    changed_view: int | None = None,
+) -> Path:
+    """The same views, and one feature service per model, as a Feast 0.67 repo (Feast has no
+    model object). Services import the views they read, as Feast repos must."""
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("*.py"):
+        old.unlink()
+    (root / "feature_store.yaml").write_text(
+        f"project: {project}\nregistry: data/registry.db\nprovider: local\n"
+        "online_store:\n  type: sqlite\n  path: data/online.db\n"
+        "offline_store:\n  type: file\nentity_key_serialization_version: 3\n"
+    )
+
+    def views_text(lo: int, hi: int) -> str:
+        return "".join(
+            feast_view_block(i, dtype="Float32" if i == changed_view else "Float64")
+            for i in range(lo, hi)
+        )
+
+    if layout == "one-file":
+        services_text = "".join(feast_service_block(i, views) for i in range(services))
+        (root / "repo.py").write_text(
+            _FEAST_HEADER + _FEAST_ENTITY + views_text(0, views) + services_text
+        )
+        return root
+    (root / "entities.py").write_text(_FEAST_HEADER + _FEAST_ENTITY)
+    view_files = -(-views // VIEWS_PER_FILE)
+    for n in range(view_files):
+        lo, hi = n * VIEWS_PER_FILE, min(views, (n + 1) * VIEWS_PER_FILE)
+        (root / f"views_{n:04d}.py").write_text(
+            _FEAST_HEADER + "from entities import user\n" + views_text(lo, hi)
+        )
+    imports = "".join(f"from views_{n:04d} import *\n" for n in range(view_files))
+    for lo in range(0, services, MODELS_PER_FILE):
+        hi = min(services, lo + MODELS_PER_FILE)
+        text = "".join(feast_service_block(i, views) for i in range(lo, hi))
+        (root / f"services_{lo // MODELS_PER_FILE:04d}.py").write_text(
+            _FEAST_HEADER + imports + text
+        )
+    return root
