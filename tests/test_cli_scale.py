@@ -348,3 +348,20 @@ def test_thousands_of_problems_print_the_first_ones(repo: Path) -> None:
     assert lines[-1] == "Fix them and run the command again."
     out = run("plan", "-r", str(repo), "--limit", "0", code=1)
     assert sum(line.startswith("  - ") for line in out.splitlines()) == total
+
+
+def test_versions_caps_the_models_of_a_version(tmp_path: Path) -> None:
+    # 20 views read by 400 models: 60 models on each view.
+    root = str(write_repo(tmp_path / "repo", views=20, models=400))
+    run("apply", "-r", root)
+    readers = sorted(f"model_{i}" for i in range(400) if 0 in {(i * 3 + k) % 20 for k in range(3)})
+    assert len(readers) == 60
+    out = run("versions", "view_0", "-r", root)
+    assert (
+        f"models: {', '.join(readers[:50])} and 10 more "
+        "(`featurestore describe view_0@v1 --offset 50`)"
+    ) in out
+    data = json.loads(run("versions", "view_0", "-r", root, "--json"))
+    assert data["versions"][0]["models"] == readers
+    data = json.loads(run("describe", "view_0@v1", "-r", root, "--json", "--offset", "50"))
+    assert (data["models"], data["models_total"]) == (readers[50:], 60)

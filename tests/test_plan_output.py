@@ -159,3 +159,11 @@ def test_retire(tmp_path: Path, registry: Registry) -> None:
 def test_no_changes(tmp_path: Path, registry: Registry) -> None:
     plan = plan_after_base(tmp_path, registry, BASE_REPO)
     assert plan.render() == "Project 'demo':\nNo changes. The registry matches the repo."
+
+
+def test_the_renderer_knows_every_change_kind() -> None:
+    """plan_render names change kinds by their values (plan imports it, not the reverse)."""
+    from featurestore.registry.plan_render import ORDER, SIGN, WORDS
+
+    assert list(ORDER) == [str(c) for c in ChangeKind]
+    assert set(SIGN) == set(WORDS) == set(ChangeKind)

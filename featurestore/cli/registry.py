@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from featurestore.cli.common import (
+    DEFAULT_LIMIT,
     JsonOption,
     LimitOption,
     OffsetOption,
@@ -139,7 +140,8 @@ def versions(
     typer.echo(f"Feature view '{view}' in project '{store.project}':")
     for row in rows:
         mark = " (latest)" if row["version"] == f"v{latest}" else ""
-        models = f"  models: {', '.join(row['models'])}" if row["models"] else ""
+        label = f"{view}@{row['version']}"
+        models = f"  models: {models_text(row['models'], label)}" if row["models"] else ""
         data = (
             f"offline {row['offline_rows']:,} rows (commit {row['offline_commit']})"
             if row["offline_commit"]
@@ -151,6 +153,15 @@ def versions(
         )
         features = ", ".join(f"{n} {d}" for n, d in row["features"].items())
         typer.echo(f"      {features}")
+
+
+def models_text(models: list[str], label: str) -> str:
+    """The first DEFAULT_LIMIT models pinned to a version, and how to page the rest."""
+    shown = ", ".join(models[:DEFAULT_LIMIT])
+    if len(models) <= DEFAULT_LIMIT:
+        return shown
+    rest = len(models) - DEFAULT_LIMIT
+    return f"{shown} and {rest:,} more (`featurestore describe {label} --offset {DEFAULT_LIMIT}`)"
 
 
 @handle_errors
