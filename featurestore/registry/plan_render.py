@@ -212,7 +212,7 @@ class ApplyProgress:
         if self.limit and self.done > self.limit:
             self.echo(
                 f"  ... {self.done - self.limit:,} more applied than listed; --limit 0 lists "
-                "every change, `featurestore audit --action apply --json` records them"
+                "every change; `featurestore plan --json` lists them before an apply"
             )
 
 
