@@ -171,7 +171,13 @@ def polls(registry: Registry, project: str, seconds: float) -> dict[str, float]:
 
 def one_change_apply(registry: Registry, repo: Path, flip: int) -> float:
     """View 0's dtype flipped (Float32 on odd flips): one new version per apply."""
-    write_repo(repo, views=10, models=_tenant_models, project="tenant_b", changed_view=0 if flip % 2 else None)
+    write_repo(
+        repo,
+        views=10,
+        models=_tenant_models,
+        project="tenant_b",
+        changed_view=0 if flip % 2 else None,
+    )
     contents = load_repo(repo)
     t0 = time.perf_counter()
     result = registry.apply(contents)

@@ -41,9 +41,10 @@ handler.
     │   └── ValidationFailedError             the batch failed the view's expectations
     ├── MissingExtraError (ImportError)       an optional dependency is absent
     ├── ServerStartError (OSError)            `featurestore serve` cannot listen on its port
-    └── DevServiceError (RuntimeError)        `featurestore dev` could not act
-        ├── PortInUseError
-        └── BinaryNotFoundError (FileNotFoundError)
+    ├── DevServiceError (RuntimeError)        `featurestore dev` could not act
+    │   ├── PortInUseError
+    │   └── BinaryNotFoundError (FileNotFoundError)
+    └── UsageError (ValueError)               a command option has a value it does not take
 """
 
 from __future__ import annotations
@@ -99,10 +100,22 @@ class RepoLoadError(RepoError, ValueError):
 
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems = list(problems)
+        super().__init__(self.text())
+
+    def text(self, limit: int = 0) -> str:
+        """The message listing at most ``limit`` problems (0: all): a broken file in a big
+        repo can leave thousands of references dangling, and the first lines say why."""
         count = len(self.problems)
-        header = f"The feature repo has {count} problem{'s' if count != 1 else ''}:"
-        body = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{header}\n{body}\nFix them and run the command again.")
+        header = f"The feature repo has {count:,} problem{'s' if count != 1 else ''}:"
+        shown = self.problems[:limit] if limit else self.problems
+        lines = [header, *(f"  - {p}" for p in shown)]
+        if len(shown) < count:
+            lines.append(
+                f"  ... and {count - len(shown):,} more (often caused by the first ones; "
+                "--limit 0 lists them all)"
+            )
+        lines.append("Fix them and run the command again.")
+        return "\n".join(lines)
 
 
 class NotFoundError(FeatureStoreError, LookupError):
@@ -288,6 +301,13 @@ class PortInUseError(DevServiceError):
 
 class BinaryNotFoundError(DevServiceError, FileNotFoundError):
     pass
+
+
+class UsageError(FeatureStoreError, ValueError):
+    """A command-line option or argument has a value it does not take (an unknown kind,
+    a malformed ``--tag``); the message lists what it takes."""
+
+    http_status = 400
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -107,8 +107,9 @@ def test_describe_and_list(example_repo: Path) -> None:
     assert data["history"][0]["location"] == "models.py:30"
     data = json.loads(run("describe", "user_profile@v1", "-r", repo, "--json"))
     assert data["models"] == ["fraud_detector", "promo_ranker"]
-    rows = json.loads(run("list", "feature_view", "-r", repo, "--json"))
-    assert [(r["name"], r["version"]) for r in rows] == [
+    data = json.loads(run("list", "feature_view", "-r", repo, "--json"))
+    assert data["total"] == 3
+    assert [(r["name"], r["version"]) for r in data["objects"]] == [
         ("merchant_stats", 1),
         ("user_profile", 1),
         ("user_txn_stats", 1),

@@ -59,6 +59,19 @@ def test_first_plan(tmp_path: Path, registry: Registry) -> None:
     assert_matches_fixture(text, "first_plan.txt")
 
 
+def test_first_plan_capped_and_narrowed(tmp_path: Path, registry: Registry) -> None:
+    repo = write_repo(tmp_path / "repo", BASE_REPO)
+    plan = registry.plan(load_repo(repo))
+    assert_matches_fixture(plan.render(limit=3), "first_plan_limit.txt")
+    text = plan.render(only={"model", "policy"})
+    assert [line for line in text.splitlines() if line.startswith("  + ")] == [
+        "  + Model fraud_model: new",
+        "  + Model promo_model: new",
+        "  + Policy no_pii_for_marketing: new",
+    ]
+    assert text.splitlines()[-1] == "Plan: 12 new"  # the whole plan, whatever is listed
+
+
 def test_dtype_change(tmp_path: Path, registry: Registry) -> None:
     files = replace_once(
         BASE_REPO,
@@ -146,3 +159,11 @@ def test_retire(tmp_path: Path, registry: Registry) -> None:
 def test_no_changes(tmp_path: Path, registry: Registry) -> None:
     plan = plan_after_base(tmp_path, registry, BASE_REPO)
     assert plan.render() == "Project 'demo':\nNo changes. The registry matches the repo."
+
+
+def test_the_renderer_knows_every_change_kind() -> None:
+    """plan_render names change kinds by their values (plan imports it, not the reverse)."""
+    from featurestore.registry.plan_render import ORDER, SIGN, WORDS
+
+    assert list(ORDER) == [str(c) for c in ChangeKind]
+    assert set(SIGN) == set(WORDS) == set(ChangeKind)

@@ -14,7 +14,7 @@ import orjson
 import typer
 from typer.core import TyperGroup
 
-from featurestore.errors import EntityInputError, FeatureStoreError
+from featurestore.errors import EntityInputError, FeatureStoreError, RepoLoadError
 from featurestore.urls import redact
 
 if TYPE_CHECKING:
@@ -31,6 +31,18 @@ RepoOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+# Long lists (plan, apply, list, describe) print a page for people; --json prints all.
+DEFAULT_LIMIT = 50
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        min=0,
+        help="List at most N (default 50; 0: all). --json lists all unless given.",
+        show_default=False,
+    ),
+]
+OffsetOption = Annotated[int, typer.Option("--offset", min=0, help="Skip the first M.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,12 +69,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def handle_errors(fn: F) -> F:
-    """Print a FeatureStoreError's message instead of a traceback."""
+    """Print a FeatureStoreError's message instead of a traceback. A repo's problems are
+    listed up to the command's ``--limit`` (DEFAULT_LIMIT if it has none)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except RepoLoadError as exc:
+            fail(exc.text(text_limit(kwargs.get("limit"))))
         except FeatureStoreError as exc:
             fail(str(exc))
 
@@ -82,6 +97,16 @@ def open_store(repo: Path) -> Iterator[FeatureStore]:
 
     with FeatureStore(repo) as store:
         yield store
+
+
+def text_limit(limit: int | None) -> int:
+    """People get DEFAULT_LIMIT lines unless they ask (0: all)."""
+    return DEFAULT_LIMIT if limit is None else limit
+
+
+def json_limit(limit: int | None) -> int:
+    """Scripts get everything unless they ask for a page."""
+    return limit or 0
 
 
 def parse_time(value: str | None, option: str) -> datetime | None:

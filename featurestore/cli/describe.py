@@ -8,8 +8,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 
-from featurestore.cli.common import JsonOption, RepoOption, echo_json, handle_errors, open_store
-from featurestore.errors import InvalidReferenceError
+from featurestore.cli.common import (
+    JsonOption,
+    LimitOption,
+    OffsetOption,
+    RepoOption,
+    echo_json,
+    handle_errors,
+    json_limit,
+    open_store,
+    text_limit,
+)
+from featurestore.cli.kinds import parse_kinds
+from featurestore.cli.listing import page
+from featurestore.errors import InvalidReferenceError, UsageError
 
 if TYPE_CHECKING:
     from featurestore.store import FeatureStore
@@ -20,17 +32,29 @@ def describe(
     name: Annotated[str, typer.Argument(help="Object name, or VIEW@vN for one view version.")],
     repo: RepoOption = Path("."),
     kind: Annotated[str | None, typer.Option(help="Kind, when a name is used twice.")] = None,
+    limit: LimitOption = None,
+    offset: OffsetOption = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """Show an object's current definition and its revision history."""
+    """Show an object's current definition and its revision history (a page of it), or a
+    view version and the models pinned to it (a page of them)."""
+    kinds = parse_kinds([kind], "--kind") if kind else None
+    if kinds is not None and len(kinds) > 1:
+        raise UsageError(f"--kind {kind!r}: give one kind.")
     with open_store(repo) as store:
-        payload = describe_payload(store, name, kind)
+        payload = describe_payload(store, name, next(iter(kinds)) if kinds else None)
         project = store.project
+    # The long list of each form: a view version's models, an object's revisions.
+    key = "models" if payload["kind"] == "feature_view_version" else "history"
+    found = page(payload[key], offset, json_limit(limit) if as_json else text_limit(limit))
+    payload = {**payload, key: found.items, f"{key}_total": found.total}
     if as_json:
         echo_json(payload)
         return
     for line in describe_lines(payload, project):
         typer.echo(line)
+    if found.total > len(found.items):
+        typer.echo("  " + found.footer("models" if key == "models" else "revisions"))
 
 
 def describe_payload(store: FeatureStore, name: str, kind: str | None) -> dict[str, Any]:

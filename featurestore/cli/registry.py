@@ -8,16 +8,40 @@ from typing import Annotated, Any
 import typer
 
 from featurestore.cli.common import (
+    DEFAULT_LIMIT,
     JsonOption,
+    LimitOption,
+    OffsetOption,
     RepoOption,
     echo_json,
     fail,
     handle_errors,
+    json_limit,
     open_store,
+    text_limit,
 )
-from featurestore.errors import InvalidReferenceError
+from featurestore.cli.kinds import parse_kinds
+from featurestore.cli.listing import HeadFilter, list_heads, parse_tags
+from featurestore.errors import InvalidReferenceError, UsageError
+from featurestore.registry.plan_render import (
+    LABELS,
+    ApplyProgress,
+    capped,
+    count_lines,
+    plan_json,
+    render_plan,
+)
 
 # -- plan / apply ---------------------------------------------------------------
+
+OnlyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--only",
+        help="Only changes to this kind (feature_view or view, model, ...); repeat or "
+        "comma-separate for several.",
+    ),
+]
 
 
 @handle_errors
@@ -28,41 +52,50 @@ def plan(
         typer.Option("--detailed-exitcode", help="Exit 2 when changes are pending, 0 when none."),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show unchanged too.")] = False,
+    limit: LimitOption = None,
+    only: OnlyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show what `apply` would change, object by object and field by field."""
+    """Show what `apply` would change: counts per kind, then the changes field by field."""
+    kinds = parse_kinds(only, "--only")
     with open_store(repo) as store:
         result = store.plan()
     if as_json:
-        echo_json(result.to_json())
+        # Machine output is never capped: --limit does not apply, --only does.
+        echo_json(plan_json(result, only=kinds))
     else:
-        typer.echo(result.render(verbose=verbose))
+        typer.echo(render_plan(result, verbose=verbose, limit=text_limit(limit), only=kinds))
     if detailed_exitcode and result.has_changes:
         raise typer.Exit(2)
 
 
 @handle_errors
-def apply(repo: RepoOption = Path("."), as_json: JsonOption = False) -> None:
+def apply(
+    repo: RepoOption = Path("."), limit: LimitOption = None, as_json: JsonOption = False
+) -> None:
     """Make the registry match the repo (atomic, idempotent)."""
-
-    def progress(change: Any) -> None:
-        if not as_json:
-            typer.echo(f"  applied {change.summary()}")
-
+    progress = ApplyProgress(typer.echo, limit=text_limit(limit))
     with open_store(repo) as store:
-        result = store.apply(on_change=progress)
+        result = store.apply(on_change=None if as_json else progress)
     if as_json:
-        echo_json({**result.plan.to_json(), "apply_id": result.apply_id, "serial": result.serial})
-    elif result.apply_id is None:
+        echo_json({**plan_json(result.plan), "apply_id": result.apply_id, "serial": result.serial})
+        return
+    if result.apply_id is None:
         typer.echo("No changes. The registry matches the repo.")
-    else:
-        notes = [n for c in result.plan.changes for n in c.notes]
-        for note in notes:
-            typer.echo(f"  note: {note}")
-        typer.echo(
-            f"Applied {len(result.plan.pending)} change(s) to project '{store.project}' "
-            f"(registry serial {result.serial})."
-        )
+        return
+    progress.finish()
+    notes = (
+        f"  note: {LABELS[c.kind]} {c.name}: {n}" for c in result.plan.changes for n in c.notes
+    )
+    hint = "`featurestore plan` lists the notes still true, --limit 0 all of them"
+    for line in capped(notes, text_limit(limit), "notes", hint):
+        typer.echo(line)
+    for line in count_lines(result.plan):
+        typer.echo(line)
+    typer.echo(
+        f"Applied {len(result.plan.pending):,} change(s) to project '{store.project}' "
+        f"(registry serial {result.serial})."
+    )
 
 
 # -- registry reads ---------------------------------------------------------------
@@ -107,7 +140,8 @@ def versions(
     typer.echo(f"Feature view '{view}' in project '{store.project}':")
     for row in rows:
         mark = " (latest)" if row["version"] == f"v{latest}" else ""
-        models = f"  models: {', '.join(row['models'])}" if row["models"] else ""
+        label = f"{view}@{row['version']}"
+        models = f"  models: {models_text(row['models'], label)}" if row["models"] else ""
         data = (
             f"offline {row['offline_rows']:,} rows (commit {row['offline_commit']})"
             if row["offline_commit"]
@@ -121,28 +155,88 @@ def versions(
         typer.echo(f"      {features}")
 
 
+def models_text(models: list[str], label: str) -> str:
+    """The first DEFAULT_LIMIT models pinned to a version, and how to page the rest."""
+    shown = ", ".join(models[:DEFAULT_LIMIT])
+    if len(models) <= DEFAULT_LIMIT:
+        return shown
+    rest = len(models) - DEFAULT_LIMIT
+    return f"{shown} and {rest:,} more (`featurestore describe {label} --offset {DEFAULT_LIMIT}`)"
+
+
 @handle_errors
 def list_objects(
-    kind: Annotated[str | None, typer.Argument(help="Only this kind, e.g. feature_view.")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Argument(help="Only this kind (feature_view or view, model, ...; all for any)."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Only names matching this glob, e.g. 'fraud_*'.")
+    ] = None,
     repo: RepoOption = Path("."),
+    owner: Annotated[str | None, typer.Option(help="Only this owner (a glob).")] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(help="Only objects with tag KEY=VALUE (or KEY); repeat to need all."),
+    ] = None,
+    purpose: Annotated[str | None, typer.Option(help="Only models of this purpose.")] = None,
     retired: Annotated[bool, typer.Option(help="Include retired objects.")] = False,
+    limit: LimitOption = None,
+    offset: OffsetOption = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """List registered objects."""
+    """List registered objects, filtered and a page at a time."""
+    kinds, name = list_kinds(kind, name)
+    where = HeadFilter(
+        kinds=kinds,
+        name=name,
+        owner=owner,
+        tags=parse_tags(tag),
+        purpose=purpose,
+        retired=retired,
+    )
     with open_store(repo) as store:
         snapshot = store.snapshot()
-    rows = [
-        {"kind": h.kind, "name": h.name, "status": h.status, "version": h.version}
-        for (_, _), h in sorted(snapshot.heads.items())
-        if (kind is None or h.kind == kind) and (retired or h.status == "active")
-    ]
+    found = list_heads(snapshot, where, offset, json_limit(limit) if as_json else text_limit(limit))
     if as_json:
-        echo_json(rows)
+        echo_json(
+            {
+                "total": found.total,
+                "offset": offset,
+                "limit": limit,
+                "objects": [
+                    {
+                        "kind": h.kind,
+                        "name": h.name,
+                        "status": h.status,
+                        "version": h.version,
+                        "owner": h.spec.get("owner") or None,
+                    }
+                    for h in found.items
+                ],
+            }
+        )
         return
-    for row in rows:
-        version = f"@v{row['version']}" if row["version"] else ""
-        status = "" if row["status"] == "active" else f"  ({row['status']})"
-        typer.echo(f"{row['kind']:<16} {row['name']}{version}{status}")
+    for h in found.items:
+        version = f"@v{h.version}" if h.version else ""
+        status = "" if h.status == "active" else f"  ({h.status})"
+        typer.echo(f"{h.kind:<16} {h.name}{version}{status}")
+    typer.echo(found.footer("objects"))
+
+
+def list_kinds(kind: str | None, name: str | None) -> tuple[frozenset[str] | None, str | None]:
+    """``list KIND``, ``list KIND GLOB``, ``list all GLOB``, and ``list GLOB`` when the one
+    argument is a glob (``list 'fraud_*'``) rather than a kind."""
+    if kind is None or kind.lower() in ("all", "*"):
+        return None, name
+    if name is None and any(c in kind for c in "*?["):
+        return None, kind
+    try:
+        return parse_kinds([kind], "KIND"), name
+    except UsageError as exc:
+        raise UsageError(
+            f"{exc} For objects by name, give the kind first: `featurestore list all {kind}`."
+        ) from None
 
 
 @handle_errors

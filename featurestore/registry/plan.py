@@ -12,6 +12,7 @@ by surprise.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -23,18 +24,9 @@ from featurestore.definitions import KINDS, FeatureView
 from featurestore.definitions.feature_view import fingerprint
 from featurestore.errors import FeatureStoreError, Problem, RepoLoadError
 from featurestore.gcpause import gc_paused
+from featurestore.registry.plan_render import LABELS, plan_counts, render_plan
 from featurestore.registry.snapshot import ACTIVE, RegistrySnapshot
 from featurestore.repo import RepoContents
-
-LABELS = {
-    "entity": "Entity",
-    "source": "Source",
-    "feature_view": "FeatureView",
-    "feature_service": "FeatureService",
-    "model": "Model",
-    "policy": "Policy",
-    "drift_monitor": "DriftMonitor",
-}
 
 
 class ChangeKind(StrEnum):
@@ -124,38 +116,16 @@ class Plan:
     def has_changes(self) -> bool:
         return bool(self.pending)
 
-    def render(self, *, verbose: bool = False) -> str:
-        lines = [f"Project '{self.project}':"]
-        shown = self.changes if verbose else tuple(self.pending)
-        for change in shown:
-            lines.append(f"  {_SIGN[change.change]} {change.summary()}")
-            for fc in change.fields:
-                if not fc.path.startswith("schema."):
-                    lines.append(f"      {fc}")
-            lines.extend(f"      note: {note}" for note in change.notes)
-        notes = [c for c in self.changes if c.change == ChangeKind.UNCHANGED and c.notes]
-        if not verbose:
-            for change in notes:
-                lines.append(f"  = {change.summary()}")
-                lines.extend(f"      note: {note}" for note in change.notes)
-        counts: dict[str, int] = {}
-        for change in self.pending:
-            counts[change.change] = counts.get(change.change, 0) + 1
-        if counts:
-            lines.append(
-                "Plan: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
-            )
-        else:
-            lines.append("No changes. The registry matches the repo.")
-        return "\n".join(lines)
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Per kind, how many objects each change kind touches (unchanged included)."""
-        out: dict[str, dict[str, int]] = {}
-        for c in self.changes:
-            per_kind = out.setdefault(c.kind, {})
-            per_kind[str(c.change)] = per_kind.get(str(c.change), 0) + 1
-        return out
+    def render(
+        self,
+        *,
+        verbose: bool = False,
+        limit: int | None = None,
+        only: Collection[str] | None = None,
+    ) -> str:
+        """Counts per kind and change, then the changes: at most ``limit`` (None or 0: all),
+        of ``only`` these kinds; see plan_render."""
+        return render_plan(self, verbose=verbose, limit=limit, only=only)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -168,19 +138,9 @@ class Plan:
         """What an apply records: the counts and the changes, not the unchanged objects."""
         return {
             "project": self.project,
-            "counts": self.counts(),
+            "counts": plan_counts(self),
             "changes": [c.to_json() for c in self.pending],
         }
-
-
-_SIGN = {
-    ChangeKind.NEW: "+",
-    ChangeKind.NEW_VERSION: "~",
-    ChangeKind.METADATA: "~",
-    ChangeKind.REPIN: "~",
-    ChangeKind.RETIRE: "-",
-    ChangeKind.UNCHANGED: "=",
-}
 
 
 class _Missing:
