@@ -151,30 +151,10 @@ def _write_chunk(
             )
         else:
             moved_heads.append({**key, "b_revision": revision, "b_status": ACTIVE})
-        if change.kind != "feature_view":
-            continue
-        if change.version in snapshot.versions.get(change.name, {}):
-            version_specs.append(
-                {
-                    "b_project": project,
-                    "b_view": change.name,
-                    "b_version": change.version,
-                    "b_spec": spec_text,
-                }
-            )
-        else:
-            new_versions.append(
-                {
-                    "project": project,
-                    "view": change.name,
-                    "version": change.version,
-                    "fingerprint": change.fingerprint,
-                    "version_spec": dumps(change.version_spec),
-                    "spec": spec_text,
-                    "status": ACTIVE,
-                    "created_at": now,
-                    "apply_id": apply_id,
-                }
+        if change.kind == "feature_view":
+            exists = change.version in snapshot.versions.get(change.name, {})
+            (version_specs if exists else new_versions).append(
+                _version_row(project, change, spec_text, exists, apply_id, now)
             )
     for statement, rows in (
         (t.revisions.insert(), revisions),
@@ -186,3 +166,27 @@ def _write_chunk(
     ):
         if rows:
             conn.execute(statement, rows)
+
+
+def _version_row(
+    project: str, change: Change, spec_text: str, exists: bool, apply_id: int, now: datetime
+) -> dict[str, Any]:
+    """A view version's row: its spec's update when the version exists, else the new one."""
+    if exists:
+        return {
+            "b_project": project,
+            "b_view": change.name,
+            "b_version": change.version,
+            "b_spec": spec_text,
+        }
+    return {
+        "project": project,
+        "view": change.name,
+        "version": change.version,
+        "fingerprint": change.fingerprint,
+        "version_spec": dumps(change.version_spec),
+        "spec": spec_text,
+        "status": ACTIVE,
+        "created_at": now,
+        "apply_id": apply_id,
+    }
