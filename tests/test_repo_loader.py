@@ -813,3 +813,14 @@ def test_repo_files_keep_bytecode_checked_against_their_content(tmp_path: Path) 
     entities.write_text(entities.read_text().replace('join_key="user_id"', 'join_key="user_ix"'))
     assert load_repo(repo).entities["user"].join_key == "user_ix"
     assert header()[8:16] == importlib.util.source_hash(entities.read_bytes())
+
+
+def test_two_copies_of_a_repo_point_at_their_own_files(tmp_path: Path) -> None:
+    """Identical files compile to equal code objects; locations must still name the file
+    that was loaded, not the copy seen first."""
+    one = write_repo(tmp_path / "one", BASE_REPO)
+    two = write_repo(tmp_path / "two", BASE_REPO)
+    for repo in (one, two, one):
+        for kind, name, obj in load_repo(repo):
+            assert obj.location is not None, (kind, name)
+            assert Path(obj.location.file).is_relative_to(repo.resolve()), (kind, name)

@@ -35,29 +35,37 @@ def caller_location() -> SourceLocation | None:
     """The first stack frame outside this package: where the user built the object."""
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
-        raw = frame.f_code.co_filename
-        # Skip our own frames and generated code (dataclass __init__ is "<string>").
-        if not raw.startswith("<"):
-            filename = _absolute(raw)
-            if not filename.startswith(_PACKAGE_DIR + os.sep):
-                return SourceLocation(filename, _line(frame.f_code, frame.f_lasti))
+        code = frame.f_code
+        # Keyed by identity: equal code objects of two files (copies of a repo) compare
+        # equal whatever their file names.
+        known = _USER_FILES.get(id(code))
+        if known is not None and known[0] is code:
+            user_file = known[1]
+        else:
+            user_file = _user_file(code.co_filename)
+            if len(_USER_FILES) > 4096:
+                _USER_FILES.clear()
+            _USER_FILES[id(code)] = (code, user_file)
+        if user_file:
+            return SourceLocation(user_file, _line(code, frame.f_lasti))
         frame = frame.f_back
     return None
 
 
+def _user_file(raw: str) -> str:
+    """The absolute path of a user's file; "" for our own frames and generated code
+    (dataclass __init__ is "<string>")."""
+    if raw.startswith("<"):
+        return ""
+    filename = os.path.abspath(raw)
+    return "" if filename.startswith(_PACKAGE_DIR + os.sep) else filename
+
+
+# Per code object: the file it is user code of ("" when it is not), asked once.
+_USER_FILES: dict[int, tuple[CodeType, str]] = {}
 # Per code object: the start offsets of its line ranges and their lines (None for
 # ranges with no line), kept while one repo's modules run.
 _LINE_TABLES: dict[int, tuple[CodeType, list[int], list[int | None]]] = {}
-_ABSOLUTE: dict[str, str] = {}
-
-
-def _absolute(path: str) -> str:
-    found = _ABSOLUTE.get(path)
-    if found is None:
-        if len(_ABSOLUTE) > 4096:
-            _ABSOLUTE.clear()
-        found = _ABSOLUTE[path] = os.path.abspath(path)
-    return found
 
 
 def _line(code: CodeType, lasti: int) -> int:

@@ -57,8 +57,8 @@ class FeatureService:
         if not refs:
             raise DefinitionError(f"{owner}: 'features' must not be empty.")
         texts = tuple(str(r) for r in refs)
-        dupes = sorted(r for r, n in Counter(texts).items() if n > 1)
-        if dupes:
+        if len(set(texts)) != len(texts):
+            dupes = sorted(r for r, n in Counter(texts).items() if n > 1)
             raise DefinitionError(f"{owner}: features listed twice: {dupes}.")
         # The references parsed once, here: plans, checks and servers read them per model.
         object.__setattr__(self, "features", texts)
