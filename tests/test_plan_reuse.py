@@ -1,0 +1,211 @@
+"""Lookup plans across registry reloads, against a real Redis: an apply that changes one
+model of thousands recompiles one plan, and a plan carried over is never stale."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from featurestore import FeatureStore
+from featurestore.errors import AuthenticationError
+from featurestore.online.catalog import Catalog
+from featurestore.online.client import OnlineClient
+from tests.helpers import replace_in_file, write_repo
+
+pytestmark = pytest.mark.services
+VIEWS = 20
+_projects = itertools.count()
+
+HEADER = """
+from featurestore import Entity, FeatureService, FeatureView, Field, Float32, Float64, Int64, Model
+from featurestore import ParquetSource
+
+user = Entity(name="user", join_key="user_id", dtype=Int64)
+src = ParquetSource(name="src", path="data/src")
+"""
+
+
+def view_text(v: int, dtype: str = "Float64") -> str:
+    return (
+        f'view_{v} = FeatureView(name="view_{v}", entities=[user], source=src, '
+        f'schema=[Field(name="f0", dtype={dtype}), Field(name="f1", dtype=Float64)], '
+        f'tags={{"team": "t{v % 2}"}})\n'
+    )
+
+
+def model_text(i: int) -> str:
+    return (
+        f'svc_{i} = FeatureService(name="svc_{i}", '
+        f'features=["view_{i % VIEWS}:f0", "view_{(i + 1) % VIEWS}:f1"])\n'
+        f'model_{i} = Model(name="model_{i}", feature_services=[svc_{i}], purpose="fraud", '
+        'owner="ml@example.com")\n'
+    )
+
+
+def many_models_repo(path: Path, redis_url: str, models: int) -> Path:
+    config = (
+        f"project: reuse{next(_projects)}\nregistry: data/registry.db\n"
+        f"online_store:\n  redis_url: {redis_url}\n"
+    )
+    views = HEADER + "".join(view_text(v) for v in range(VIEWS))
+    defs = "from views import src, user  # noqa: F401\nfrom views import *  # noqa: F403\n"
+    defs += "from featurestore import FeatureService, Model\n"
+    defs += "".join(model_text(i) for i in range(models))
+    return write_repo(path, {"featurestore.yaml": config, "views.py": views, "models.py": defs})
+
+
+def rows(values: list[float]) -> pa.Table:
+    now = datetime.now(UTC)
+    return pa.table(
+        {
+            "user_id": pa.array([1], pa.int64()),
+            "event_timestamp": pa.array([now], pa.timestamp("us", tz="UTC")),
+            "f0": pa.array([values[0]], pa.float64()),
+            "f1": pa.array([values[1]], pa.float64()),
+        }
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path, services: Any) -> Path:
+    root = many_models_repo(tmp_path / "repo", services.redis_url, models=2000)
+    with FeatureStore(root) as store:
+        store.apply()
+        for v in range(VIEWS):
+            store.write_online(f"view_{v}", rows([float(v), v + 0.5]))
+    return root
+
+
+def client_of(store: FeatureStore) -> OnlineClient:
+    """A client that checks the registry's serial before every lookup."""
+    return store.online_client(refresh_seconds=0.0, cache=None)
+
+
+def values(client: OnlineClient, **request: Any) -> dict[str, list[Any]]:
+    return client.get_online_features([{"user_id": 1}], **request).to_dict()
+
+
+def test_an_apply_that_changes_one_model_of_2000_recompiles_one_plan(repo: Path) -> None:
+    with FeatureStore(repo) as server, FeatureStore(repo) as deployer:
+        client = client_of(server)
+        assert values(client, model="model_7") == {"user_id": [1], "f0": [7.0], "f1": [8.5]}
+        for i in range(2000):
+            client.plan(model=f"model_{i}")
+        ad_hoc = ["view_3:f0", "view_4:f1"]
+        assert values(client, features=ad_hoc)["f0"] == [3.0]
+        assert client.catalog.stats()["compiled"] == 2001
+
+        # Another process changes model_7's service (and nothing else) and applies.
+        replace_in_file(
+            repo / "models.py",
+            'svc_7 = FeatureService(name="svc_7", features=["view_7:f0", "view_8:f1"])',
+            'svc_7 = FeatureService(name="svc_7", features=["view_7:f0", "view_9:f1"])',
+        )
+        assert deployer.apply().plan.has_changes
+        assert values(client, model="model_8") == {"user_id": [1], "f0": [8.0], "f1": [9.5]}
+        catalog = client.catalog
+        assert catalog.serial > 1  # the lookup above saw the apply
+        assert catalog.stats() == {"plans": 2000, "compiled": 0, "carried": 2000}
+        for i in range(2000):
+            client.plan(model=f"model_{i}")
+        assert values(client, features=ad_hoc)["f0"] == [3.0]
+        assert catalog.stats()["compiled"] == 1  # model_7's, and only it
+        # The one recompiled plan reads what the apply says.
+        assert values(client, model="model_7") == {"user_id": [1], "f0": [7.0], "f1": [9.5]}
+
+
+def test_a_new_view_version_recompiles_what_reads_it_and_pins_hold(repo: Path) -> None:
+    with FeatureStore(repo) as server, FeatureStore(repo) as deployer:
+        client = client_of(server)
+        for i in range(40):
+            client.plan(model=f"model_{i}")
+        latest = ["view_0:f0"]
+        assert values(client, features=latest)["f0"] == [0.0]
+
+        # view_0 gets a version 2; models stay pinned to v1 until promoted.
+        replace_in_file(repo / "views.py", view_text(0), view_text(0, "Float32"))
+        deployer.apply()
+        deployer.write_online("view_0", rows([100.0, 100.5]))
+        assert values(client, model="model_0")["f0"] == [0.0]  # still v1
+        assert client.plan(model="model_0").refs[0] == "view_0@v1:f0"
+        assert values(client, features=latest)["f0"] == [100.0]  # the latest is v2
+        # Nothing but the feature list read view_0's head: every model plan was carried.
+        assert client.catalog.stats()["compiled"] == 1
+
+        deployer.promote("model_0")  # a new pin: model_0's plan must not be the old one
+        assert values(client, model="model_0")["f0"] == [100.0]
+        assert client.plan(model="model_0").refs[0] == "view_0@v2:f0"
+        assert values(client, model="model_20")["f0"] == [0.0]  # model_20 is not promoted
+        assert client.catalog.stats()["compiled"] == 1
+
+
+POLICY = """
+from featurestore.definitions import FeatureMatch, ModelMatch, Policy
+
+mask_team_1 = Policy(
+    name="mask_team_1",
+    effect="mask",
+    mask="{how}",
+    features=FeatureMatch(tags={{"team": "t1"}}),
+    models=ModelMatch(purposes=["fraud"]),
+)
+"""
+
+
+def test_a_changed_policy_recompiles_every_plan(repo: Path) -> None:
+    with FeatureStore(repo) as server, FeatureStore(repo) as deployer:
+        client = client_of(server)
+        for i in range(50):
+            client.plan(model=f"model_{i}")
+        assert values(client, model="model_0") == {"user_id": [1], "f0": [0.0], "f1": [1.5]}
+
+        (repo / "policies.py").write_text(POLICY.format(how="redact"))
+        deployer.apply()
+        assert values(client, model="model_0") == {"user_id": [1], "f0": [0.0], "f1": [None]}
+        assert client.catalog.stats()["carried"] == 0
+        for i in range(50):
+            client.plan(model=f"model_{i}")
+        assert client.catalog.stats()["compiled"] == 50
+
+        # (A deny rule would be refused by the apply itself: models read these features.)
+        (repo / "policies.py").write_text(POLICY.format(how="hash"))
+        deployer.apply()
+        masked = values(client, model="model_0")["f1"][0]
+        assert isinstance(masked, str)  # a keyed hash now
+        assert masked != "1.5"
+        assert client.catalog.stats()["carried"] == 0
+
+
+def test_a_revoked_key_is_refused_after_a_reload_that_carries_plans(repo: Path) -> None:
+    with FeatureStore(repo) as server, FeatureStore(repo) as admin:
+        revoked, key = admin.create_credential("model_3")
+        _other, other_key = admin.create_credential("model_4")
+        client = client_of(server)
+        assert values(client, api_key=key)["f0"] == [3.0]
+        assert values(client, api_key=other_key)["f0"] == [4.0]
+
+        admin.revoke_credential(revoked.key_id)
+        with pytest.raises(AuthenticationError, match="revoked"):
+            values(client, api_key=key)
+        assert values(client, api_key=other_key)["f0"] == [4.0]
+        assert client.catalog.stats()["carried"] == 1  # the other key's plan, not this one
+
+
+def test_policy_default_mask_key_and_keys_decide_what_is_carried(repo: Path) -> None:
+    with FeatureStore(repo) as store:
+        old = store.catalog()
+        for i in range(10):
+            old.plan(model=f"model_{i}")
+        snapshot = old.snapshot
+        same = Catalog(snapshot, mask_key=old.mask_key, keys=old.keys, previous=old)
+        assert same.stats() == {"plans": 10, "compiled": 0, "carried": 10}
+        for changed in (
+            Catalog(snapshot, policy_default="deny", mask_key=old.mask_key, previous=old),
+            Catalog(snapshot, mask_key=b"another key", previous=old),
+        ):
+            assert changed.stats()["carried"] == 0
