@@ -4,17 +4,21 @@ model of thousands recompiles one plan, and a plan carried over is never stale."
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from fastapi.testclient import TestClient
 
 from featurestore import FeatureStore
 from featurestore.errors import AuthenticationError
+from featurestore.online import catalog as catalog_module
 from featurestore.online.catalog import Catalog
 from featurestore.online.client import OnlineClient
+from featurestore.serving.app import create_app
 from tests.helpers import replace_in_file, write_repo
 
 pytestmark = pytest.mark.services
@@ -209,3 +213,65 @@ def test_policy_default_mask_key_and_keys_decide_what_is_carried(repo: Path) -> 
             Catalog(snapshot, mask_key=b"another key", previous=old),
         ):
             assert changed.stats()["carried"] == 0
+
+
+def _counter(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_the_server_counts_compiled_and_carried_plans(repo: Path) -> None:
+    with FeatureStore(repo) as server, FeatureStore(repo) as deployer:
+        _credential, key = deployer.create_credential("model_0")
+        app = create_app(feature_store=server, refresh_seconds=0.05)
+        lists = [[f"view_{v}:f0"] for v in range(VIEWS)]
+
+        def ask_all(http: TestClient) -> None:
+            for features in lists:
+                body = {"features": features, "entities": [{"user_id": 1}]}
+                r = http.post("/v1/features", json=body, headers={"X-API-Key": key})
+                assert r.status_code == 200, r.text
+
+        def serial(http: TestClient) -> int:
+            return int(http.get("/readyz").json()["registry_serial"])
+
+        with TestClient(app) as http:
+            ask_all(http)
+            text = http.get("/metrics").text
+            compiled = _counter(text, "featurestore_plans_compiled_total")
+            carried = _counter(text, "featurestore_plans_carried_total")
+            before = serial(http)
+            replace_in_file(
+                repo / "models.py",
+                'name="model_7", feature_services',
+                'name="model_7", description="x", feature_services',
+            )
+            deployer.apply()
+            deadline = time.monotonic() + 30
+            while serial(http) == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert serial(http) > before
+            ask_all(http)
+            text = http.get("/metrics").text
+            assert _counter(text, "featurestore_plans_compiled_total") == compiled
+            assert _counter(text, "featurestore_plans_carried_total") == carried + VIEWS
+
+
+def test_the_cap_on_feature_list_plans_keeps_model_plans(
+    tmp_path: Path, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Feature lists are the client's to vary without end, so their plans are capped; a
+    # model's plan is bounded by the registry and must survive the cap (at 100,000 models
+    # a cap over all plans would recompile them over and over).
+    monkeypatch.setattr(catalog_module, "MAX_ADHOC_PLANS", 5)
+    with FeatureStore(many_models_repo(tmp_path / "repo", services.redis_url, 30)) as store:
+        store.apply()
+        catalog = store.catalog()
+        for i in range(30):
+            catalog.plan(model=f"model_{i}")
+        for v in range(VIEWS):
+            catalog.plan(features=[f"view_{v}:f0"])
+        assert catalog.stats()["compiled"] == 30 + VIEWS
+        for i in range(30):
+            catalog.plan(model=f"model_{i}")
+        assert catalog.stats()["compiled"] == 30 + VIEWS  # no model plan was dropped
+        assert catalog.stats()["plans"] <= 30 + 6

@@ -99,6 +99,7 @@ class Server:
         metrics.REGISTRY_SERIAL.set(self.client.catalog.serial)
         self.limiter = None if limits.off else Limiter(limits, store.project)
         self.cache_stats = metrics.CacheStats()
+        self.plan_stats = metrics.PlanStats()
         known = self.client.catalog.snapshot.active("model")
         for name in limits.models:
             if name not in known:  # a typo would otherwise leave the model unlimited
@@ -114,6 +115,7 @@ class Server:
         """Move the counts kept in plain numbers (usage, lookups, the cache) into metrics."""
         metrics.record_usage(self.client.usage(reset=True))
         metrics.LOOKUP_STATS.flush()
+        self.plan_stats.record(self.client.catalog)
         if self.client.cache is not None:
             self.cache_stats.record(self.client.cache.stats())
 
@@ -135,10 +137,12 @@ class Server:
         self.registry_error = None
         if catalog is not self.client.catalog:
             log.info(
-                "registry changed: serial %s -> %s",
+                "registry changed: serial %s -> %s (%s lookup plans kept)",
                 self.client.catalog.serial,
                 catalog.serial,
+                catalog.stats()["carried"],
             )
+            self.plan_stats.record(self.client.catalog)  # the old catalog's last compiles
             self.client.catalog = catalog
             metrics.REGISTRY_SERIAL.set(catalog.serial)
 
