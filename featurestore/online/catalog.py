@@ -8,6 +8,7 @@ This module is on the online read path: no pyspark, pandas or great_expectations
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -127,7 +128,7 @@ class Catalog:
         denied = self._denied.get(key)
         if denied is not None:
             self._tell(**denied[1])
-            raise denied[0]
+            raise copy.copy(denied[0])
         # Unbounded ad-hoc feature lists, allowed or denied, must not leak memory. Model
         # plans are bounded by the registry (models and keys) and stay.
         if self._adhoc > MAX_ADHOC_PLANS or len(self._denied) > MAX_ADHOC_PLANS:
@@ -147,7 +148,10 @@ class Catalog:
             try:
                 plan = self._with_policies(plan, policy_model, resolved, caller, features, told)
             except AccessDeniedError as exc:
-                self._denied[key] = (exc, told)
+                # A copy, without the traceback: its frames hold this catalog, and a cycle
+                # would keep a replaced catalog (its whole snapshot) alive until a full
+                # collection, or for good where the server froze it (serving/heap.py).
+                self._denied[key] = (copy.copy(exc), told)
                 raise
             rate = self._sample_rates().get(policy_model)
             if rate:

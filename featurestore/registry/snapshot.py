@@ -389,8 +389,23 @@ class RegistrySnapshot:
         """The view as defined at ``version``, with entities and source resolved."""
         return self.build_view(self.view_version(view, version))
 
+    @cached_property
+    def _built(self) -> dict[tuple[str, int], FeatureView]:
+        return {}
+
     def build_view(self, vv: ViewVersion) -> FeatureView:
-        """The FeatureView of any version, retired ones included (for cleanup, lineage)."""
+        """The FeatureView of any version, retired ones included (for cleanup, lineage).
+        Built once per snapshot: compiling a lookup plan builds each view it reads twice
+        (layout, policies), and thousands of models read the same views."""
+        if self.versions.get(vv.view, {}).get(vv.version) is not vv:
+            return self._build_view(vv)  # not this snapshot's: nothing to remember it by
+        key = (vv.view, vv.version)
+        built = self._built.get(key)
+        if built is None:
+            built = self._built[key] = self._build_view(vv)
+        return built
+
+    def _build_view(self, vv: ViewVersion) -> FeatureView:
         spec = vv.spec
         entities = {e["name"]: Entity.from_spec(e) for e in vv.version_spec["entities"]}
         source = dict(vv.version_spec["source"])

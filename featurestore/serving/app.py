@@ -48,10 +48,11 @@ from featurestore.errors import (
     did_you_mean,
 )
 from featurestore.online.cache import LookupCache
+from featurestore.online.catalog import Catalog
 from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
 from featurestore.online.layout import nested_kind
 from featurestore.online.store import OnlineStore
-from featurestore.serving import metrics
+from featurestore.serving import heap, metrics
 from featurestore.serving.guard import ERROR_KEY, Guard, answer_failure, count_error
 from featurestore.serving.limits import Gate, Limiter, ServingLimits, entity_rows
 from featurestore.serving.schemas import (
@@ -97,6 +98,7 @@ class Server:
         self.registry_error: str | None = None
         self.drift_poll_seconds = 0.5
         metrics.REGISTRY_SERIAL.set(self.client.catalog.serial)
+        heap.settle()
         self.limiter = None if limits.off else Limiter(limits, store.project)
         self.cache_stats = metrics.CacheStats()
         self.plan_stats = metrics.PlanStats()
@@ -125,9 +127,17 @@ class Server:
             await self.refresh()
             self.record_metrics()
 
+    def reloaded(self, catalog: Catalog) -> Catalog:
+        """``catalog``, or a new one if the registry changed (runs in a worker thread: the
+        old catalog serves meanwhile)."""
+        new = self.store.refreshed(catalog)
+        if new is not catalog:
+            heap.settle()
+        return new
+
     async def refresh(self) -> None:
         try:
-            catalog = await asyncio.to_thread(self.store.refreshed, self.client.catalog)
+            catalog = await asyncio.to_thread(self.reloaded, self.client.catalog)
         except Exception as exc:  # keep serving the last good snapshot
             if self.registry_error is None:
                 log.warning("registry refresh failed, serving the last snapshot: %s", exc)
