@@ -224,7 +224,8 @@ class FeatureStore:
         from featurestore.online.catalog import Catalog
         from featurestore.policy.keys import KeyRing
 
-        snapshot = self.snapshot()
+        previous_snapshot = previous.snapshot if previous is not None else None
+        snapshot = self.registry.snapshot(self.project, previous=previous_snapshot)
         return Catalog(
             snapshot,
             policy_default=self.config.policy_default,

@@ -20,6 +20,7 @@ from featurestore.errors import AuthenticationError, PolicyDeniedError
 from featurestore.online import catalog as catalog_module
 from featurestore.online.catalog import Catalog
 from featurestore.online.client import OnlineClient
+from featurestore.registry.snapshot import RegistrySnapshot
 from featurestore.serving.app import create_app
 from tests.helpers import replace_in_file, write_repo
 
@@ -326,3 +327,45 @@ def test_a_replaced_catalog_is_freed_without_the_cycle_collector(
             assert not snapshot_gone.alive
         finally:
             gc.enable()
+
+
+def test_a_snapshot_read_after_another_equals_a_full_read(tmp_path: Path, services: Any) -> None:
+    # Reloads read only what changed and share the rest with the previous snapshot; the
+    # result must be the snapshot a full read gives, whatever kind of change it was.
+    root = many_models_repo(tmp_path / "repo", services.redis_url, 30)
+    with FeatureStore(root) as store:
+        store.apply()
+        registry, project = store.registry, store.project
+
+        def same_as_full(previous: RegistrySnapshot) -> RegistrySnapshot:
+            read = registry.snapshot(project, previous=previous)
+            full = registry.snapshot(project)
+            assert (read.serial, read.heads, read.versions) == (
+                full.serial,
+                full.heads,
+                full.versions,
+            )
+            return read
+
+        first = registry.snapshot(project)
+        assert same_as_full(first).heads["model", "model_5"] is first.heads["model", "model_5"]
+        views = root / "views.py"
+        replace_in_file(views, view_text(0), view_text(0).replace("tags=", 'owner="x", tags='))
+        replace_in_file(views, view_text(1), view_text(1, "Float32"))  # view_1@v2
+        models = root / "models.py"
+        replace_in_file(
+            models,
+            'name="model_3", feature_services=[svc_3], purpose="fraud"',
+            'name="model_3", feature_services=[svc_3], purpose="risk"',
+        )
+        replace_in_file(models, model_text(29), "")  # model_29 and svc_29 retired
+        store.apply()
+        second = same_as_full(first)
+        assert second.view_version("view_0", 1).spec["owner"] == "x"  # rewritten in place
+        assert second.latest_version("view_1") == 2
+        assert second.heads["model", "model_29"].status == "retired"
+        for model in ("model_0", "model_1", "model_20", "model_21"):  # those reading view_1
+            store.promote(model)
+        store.retire("view_1", 1)  # a status change, no new revision
+        third = same_as_full(second)
+        assert third.versions["view_1"][1].status == "retired"

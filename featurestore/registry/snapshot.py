@@ -267,8 +267,8 @@ class RegistrySnapshot:
         before = older.heads
         for key, head in self.heads.items():
             old = before.get(key)
-            if old is not None and head._state() == old._state():
-                continue
+            if old is head or (old is not None and head._state() == old._state()):
+                continue  # (a snapshot read after ``older`` shares its unchanged heads)
             changed.add(("head", *key))
             if key[0] == "feature_view" and (old is None or old.status != head.status):
                 changed.add(("live", key[1]))
@@ -282,7 +282,7 @@ class RegistrySnapshot:
             old_versions = older.versions.get(view, {})
             for version in new_versions.keys() | old_versions.keys():
                 a, b = new_versions.get(version), old_versions.get(version)
-                if a is None or b is None or a != b:
+                if a is not b and (a is None or b is None or a != b):
                     changed.add(("vv", view, version))
         return changed
 
