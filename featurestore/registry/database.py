@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     Engine,
+    Result,
     create_engine,
     event,
     select,
@@ -200,6 +201,13 @@ def read_snapshot(
     return RegistrySnapshot(project, serial, heads, versions)
 
 
+def rows_of(result: Result[Any]) -> Iterator[Any]:
+    """A result's rows, fetched a few thousand at a time: 220,000 rows held at once are
+    that many objects for the cyclic collector to scan (stalling lookups while it does)."""
+    for part in result.partitions(2_000):
+        yield from part
+
+
 def _head_rows(project: str) -> Any:
     r, h = t.revisions, t.heads
     return (
@@ -224,7 +232,7 @@ def _read_heads(
     if keys is not None:
         query = query.where(tuple_(t.heads.c.kind, t.heads.c.name).in_(keys))
     heads: dict[tuple[str, str], Head] = {}
-    for kind, name, revision, status, updated_at, spec, version in conn.execute(query).all():
+    for kind, name, revision, status, updated_at, spec, version in rows_of(conn.execute(query)):
         kind = share(kind, kind)
         heads[(kind, name)] = Head(
             kind, name, revision, share(status, status), spec, version, as_utc(updated_at)
@@ -261,9 +269,9 @@ def _read_versions(
             as_utc(created),
             as_utc(retired),
         )
-        for view, version, fingerprint, vspec, spec, status, created, retired in conn.execute(
-            query
-        ).all()
+        for view, version, fingerprint, vspec, spec, status, created, retired in rows_of(
+            conn.execute(query)
+        )
     ]
 
 
@@ -273,17 +281,19 @@ def _read_changes(
     """Heads and versions, the unchanged ones from ``previous``; None when so much changed
     that one full read is cheaper."""
     r, h, v = t.revisions, t.heads, t.view_versions
-    rows = conn.execute(
-        select(h.c.kind, h.c.name, h.c.revision, h.c.status, r.c.version)
-        .join(
-            r,
-            (r.c.project == h.c.project)
-            & (r.c.kind == h.c.kind)
-            & (r.c.name == h.c.name)
-            & (r.c.revision == h.c.revision),
+    rows = rows_of(
+        conn.execute(
+            select(h.c.kind, h.c.name, h.c.revision, h.c.status, r.c.version)
+            .join(
+                r,
+                (r.c.project == h.c.project)
+                & (r.c.kind == h.c.kind)
+                & (r.c.name == h.c.name)
+                & (r.c.revision == h.c.revision),
+            )
+            .where(h.c.project == project)
         )
-        .where(h.c.project == project)
-    ).all()
+    )
     before = previous.heads
     heads: dict[tuple[str, str], Head] = {}
     stale: list[tuple[str, str]] = []
@@ -304,9 +314,11 @@ def _read_changes(
     versions: dict[str, dict[int, ViewVersion]] = {}
     stale_versions: list[tuple[str, int]] = []
     stale_views = {name for kind, name in stale if kind == "feature_view"}
-    for view, version, fingerprint, status in conn.execute(
-        select(v.c.view, v.c.version, v.c.fingerprint, v.c.status).where(v.c.project == project)
-    ).all():
+    for view, version, fingerprint, status in rows_of(
+        conn.execute(
+            select(v.c.view, v.c.version, v.c.fingerprint, v.c.status).where(v.c.project == project)
+        )
+    ):
         old_vv = previous.versions.get(view, {}).get(version)
         if (
             old_vv is not None
