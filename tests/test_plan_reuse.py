@@ -369,3 +369,29 @@ def test_a_snapshot_read_after_another_equals_a_full_read(tmp_path: Path, servic
         store.retire("view_1", 1)  # a status change, no new revision
         third = same_as_full(second)
         assert third.versions["view_1"][1].status == "retired"
+
+
+def test_a_drift_monitor_change_recompiles_its_models_plan_only(
+    tmp_path: Path, services: Any
+) -> None:
+    # The serving log's sample rate is part of a plan; only the watched model's changes.
+    root = many_models_repo(tmp_path / "repo", services.redis_url, 30)
+    monitor = (
+        "from featurestore import DriftMonitor\n"
+        'm0_drift = DriftMonitor(name="m0_drift", model="model_0", sample_rate={rate})\n'
+    )
+    with FeatureStore(root) as store:
+        store.apply()
+        catalog = store.catalog()
+        for i in range(30):
+            catalog.plan(model=f"model_{i}")
+        for rate in (0.5, 0.25):
+            (root / "monitors.py").write_text(monitor.format(rate=rate))
+            store.apply()
+            catalog = store.refreshed(catalog)
+            assert catalog.stats()["carried"] == 29
+            assert catalog.plan(model="model_0").sample_rate == rate
+            assert catalog.plan(model="model_1").sample_rate == 0.0
+            for i in range(30):
+                catalog.plan(model=f"model_{i}")
+            assert catalog.stats()["compiled"] == 1
