@@ -3,8 +3,10 @@ model of thousands recompiles one plan, and a plan carried over is never stale."
 
 from __future__ import annotations
 
+import copy
 import gc
 import itertools
+import pickle
 import time
 import weakref
 from datetime import UTC, datetime
@@ -369,6 +371,10 @@ def test_a_snapshot_read_after_another_equals_a_full_read(tmp_path: Path, servic
         store.retire("view_1", 1)  # a status change, no new revision
         third = same_as_full(second)
         assert third.versions["view_1"][1].status == "retired"
+        # Snapshots still pickle and copy (specs parsed or not), as the dataclasses did.
+        third.model("model_0")
+        for copied in (pickle.loads(pickle.dumps(third)), copy.deepcopy(third)):
+            assert (copied.heads, copied.versions) == (third.heads, third.versions)
 
 
 def test_a_drift_monitor_change_recompiles_its_models_plan_only(

@@ -88,6 +88,20 @@ class Head:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Head is immutable (cannot set {name!r})")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy through __init__
+        return (
+            Head,
+            (
+                self.kind,
+                self.name,
+                self.revision,
+                self.status,
+                self._spec,
+                self.version,
+                self.updated_at,
+            ),
+        )
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Head):
             return NotImplemented
@@ -167,6 +181,21 @@ class ViewVersion:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"ViewVersion is immutable (cannot set {name!r})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            ViewVersion,
+            (
+                self.view,
+                self.version,
+                self.fingerprint,
+                self._version_spec,
+                self._spec,
+                self.status,
+                self.created_at,
+                self.retired_at,
+            ),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ViewVersion):
