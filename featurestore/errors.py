@@ -50,6 +50,7 @@ handler.
 from __future__ import annotations
 
 import difflib
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -310,7 +311,21 @@ class UsageError(FeatureStoreError, ValueError):
     http_status = 400
 
 
+SUGGEST_AMONG = 500  # candidates compared in full by did_you_mean
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """Return " Did you mean 'x'?" for the closest candidate, or ""."""
-    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    """Return " Did you mean 'x'?" for the closest candidate, or "".
+
+    Among many candidates (a registry of 100,000 models), only the ``SUGGEST_AMONG`` nearest
+    by length and shared characters are compared in full: comparing them all cost seconds
+    of CPU for one mistyped name, an error a client can send at will."""
+    names = list(candidates)
+    if len(names) > SUGGEST_AMONG:
+        letters = set(name)
+        size = len(name)
+        names = heapq.nlargest(
+            SUGGEST_AMONG, names, key=lambda c: (len(letters.intersection(c)), -abs(len(c) - size))
+        )
+    matches = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" Did you mean '{matches[0]}'?" if matches else ""

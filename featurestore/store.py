@@ -108,7 +108,7 @@ class FeatureStore:
         """This process changed the registry: its own lookups see it at once (other
         processes within their refresh interval)."""
         if "_online" in self.__dict__:
-            self._online.catalog = self.catalog()
+            self._online.catalog = self.catalog(previous=self._online.catalog)
 
     # -- registry reads -------------------------------------------------------
 
@@ -217,19 +217,22 @@ class FeatureStore:
 
     # -- online -------------------------------------------------------------------
 
-    def catalog(self) -> Catalog:
+    def catalog(self, previous: Catalog | None = None) -> Catalog:
         """The registry snapshot, API keys and policies that lookups are planned from;
-        online denials and masks are audited in the background."""
+        online denials and masks are audited in the background. With ``previous`` (an
+        older catalog), its lookup plans that nothing changed under are kept."""
         from featurestore.online.catalog import Catalog
         from featurestore.policy.keys import KeyRing
 
-        snapshot = self.snapshot()
+        previous_snapshot = previous.snapshot if previous is not None else None
+        snapshot = self.registry.snapshot(self.project, previous=previous_snapshot)
         return Catalog(
             snapshot,
             policy_default=self.config.policy_default,
             mask_key=self.mask_key(),
             keys=KeyRing(self.project, self.registry.credentials.records(self.project)),
             on_decision=self.audit_queue.put,
+            previous=previous,
         )
 
     @cached_property
@@ -264,10 +267,11 @@ class FeatureStore:
             return path.read_bytes()
 
     def refreshed(self, catalog: Catalog) -> Catalog:
-        """``catalog`` if the registry has not changed since, else a new one."""
+        """``catalog`` if the registry has not changed since, else a new one (with the
+        plans of ``catalog`` that the change left valid)."""
         if self.registry.serial(self.project) == catalog.serial:
             return catalog
-        return self.catalog()
+        return self.catalog(previous=catalog)
 
     def online_client(self, **options: Any) -> OnlineClient:
         """A lookup client on this repo's online store; it follows registry changes within

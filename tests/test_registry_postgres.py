@@ -100,6 +100,21 @@ def test_dtype_change_makes_v2_and_v1_still_resolves(
     assert all(r.created_at.tzinfo is UTC for r in history)
 
 
+def test_a_reload_reads_only_changes_and_equals_a_full_read(
+    registry: Registry, example_repo: Path
+) -> None:
+    registry.apply(load_repo(example_repo))
+    first = registry.snapshot("payments")
+    change_credit_limit_dtype(example_repo)
+    registry.apply(load_repo(example_repo))
+    read = registry.snapshot("payments", previous=first)  # changed rows by (kind, name) IN
+    full = registry.snapshot("payments")
+    assert (read.serial, read.heads, read.versions) == (full.serial, full.heads, full.versions)
+    unchanged = ("feature_view", "merchant_stats")
+    assert read.heads[unchanged] is first.heads[unchanged]  # shared, not read again
+    assert read.versions["user_profile"][2].created_at.tzinfo is UTC
+
+
 def test_apply_is_atomic_when_it_fails_midway(
     registry: Registry, postgres_db_url: str, example_repo: Path
 ) -> None:

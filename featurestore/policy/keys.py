@@ -92,6 +92,10 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def credential(self, key_id: str) -> Credential | None:
+        """The stored credential of ``key_id`` (revoked or expired ones included)."""
+        return self._by_id.get(key_id)
+
     def authenticate(self, key: str, now: datetime) -> Credential:
         """The key's credential if it is this project's, unrevoked and unexpired."""
         key_id, secret = parse_key(key)

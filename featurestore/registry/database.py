@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Result,
+    create_engine,
+    event,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from featurestore.errors import RegistryUnavailable
@@ -178,10 +188,45 @@ def current_serial(conn: Connection, project: str) -> int:
     return int(row[0]) if row else 0
 
 
-def read_snapshot(conn: Connection, project: str) -> RegistrySnapshot:
+REREAD_LIMIT = 5_000  # changed objects past which one full read beats reading them by key
+
+
+def read_snapshot(
+    conn: Connection, project: str, *, previous: RegistrySnapshot | None = None
+) -> RegistrySnapshot:
+    """The project's snapshot. Specs stay JSON text until first read (``Head``), and the
+    strings repeated across rows (kinds, statuses) are shared: at 100,000 models this is
+    most of the snapshot's memory and time.
+
+    With ``previous`` (an older snapshot of the project), heads and view versions that did
+    not change are taken from it rather than read and built again: a reload after an
+    apply that touched a few objects reads their specs only. A head is unchanged when its
+    revision, status and version are (its row changes only with those); a view version
+    when its fingerprint and status are and its view's head is unchanged (its spec is
+    rewritten only with a new revision of the view)."""
     serial = current_serial(conn, project)
+    shared: dict[Any, Any] = {}
+    if previous is not None and previous.project == project:
+        found = _read_changes(conn, project, previous, shared)
+        if found is not None:
+            return RegistrySnapshot(project, serial, *found)
+    heads = _read_heads(conn, project, shared)
+    versions: dict[str, dict[int, ViewVersion]] = {}
+    for vv in _read_versions(conn, project, shared):
+        versions.setdefault(vv.view, {})[vv.version] = vv
+    return RegistrySnapshot(project, serial, heads, versions)
+
+
+def rows_of(result: Result[Any]) -> Iterator[Any]:
+    """A result's rows, fetched a few thousand at a time: 220,000 rows held at once are
+    that many objects for the cyclic collector to scan (stalling lookups while it does)."""
+    for part in result.partitions(2_000):
+        yield from part
+
+
+def _head_rows(project: str) -> Any:
     r, h = t.revisions, t.heads
-    rows = conn.execute(
+    return (
         select(h.c.kind, h.c.name, h.c.revision, h.c.status, h.c.updated_at, r.c.spec, r.c.version)
         .join(
             r,
@@ -191,32 +236,122 @@ def read_snapshot(conn: Connection, project: str) -> RegistrySnapshot:
             & (r.c.revision == h.c.revision),
         )
         .where(h.c.project == project)
-    ).all()
-    heads = {
-        (x.kind, x.name): Head(
-            x.kind,
-            x.name,
-            x.revision,
-            x.status,
-            orjson.loads(x.spec),
-            x.version,
-            as_utc(x.updated_at),
+    )
+
+
+def _read_heads(
+    conn: Connection, project: str, shared: dict[Any, Any], keys: list[Any] | None = None
+) -> dict[tuple[str, str], Head]:
+    """Heads with their specs: all of them, or those of ``keys`` ((kind, name) pairs)."""
+    share = shared.setdefault
+    query = _head_rows(project)
+    if keys is not None:
+        query = query.where(tuple_(t.heads.c.kind, t.heads.c.name).in_(keys))
+    heads: dict[tuple[str, str], Head] = {}
+    for kind, name, revision, status, updated_at, spec, version in rows_of(conn.execute(query)):
+        kind = share(kind, kind)
+        heads[(kind, name)] = Head(
+            kind, name, revision, share(status, status), spec, version, as_utc(updated_at)
         )
-        for x in rows
-    }
+    return heads
+
+
+def _read_versions(
+    conn: Connection, project: str, shared: dict[Any, Any], keys: list[Any] | None = None
+) -> list[ViewVersion]:
+    """View versions with their specs: all of them, or those of ``keys`` ((view, version))."""
+    share = shared.setdefault
+    v = t.view_versions
+    query = select(
+        v.c.view,
+        v.c.version,
+        v.c.fingerprint,
+        v.c.version_spec,
+        v.c.spec,
+        v.c.status,
+        v.c.created_at,
+        v.c.retired_at,
+    ).where(v.c.project == project)
+    if keys is not None:
+        query = query.where(tuple_(v.c.view, v.c.version).in_(keys))
+    return [
+        ViewVersion(
+            view,
+            version,
+            fingerprint,
+            vspec,
+            spec,
+            share(status, status),
+            as_utc(created),
+            as_utc(retired),
+        )
+        for view, version, fingerprint, vspec, spec, status, created, retired in rows_of(
+            conn.execute(query)
+        )
+    ]
+
+
+def _read_changes(
+    conn: Connection, project: str, previous: RegistrySnapshot, shared: dict[Any, Any]
+) -> tuple[dict[tuple[str, str], Head], dict[str, dict[int, ViewVersion]]] | None:
+    """Heads and versions, the unchanged ones from ``previous``; None when so much changed
+    that one full read is cheaper."""
+    r, h, v = t.revisions, t.heads, t.view_versions
+    rows = rows_of(
+        conn.execute(
+            select(h.c.kind, h.c.name, h.c.revision, h.c.status, r.c.version)
+            .join(
+                r,
+                (r.c.project == h.c.project)
+                & (r.c.kind == h.c.kind)
+                & (r.c.name == h.c.name)
+                & (r.c.revision == h.c.revision),
+            )
+            .where(h.c.project == project)
+        )
+    )
+    before = previous.heads
+    heads: dict[tuple[str, str], Head] = {}
+    stale: list[tuple[str, str]] = []
+    for kind, name, revision, status, version in rows:
+        key = (kind, name)
+        old = before.get(key)
+        if (
+            old is not None
+            and old.revision == revision
+            and old.status == status
+            and old.version == version
+        ):
+            heads[key] = old
+        else:
+            stale.append(key)
+    if len(stale) > REREAD_LIMIT:
+        return None
     versions: dict[str, dict[int, ViewVersion]] = {}
-    for v in conn.execute(select(t.view_versions).where(t.view_versions.c.project == project)):
-        versions.setdefault(v.view, {})[v.version] = ViewVersion(
-            v.view,
-            v.version,
-            v.fingerprint,
-            orjson.loads(v.version_spec),
-            orjson.loads(v.spec),
-            v.status,
-            as_utc(v.created_at),
-            as_utc(v.retired_at),
+    stale_versions: list[tuple[str, int]] = []
+    stale_views = {name for kind, name in stale if kind == "feature_view"}
+    for view, version, fingerprint, status in rows_of(
+        conn.execute(
+            select(v.c.view, v.c.version, v.c.fingerprint, v.c.status).where(v.c.project == project)
         )
-    return RegistrySnapshot(project, serial, heads, versions)
+    ):
+        old_vv = previous.versions.get(view, {}).get(version)
+        if (
+            old_vv is not None
+            and view not in stale_views
+            and (old_vv.fingerprint, old_vv.status) == (fingerprint, status)
+        ):
+            versions.setdefault(old_vv.view, {})[version] = old_vv
+        else:
+            stale_versions.append((view, version))
+    if len(stale_versions) > REREAD_LIMIT:
+        return None
+    for i in range(0, len(stale), 500):  # bounded statements (SQLite's variable limit)
+        heads.update(_read_heads(conn, project, shared, stale[i : i + 500]))
+    for i in range(0, len(stale_versions), 500):
+        for vv in _read_versions(conn, project, shared, stale_versions[i : i + 500]):
+            versions.setdefault(vv.view, {})[vv.version] = vv
+    return heads, versions
 
 
 def project_lock_key(project: str) -> int:

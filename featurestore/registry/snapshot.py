@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
+
+import orjson
 
 from featurestore.definitions import (
     DriftMonitor,
@@ -34,29 +37,192 @@ ACTIVE = "active"
 RETIRED = "retired"
 
 
-@dataclass(frozen=True, slots=True)
 class Head:
-    """The current revision of one object."""
+    """The current revision of one object.
+
+    ``spec`` is parsed from its stored JSON on first use, not when the snapshot is read:
+    a server of a 100,000-model registry reads the specs of the few models it serves.
+    Immutable, like the snapshot that holds it.
+    """
+
+    __slots__ = ("_spec", "kind", "name", "revision", "status", "updated_at", "version")
 
     kind: str
     name: str
     revision: int
     status: str
-    spec: dict[str, Any]
     version: int | None  # feature views: the latest version
     updated_at: datetime
+    _spec: dict[str, Any] | str | bytes
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        revision: int,
+        status: str,
+        spec: dict[str, Any] | str | bytes,
+        version: int | None,
+        updated_at: datetime,
+    ) -> None:
+        """``spec``: the spec, or its JSON text (parsed when first read)."""
+        init = object.__setattr__
+        init(self, "kind", kind)
+        init(self, "name", name)
+        init(self, "revision", revision)
+        init(self, "status", status)
+        init(self, "version", version)
+        init(self, "updated_at", updated_at)
+        # One slot holds the text, then the parsed spec (one copy, not two): a reader in
+        # another thread sees one or the other, never neither.
+        init(self, "_spec", spec)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        spec = self._spec
+        if not isinstance(spec, dict):
+            spec = orjson.loads(spec)
+            object.__setattr__(self, "_spec", spec)
+        return spec
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Head is immutable (cannot set {name!r})")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy through __init__
+        return (
+            Head,
+            (
+                self.kind,
+                self.name,
+                self.revision,
+                self.status,
+                self._spec,
+                self.version,
+                self.updated_at,
+            ),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Head):
+            return NotImplemented
+        return self._state() == other._state() and same_json(self._spec, other._spec)
+
+    __hash__ = None  # type: ignore[assignment]  # it holds a dict, as before
+
+    def _state(self) -> tuple[Any, ...]:
+        return (self.kind, self.name, self.revision, self.status, self.version, self.updated_at)
+
+    def __repr__(self) -> str:
+        return (
+            f"Head(kind={self.kind!r}, name={self.name!r}, revision={self.revision}, "
+            f"status={self.status!r}, version={self.version}, updated_at={self.updated_at!r})"
+        )
 
 
-@dataclass(frozen=True, slots=True)
 class ViewVersion:
+    """One version of a feature view. ``version_spec`` and ``spec`` are parsed from their
+    stored JSON on first use (see ``Head``)."""
+
+    __slots__ = (
+        "_spec",
+        "_version_spec",
+        "created_at",
+        "fingerprint",
+        "retired_at",
+        "status",
+        "version",
+        "view",
+    )
+
     view: str
     version: int
     fingerprint: str
-    version_spec: dict[str, Any]
-    spec: dict[str, Any]
     status: str
     created_at: datetime
     retired_at: datetime | None
+    _version_spec: dict[str, Any] | str | bytes
+    _spec: dict[str, Any] | str | bytes
+
+    def __init__(
+        self,
+        view: str,
+        version: int,
+        fingerprint: str,
+        version_spec: dict[str, Any] | str | bytes,
+        spec: dict[str, Any] | str | bytes,
+        status: str,
+        created_at: datetime,
+        retired_at: datetime | None,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "view", view)
+        init(self, "version", version)
+        init(self, "fingerprint", fingerprint)
+        init(self, "status", status)
+        init(self, "created_at", created_at)
+        init(self, "retired_at", retired_at)
+        init(self, "_version_spec", version_spec)
+        init(self, "_spec", spec)
+
+    @property
+    def version_spec(self) -> dict[str, Any]:
+        return self._parsed("_version_spec")
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self._parsed("_spec")
+
+    def _parsed(self, slot: str) -> dict[str, Any]:
+        value = getattr(self, slot)
+        if not isinstance(value, dict):
+            value = orjson.loads(value)
+            object.__setattr__(self, slot, value)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"ViewVersion is immutable (cannot set {name!r})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            ViewVersion,
+            (
+                self.view,
+                self.version,
+                self.fingerprint,
+                self._version_spec,
+                self._spec,
+                self.status,
+                self.created_at,
+                self.retired_at,
+            ),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ViewVersion):
+            return NotImplemented
+        return (
+            self._state() == other._state()
+            and same_json(self._version_spec, other._version_spec)
+            and same_json(self._spec, other._spec)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _state(self) -> tuple[Any, ...]:
+        return (
+            self.view,
+            self.version,
+            self.fingerprint,
+            self.status,
+            self.created_at,
+            self.retired_at,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ViewVersion(view={self.view!r}, version={self.version}, "
+            f"fingerprint={self.fingerprint!r}, status={self.status!r})"
+        )
 
     @property
     def feature_dtypes(self) -> dict[str, DType]:
@@ -65,6 +231,17 @@ class ViewVersion:
     @property
     def label(self) -> str:
         return f"{self.view}@v{self.version}"
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether two specs, each parsed or still JSON text, are equal. Text written by the
+    registry is canonical (sorted keys), so equal text is an equal spec without parsing."""
+    if not isinstance(a, dict) and not isinstance(b, dict) and a == b:
+        return True
+    return bool(
+        (a if isinstance(a, dict) else orjson.loads(a))
+        == (b if isinstance(b, dict) else orjson.loads(b))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +270,50 @@ class RegistrySnapshot:
 
     # -- objects --------------------------------------------------------------
 
+    @cached_property
+    def _active(self) -> dict[str, dict[str, Head]]:
+        # By kind, built once: at 100,000 models a scan of every head per question (is this
+        # key's model registered? which policies are there?) cost a lookup milliseconds.
+        out: dict[str, dict[str, Head]] = {}
+        for (kind, name), head in self.heads.items():
+            if head.status == ACTIVE:
+                out.setdefault(kind, {})[name] = head
+        return out
+
     def active(self, kind: str) -> dict[str, Head]:
-        return {
-            name: head
-            for (k, name), head in self.heads.items()
-            if k == kind and head.status == ACTIVE
-        }
+        """The active objects of ``kind``, by name (a new dict: the caller's to change)."""
+        return dict(self._active.get(kind, {}))
+
+    def is_active(self, kind: str, name: str) -> bool:
+        return name in self._active.get(kind, {})
+
+    def changes_since(self, older: RegistrySnapshot) -> set[tuple[Any, ...]]:
+        """What differs from ``older``, as the keys lookup plans record what they were
+        compiled from (``Catalog``): ``("head", kind, name)`` for an object whose revision,
+        status or latest version moved, ``("live", view)`` for a feature view that became
+        (in)active, ``("vv", view, version)`` for a view version that changed in any way."""
+        changed: set[tuple[Any, ...]] = set()
+        before = older.heads
+        for key, head in self.heads.items():
+            old = before.get(key)
+            if old is head or (old is not None and head._state() == old._state()):
+                continue  # (a snapshot read after ``older`` shares its unchanged heads)
+            changed.add(("head", *key))
+            if key[0] == "feature_view" and (old is None or old.status != head.status):
+                changed.add(("live", key[1]))
+        for key in before:
+            if key not in self.heads:  # gone (heads are retired, not deleted: a safeguard)
+                changed.add(("head", *key))
+                if key[0] == "feature_view":
+                    changed.add(("live", key[1]))
+        for view in self.versions.keys() | older.versions.keys():
+            new_versions = self.versions.get(view, {})
+            old_versions = older.versions.get(view, {})
+            for version in new_versions.keys() | old_versions.keys():
+                a, b = new_versions.get(version), old_versions.get(version)
+                if a is not b and (a is None or b is None or a != b):
+                    changed.add(("vv", view, version))
+        return changed
 
     def head(self, kind: str, name: str) -> Head:
         head = self.heads.get((kind, name))
@@ -130,7 +345,7 @@ class RegistrySnapshot:
         """Active views whose source is a KafkaSource, by name."""
         return sorted(
             name
-            for name in self.active("feature_view")
+            for name in self._active.get("feature_view", {})
             if isinstance(self.feature_view(name).source, KafkaSource)
         )
 
@@ -203,8 +418,23 @@ class RegistrySnapshot:
         """The view as defined at ``version``, with entities and source resolved."""
         return self.build_view(self.view_version(view, version))
 
+    @cached_property
+    def _built(self) -> dict[tuple[str, int], FeatureView]:
+        return {}
+
     def build_view(self, vv: ViewVersion) -> FeatureView:
-        """The FeatureView of any version, retired ones included (for cleanup, lineage)."""
+        """The FeatureView of any version, retired ones included (for cleanup, lineage).
+        Built once per snapshot: compiling a lookup plan builds each view it reads twice
+        (layout, policies), and thousands of models read the same views."""
+        if self.versions.get(vv.view, {}).get(vv.version) is not vv:
+            return self._build_view(vv)  # not this snapshot's: nothing to remember it by
+        key = (vv.view, vv.version)
+        built = self._built.get(key)
+        if built is None:
+            built = self._built[key] = self._build_view(vv)
+        return built
+
+    def _build_view(self, vv: ViewVersion) -> FeatureView:
         spec = vv.spec
         entities = {e["name"]: Entity.from_spec(e) for e in vv.version_spec["entities"]}
         source = dict(vv.version_spec["source"])
@@ -292,6 +522,6 @@ class RegistrySnapshot:
     def models_pinned_to(self, view: str, version: int) -> list[str]:
         return sorted(
             name
-            for name, head in self.active("model").items()
+            for name, head in self._active.get("model", {}).items()
             if head.spec.get("pins", {}).get(view) == version
         )

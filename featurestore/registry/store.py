@@ -101,9 +101,13 @@ class Registry:
         with self.database.read() as conn:
             return current_serial(conn, project)
 
-    def snapshot(self, project: str) -> RegistrySnapshot:
+    def snapshot(
+        self, project: str, *, previous: RegistrySnapshot | None = None
+    ) -> RegistrySnapshot:
+        """The project's current definitions and versions, as one consistent read; with
+        ``previous``, what did not change since is shared with it (``read_snapshot``)."""
         with gc_paused(), self.database.read() as conn:
-            return read_snapshot(conn, project)
+            return read_snapshot(conn, project, previous=previous)
 
     def history(self, project: str, kind: str, name: str) -> list[Revision]:
         with self.database.read() as conn:

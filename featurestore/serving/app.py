@@ -48,10 +48,11 @@ from featurestore.errors import (
     did_you_mean,
 )
 from featurestore.online.cache import LookupCache
+from featurestore.online.catalog import Catalog
 from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
 from featurestore.online.layout import nested_kind
 from featurestore.online.store import OnlineStore
-from featurestore.serving import metrics
+from featurestore.serving import heap, metrics
 from featurestore.serving.guard import ERROR_KEY, Guard, answer_failure, count_error
 from featurestore.serving.limits import Gate, Limiter, ServingLimits, entity_rows
 from featurestore.serving.schemas import (
@@ -97,8 +98,10 @@ class Server:
         self.registry_error: str | None = None
         self.drift_poll_seconds = 0.5
         metrics.REGISTRY_SERIAL.set(self.client.catalog.serial)
+        heap.settle()
         self.limiter = None if limits.off else Limiter(limits, store.project)
         self.cache_stats = metrics.CacheStats()
+        self.plan_stats = metrics.PlanStats()
         known = self.client.catalog.snapshot.active("model")
         for name in limits.models:
             if name not in known:  # a typo would otherwise leave the model unlimited
@@ -114,6 +117,7 @@ class Server:
         """Move the counts kept in plain numbers (usage, lookups, the cache) into metrics."""
         metrics.record_usage(self.client.usage(reset=True))
         metrics.LOOKUP_STATS.flush()
+        self.plan_stats.record(self.client.catalog)
         if self.client.cache is not None:
             self.cache_stats.record(self.client.cache.stats())
 
@@ -123,9 +127,17 @@ class Server:
             await self.refresh()
             self.record_metrics()
 
+    def reloaded(self, catalog: Catalog) -> Catalog:
+        """``catalog``, or a new one if the registry changed (runs in a worker thread: the
+        old catalog serves meanwhile)."""
+        new = self.store.refreshed(catalog)
+        if new is not catalog:
+            heap.settle()
+        return new
+
     async def refresh(self) -> None:
         try:
-            catalog = await asyncio.to_thread(self.store.refreshed, self.client.catalog)
+            catalog = await asyncio.to_thread(self.reloaded, self.client.catalog)
         except Exception as exc:  # keep serving the last good snapshot
             if self.registry_error is None:
                 log.warning("registry refresh failed, serving the last snapshot: %s", exc)
@@ -135,10 +147,12 @@ class Server:
         self.registry_error = None
         if catalog is not self.client.catalog:
             log.info(
-                "registry changed: serial %s -> %s",
+                "registry changed: serial %s -> %s (%s lookup plans kept)",
                 self.client.catalog.serial,
                 catalog.serial,
+                catalog.stats()["carried"],
             )
+            self.plan_stats.record(self.client.catalog)  # the old catalog's last compiles
             self.client.catalog = catalog
             metrics.REGISTRY_SERIAL.set(catalog.serial)
 

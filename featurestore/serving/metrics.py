@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +25,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+if TYPE_CHECKING:
+    from featurestore.online.catalog import Catalog
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -101,6 +104,39 @@ CACHE_ENTRIES = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livesum",
 )
+
+
+PLANS_COMPILED = Counter(
+    "featurestore_plans_compiled_total",
+    "Lookup plans compiled (on a model's or feature list's first lookup after start or after "
+    "a registry change that touched it).",
+    registry=REGISTRY,
+)
+PLANS_CARRIED = Counter(
+    "featurestore_plans_carried_total",
+    "Lookup plans kept across registry reloads (nothing they depend on changed).",
+    registry=REGISTRY,
+)
+
+
+class PlanStats:
+    """Moves a catalog's plan counts (``Catalog.stats()``) into the counters: what was
+    added since the last move, and what each new catalog carried over."""
+
+    def __init__(self) -> None:
+        self.catalog: Catalog | None = None
+        self.seen = 0
+
+    def record(self, catalog: Catalog) -> None:
+        stats = catalog.stats()
+        if catalog is not self.catalog:
+            self.catalog, self.seen = catalog, 0
+            if stats["carried"]:
+                PLANS_CARRIED.inc(stats["carried"])
+        added = stats["compiled"] - self.seen
+        if added > 0:
+            PLANS_COMPILED.inc(added)
+        self.seen = stats["compiled"]
 
 
 class CacheStats:
