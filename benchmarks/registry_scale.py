@@ -10,7 +10,10 @@ with wait4: wall, CPU, peak RSS):
   with nothing changed, then ``plan``/``apply`` after one view's dtype changed;
 * Feast: ``feast plan``, ``feast apply``, ``feast apply`` again, and after the same one
   change; and its registry load (``FeatureStore`` + list services and views);
-* both: loading the registry in a fresh process (featurestore ``Registry.snapshot``).
+* both: loading the registry in a fresh process (featurestore ``Registry.snapshot``);
+* serving (featurestore): ``featurestore serve`` start to ready (``/readyz``), its RSS, and
+  HTTP lookups of one model (keep-alive, one entity) against this registry vs a small one
+  of the same shape (10 views, 100 models), both servers up at once, rounds alternated.
 
 Then many tenants in one registry database (SQLite, and PostgreSQL when its binaries are
 installed): T projects of M models each, applied one after another; then tenant B's
@@ -24,6 +27,7 @@ first apply runs in another process.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import shutil
 import statistics
@@ -35,7 +39,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _interleaved import machine, write_result
+import orjson
+import psutil
+from _interleaved import machine, start_redis, write_result
 from _registry_repo import write_feast_repo, write_repo
 
 from featurestore.registry import Registry
@@ -90,7 +96,9 @@ def run(cmd: list[str], cwd: Path, timeout: float) -> dict[str, Any]:
     return result
 
 
-def featurestore_scale(root: Path, views: int, models: int, layout: str) -> dict[str, Any]:
+def featurestore_scale(
+    root: Path, views: int, models: int, layout: str, redis_url: str | None, calls: int
+) -> dict[str, Any]:
     repo = write_repo(root, views=views, models=models, layout=layout)
     out: dict[str, Any] = {}
     steps = [("plan_empty", "plan"), ("apply_first", "apply"), ("plan_no_change", "plan")]
@@ -105,6 +113,9 @@ def featurestore_scale(root: Path, views: int, models: int, layout: str) -> dict
     url = f"sqlite:///{repo}/data/registry.db"
     load = run([sys.executable, "-c", _FS_LOAD, url, "scale"], repo, 600)
     out["snapshot_load"] = {**load, "in_process_s": float(load["last_line"].split()[0])}
+    if redis_url:
+        out["serving"] = serving(repo, root.parent / f"{root.name}_serving", redis_url, calls)
+        log(f"  featurestore {views}/{models} {layout} serving: {out['serving']}")
     return out
 
 
@@ -141,6 +152,89 @@ def ratios(fs: dict[str, Any], feast: dict[str, Any]) -> dict[str, float]:
         for step in fs
         if step in feast and "timed_out_after_s" not in feast[step] and feast[step]["wall_s"]
     }
+
+
+# -- serving -------------------------------------------------------------------------
+
+
+def start_server(repo: Path, redis_url: str) -> tuple[subprocess.Popen[bytes], int, float, str]:
+    """``featurestore serve`` on ``repo``: the process, its port, seconds to ready, a key."""
+    from featurestore import FeatureStore
+    from featurestore.devservices import free_port
+
+    text = (repo / "featurestore.yaml").read_text()
+    (repo / "featurestore.yaml").write_text(text.replace("redis://127.0.0.1:6379/0", redis_url))
+    with FeatureStore(repo) as store:
+        _credential, key = store.create_credential("model_0")
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [*FEATURESTORE, "serve", "-r", str(repo), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"featurestore serve on {repo} exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return proc, port, time.perf_counter() - t0, key
+        except OSError:
+            pass
+        time.sleep(0.02)
+
+
+def http_lookups(port: int, key: str, calls: int) -> list[float]:
+    body = orjson.dumps({"model": "model_0", "entities": {"user_id": [1]}})
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    samples = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/features", body, headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"lookup answered {response.status}")
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def pcts(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 3),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 3),
+    }
+
+
+def serving(big: Path, work: Path, redis_url: str, calls: int) -> dict[str, Any]:
+    small = write_repo(work / "small_registry", views=10, models=100)
+    run([*FEATURESTORE, "apply", "-r", str(small)], small, 600)
+    servers = {}
+    out: dict[str, Any] = {}
+    try:
+        for name, repo in (("big", big), ("small", small)):
+            proc, port, ready, key = start_server(repo, redis_url)
+            servers[name] = (proc, port, key)
+            out[f"{name}_start_to_ready_s"] = round(ready, 2)
+        samples: dict[str, list[float]] = {"big": [], "small": []}
+        for _ in range(10):  # alternate rounds: both see the same machine load
+            for name, (_proc, port, key) in servers.items():
+                samples[name] += http_lookups(port, key, max(1, calls // 10))
+        for name, (proc, _port, _key) in servers.items():
+            out[f"{name}_rss_mb"] = round(psutil.Process(proc.pid).memory_info().rss / 2**20)
+            out[f"{name}_lookup"] = pcts(samples[name])
+        out["lookup_p50_big_over_small"] = round(
+            out["big_lookup"]["p50_ms"] / out["small_lookup"]["p50_ms"], 3
+        )
+    finally:
+        for proc, _port, _key in servers.values():
+            proc.terminate()
+            proc.wait(30)
+    return out
 
 
 # -- many tenants -----------------------------------------------------------------------
@@ -251,11 +345,15 @@ def main() -> None:
     parser.add_argument("--feast-python", default="/tmp/feast-venv/bin/python")
     parser.add_argument("--feast-timeout", type=float, default=900.0, help="per Feast command")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-serving", action="store_true")
+    parser.add_argument("--calls", type=int, default=4000, help="HTTP lookups per server")
     parser.add_argument("--out", default=str(ROOT / "results" / "registry_scale.json"))
     args = parser.parse_args()
 
     result: dict[str, Any] = {"machine": machine(), "scales": {}}
     work = Path(tempfile.mkdtemp(prefix="registry-scale-"))
+    redis = None if args.skip_serving else start_redis()
+    redis_url = f"redis://127.0.0.1:{redis[2]}/0" if redis else None
     one_file = set(args.one_file_at.split(",")) if args.one_file_at else set()
     try:
         for scale in args.scales.split(","):
@@ -264,7 +362,9 @@ def main() -> None:
             for layout in layouts:
                 key = f"{views}_views_{models}_models_{layout}"
                 entry: dict[str, Any] = {"load_average_at_start": os.getloadavg()[0]}
-                entry["featurestore"] = featurestore_scale(work / key, views, models, layout)
+                entry["featurestore"] = featurestore_scale(
+                    work / key, views, models, layout, redis_url, args.calls
+                )
                 shutil.rmtree(work / key)
                 if not args.skip_feast and Path(args.feast_python).exists():
                     entry["feast"] = feast_scale(
@@ -291,6 +391,8 @@ def main() -> None:
             if not args.skip_postgres:
                 result["tenants"]["postgresql"] = postgres_tenants(work, count, models)
     finally:
+        if redis is not None:
+            redis[0].terminate()
         shutil.rmtree(work, ignore_errors=True)
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_result(result, args.out)
