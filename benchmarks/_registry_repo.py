@@ -20,10 +20,15 @@ _HEADER += "Int64, Model, ParquetSource\n"
 _ENTITY = 'user = Entity(name="user", join_key="user_id", dtype=Int64)\n'
 
 
-def view_block(i: int, *, dtype: str = "Float64") -> str:
-    fields = ", ".join(
+def fields_text(dtype: str) -> str:
+    """The 10 features (``Field`` reads the same in featurestore and Feast); f0 is ``dtype``."""
+    return ", ".join(
         f'Field(name="f{j}", dtype={dtype if j == 0 else "Float64"})' for j in range(FEATURES)
     )
+
+
+def view_block(i: int, *, dtype: str = "Float64") -> str:
+    fields = fields_text(dtype)
     return (
         f'src_{i} = ParquetSource(name="src_{i}", path="data/src_{i}", '
         'timestamp_field="event_timestamp")\n'
@@ -97,9 +102,7 @@ _FEAST_ENTITY = 'user = Entity(name="user", join_keys=["user_id"], value_type=Va
 
 
 def feast_view_block(i: int, *, dtype: str = "Float64") -> str:
-    fields = ", ".join(
-        f'Field(name="f{j}", dtype={dtype if j == 0 else "Float64"})' for j in range(FEATURES)
-    )
+    fields = fields_text(dtype)
     return (
         f'src_{i} = FileSource(name="src_{i}", path="data/src_{i}.parquet", '
         'timestamp_field="event_timestamp")\n'

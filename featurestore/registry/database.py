@@ -224,10 +224,13 @@ def rows_of(result: Result[Any]) -> Iterator[Any]:
         yield from part
 
 
-def _head_rows(project: str) -> Any:
+def _head_rows(project: str, *columns: str) -> Any:
+    """The project's heads joined to their revisions: the heads' ``columns`` (default: all
+    a Head needs) with the revision's spec and version."""
     r, h = t.revisions, t.heads
+    picked = [h.c[c] for c in columns or ("kind", "name", "revision", "status", "updated_at")]
     return (
-        select(h.c.kind, h.c.name, h.c.revision, h.c.status, h.c.updated_at, r.c.spec, r.c.version)
+        select(*picked, *([r.c.version] if columns else [r.c.spec, r.c.version]))
         .join(
             r,
             (r.c.project == h.c.project)
@@ -296,20 +299,8 @@ def _read_changes(
 ) -> tuple[dict[tuple[str, str], Head], dict[str, dict[int, ViewVersion]]] | None:
     """Heads and versions, the unchanged ones from ``previous``; None when so much changed
     that one full read is cheaper."""
-    r, h, v = t.revisions, t.heads, t.view_versions
-    rows = rows_of(
-        conn.execute(
-            select(h.c.kind, h.c.name, h.c.revision, h.c.status, r.c.version)
-            .join(
-                r,
-                (r.c.project == h.c.project)
-                & (r.c.kind == h.c.kind)
-                & (r.c.name == h.c.name)
-                & (r.c.revision == h.c.revision),
-            )
-            .where(h.c.project == project)
-        )
-    )
+    v = t.view_versions
+    rows = rows_of(conn.execute(_head_rows(project, "kind", "name", "revision", "status")))
     before = previous.heads
     heads: dict[tuple[str, str], Head] = {}
     stale: list[tuple[str, str]] = []
