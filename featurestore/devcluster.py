@@ -225,7 +225,7 @@ def form(
     """Join fresh nodes into a cluster (or find them joined), wait until it serves every slot."""
     begin = time.monotonic()
     note = "already formed"
-    if not formed(layout, password):
+    if not formed(layout, password, deadline):
         create(layout, password, cli, state_dir, deadline)
         note = "created"
     wait_ready(layout, password, state_dir, deadline, timeout)
@@ -239,30 +239,38 @@ def form(
     return [replace(head, detail=took + head.detail), *nodes, *results[count:]]
 
 
-def formed(layout: ClusterLayout, password: str | None) -> bool:
-    """False if every node is still a fresh, empty cluster of one; True if each knows all."""
-    known = []
-    for port in layout.all_ports:
-        try:
-            with _session(layout.bind_host, port, password) as query:
-                info = _fields(query("CLUSTER", "INFO"))
-        except Exception as exc:  # e.g. a node started with another password
+def formed(layout: ClusterLayout, password: str | None, deadline: float | None = None) -> bool:
+    """False if every node is still a fresh, empty cluster of one; True if each knows all.
+    A node that was just restarted rejoins by gossip, so a partly formed cluster is given
+    until ``deadline`` to converge before it is an error."""
+    while True:
+        known = [_known_nodes(layout, port, password) for port in layout.all_ports]
+        if all(k == (1, "0") for k in known):
+            return False
+        if all(n == len(layout.all_ports) for n, _ in known):
+            return True
+        if deadline is None or time.monotonic() >= deadline:
             raise DevServiceError(
-                f"The dev Redis Cluster node {fmt_addr(layout.host, port)} did not answer "
-                f"CLUSTER INFO ({type(exc).__name__}: {exc}). Check the password in "
-                "`online_store.redis_url`, or run `featurestore dev down` and `featurestore dev "
-                "up` again."
-            ) from exc
-        known.append((int(info.get("cluster_known_nodes", 1)), info.get("cluster_slots_assigned")))
-    if all(k == (1, "0") for k in known):
-        return False
-    if all(n == len(layout.all_ports) for n, _ in known):
-        return True
-    raise DevServiceError(
-        f"The dev Redis Cluster ({layout.describe()}) is only partly formed (nodes know "
-        f"{[n for n, _ in known]} nodes each). Run `featurestore dev down`, then `featurestore "
-        "dev up --redis-cluster N` again."
-    )
+                f"The dev Redis Cluster ({layout.describe()}) is only partly formed (nodes know "
+                f"{[n for n, _ in known]} nodes each). Run `featurestore dev down`, then "
+                "`featurestore dev up --redis-cluster N` again."
+            )
+        time.sleep(0.1)
+
+
+def _known_nodes(layout: ClusterLayout, port: int, password: str | None) -> tuple[int, Any]:
+    """What one node's CLUSTER INFO says: how many nodes it knows, how many slots assigned."""
+    try:
+        with _session(layout.bind_host, port, password) as query:
+            info = _fields(query("CLUSTER", "INFO"))
+    except Exception as exc:  # e.g. a node started with another password
+        raise DevServiceError(
+            f"The dev Redis Cluster node {fmt_addr(layout.host, port)} did not answer "
+            f"CLUSTER INFO ({type(exc).__name__}: {exc}). Check the password in "
+            "`online_store.redis_url`, or run `featurestore dev down` and `featurestore dev "
+            "up` again."
+        ) from exc
+    return int(info.get("cluster_known_nodes", 1)), info.get("cluster_slots_assigned")
 
 
 def create(
