@@ -290,3 +290,40 @@ def test_a_repo_with_kafka_and_ttls_converts_and_trains_identically(
     ours = assert_same_training_sets(out, kafka_feast_repo, entities, refs)
     tie = ours.filter(pa.compute.equal(ours.column("row_id"), 300)).to_pylist()[0]
     assert tie["amount"] == 2.0  # the later created time won the tie
+
+
+def test_feast_names_that_are_not_identifiers_are_renamed_and_reported(tmp_path: Path) -> None:
+    """Feast takes any string as a name ("Credit history", as in published repos); the
+    import renames such objects to identifiers, says so, and the result applies."""
+    feast_repo = tmp_path / "feast"
+    (feast_repo / "data").mkdir(parents=True)
+    (feast_repo / "feature_store.yaml").write_text(
+        "project: credit\nregistry: data/registry.db\nprovider: local\n"
+        "online_store:\n  type: sqlite\n  path: data/online.db\n"
+        "entity_key_serialization_version: 3\n"
+    )
+    (feast_repo / "definitions.py").write_text(
+        "from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType\n"
+        "from feast.types import Int64\n"
+        'person = Entity(name="person", join_keys=["person_id"], value_type=ValueType.INT64)\n'
+        'history = FileSource(name="Credit history", path="data/history.parquet",\n'
+        '    timestamp_field="event_timestamp")\n'
+        'credit = FeatureView(name="credit_history", entities=[person], source=history,\n'
+        '    schema=[Field(name="loans", dtype=Int64)])\n'
+        'scoring = FeatureService(name="credit-scoring v2", features=[credit])\n'
+        'scoring_too = FeatureService(name="credit scoring-v2", features=[credit])\n'
+    )
+    out = tmp_path / "imported"
+    report = import_feast(feast_repo, out)
+    assert ("FileSource", "Credit history") in report.converted
+    assert any("`Credit history` is named `Credit_history`" in n for n in report.notes)
+    with FeatureStore(out) as store:
+        store.apply()
+        snapshot = store.snapshot()
+        assert sorted(snapshot.active("source")) == ["Credit_history"]
+        assert snapshot.feature_view("credit_history").source.name == "Credit_history"
+        # Two Feast names that read alike stay two objects.
+        assert sorted(snapshot.active("feature_service")) == [
+            "credit_scoring_v2",
+            "credit_scoring_v2_2",
+        ]

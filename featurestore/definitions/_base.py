@@ -103,6 +103,11 @@ def first_not(kind: type | tuple[type, ...], items: tuple[object, ...]) -> objec
     return next((item for item in items if not isinstance(item, kind)), None)
 
 
+def is_name(text: str) -> bool:
+    """Whether ``text`` is a valid definition name (letters, digits, underscores)."""
+    return bool(_NAME.match(text))
+
+
 def check_name(kind: str, name: object) -> None:
     if not isinstance(name, str) or not _NAME.match(name):
         raise DefinitionError(

@@ -42,6 +42,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from featurestore.definitions._base import is_name
 from featurestore.errors import MissingExtraError, RepoError
 
 DEFINITIONS_FILE = "feast_imported.py"
@@ -205,6 +206,29 @@ class _Writer:
         self.entities: dict[str, str] = {}  # feast name -> identifier
         self.sources: dict[int, str] = {}  # id(feast source) -> identifier
         self.views: dict[str, tuple[str, set[str]]] = {}  # name -> (identifier, features)
+        self.renamed: dict[tuple[str, str], str] = {}  # (kind, Feast name) -> our name
+
+    def name(self, kind: str, raw: str) -> str:
+        """``raw`` as a featurestore name: Feast accepts any string ("Credit history"), we
+        take identifiers, so other names become one (unique per kind) and the report says
+        so; references to the object follow it."""
+        if is_name(raw):
+            return raw
+        key = (kind, raw)
+        if key not in self.renamed:
+            base = re.sub(r"\W+", "_", raw).strip("_") or kind.lower()
+            if base[0].isdigit():
+                base = f"_{base}"
+            taken = {n for (k, _), n in self.renamed.items() if k == kind}
+            name, n = base, 2
+            while name in taken:
+                name, n = f"{base}_{n}", n + 1
+            self.renamed[key] = name
+            self.report.notes.append(
+                f"{kind} `{raw}` is named `{name}` here: featurestore names are letters, "
+                "digits and underscores."
+            )
+        return self.renamed[key]
 
     def _path(self, raw: str) -> str:
         if "://" in raw:
@@ -222,7 +246,8 @@ class _Writer:
         ident = _identifier(e.name, self.names)
         self.dtypes.add(dtype)
         self.blocks.append(
-            f"{ident} = Entity(\n    name={_lit(e.name)},\n    join_key={_lit(e.join_key)},\n"
+            f"{ident} = Entity(\n    name={_lit(self.name('Entity', e.name))},\n"
+            f"    join_key={_lit(e.join_key)},\n"
             f"    dtype={dtype},\n{self._meta(e)})"
         )
         self.entities[e.name] = ident
@@ -285,7 +310,7 @@ class _Writer:
                     "converted; rename the columns in the data or in a transformation."
                 )
             self.blocks.append(
-                f"{ident} = ParquetSource(\n    name={_lit(s.name)},\n"
+                f"{ident} = ParquetSource(\n    name={_lit(self.name('Source', s.name))},\n"
                 f"    path={_lit(self._path(s.path))},\n"
                 f"    timestamp_field={_lit(s.timestamp_field)},\n"
                 + (f"    created_timestamp_field={_lit(created)},\n" if created else "")
@@ -338,7 +363,7 @@ class _Writer:
         if batch:
             extra += f"    batch_source={batch},\n"
         self.blocks.append(
-            f"{ident} = KafkaSource(\n    name={_lit(s.name)},\n"
+            f"{ident} = KafkaSource(\n    name={_lit(self.name('Source', s.name))},\n"
             f"    topic={_lit(s.kafka_options.topic)},\n"
             f"    timestamp_field={_lit(s.timestamp_field)},\n"
             f"    schema=[\n{''.join(fields)}    ],\n"
@@ -384,7 +409,7 @@ class _Writer:
             ttl = f"    ttl=timedelta(seconds={int(v.ttl.total_seconds())}),\n"
         ident = _identifier(v.name, self.names)
         self.blocks.append(
-            f"{ident} = FeatureView(\n    name={_lit(v.name)},\n"
+            f"{ident} = FeatureView(\n    name={_lit(self.name('FeatureView', v.name))},\n"
             f"    entities=[{', '.join(e for e in entities if e)}],\n    source={src},\n"
             f"    schema=[\n{''.join(fields)}    ],\n{ttl}"
             + ("" if v.online else "    online=False,\n")
@@ -420,7 +445,7 @@ class _Writer:
             )
         ident = _identifier(s.name, self.names)
         self.blocks.append(
-            f"{ident} = FeatureService(\n    name={_lit(s.name)},\n"
+            f"{ident} = FeatureService(\n    name={_lit(self.name('FeatureService', s.name))},\n"
             f"    features=[{', '.join(parts)}],\n{self._meta(s)})"
         )
         self.report.converted.append(("FeatureService", s.name))
