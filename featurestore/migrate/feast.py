@@ -124,8 +124,14 @@ class ImportReport:
 
 @contextmanager
 def _in_repo(path: Path) -> Iterator[None]:
-    """Feast imports a repo's files as modules relative to the working directory."""
+    """Feast imports a repo's files as modules relative to the working directory, by plain
+    names ("definitions", "features"): modules of those names from an earlier import (of
+    another repo, in a long-running process) are dropped before and after, or Feast would
+    read the earlier repo's objects."""
     cwd, sys_path = os.getcwd(), list(sys.path)
+    names = {".".join(f.relative_to(path).with_suffix("").parts) for f in path.rglob("*.py")}
+    for name in names:
+        sys.modules.pop(name, None)
     os.chdir(path)
     sys.path.insert(0, str(path))
     try:
@@ -133,6 +139,8 @@ def _in_repo(path: Path) -> Iterator[None]:
     finally:
         os.chdir(cwd)
         sys.path[:] = sys_path
+        for name in names:
+            sys.modules.pop(name, None)
 
 
 def load_feast_repo(path: Path) -> tuple[Any, str]:
