@@ -182,16 +182,21 @@ checkout = FeatureService(name="checkout", features=[last_payment, profile[["seg
 """
 
 
-@pytest.fixture
-def kafka_feast_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "kafka_feast"
+def feast_repo_at(repo: Path, project: str, definitions: str) -> Path:
+    """A Feast repo: local provider, SQLite online store, one ``definitions.py``."""
     (repo / "data").mkdir(parents=True)
     (repo / "feature_store.yaml").write_text(
-        "project: payments_feast\nregistry: data/registry.db\nprovider: local\n"
+        f"project: {project}\nregistry: data/registry.db\nprovider: local\n"
         "online_store:\n  type: sqlite\n  path: data/online.db\n"
         "entity_key_serialization_version: 3\n"
     )
-    (repo / "definitions.py").write_text(KAFKA_REPO)
+    (repo / "definitions.py").write_text(definitions)
+    return repo
+
+
+@pytest.fixture
+def kafka_feast_repo(tmp_path: Path) -> Path:
+    repo = feast_repo_at(tmp_path / "kafka_feast", "payments_feast", KAFKA_REPO)
     base = datetime(2026, 3, 1, tzinfo=UTC)
     rng = random.Random(9)
     payments = []
@@ -295,14 +300,9 @@ def test_a_repo_with_kafka_and_ttls_converts_and_trains_identically(
 def test_feast_names_that_are_not_identifiers_are_renamed_and_reported(tmp_path: Path) -> None:
     """Feast takes any string as a name ("Credit history", as in published repos); the
     import renames such objects to identifiers, says so, and the result applies."""
-    feast_repo = tmp_path / "feast"
-    (feast_repo / "data").mkdir(parents=True)
-    (feast_repo / "feature_store.yaml").write_text(
-        "project: credit\nregistry: data/registry.db\nprovider: local\n"
-        "online_store:\n  type: sqlite\n  path: data/online.db\n"
-        "entity_key_serialization_version: 3\n"
-    )
-    (feast_repo / "definitions.py").write_text(
+    feast_repo = feast_repo_at(
+        tmp_path / "feast",
+        "credit",
         "from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType\n"
         "from feast.types import Int64\n"
         'person = Entity(name="person", join_keys=["person_id"], value_type=ValueType.INT64)\n'
@@ -311,7 +311,7 @@ def test_feast_names_that_are_not_identifiers_are_renamed_and_reported(tmp_path:
         'credit = FeatureView(name="credit_history", entities=[person], source=history,\n'
         '    schema=[Field(name="loans", dtype=Int64)])\n'
         'scoring = FeatureService(name="credit-scoring v2", features=[credit])\n'
-        'scoring_too = FeatureService(name="credit scoring-v2", features=[credit])\n'
+        'scoring_too = FeatureService(name="credit scoring-v2", features=[credit])\n',
     )
     out = tmp_path / "imported"
     report = import_feast(feast_repo, out)
