@@ -296,6 +296,12 @@ def _location(obj: Any, root: Any = None) -> str | None:
     return f"{relative.replace(os.sep, '/')}:{loc.line}"
 
 
+def _where(obj: Any, root: Path) -> tuple[str | None, int | None]:
+    """The (file, line) of a Problem about ``obj``, from its location in the repo."""
+    path, _, line_text = (_location(obj, root) or "").rpartition(":")
+    return path or None, int(line_text) if line_text.isdigit() else None
+
+
 def _plan_plain(kind: str, obj: Any, snapshot: RegistrySnapshot, root: Path) -> Change:
     spec = obj.to_spec()
     head = snapshot.heads.get((kind, obj.name))
@@ -328,15 +334,13 @@ def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Cha
     head = snapshot.heads.get(("feature_view", view.name))
     known = snapshot.versions.get(view.name, {})
     next_version = max(known, default=0) + 1
-    if head is not None and head.status == ACTIVE:
-        current = known[head.version]  # type: ignore[index]
-        if current.fingerprint == fp and _comparable(head.spec) == _comparable(spec):
-            return Change(
-                "feature_view", view.name, ChangeKind.UNCHANGED, None, version=current.version
-            )
-    common = _ViewIdentity(
-        fingerprint=fp, version_spec=version_spec, location=_location(view, root)
-    )
+
+    def identity() -> _ViewIdentity:
+        # Built only for a change: an unchanged view (nearly all of them) needs no location.
+        return _ViewIdentity(
+            fingerprint=fp, version_spec=version_spec, location=_location(view, root)
+        )
+
     if head is None or head.status != ACTIVE:
         # A re-added view whose definition matches its last version keeps serving it.
         last = known.get(max(known)) if known else None
@@ -348,10 +352,10 @@ def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Cha
                 spec,
                 version=last.version,
                 notes=(f"reactivates v{last.version} (same definition)",),
-                **common,
+                **identity(),
             )
         return Change(
-            "feature_view", view.name, ChangeKind.NEW, spec, version=next_version, **common
+            "feature_view", view.name, ChangeKind.NEW, spec, version=next_version, **identity()
         )
     current = known[head.version]  # type: ignore[index]
     if current.fingerprint != fp:
@@ -364,7 +368,7 @@ def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Cha
             old_version=current.version,
             fields=diff_specs(current.version_spec, version_spec)
             + _shared_metadata_diff(head.spec, spec),
-            **common,
+            **identity(),
         )
     if _comparable(head.spec) != _comparable(spec):
         return Change(
@@ -374,9 +378,9 @@ def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Cha
             spec,
             version=current.version,
             fields=diff_specs(_metadata_only(head.spec), _metadata_only(spec)),
-            **common,
+            **identity(),
         )
-    raise AssertionError("unreachable: an unchanged view returned above")
+    return Change("feature_view", view.name, ChangeKind.UNCHANGED, None, version=current.version)
 
 
 def _plan_model(
@@ -482,10 +486,7 @@ def _check_pinned_references(
         for text, ref in zip(service.references, service.refs, strict=True):
             if ref.version is None:
                 continue
-            where = _location(service, contents.config.repo_path)
-            path, _, line_text = (where or "").rpartition(":")
-            line = int(line_text) if line_text.isdigit() else None
-            file = path or None
+            file, line = _where(service, contents.config.repo_path)
             if ref.version == new_versions.get(ref.view):
                 view = contents.feature_views[ref.view]
                 if view.field(ref.feature) is None:
@@ -535,15 +536,13 @@ def _check_policies(contents: RepoContents, problems: list[Problem]) -> None:
                     feature = attributes[key] = FeatureAttributes.of(view, ref.feature)
                 decision = decide(policies, default, feature, model)
                 if decision.effect == DENY:
-                    where = _location(model, contents.config.repo_path)
-                    file, _, line_text = (where or "").rpartition(":")
-                    line = int(line_text) if line_text.isdigit() else None
+                    file, line = _where(model, contents.config.repo_path)
                     problems.append(
                         Problem(
                             f"Model '{name}' would read {ref.view}:{ref.feature} (through "
                             f"service '{service}'), which {decision.because()} denies it. "
                             "Take the feature out of the service, or change the policy.",
-                            file or None,
+                            file,
                             line,
                         )
                     )
