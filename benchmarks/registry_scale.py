@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 import psutil
-from _interleaved import machine, start_redis, write_result
+from _interleaved import log, machine, percentiles, start_redis, write_result
 from _registry_repo import write_feast_repo, write_repo
 
 from featurestore.registry import Registry
@@ -202,14 +202,6 @@ def http_lookups(port: int, key: str, calls: int) -> list[float]:
     return samples
 
 
-def pcts(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 3),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 3),
-    }
-
-
 def serving(big: Path, work: Path, redis_url: str, calls: int) -> dict[str, Any]:
     small = write_repo(work / "small_registry", views=10, models=100)
     run([*FEATURESTORE, "apply", "-r", str(small)], small, 600)
@@ -226,7 +218,7 @@ def serving(big: Path, work: Path, redis_url: str, calls: int) -> dict[str, Any]
                 samples[name] += http_lookups(port, key, max(1, calls // 10))
         for name, (proc, _port, _key) in servers.items():
             out[f"{name}_rss_mb"] = round(psutil.Process(proc.pid).memory_info().rss / 2**20)
-            out[f"{name}_lookup"] = pcts(samples[name])
+            out[f"{name}_lookup"] = percentiles(samples[name])
         out["lookup_p50_big_over_small"] = round(
             out["big_lookup"]["p50_ms"] / out["small_lookup"]["p50_ms"], 3
         )
@@ -255,20 +247,15 @@ def polls(registry: Registry, project: str, seconds: float) -> dict[str, float]:
         registry.serial(project)
         samples.append(time.perf_counter() - t0)
         time.sleep(0.005)
-    samples.sort()
-    return {
-        "p50_ms": round(statistics.median(samples) * 1000, 3),
-        "p99_ms": round(samples[int(len(samples) * 0.99) - 1] * 1000, 3),
-        "polls": len(samples),
-    }
+    return percentiles(samples)
 
 
-def one_change_apply(registry: Registry, repo: Path, flip: int) -> float:
+def one_change_apply(registry: Registry, repo: Path, models: int, flip: int) -> float:
     """View 0's dtype flipped (Float32 on odd flips): one new version per apply."""
     write_repo(
         repo,
         views=10,
-        models=_tenant_models,
+        models=models,
         project="tenant_b",
         changed_view=0 if flip % 2 else None,
     )
@@ -280,12 +267,7 @@ def one_change_apply(registry: Registry, repo: Path, flip: int) -> float:
     return time.perf_counter() - t0
 
 
-_tenant_models = 1000
-
-
 def tenants(url: str, work: Path, count: int, models: int) -> dict[str, Any]:
-    global _tenant_models
-    _tenant_models = models
     registry = Registry(url)
     times = []
     for n in range(count):
@@ -299,7 +281,7 @@ def tenants(url: str, work: Path, count: int, models: int) -> dict[str, Any]:
     b_repo = work / "tenant_b"
     alone = {"polls": polls(registry, "tenant_b", 3.0)}
     alone["one_change_apply_s"] = round(
-        statistics.median(one_change_apply(registry, b_repo, i + 1) for i in range(3)), 3
+        statistics.median(one_change_apply(registry, b_repo, models, i + 1) for i in range(3)), 3
     )
     big = write_repo(work / "tenant_a", views=2000, models=20_000, project="tenant_a")
     load_repo(big)  # its bytecode cached, as on a second run
@@ -307,7 +289,7 @@ def tenants(url: str, work: Path, count: int, models: int) -> dict[str, Any]:
     during: dict[str, Any] = {"polls": polls(registry, "tenant_b", 2.0)}
     applies = []
     while proc.poll() is None:
-        applies.append(one_change_apply(registry, b_repo, len(applies)))
+        applies.append(one_change_apply(registry, b_repo, models, len(applies)))
     during["one_change_apply_s"] = round(statistics.median(applies), 3) if applies else None
     during["tenant_b_applies_during_a"] = len(applies)
     if proc.wait() != 0:
@@ -324,10 +306,6 @@ def tenants(url: str, work: Path, count: int, models: int) -> dict[str, Any]:
         "tenant_b_alone": alone,
         "tenant_b_during_tenant_a_first_apply_20k_models": during,
     }
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from typing import Any
 import psutil
 import pyarrow as pa
 from _interleaved import log, machine, start_redis
+from _interleaved import percentiles as interleaved_percentiles
 from _registry_repo import write_repo
 
 from featurestore import FeatureStore
@@ -79,13 +80,8 @@ def user_rows(features: int = 10) -> pa.Table:
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
-    samples = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(samples) * 1000, 3),
-        "p99_ms": round(samples[max(0, int(len(samples) * 0.99) - 1)] * 1000, 3),
-        "max_ms": round(samples[-1] * 1000, 3),
-        "n": len(samples),
-    }
+    """p50/p99 (the shared ones) and the worst sample: a reload's stalls show in the max."""
+    return {**interleaved_percentiles(samples), "max_ms": round(max(samples) * 1000, 3)}
 
 
 def lookups(client: Any, model: str, entity: dict[str, Any], calls: int) -> list[float]:
