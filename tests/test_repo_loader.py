@@ -824,3 +824,21 @@ def test_two_copies_of_a_repo_point_at_their_own_files(tmp_path: Path) -> None:
         for kind, name, obj in load_repo(repo):
             assert obj.location is not None, (kind, name)
             assert Path(obj.location.file).is_relative_to(repo.resolve()), (kind, name)
+
+
+def test_a_damaged_bytecode_cache_is_compiled_again(tmp_path: Path) -> None:
+    """A cache whose header is right but whose code is garbage (a copy cut short, a full
+    disk) must not make the repo unloadable with "bad marshal data"."""
+    import importlib.util
+    import marshal
+
+    repo = write_repo(tmp_path / "repo", BASE_REPO)
+    load_repo(repo)
+    cache = Path(importlib.util.cache_from_source(str(repo / "entities.py")))
+    data = cache.read_bytes()
+    for damaged in (data[:16] + b"\x00garbage", data[:16], data[: len(data) // 2]):
+        cache.write_bytes(damaged)
+        assert sorted(load_repo(repo).entities) == ["merchant", "user"]
+        again = cache.read_bytes()  # compiled again: the same header, code that loads
+        assert again[:16] == data[:16]
+        assert marshal.loads(again[16:]).co_filename == str(repo / "entities.py")
