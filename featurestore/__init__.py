@@ -18,12 +18,15 @@ from featurestore.definitions import (
     KafkaSource,
     Model,
     ModelMatch,
+    OnDemandFeatureView,
     ParquetSource,
     Policy,
+    RequestSource,
     expect_between,
     expect_in_set,
     expect_match_regex,
     expect_not_null,
+    on_demand_feature_view,
 )
 from featurestore.dtypes import (
     Array,
@@ -68,8 +71,10 @@ __all__ = [
     "KafkaSource",
     "Model",
     "ModelMatch",
+    "OnDemandFeatureView",
     "ParquetSource",
     "Policy",
+    "RequestSource",
     "String",
     "Timestamp",
     "UnixTimestamp",
@@ -78,5 +83,6 @@ __all__ = [
     "expect_in_set",
     "expect_match_regex",
     "expect_not_null",
+    "on_demand_feature_view",
     "parse_reference",
 ]

@@ -204,6 +204,13 @@ class SchemaMismatchError(FeatureStoreError, ValueError):
     http_status = 422
 
 
+class OnDemandViewError(FeatureStoreError, ValueError):
+    """An on-demand view was asked for what only stored views have (rows to materialize,
+    stream, push or clean up): its features are computed at lookup and training time."""
+
+    http_status = 422
+
+
 class EntityInputError(FeatureStoreError, ValueError):
     """Entity rows given to a training-data build or a lookup are unusable."""
 

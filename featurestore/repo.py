@@ -29,8 +29,10 @@ from featurestore.definitions import (
     FeatureView,
     KafkaSource,
     Model,
+    OnDemandFeatureView,
     ParquetSource,
     Policy,
+    RequestSource,
 )
 from featurestore.errors import FeatureStoreError, Problem, RepoLoadError, did_you_mean
 from featurestore.gcpause import gc_paused
@@ -54,12 +56,22 @@ class RepoContents:
         return self.of_kind("entity")
 
     @property
-    def sources(self) -> dict[str, ParquetSource | KafkaSource]:
+    def sources(self) -> dict[str, ParquetSource | KafkaSource | RequestSource]:
         return self.of_kind("source")
 
     @property
-    def feature_views(self) -> dict[str, FeatureView]:
+    def feature_views(self) -> dict[str, FeatureView | OnDemandFeatureView]:
+        """Stored and on-demand views: one namespace, as references see them."""
         return self.of_kind("feature_view")
+
+    @property
+    def stored_views(self) -> dict[str, FeatureView]:
+        """The views with data of their own (materialized or streamed)."""
+        return {n: v for n, v in self.feature_views.items() if isinstance(v, FeatureView)}
+
+    @property
+    def on_demand_views(self) -> dict[str, OnDemandFeatureView]:
+        return {n: v for n, v in self.feature_views.items() if isinstance(v, OnDemandFeatureView)}
 
     @property
     def feature_services(self) -> dict[str, FeatureService]:
@@ -148,6 +160,10 @@ class _Collector:
                     self.add(entity)
             if not isinstance(obj.source, str):
                 self.add(obj.source)
+        elif isinstance(obj, OnDemandFeatureView):
+            for source in obj.sources:
+                if isinstance(source, FeatureView | RequestSource):
+                    self.add(source)
         elif isinstance(obj, KafkaSource) and obj.batch_source is not None:
             self.add(obj.batch_source)
         elif isinstance(obj, Model):
@@ -187,6 +203,8 @@ class _Collector:
 def _check_views(c: _Collector) -> None:
     entities, sources = c.objects["entity"], c.objects["source"]
     for name, view in list(c.objects["feature_view"].items()):
+        if isinstance(view, OnDemandFeatureView):
+            continue  # after the stored views: its version binds theirs
         resolved_entities: list[Entity] = []
         for entity in view.entities:
             entity_name = entity if isinstance(entity, str) else entity.name
@@ -205,11 +223,66 @@ def _check_views(c: _Collector) -> None:
                 f"FeatureView '{name}' refers to unknown source '{view.source_name}'."
                 f"{did_you_mean(view.source_name, sources)}",
             )
+        elif isinstance(source, RequestSource):
+            c.problem(
+                view,
+                f"FeatureView '{name}' reads RequestSource '{source.name}', which has no "
+                "stored rows: request fields feed OnDemandFeatureViews only.",
+            )
+            continue
         if source is None or len(resolved_entities) != len(view.entities):
             continue
         resolved = dataclasses.replace(view, entities=resolved_entities, source=source)
         c.objects["feature_view"][name] = resolved
         _check_view_columns(c, resolved)
+    for view in list(c.objects["feature_view"].values()):
+        if isinstance(view, OnDemandFeatureView):
+            _check_on_demand(c, view)
+
+
+def _check_on_demand(c: _Collector, view: OnDemandFeatureView) -> None:
+    """Resolve an on-demand view's inputs (stored views of this repo) and bind their
+    versions; every problem is reported against the on-demand view."""
+    views = c.objects["feature_view"]
+    sources = c.objects["source"]
+    owner = f"OnDemandFeatureView '{view.name}'"
+    ok = True
+    for vi in view.inputs:
+        target = views.get(vi.view)
+        if target is None:
+            c.problem(
+                view,
+                f"{owner} reads unknown feature view '{vi.view}'.{did_you_mean(vi.view, views)}",
+            )
+            ok = False
+        elif isinstance(target, OnDemandFeatureView):
+            c.problem(
+                view,
+                f"{owner} reads on-demand view '{vi.view}'; inputs must be stored views "
+                "(compute both in one function instead).",
+            )
+            ok = False
+        elif not isinstance(target.source, ParquetSource | KafkaSource):
+            ok = False  # the view's own problem is reported
+        else:
+            for feature in vi.features:
+                if target.field(feature) is None:
+                    c.problem(
+                        view,
+                        f"{owner} reads '{vi.view}:{feature}', which that view does not have."
+                        f"{did_you_mean(feature, target.feature_names)}",
+                    )
+                    ok = False
+    for request in view.requests:
+        known = sources.get(request.name)
+        if known is not None and known is not request and known != request:
+            c.problem(
+                view,
+                f"{owner}: source name '{request.name}' is used by another source; rename one.",
+            )
+            ok = False
+    if ok:
+        c.objects["feature_view"][view.name] = view.resolve(views)
 
 
 def _check_view_columns(c: _Collector, view: FeatureView) -> None:

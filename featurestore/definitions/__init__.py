@@ -14,14 +14,18 @@ from featurestore.definitions.feature_service import FeatureService
 from featurestore.definitions.feature_view import FeatureProjection, FeatureView
 from featurestore.definitions.field import Field
 from featurestore.definitions.model import Model
+from featurestore.definitions.on_demand import OnDemandFeatureView, on_demand_feature_view
 from featurestore.definitions.policy import FeatureMatch, ModelMatch, Policy
+from featurestore.definitions.request_source import RequestSource
 from featurestore.definitions.sources import KafkaSource, ParquetSource
 
 Definition = (
     Entity
     | ParquetSource
     | KafkaSource
+    | RequestSource
     | FeatureView
+    | OnDemandFeatureView
     | FeatureService
     | Model
     | Policy
@@ -31,7 +35,9 @@ DEFINITION_TYPES = (
     Entity,
     ParquetSource,
     KafkaSource,
+    RequestSource,
     FeatureView,
+    OnDemandFeatureView,
     FeatureService,
     Model,
     Policy,
@@ -56,10 +62,13 @@ __all__ = [
     "KafkaSource",
     "Model",
     "ModelMatch",
+    "OnDemandFeatureView",
     "ParquetSource",
     "Policy",
+    "RequestSource",
     "expect_between",
     "expect_in_set",
     "expect_match_regex",
     "expect_not_null",
+    "on_demand_feature_view",
 ]

@@ -16,6 +16,7 @@ from featurestore.definitions._base import (
     set_location,
 )
 from featurestore.definitions.feature_view import FeatureProjection, FeatureView
+from featurestore.definitions.on_demand import OnDemandFeatureView
 from featurestore.errors import DefinitionError
 from featurestore.references import FeatureRef, parse_reference
 
@@ -31,7 +32,7 @@ class FeatureService:
     kind: ClassVar[str] = "feature_service"
 
     name: str
-    features: Sequence[FeatureView | FeatureProjection | str]
+    features: Sequence[FeatureView | OnDemandFeatureView | FeatureProjection | str]
     description: str = ""
     owner: str = ""
     tags: dict[str, str] = field(default_factory=dict)
@@ -43,7 +44,7 @@ class FeatureService:
         owner = f"FeatureService '{self.name}'"
         refs: list[FeatureRef] = []
         for item in self.features:
-            if isinstance(item, FeatureView):
+            if isinstance(item, FeatureView | OnDemandFeatureView):
                 refs.extend(FeatureRef(item.name, f) for f in item.feature_names)
             elif isinstance(item, FeatureProjection):
                 refs.extend(FeatureRef(item.view, f) for f in item.features)
@@ -51,7 +52,8 @@ class FeatureService:
                 refs.append(parse_reference(item))
             else:
                 raise DefinitionError(
-                    f"{owner}: features must be FeatureViews, view[[...]] projections or "
+                    f"{owner}: features must be FeatureViews, OnDemandFeatureViews, view[[...]] "
+                    "projections or "
                     f"'view:feature' strings (got {item!r})."
                 )
         if not refs:

@@ -102,7 +102,7 @@ def backfill(
 ) -> dict[str, int]:
     """Backfill the latest version of each named (default: every batch) view."""
     snapshot = store.snapshot()
-    names = views or sorted(snapshot.active("feature_view"))
+    names = views or snapshot.stored_views()
     written: dict[str, int] = {}
     for name in names:
         version = snapshot.latest_version(name)

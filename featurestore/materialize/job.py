@@ -86,7 +86,7 @@ def materialize(
             f"The window is empty: start {start.isoformat()} is not before end {end.isoformat()}."
         )
     snapshot = store.snapshot()
-    code = store.load_repo().feature_views  # transformations run from the repo's code
+    code = store.load_repo().stored_views  # transformations run from the repo's code
     ctx = JobContext(
         project=store.project,
         config=store.config,
@@ -134,6 +134,7 @@ def run_views(
     for name in names:
         if name not in batch_views:
             snapshot.view_head(name)  # unknown view: raises with did-you-mean
+            snapshot.feature_view(name)  # an on-demand view: raises saying so
             raise MaterializationError(
                 f"Feature view '{name}' is not fed by a ParquetSource; streaming views are "
                 f"materialized by `featurestore stream`. Batch views: {', '.join(batch_views)}."

@@ -24,6 +24,7 @@ from featurestore.errors import EntityInputError, SchemaMismatchError
 from featurestore.offline.table import DataFile, OfflineTable
 from featurestore.offline.timestamps import to_utc_us
 from featurestore.offline.writer import offline_schema, row_numbers
+from featurestore.online.on_demand import NO_ON_DEMAND, OnDemandPlan
 from featurestore.registry.snapshot import RegistrySnapshot, ResolvedFeature
 
 ROW = "__fs_row"
@@ -138,11 +139,14 @@ def build_request(
     *,
     timestamp_column: str = "event_timestamp",
     full_feature_names: bool = False,
+    on_demand: OnDemandPlan = NO_ON_DEMAND,
 ) -> JoinRequest:
     """Check the entity rows against the requested features and plan the join.
 
     Every problem with the input is raised here, naming the column, before
-    any data is read.
+    any data is read. With ``on_demand``, its computed features are not joined (they
+    are computed from the result: ``offline/on_demand.py``) and its hidden inputs are,
+    as columns named ``hidden_column(j)`` after the requested ones.
     """
     if entities.num_rows == 0:
         raise EntityInputError("The entity input has no rows; give at least one entity row.")
@@ -167,9 +171,12 @@ def build_request(
         raise EntityInputError("No features requested; pass features=[...], a service or a model.")
 
     by_view: dict[tuple[str, int], list[ResolvedFeature]] = {}
-    for feature in features:
+    joined = [f for i, f in enumerate(features) if i not in on_demand.computed]
+    for feature in [*joined, *on_demand.hidden]:
         by_view.setdefault((feature.view, feature.version), []).append(feature)
     names = _output_names(features, full_feature_names)
+    for j, hidden in enumerate(on_demand.hidden):
+        names[hidden.ref] = hidden_column(j)
     clash = sorted(set(names.values()) & set(entities.column_names))
     if clash:
         raise EntityInputError(
@@ -207,8 +214,13 @@ def build_request(
         )
     keyed = keyed.append_column(ROW, row_numbers(entities.num_rows))
     keyed = keyed.append_column(TS, ts)
-    order = tuple(names[f.ref] for f in features)
+    order = tuple(names[f.ref] for f in [*joined, *on_demand.hidden])
     return JoinRequest(keyed, timestamp_column, tuple(views), order)
+
+
+def hidden_column(j: int) -> str:
+    """The join's column of an on-demand view's j-th input that was not asked for."""
+    return f"__fs_input_{j}"
 
 
 def needs_dedupe(files: Sequence[DataFile]) -> list[DataFile]:

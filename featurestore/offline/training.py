@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from featurestore.errors import EntityInputError
 from featurestore.offline.join import OfflineEngine, build_request, read_entities
+from featurestore.online.on_demand import plan_on_demand
 from featurestore.registry import Registry, RegistrySnapshot, TrainingSetRecord
 from featurestore.registry.snapshot import ResolvedFeature
 
@@ -25,6 +26,9 @@ class TrainingSet:
 
     table: pa.Table | None
     record: TrainingSetRecord
+    # On-demand values that failed (null in the set), by view version: the function
+    # raised or returned no value or one of the wrong type.
+    on_demand_failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -93,6 +97,7 @@ def build_training_set(
         registry, snapshot, model, resolved, policy_default, full_feature_names
     )
     table = read_entities(entities, timestamp_column)
+    on_demand = plan_on_demand(snapshot, resolved)
     request = build_request(
         table,
         resolved,
@@ -100,8 +105,28 @@ def build_training_set(
         offline_root,
         timestamp_column=timestamp_column,
         full_feature_names=full_feature_names,
+        on_demand=on_demand,
     )
-    if output_path is not None:
+    failures: dict[str, int] = {}
+    if on_demand.steps:
+        from featurestore.offline.on_demand import add_on_demand
+
+        # Computed in memory from the whole join (a written set is written after).
+        names = [f"{f.view}__{f.feature}" if full_feature_names else f.feature for f in resolved]
+        result, failures = add_on_demand(
+            engine.join(request), on_demand, names, request.input_columns
+        )
+        rows = result.num_rows
+        if masks:
+            result = _mask_table(result, masks, mask_key)
+        if output_path is not None:
+            from featurestore.offline import parquet_io
+
+            path = Path(output_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            parquet_io.write_table(result, path)
+            result = None
+    elif output_path is not None:
         path = Path(output_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = engine.join_to_parquet(request, path)
@@ -145,10 +170,11 @@ def build_training_set(
                 "features": list(record.features),
                 "masked": sorted(masks),
                 "rows": rows,
+                **({"on_demand_failures": failures} if failures else {}),
             },
         )
     )
-    return TrainingSet(result, replace(record, id=record_id))
+    return TrainingSet(result, replace(record, id=record_id), failures)
 
 
 def _profiles(

@@ -26,6 +26,7 @@ from featurestore.online.catalog import Catalog
 from featurestore.online.commands import build_commands
 from featurestore.online.entities import DEFAULT_MAX_ENTITIES, entity_rows
 from featurestore.online.layout import drift_detail_key, drift_key
+from featurestore.online.on_demand import request_values
 from featurestore.online.plan import LookupPlan
 from featurestore.online.response import OnlineResponse, assemble
 from featurestore.online.serving_log import ServingLog
@@ -98,6 +99,7 @@ class OnlineClient:
         self._refresh_lock = threading.Lock()
         self._clock = clock
         self._usage = Usage()
+        self._failures: dict[str, int] = {}
         self._drift: dict[bytes, tuple[float, dict[str, Any]]] = {}
         self.drift_refresh_seconds = 1.0
         if api_key is not None:
@@ -150,11 +152,13 @@ class OnlineClient:
         full_feature_names: bool = False,
         api_key: str | None = None,
     ) -> OnlineResponse:
-        plan, rows, commands = self._prepare(entities, model, features, full_feature_names, api_key)
+        plan, rows, commands, requests = self._prepare(
+            entities, model, features, full_feature_names, api_key
+        )
         n = len(commands)  # the entity rows' commands, before the drift summary's
         fetch = self._drift_fetch(plan, commands)
         replies = read_through(self.cache, plan, commands, n, self.store.read)
-        return self._finish(plan, rows, replies, fetch)
+        return self._finish(plan, rows, replies, fetch, requests)
 
     async def get_online_features_async(
         self,
@@ -165,11 +169,13 @@ class OnlineClient:
         full_feature_names: bool = False,
         api_key: str | None = None,
     ) -> OnlineResponse:
-        plan, rows, commands = self._prepare(entities, model, features, full_feature_names, api_key)
+        plan, rows, commands, requests = self._prepare(
+            entities, model, features, full_feature_names, api_key
+        )
         n = len(commands)
         fetch = self._drift_fetch(plan, commands)
         replies = await read_through_async(self.cache, plan, commands, n, self.store.read_async)
-        return self._finish(plan, rows, replies, fetch)
+        return self._finish(plan, rows, replies, fetch, requests)
 
     def _prepare(
         self,
@@ -178,8 +184,9 @@ class OnlineClient:
         features: Sequence[str] | None,
         full_feature_names: bool,
         api_key: str | None,
-    ) -> tuple[LookupPlan, list[dict[str, Any]], list[tuple]]:
-        """The plan, the entity rows and the commands: all a lookup does before Redis."""
+    ) -> tuple[LookupPlan, list[dict[str, Any]], list[tuple], dict[str, list[Any]] | None]:
+        """The plan, the entity rows, the commands and the request fields (checked against
+        their RequestSources): all a lookup does before Redis."""
         self.maybe_refresh()
         try:
             plan = self.catalog.plan(
@@ -193,8 +200,13 @@ class OnlineClient:
             raise
         rows = entity_rows(entities, self.max_entities)
         commands = build_commands(plan, rows)
+        requests = None
+        if plan.on_demand.steps:
+            requests = {}
+            for step in plan.on_demand.steps:
+                requests.update(request_values(step, rows))
         self._usage.add(plan, len(rows))
-        return plan, rows, commands
+        return plan, rows, commands, requests
 
     def _drift_fetch(self, plan: LookupPlan, commands: list[tuple]) -> bool:
         """Read the model's drift summary in the lookup's own round trip, at most every
@@ -208,14 +220,21 @@ class OnlineClient:
         return True
 
     def _finish(
-        self, plan: LookupPlan, rows: list[dict[str, Any]], replies: list[Any], fetched: bool
+        self,
+        plan: LookupPlan,
+        rows: list[dict[str, Any]],
+        replies: list[Any],
+        fetched: bool,
+        requests: dict[str, list[Any]] | None = None,
     ) -> OnlineResponse:
         now = self._clock()
         if fetched:
             raw = replies.pop()
             summary = _loads(raw) if raw else {"status": "unknown", "reason": "not checked yet"}
             self._drift[plan.drift_key] = (time.monotonic(), summary)
-        response = assemble(plan, rows, replies, now)
+        response = assemble(plan, rows, replies, now, requests)
+        if response.errors:
+            self._count_failures(plan, response)
         if plan.drift_key:
             response.drift = self._drift[plan.drift_key][1]
         if plan.sample_rate and _random() < plan.sample_rate:
@@ -223,6 +242,20 @@ class OnlineClient:
 
             self.serving_log.offer(plan.served_key, encode_entry(plan, rows, response, now))
         return response
+
+    def _count_failures(self, plan: LookupPlan, response: OnlineResponse) -> None:
+        failures = self._failures
+        for o, messages in (response.errors or {}).items():
+            view = plan.refs[o].split(":", 1)[0]
+            failures[view] = failures.get(view, 0) + sum(m is not None for m in messages)
+
+    def on_demand_failures(self, *, reset: bool = False) -> dict[str, int]:
+        """Failed on-demand values (a function that raised or returned the wrong type),
+        by view version, since the client started (or the last ``reset``)."""
+        counts = dict(self._failures)
+        if reset:
+            self._failures.clear()
+        return counts
 
     @cached_property
     def serving_log(self) -> ServingLog:

@@ -15,6 +15,7 @@ from typing import Any
 
 from featurestore.errors import EntityInputError, FeatureNotServedOnline
 from featurestore.online.layout import ViewLayout, key_part, value_decoders
+from featurestore.online.on_demand import NO_ON_DEMAND, OnDemandPlan, plan_on_demand
 from featurestore.registry.snapshot import RegistrySnapshot, ResolvedFeature
 
 
@@ -57,10 +58,18 @@ class LookupPlan:
     sample_rate: float = 0.0  # of the serving log, when a drift monitor watches the model
     served_key: bytes = b""  # the serving log's stream
     drift_key: bytes = b""  # the model's drift summary, returned with each response
+    # On-demand features: computed after the round trip from the values read (requested
+    # ones, and hidden inputs in working columns width..) and the request fields.
+    on_demand: OnDemandPlan = NO_ON_DEMAND
 
     @property
     def width(self) -> int:
         return len(self.feature_names)
+
+    @property
+    def columns(self) -> int:
+        """Working columns of a lookup: the outputs, then hidden on-demand inputs."""
+        return len(self.feature_names) + len(self.on_demand.hidden)
 
     def key_dtype(self, join_key: str) -> str:
         for k in self.key_reads:
@@ -82,9 +91,12 @@ def compile_plan(
     full_feature_names: bool = False,
 ) -> LookupPlan:
     names = _output_names(features, full_feature_names)
+    on_demand = plan_on_demand(snapshot, features)
+    working = [*features, *on_demand.hidden]
     by_version: dict[tuple[str, int], list[int]] = {}
-    for i, f in enumerate(features):
-        by_version.setdefault((f.view, f.version), []).append(i)
+    for i, f in enumerate(working):
+        if i not in on_demand.computed:
+            by_version.setdefault((f.view, f.version), []).append(i)
     by_entities: dict[bytes, list[ViewRead]] = {}
     keys_of: dict[bytes, tuple[str, ...]] = {}
     dtypes_of: dict[bytes, tuple[str, ...]] = {}
@@ -97,7 +109,7 @@ def compile_plan(
             )
         layout = ViewLayout.from_view(snapshot.project, definition, version)
         stored = {name: i for i, name in enumerate(layout.features)}
-        positions = tuple(stored[features[i].feature] for i in outputs)
+        positions = tuple(stored[working[i].feature] for i in outputs)
         wanted = set(positions)
         decoders = tuple((pos, fn) for pos, fn in value_decoders(layout.dtypes) if pos in wanted)
         read = ViewRead(layout, positions, tuple(outputs), decoders, layout.ttl_us)
@@ -127,6 +139,7 @@ def compile_plan(
         dtypes=tuple(str(f.dtype) for f in features),
         join_keys=tuple(join_keys),
         key_reads=tuple(key_reads),
+        on_demand=on_demand,
     )
 
 

@@ -14,6 +14,7 @@ import msgpack
 import orjson
 
 from featurestore.online.layout import HEADER_SIZE
+from featurestore.online.on_demand import ERROR, run_step
 from featurestore.online.plan import LookupPlan
 from featurestore.times import from_micros
 
@@ -25,7 +26,7 @@ _unpackb = msgpack.unpackb
 
 
 class OnlineResponse:
-    __slots__ = ("drift", "entities", "event_us", "plan", "statuses", "values")
+    __slots__ = ("drift", "entities", "errors", "event_us", "plan", "statuses", "values")
 
     def __init__(
         self,
@@ -35,8 +36,12 @@ class OnlineResponse:
         statuses: list[list[str]],
         event_us: list[list[int | None]],
         drift: dict[str, Any] | None = None,
+        errors: dict[int, list[str | None]] | None = None,
     ) -> None:
         self.plan = plan
+        # On-demand features that failed: {output index: [message or None per row]}, for
+        # the outputs with a failure (their status is "error" in those rows).
+        self.errors = errors
         # The model's drift status when a monitor watches it: {"status": ok | warn | drift |
         # unknown, "features": {ref: status} for those not ok, "checked_at": ...}.
         self.drift = drift
@@ -68,6 +73,11 @@ class OnlineResponse:
     def status_dict(self) -> dict[str, list[str]]:
         return dict(zip(self.plan.feature_names, self.statuses, strict=True))
 
+    def error_dict(self) -> dict[str, list[str | None]]:
+        """Why on-demand features failed, by feature (only those with a failure)."""
+        names = self.plan.feature_names
+        return {names[o]: messages for o, messages in sorted((self.errors or {}).items())}
+
     def event_times(self) -> dict[str, list[Any]]:
         """Each value's event time as a UTC datetime (None where missing)."""
         return {
@@ -93,13 +103,16 @@ class OnlineResponse:
         }
         if self.drift is not None:
             metadata["drift"] = self.drift
+        results = [
+            {"values": v, "statuses": s, "event_timestamps": [when(us) for us in e]}
+            for v, s, e in zip(self.values, self.statuses, self.event_us, strict=True)
+        ]
+        for o, messages in (self.errors or {}).items():
+            results[o]["errors"] = messages
         return {
             "metadata": metadata,
             "entities": {k: [row.get(k) for row in self.entities] for k in self.plan.join_keys},
-            "results": [
-                {"values": v, "statuses": s, "event_timestamps": [when(us) for us in e]}
-                for v, s, e in zip(self.values, self.statuses, self.event_us, strict=True)
-            ],
+            "results": results,
         }
 
     def to_json(self) -> bytes:
@@ -121,12 +134,18 @@ def _json_default(value: Any) -> Any:
 
 
 def assemble(
-    plan: LookupPlan, rows: list[dict[str, Any]], replies: list[list[Any]], now: int
+    plan: LookupPlan,
+    rows: list[dict[str, Any]],
+    replies: list[list[Any]],
+    now: int,
+    requests: dict[str, list[Any]] | None = None,
 ) -> OnlineResponse:
     """The response from a lookup's replies (one per row and entity set, in command
-    order): values past their view's TTL are reported expired, masks applied."""
+    order): values past their view's TTL are reported expired, on-demand features
+    computed (from the values read and ``requests``, the checked request fields), masks
+    applied."""
     n = len(rows)
-    width = plan.width
+    width = plan.columns
     values: list[list[Any]] = [[None] * n for _ in range(width)]
     statuses: list[list[str]] = [[MISSING] * n for _ in range(width)]
     events: list[list[int | None]] = [[None] * n for _ in range(width)]
@@ -152,10 +171,47 @@ def assemble(
                     values[o][r] = data[p]
                     statuses[o][r] = PRESENT
                     events[o][r] = event
+    errors = None
+    if plan.on_demand.steps:
+        errors = compute_on_demand(plan, n, values, statuses, events, requests or {})
+        del values[plan.width :], statuses[plan.width :], events[plan.width :]
     if plan.masks:
         from featurestore.policy.engine import masker
 
         for o, how in plan.masks:
             mask = masker(how, plan.mask_key)
             values[o] = [mask(v) for v in values[o]]
-    return OnlineResponse(plan, rows, values, statuses, events)
+    return OnlineResponse(plan, rows, values, statuses, events, errors=errors)
+
+
+def compute_on_demand(
+    plan: LookupPlan,
+    n: int,
+    values: list[list[Any]],
+    statuses: list[list[str]],
+    events: list[list[int | None]],
+    requests: dict[str, list[Any]],
+) -> dict[int, list[str | None]] | None:
+    """Fill the on-demand outputs: values, status present (or error, with its message),
+    and as event time the latest of the row's input values' (None from requests only)."""
+    errors: dict[int, list[str | None]] | None = None
+    for step in plan.on_demand.steps:
+        inputs = {name: values[column] for name, column in step.inputs}
+        for name, _dtype, _source in step.requests:
+            inputs[name] = requests[name]
+        result = run_step(step, inputs, n)
+        input_events = [events[column] for _, column in step.inputs]
+        latest: list[int | None] = []
+        for r in range(n):
+            times = [t for e in input_events if (t := e[r]) is not None]
+            latest.append(max(times) if times else None)
+        for k, (_name, o, _dtype) in enumerate(step.outputs):
+            values[o] = result.values[k]
+            statuses[o] = [PRESENT] * n
+            events[o] = list(latest)
+            if result.errors is not None and any(m is not None for m in result.errors[k]):
+                failed = result.errors[k]
+                statuses[o] = [ERROR if m is not None else PRESENT for m in failed]
+                errors = errors or {}
+                errors[o] = failed
+    return errors

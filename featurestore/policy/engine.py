@@ -8,6 +8,11 @@ policy matches gets the project's ``policy.default`` (allow unless configured). 
 between policies of one effect go to the first by name, so a decision never depends on
 file order.
 
+An on-demand feature is derived from its inputs: unless a policy allows it explicitly
+(an allow rule that matches it, and no stronger rule), it gets the strictest of its own
+decision and its inputs' decisions, so a model denied (or masked) an input is denied (or
+masked) what is computed from it.
+
 Decisions are compiled per model and registry snapshot (``ModelDecisions``): lookups
 and training-set builds pay a dictionary lookup, never a rule evaluation.
 """
@@ -20,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from featurestore.definitions import FeatureView, Model, Policy
+from featurestore.definitions import FeatureView, Model, OnDemandFeatureView, Policy
 from featurestore.errors import PolicyDeniedError
 
 ALLOW, DENY, MASK = "allow", "deny", "mask"
@@ -33,11 +38,28 @@ class Decision:
     rule: str | None  # the deciding policy; None: the project default
     mask: str | None = None  # hash | redact, for mask
     reason: str = ""  # the policy's description
+    via: str = ""  # for a derived (on-demand) feature: the input that decided
 
     def because(self) -> str:
+        on = f" on its input {self.via}" if self.via else ""
         if self.rule is None:
-            return "the project's default policy"
-        return f"policy '{self.rule}'" + (f" ({self.reason})" if self.reason else "")
+            return f"the project's default policy{on}"
+        return f"policy '{self.rule}'" + (f" ({self.reason})" if self.reason else "") + on
+
+
+AnyView = FeatureView | OnDemandFeatureView
+
+
+def derived(own: Decision, inputs: Iterable[tuple[str, Decision]]) -> Decision:
+    """An on-demand feature's decision from its own and its inputs' ``(label, decision)``:
+    its own when a policy allows it explicitly, else the strictest."""
+    if own.effect == DENY or (own.effect == ALLOW and own.rule is not None):
+        return own
+    worst = own
+    for label, d in inputs:
+        if _RANK[d.effect] < _RANK[worst.effect]:
+            worst = Decision(d.effect, d.rule, d.mask, d.reason, via=label)
+    return worst
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +70,7 @@ class FeatureAttributes:
     owner: str
 
     @classmethod
-    def of(cls, view: FeatureView, feature: str) -> FeatureAttributes:
+    def of(cls, view: AnyView, feature: str) -> FeatureAttributes:
         field = view.field(feature)
         tags = {**view.tags, **(field.tags if field is not None else {})}
         return cls(view.name, feature, tags, view.owner)
@@ -80,7 +102,7 @@ class ModelDecisions:
         self.default = default
         self._cache: dict[tuple[str, int, str], Decision] = {}
 
-    def decision(self, view: FeatureView, version: int, feature: str) -> Decision:
+    def decision(self, view: AnyView, version: int, feature: str) -> Decision:
         key = (view.name, version, feature)
         found = self._cache.get(key)
         if found is None:
@@ -90,16 +112,14 @@ class ModelDecisions:
             self._cache[key] = found
         return found
 
-    def check(self, view: FeatureView, version: int, feature: str) -> Decision:
+    def check(self, view: AnyView, version: int, feature: str) -> Decision:
         """The decision, or PolicyDeniedError naming the rule."""
         d = self.decision(view, version, feature)
         if d.effect == DENY:
             raise self.denial(view, version, feature, d)
         return d
 
-    def denial(
-        self, view: FeatureView, version: int, feature: str, d: Decision
-    ) -> PolicyDeniedError:
+    def denial(self, view: AnyView, version: int, feature: str, d: Decision) -> PolicyDeniedError:
         return PolicyDeniedError(
             f"Model '{self.model.name}' may not use {view.name}@v{version}:{feature}: "
             f"denied by {d.because()}.",
@@ -127,8 +147,8 @@ def policy_decisions(
     decisions = model_decisions(snapshot, model, default)
     found = []
     for f in resolved:
-        view = snapshot.feature_view(f.view, f.version)
-        d = decisions.decision(view, f.version, f.feature)
+        view = snapshot.any_view(f.view, f.version)
+        d = feature_decision(snapshot, decisions, f)
         if d.effect == DENY:
             exc = decisions.denial(view, f.version, f.feature, d)
             if on_deny is not None:
@@ -136,6 +156,19 @@ def policy_decisions(
             raise exc
         found.append(d)
     return found
+
+
+def feature_decision(snapshot: Any, decisions: ModelDecisions, f: Any) -> Decision:
+    """The decision for one resolved feature (on-demand ones: derived from their inputs)."""
+    view = snapshot.any_view(f.view, f.version)
+    own = decisions.decision(view, f.version, f.feature)
+    if not isinstance(view, OnDemandFeatureView):
+        return own
+    inputs = (
+        (str(i), decisions.decision(snapshot.feature_view(i.view, i.version), i.version, i.feature))
+        for i in snapshot.on_demand_inputs(f.view, f.version)
+    )
+    return derived(own, inputs)
 
 
 def masks_of(decisions: Sequence[Decision]) -> list[tuple[int, str]]:

@@ -12,7 +12,7 @@ by surprise.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 import orjson
 
-from featurestore.definitions import KINDS, FeatureView
+from featurestore.definitions import KINDS, FeatureView, OnDemandFeatureView
 from featurestore.definitions.feature_view import fingerprint
 from featurestore.errors import FeatureStoreError, Problem, RepoLoadError
 from featurestore.gcpause import gc_paused
@@ -327,7 +327,9 @@ class _ViewIdentity(TypedDict):
     location: str | None
 
 
-def _plan_view(view: FeatureView, snapshot: RegistrySnapshot, root: Path) -> Change:
+def _plan_view(
+    view: FeatureView | OnDemandFeatureView, snapshot: RegistrySnapshot, root: Path
+) -> Change:
     spec = view.to_spec()
     version_spec = view.version_spec()
     fp = fingerprint(version_spec)
@@ -517,24 +519,32 @@ def _check_pinned_references(
 
 def _check_policies(contents: RepoContents, problems: list[Problem]) -> None:
     """A model whose services read a feature some policy denies it fails the plan."""
-    from featurestore.policy.engine import DENY, FeatureAttributes, decide
+    from featurestore.policy.engine import DENY, Decision, FeatureAttributes, decide, derived
 
     policies = list(contents.policies.values())
     default = contents.config.policy_default
     if not policies and default != DENY:
         return  # nothing can deny: skip deciding 100,000 models' features one by one
     attributes: dict[tuple[str, str], FeatureAttributes] = {}
+
+    def decide_one(view: Any, feature_name: str, model: Any) -> Decision:
+        key = (view.name, feature_name)
+        found = attributes.get(key)
+        if found is None:
+            found = attributes[key] = FeatureAttributes.of(view, feature_name)
+        return decide(policies, default, found, model)
+
     for name, model in sorted(contents.models.items()):
         for service in model.service_names:
             for ref in contents.feature_services[service].refs:
                 view = contents.feature_views.get(ref.view)
                 if view is None:
                     continue  # reported by the loader
-                key = (ref.view, ref.feature)
-                feature = attributes.get(key)
-                if feature is None:
-                    feature = attributes[key] = FeatureAttributes.of(view, ref.feature)
-                decision = decide(policies, default, feature, model)
+                decision = decide_one(view, ref.feature, model)
+                if isinstance(view, OnDemandFeatureView):
+                    decision = derived(
+                        decision, _input_decisions(view, contents, decide_one, model)
+                    )
                 if decision.effect == DENY:
                     file, line = _where(model, contents.config.repo_path)
                     problems.append(
@@ -546,3 +556,15 @@ def _check_policies(contents: RepoContents, problems: list[Problem]) -> None:
                             line,
                         )
                     )
+
+
+def _input_decisions(
+    view: OnDemandFeatureView, contents: RepoContents, decide_one: Any, model: Any
+) -> Iterator[tuple[str, Any]]:
+    """(label, decision) of each input of an on-demand view, for ``derived``."""
+    for vi in view.inputs:
+        source = contents.feature_views.get(vi.view)
+        if source is None:
+            continue  # reported by the loader
+        for feature in vi.features:
+            yield f"{vi.view}:{feature}", decide_one(source, feature, model)

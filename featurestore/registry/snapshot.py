@@ -22,12 +22,15 @@ from featurestore.definitions import (
     Model,
     Policy,
 )
+from featurestore.definitions.on_demand import ON_DEMAND, OnDemandFeatureView
+from featurestore.definitions.request_source import RequestSource
 from featurestore.definitions.sources import DataSource, source_from_spec
 from featurestore.dtypes import DType, parse_dtype
 from featurestore.errors import (
     FeatureNotFound,
     FeatureViewNotFound,
     ObjectNotFound,
+    OnDemandViewError,
     VersionNotFound,
     did_you_mean,
 )
@@ -232,6 +235,11 @@ class ViewVersion:
     def label(self) -> str:
         return f"{self.view}@v{self.version}"
 
+    @property
+    def on_demand(self) -> bool:
+        """Whether this is a version of an on-demand view (computed, never stored)."""
+        return self.version_spec.get("type") == ON_DEMAND
+
 
 def same_json(a: Any, b: Any) -> bool:
     """Whether two specs, each parsed or still JSON text, are equal. Text written by the
@@ -346,14 +354,26 @@ class RegistrySnapshot:
         return sorted(
             name
             for name in self._active.get("feature_view", {})
-            if isinstance(self.feature_view(name).source, KafkaSource)
+            if not self.view_version(name).on_demand
+            and isinstance(self.feature_view(name).source, KafkaSource)
+        )
+
+    def stored_views(self) -> list[str]:
+        """Active views with data of their own (not on-demand), by name."""
+        return sorted(
+            name
+            for name in self._active.get("feature_view", {})
+            if not self.view_version(name).on_demand
         )
 
     def entity(self, name: str) -> Entity:
         return Entity.from_spec(self.head("entity", name).spec)
 
-    def source(self, name: str) -> DataSource:
-        return source_from_spec(self.head("source", name).spec)
+    def source(self, name: str) -> DataSource | RequestSource:
+        spec = self.head("source", name).spec
+        if spec.get("type") == "request":
+            return RequestSource.from_spec(spec)
+        return source_from_spec(spec)
 
     def feature_service(self, name: str) -> FeatureService:
         return FeatureService.from_spec(self.head("feature_service", name).spec)
@@ -415,8 +435,59 @@ class RegistrySnapshot:
         return found
 
     def feature_view(self, view: str, version: int | None = None) -> FeatureView:
-        """The view as defined at ``version``, with entities and source resolved."""
-        return self.build_view(self.view_version(view, version))
+        """The stored view as defined at ``version``, with entities and source resolved
+        (OnDemandViewError for an on-demand view: see ``on_demand_view``)."""
+        vv = self.view_version(view, version)
+        if vv.on_demand:
+            raise OnDemandViewError(
+                f"{vv.label} is an on-demand view: its features are computed from "
+                f"{', '.join(i['view'] for i in vv.version_spec['inputs']) or 'request data'} "
+                "at lookup and training time, and it has no rows of its own to materialize, "
+                "stream, push or clean up."
+            )
+        return self.build_view(vv)
+
+    def any_view(self, view: str, version: int | None = None) -> FeatureView | OnDemandFeatureView:
+        """The view at ``version``, stored or on-demand (for what both have: names, tags,
+        owner, fields)."""
+        vv = self.view_version(view, version)
+        return self.on_demand_view(view, vv.version) if vv.on_demand else self.build_view(vv)
+
+    def on_demand_view(self, view: str, version: int | None = None) -> OnDemandFeatureView:
+        vv = self.view_version(view, version)
+        key = (vv.view, vv.version)
+        built = self._on_demand.get(key)
+        if built is None:
+            if not vv.on_demand:
+                raise OnDemandViewError(f"{vv.label} is a stored view, not an on-demand view.")
+            built = OnDemandFeatureView.from_spec(vv.spec, vv.version_spec)
+            self._on_demand[key] = built
+        return built
+
+    @cached_property
+    def _on_demand(self) -> dict[tuple[str, int], OnDemandFeatureView]:
+        return {}
+
+    def on_demand_inputs(self, view: str, version: int) -> list[ResolvedFeature]:
+        """The stored features an on-demand view version reads, at the input versions it
+        was applied with (bound by their fingerprints: a model pinned to it reads what it
+        was trained on, whatever the inputs' latest versions are)."""
+        vv = self.view_version(view, version)
+        out: list[ResolvedFeature] = []
+        for item in vv.version_spec["inputs"]:
+            name, wanted = item["view"], item["fingerprint"]
+            match = next(
+                (v for v in self.versions.get(name, {}).values() if v.fingerprint == wanted),
+                None,
+            )
+            if match is None:
+                raise VersionNotFound(
+                    f"{vv.label} reads {name} at a version that is no longer in the registry "
+                    f"(fingerprint {wanted}). Apply the repo again to rebind it."
+                )
+            for feature in item["features"]:
+                out.append(self.resolve(FeatureRef(name, feature, match.version)))
+        return out
 
     @cached_property
     def _built(self) -> dict[tuple[str, int], FeatureView]:
@@ -462,7 +533,11 @@ class RegistrySnapshot:
         for view, versions in sorted(self.versions.items()):
             head = self.heads.get(("feature_view", view))
             view_gone = head is None or head.status != ACTIVE
-            out += [vv for _, vv in sorted(versions.items()) if view_gone or vv.status != ACTIVE]
+            out += [
+                vv
+                for _, vv in sorted(versions.items())
+                if (view_gone or vv.status != ACTIVE) and not vv.on_demand
+            ]
         return out
 
     def resolve(self, ref: str | FeatureRef) -> ResolvedFeature:

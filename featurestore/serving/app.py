@@ -116,6 +116,7 @@ class Server:
     def record_metrics(self) -> None:
         """Move the counts kept in plain numbers (usage, lookups, the cache) into metrics."""
         metrics.record_usage(self.client.usage(reset=True))
+        metrics.record_on_demand_failures(self.client.on_demand_failures(reset=True))
         metrics.LOOKUP_STATS.flush()
         self.plan_stats.record(self.client.catalog)
         if self.client.cache is not None:

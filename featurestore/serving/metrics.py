@@ -203,6 +203,20 @@ def record_usage(usage: dict[tuple[str, str, str], tuple[int, int]]) -> None:
             FEATURE_VALUES.labels(*labels).inc(values)
 
 
+ON_DEMAND_FAILURES = Counter(
+    "featurestore_on_demand_failures_total",
+    "On-demand feature values that failed (the function raised, or returned no value or "
+    "one of the wrong type), by view version; the rest of each lookup was answered.",
+    ["view"],
+    registry=REGISTRY,
+)
+
+
+def record_on_demand_failures(failures: dict[str, int]) -> None:
+    for view, count in failures.items():
+        ON_DEMAND_FAILURES.labels(view).inc(count)
+
+
 def render() -> tuple[bytes, str]:
     LOOKUP_STATS.flush()
     if MULTIPROCESS:
