@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from featurestore.errors import FeatureNotFound, InvalidReferenceError, did_you_mean
-from featurestore.policy.engine import model_decisions
-from featurestore.references import parse_reference
+from featurestore.policy.engine import feature_decision, model_decisions
+from featurestore.references import FeatureRef, parse_reference
 
 
 def source_summary(source: dict[str, Any]) -> dict[str, Any]:
@@ -100,10 +100,45 @@ def _training_set(ts: Any, features: list[str] | None = None) -> dict[str, Any]:
 def _decision(
     snapshot: Any, model: str, view: str, version: int, feature: str, default: str
 ) -> dict[str, Any]:
-    d = model_decisions(snapshot, model, default).decision(
-        snapshot.feature_view(view, version), version, feature
-    )
-    return {"decision": d.effect, "rule": d.rule, "mask": d.mask}
+    decisions = model_decisions(snapshot, model, default)
+    d = feature_decision(snapshot, decisions, snapshot.resolve(FeatureRef(view, feature, version)))
+    out = {"decision": d.effect, "rule": d.rule, "mask": d.mask}
+    return {**out, "via": d.via} if d.via else out
+
+
+def _version_entry(snapshot: Any, offline_root: Path, vv: Any, feature: str) -> dict[str, Any]:
+    return {
+        "version": vv.version,
+        "status": vv.status,
+        "dtype": str(vv.feature_dtypes[feature]),
+        "created_at": vv.created_at,
+        "retired_at": vv.retired_at,
+        "source": source_summary(vv.version_spec.get("source", {})),
+        "transformation": vv.version_spec.get("transformation"),
+        **({"on_demand": _on_demand(snapshot, vv)} if vv.on_demand else {}),
+        "aggregation": _aggregation(
+            next(
+                (a for a in vv.version_spec.get("aggregations") or [] if a["name"] == feature),
+                None,
+            )
+        ),
+        "offline": offline_state(offline_root, snapshot.project, vv.view, vv.version),
+    }
+
+
+def _on_demand(snapshot: Any, vv: Any) -> dict[str, Any] | None:
+    """What an on-demand version computes from: its function, inputs and request fields."""
+    if not vv.on_demand:
+        return None
+    spec = vv.version_spec
+    return {
+        "mode": spec["mode"],
+        "function": spec["function"],
+        "inputs": [str(r) for r in snapshot.on_demand_inputs(vv.view, vv.version)],
+        "request_fields": [
+            f"{r['name']}.{f['name']} ({f['dtype']})" for r in spec["request"] for f in r["schema"]
+        ],
+    }
 
 
 def feature_lineage(
@@ -159,29 +194,7 @@ def feature_lineage(
     return {
         "project": project,
         "feature": f"{view}:{feature}",
-        "versions": [
-            {
-                "version": vv.version,
-                "status": vv.status,
-                "dtype": str(vv.feature_dtypes[feature]),
-                "created_at": vv.created_at,
-                "retired_at": vv.retired_at,
-                "source": source_summary(vv.version_spec.get("source", {})),
-                "transformation": vv.version_spec.get("transformation"),
-                "aggregation": _aggregation(
-                    next(
-                        (
-                            a
-                            for a in vv.version_spec.get("aggregations") or []
-                            if a["name"] == feature
-                        ),
-                        None,
-                    )
-                ),
-                "offline": offline_state(offline_root, project, view, vv.version),
-            }
-            for vv in versions
-        ],
+        "versions": [_version_entry(snapshot, offline_root, vv, feature) for vv in versions],
         "materialization_runs": [_run(r) for r in runs],
         "training_sets": builds,
         "models": models,
@@ -207,7 +220,7 @@ def model_lineage(
     serving = []
     for r in served:
         vv = snapshot.view_version(r.view, r.version)
-        d = decisions.decision(snapshot.feature_view(r.view, r.version), r.version, r.feature)
+        d = feature_decision(snapshot, decisions, r)
         run = last_run.get((r.view, r.version))
         serving.append(
             {
@@ -215,7 +228,9 @@ def model_lineage(
                 "dtype": str(r.dtype),
                 "decision": d.effect,
                 "rule": d.rule,
+                **({"via": d.via} if d.via else {}),
                 "source": source_summary(vv.version_spec.get("source", {})),
+                **({"on_demand": _on_demand(snapshot, vv)} if vv.on_demand else {}),
                 "last_materialization": _run(run) if run else None,
                 "offline": offline[(r.view, r.version)],
             }

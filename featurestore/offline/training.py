@@ -107,37 +107,9 @@ def build_training_set(
         full_feature_names=full_feature_names,
         on_demand=on_demand,
     )
-    failures: dict[str, int] = {}
-    if on_demand.steps:
-        from featurestore.offline.on_demand import add_on_demand
-
-        # Computed in memory from the whole join (a written set is written after).
-        names = [f"{f.view}__{f.feature}" if full_feature_names else f.feature for f in resolved]
-        result, failures = add_on_demand(
-            engine.join(request), on_demand, names, request.input_columns
-        )
-        rows = result.num_rows
-        if masks:
-            result = _mask_table(result, masks, mask_key)
-        if output_path is not None:
-            from featurestore.offline import parquet_io
-
-            path = Path(output_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            parquet_io.write_table(result, path)
-            result = None
-    elif output_path is not None:
-        path = Path(output_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = engine.join_to_parquet(request, path)
-        result = None
-        if masks:
-            _mask_file(path, masks, mask_key)
-    else:
-        result = engine.join(request)
-        rows = result.num_rows
-        if masks:
-            result = _mask_table(result, masks, mask_key)
+    result, rows, failures = _join(
+        engine, request, on_demand, resolved, full_feature_names, masks, mask_key, output_path
+    )
     record = TrainingSetRecord(
         project=snapshot.project,
         model=model,
@@ -175,6 +147,48 @@ def build_training_set(
         )
     )
     return TrainingSet(result, replace(record, id=record_id), failures)
+
+
+def _join(
+    engine: OfflineEngine,
+    request: Any,
+    on_demand: Any,
+    resolved: Sequence[ResolvedFeature],
+    full_feature_names: bool,
+    masks: dict[str, str],
+    mask_key: bytes,
+    output_path: str | os.PathLike[str] | None,
+) -> tuple[pa.Table | None, int, dict[str, int]]:
+    """The joined (and on-demand computed, and masked) set, or its row count once written
+    to ``output_path``; and the failed on-demand values per view version."""
+    path = Path(output_path) if output_path is not None else None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if on_demand.steps:
+        from featurestore.offline.on_demand import add_on_demand
+
+        # Computed in memory from the whole join (a written set is written after).
+        names = [f"{f.view}__{f.feature}" if full_feature_names else f.feature for f in resolved]
+        result, failures = add_on_demand(
+            engine.join(request), on_demand, names, request.input_columns
+        )
+        if masks:
+            result = _mask_table(result, masks, mask_key)
+        if path is None:
+            return result, result.num_rows, failures
+        from featurestore.offline import parquet_io
+
+        parquet_io.write_table(result, path)
+        return None, result.num_rows, failures
+    if path is not None:
+        rows = engine.join_to_parquet(request, path)
+        if masks:
+            _mask_file(path, masks, mask_key)
+        return None, rows, {}
+    result = engine.join(request)
+    if masks:
+        result = _mask_table(result, masks, mask_key)
+    return result, result.num_rows, {}
 
 
 def _profiles(
