@@ -43,7 +43,11 @@ def by_row(table: pa.Table, columns: list[str]) -> dict[int, tuple[Any, ...]]:
 
 
 def assert_same_training_sets(
-    ours_repo: Path, feast_repo: Path, entities: pa.Table, refs: list[str]
+    ours_repo: Path,
+    feast_repo: Path,
+    entities: pa.Table,
+    refs: list[str],
+    request_fields: tuple[str, ...] = (),
 ) -> pa.Table:
     """Both tools' point-in-time joins of ``entities`` (with a row_id) give equal values on
     every row both return. featurestore returns every input row; Feast's file offline
@@ -59,7 +63,9 @@ def assert_same_training_sets(
     assert set(feast) <= set(mine)
     differing = {i: (mine[i], feast[i]) for i in feast if mine[i] != feast[i]}
     assert not differing, f"{len(differing)} rows differ, e.g. {list(differing.items())[:3]}"
-    keys = [c for c in entities.column_names if c not in ("row_id", "event_timestamp")]
+    keys = [
+        c for c in entities.column_names if c not in ("row_id", "event_timestamp", *request_fields)
+    ]
     pairs = collections.Counter(
         (*(r[k] for k in keys), r["event_timestamp"]) for r in entities.to_pylist()
     )
@@ -79,7 +85,7 @@ def test_the_feast_init_repo_converts_and_trains_identically(tmp_path: Path) -> 
     out = tmp_path / "imported"
     result = CliRunner().invoke(app, ["import-feast", str(feast_repo), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "OnDemandFeatureView transformed_conv_rate" in result.output
+    assert "OnDemandFeatureView transformed_conv_rate" not in result.output  # converted
     report = (out / "IMPORT_REPORT.md").read_text()
     for expected in (
         "FeatureView `driver_hourly_stats`",
@@ -87,6 +93,8 @@ def test_the_feast_init_repo_converts_and_trains_identically(tmp_path: Path) -> 
         "LabelView `driver_quality_labels`",
         "field `driver_metadata` (Map) left out",
         "push source `driver_stats_push_source`",
+        "OnDemandFeatureView `transformed_conv_rate`",
+        "RequestSource `vals_to_add`",
     ):
         assert expected in report
     with FeatureStore(out) as store:
@@ -110,12 +118,25 @@ def test_the_feast_init_repo_converts_and_trains_identically(tmp_path: Path) -> 
         )
         rows.append({"row_id": i, "driver_id": rng.choice(drivers), "event_timestamp": at})
     rows.append({"row_id": 300, "driver_id": 999_999, "event_timestamp": times[0]})
+    for r in rows:  # the request fields of its on-demand view
+        r["val_to_add"], r["val_to_add_2"] = r["row_id"] % 7, 10 * (r["row_id"] % 3)
     entities = pa.Table.from_pylist(
         rows,
-        pa.schema([("row_id", pa.int64()), ("driver_id", pa.int64()), ("event_timestamp", UTC_US)]),
+        pa.schema(
+            [
+                ("row_id", pa.int64()),
+                ("driver_id", pa.int64()),
+                ("event_timestamp", UTC_US),
+                ("val_to_add", pa.int64()),
+                ("val_to_add_2", pa.int64()),
+            ]
+        ),
     )
     refs = [f"driver_hourly_stats:{f}" for f in ("conv_rate", "acc_rate", "avg_daily_trips")]
-    assert_same_training_sets(out, feast_repo, entities, refs)
+    refs += [f"transformed_conv_rate:conv_rate_plus_val{i}" for i in (1, 2)]
+    assert_same_training_sets(
+        out, feast_repo, entities, refs, request_fields=("val_to_add", "val_to_add_2")
+    )
 
 
 KAFKA_REPO = """

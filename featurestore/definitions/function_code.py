@@ -19,11 +19,11 @@ import builtins
 import dis
 import hashlib
 import inspect
-import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import CodeType
 from typing import Any
 
@@ -56,6 +56,25 @@ def function_code(fn: Callable[..., Any], owner: str) -> FunctionCode:
     """The carried code of ``fn``; DefinitionError naming ``owner`` if it cannot travel."""
     if isinstance(fn, FunctionCode):
         return fn
+    preamble, definition = carried_parts(fn, owner)
+    name = fn.__name__
+    code = "\n".join([*preamble, definition])
+    fingerprint = hashlib.sha256(_canonical(code).encode()).hexdigest()[:16]
+    carried = FunctionCode(name, textwrap.dedent(inspect.getsource(fn)), code, fingerprint)
+    try:
+        rebuild(carried)
+    except Exception as exc:
+        raise DefinitionError(
+            f"{owner}: function '{name}' does not rebuild from its carried code "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
+    return carried
+
+
+def carried_parts(fn: Callable[..., Any], owner: str) -> tuple[list[str], str]:
+    """What the registry carries of ``fn``: the import statements and constant assignments
+    it needs (one per line), and its bare definition (no decorators, annotations or
+    docstring). ``import-feast`` writes the same parts into a converted repo."""
     name = getattr(fn, "__name__", repr(fn))
     code_obj = getattr(fn, "__code__", None)
     if not inspect.isfunction(fn) or code_obj is None or name == "<lambda>":
@@ -77,11 +96,10 @@ def function_code(fn: Callable[..., Any], owner: str) -> FunctionCode:
         ) from exc
     definition = _bare_definition(source, name, owner)
     module_globals = fn.__globals__
-    used = sorted(_global_names(code_obj))
-    imports = _module_imports(fn)
+    imports = _module_imports(code_obj.co_filename)
     lines: list[str] = []
     missing: list[str] = []
-    for used_name in used:
+    for used_name in sorted(_global_names(code_obj)):
         if used_name in imports:
             lines.append(imports[used_name])
         elif used_name in module_globals and _is_constant(module_globals[used_name]):
@@ -97,17 +115,7 @@ def function_code(fn: Callable[..., Any], owner: str) -> FunctionCode:
             "not other module-level objects: move them inside the function, or import them "
             "from an installed package."
         )
-    code = "\n".join([*dict.fromkeys(lines), definition])
-    fingerprint = hashlib.sha256(_canonical(code).encode()).hexdigest()[:16]
-    carried = FunctionCode(name, source, code, fingerprint)
-    try:
-        rebuild(carried)
-    except Exception as exc:
-        raise DefinitionError(
-            f"{owner}: function '{name}' does not rebuild from its carried code "
-            f"({type(exc).__name__}: {exc})."
-        ) from exc
-    return carried
+    return list(dict.fromkeys(lines)), definition
 
 
 def _bare_definition(source: str, name: str, owner: str) -> str:
@@ -166,12 +174,12 @@ def _global_names(code: CodeType) -> set[str]:
     return names
 
 
-def _module_imports(fn: Callable[..., Any]) -> dict[str, str]:
-    """Bound name -> the import statement binding it, from the top level of fn's module."""
-    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+def _module_imports(filename: str) -> dict[str, str]:
+    """Bound name -> the import statement binding it, from the top level of a module's
+    file (read from the file: the module may be gone from sys.modules, as Feast's are)."""
     try:
-        text = inspect.getsource(module) if module is not None else ""
-    except (OSError, TypeError):
+        text = Path(filename).read_text()
+    except (OSError, UnicodeDecodeError):
         text = ""
     try:
         tree = ast.parse(text)

@@ -12,14 +12,21 @@ FileSource             ParquetSource (relative paths made absolute: they were th
 KafkaSource (JSON)     KafkaSource with the message schema parsed from ``schema_json``,
                        ``watermark_delay_threshold`` as ``allowed_lateness``, the batch
                        source as ``batch_source``
-PushSource             the view reads its batch source (pushes have no equivalent)
+PushSource             the view reads its batch source and is tagged ``feast_push_source``:
+                       pushes reach it (``POST /v1/push``, or Feast's ``POST /push`` by
+                       the push source's name)
 FeatureView            FeatureView (name, entities, schema, ttl, online, tags, owner,
                        description); Map, Json and Struct fields are left out
+OnDemandFeatureView    OnDemandFeatureView with the same function, mode and outputs
+                       (``feast_on_demand.py``)
+RequestSource          RequestSource
 FeatureService         FeatureService over the converted views' features
-OnDemandFeatureView,   not converted: reported (their Python runs at request time)
-StreamFeatureView,
-LabelView, BatchFeatureView, RequestSource, Permission
+StreamFeatureView,     not converted: reported
+LabelView, BatchFeatureView, Permission
 =====================  ==================================================================
+
+Names Feast accepts and featurestore does not ("Credit history") are made identifiers,
+unique among the names of their kind, and references follow; the report lists them.
 
 Output: one definitions file, ``featurestore.yaml`` (the Feast project's name, local
 defaults) and ``IMPORT_REPORT.md``. The result is loaded back before it is kept, so a
@@ -29,7 +36,6 @@ conversion that featurestore would refuse is reported, not written.
 from __future__ import annotations
 
 import importlib
-import json
 import keyword
 import os
 import re
@@ -44,25 +50,11 @@ from typing import Any
 
 from featurestore.definitions._base import is_name
 from featurestore.errors import MissingExtraError, RepoError
+from featurestore.migrate import feast_on_demand
+from featurestore.migrate.feast_on_demand import TYPES, lit
 
 DEFINITIONS_FILE = "feast_imported.py"
 REPORT_FILE = "IMPORT_REPORT.md"
-# Feast's primitive types, by their str(), to featurestore's dtype names.
-_TYPES = {
-    "Int32": "Int32",
-    "Int64": "Int64",
-    "Float32": "Float32",
-    "Float64": "Float64",
-    "String": "String",
-    "Bool": "Bool",
-    "Bytes": "Bytes",
-    "UnixTimestamp": "UnixTimestamp",
-    "Array(Float32)": "Array(Float32)",
-    "Array(Float64)": "Array(Float64)",
-    "Array(Int64)": "Array(Int64)",
-    "Array(Int32)": "Array(Int32)",
-    "Array(String)": "Array(String)",
-}
 # Spark DDL types in a Kafka source's schema_json.
 _DDL_TYPES = {
     "int": "Int32",
@@ -167,17 +159,6 @@ def load_feast_repo(path: Path) -> tuple[Any, str]:
     return contents, config.project
 
 
-def _lit(value: Any) -> str:
-    """A Python literal in the style of the definitions we write (double quotes)."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_lit(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_lit(k)}: {_lit(v)}" for k, v in value.items()) + "}"
-    return repr(value)
-
-
 def _identifier(name: str, taken: set[str]) -> str:
     ident = re.sub(r"\W", "_", name)
     if not ident or ident[0].isdigit() or keyword.iskeyword(ident):
@@ -215,6 +196,16 @@ class _Writer:
         self.sources: dict[int, str] = {}  # id(feast source) -> identifier
         self.views: dict[str, tuple[str, set[str]]] = {}  # name -> (identifier, features)
         self.renamed: dict[tuple[str, str], str] = {}  # (kind, Feast name) -> our name
+        # Per kind, the names in use: Feast's valid ones (reserved up front) and renames.
+        self.taken: dict[str, set[str]] = {}
+        self.preamble: list[str] = []  # imports and constants on-demand functions use
+        self.requests: dict[str, str | None] = {}  # request source name -> identifier
+        self.push_sources: dict[str, str] = {}  # view -> the Feast push source it read
+        self.on_demand_names: set[str] = set()
+
+    def reserve(self, kind: str, names: Any) -> None:
+        """Feast names that are valid here keep their name: renames must avoid them."""
+        self.taken.setdefault(kind, set()).update(n for n in names if is_name(n))
 
     def name(self, kind: str, raw: str) -> str:
         """``raw`` as a featurestore name: Feast accepts any string ("Credit history"), we
@@ -227,10 +218,11 @@ class _Writer:
             base = re.sub(r"\W+", "_", raw).strip("_") or kind.lower()
             if base[0].isdigit():
                 base = f"_{base}"
-            taken = {n for (k, _), n in self.renamed.items() if k == kind}
+            taken = self.taken.setdefault(kind, set())
             name, n = base, 2
             while name in taken:
                 name, n = f"{base}_{n}", n + 1
+            taken.add(name)
             self.renamed[key] = name
             self.report.notes.append(
                 f"{kind} `{raw}` is named `{name}` here: featurestore names are letters, "
@@ -254,8 +246,8 @@ class _Writer:
         ident = _identifier(e.name, self.names)
         self.dtypes.add(dtype)
         self.blocks.append(
-            f"{ident} = Entity(\n    name={_lit(self.name('Entity', e.name))},\n"
-            f"    join_key={_lit(e.join_key)},\n"
+            f"{ident} = Entity(\n    name={lit(self.name('Entity', e.name))},\n"
+            f"    join_key={lit(e.join_key)},\n"
             f"    dtype={dtype},\n{self._meta(e)})"
         )
         self.entities[e.name] = ident
@@ -283,15 +275,17 @@ class _Writer:
         )
         return "Int64"
 
-    def _meta(self, obj: Any, indent: str = "    ") -> str:
+    def _meta(self, obj: Any, indent: str = "    ", push_source: str | None = None) -> str:
         out = ""
         for attr in ("description", "owner"):
             value = getattr(obj, attr, "") or ""
             if value:
-                out += f"{indent}{attr}={_lit(value)},\n"
+                out += f"{indent}{attr}={lit(value)},\n"
         tags = dict(getattr(obj, "tags", {}) or {})
+        if push_source:
+            tags["feast_push_source"] = push_source
         if tags:
-            out += f"{indent}tags={_lit(tags)},\n"
+            out += f"{indent}tags={lit(tags)},\n"
         return out
 
     def source(self, s: Any, view: str) -> str | None:
@@ -302,10 +296,12 @@ class _Writer:
         if kind == "PushSource":
             batch = self.source(s.batch_source, view) if s.batch_source else None
             if batch:
+                self.push_sources[view] = s.name
                 self.report.notes.append(
                     f"View `{view}` read push source `{s.name}`: it reads its batch source "
-                    f"`{s.batch_source.name}` (pushes have no equivalent; stream the "
-                    "events through Kafka instead)."
+                    f"`{s.batch_source.name}`, and rows pushed to `{s.name}` reach it "
+                    f"(`POST /push` with push_source_name, as in Feast, or `POST /v1/push` "
+                    "naming the view; a push key: `featurestore credentials create --push`)."
                 )
             return batch
         ident: str | None
@@ -318,10 +314,10 @@ class _Writer:
                     "converted; rename the columns in the data or in a transformation."
                 )
             self.blocks.append(
-                f"{ident} = ParquetSource(\n    name={_lit(self.name('Source', s.name))},\n"
-                f"    path={_lit(self._path(s.path))},\n"
-                f"    timestamp_field={_lit(s.timestamp_field)},\n"
-                + (f"    created_timestamp_field={_lit(created)},\n" if created else "")
+                f"{ident} = ParquetSource(\n    name={lit(self.name('Source', s.name))},\n"
+                f"    path={lit(self._path(s.path))},\n"
+                f"    timestamp_field={lit(s.timestamp_field)},\n"
+                + (f"    created_timestamp_field={lit(created)},\n" if created else "")
                 + f"{self._meta(s)})"
             )
         elif kind == "KafkaSource":
@@ -355,7 +351,7 @@ class _Writer:
                 )
                 return None
             self.dtypes.add(dtype)
-            fields.append(f"        Field(name={_lit(name)}, dtype={dtype}),\n")
+            fields.append(f"        Field(name={lit(name)}, dtype={dtype}),\n")
         batch = self.source(s.batch_source, view) if s.batch_source else None
         ident = _identifier(s.name, self.names)
         lateness = getattr(s, "watermark_delay_threshold", None) or getattr(
@@ -367,13 +363,13 @@ class _Writer:
             extra += f"    allowed_lateness=timedelta(seconds={int(lateness.total_seconds())}),\n"
         servers = s.kafka_options.kafka_bootstrap_servers
         if servers:
-            extra += f"    bootstrap_servers={_lit(servers)},\n"
+            extra += f"    bootstrap_servers={lit(servers)},\n"
         if batch:
             extra += f"    batch_source={batch},\n"
         self.blocks.append(
-            f"{ident} = KafkaSource(\n    name={_lit(self.name('Source', s.name))},\n"
-            f"    topic={_lit(s.kafka_options.topic)},\n"
-            f"    timestamp_field={_lit(s.timestamp_field)},\n"
+            f"{ident} = KafkaSource(\n    name={lit(self.name('Source', s.name))},\n"
+            f"    topic={lit(s.kafka_options.topic)},\n"
+            f"    timestamp_field={lit(s.timestamp_field)},\n"
             f"    schema=[\n{''.join(fields)}    ],\n"
             f"{extra}{self._meta(s)})"
         )
@@ -395,7 +391,7 @@ class _Writer:
             return
         fields, kept = [], set()
         for f in v.features:
-            dtype = _TYPES.get(str(f.dtype))
+            dtype = TYPES.get(str(f.dtype))
             if dtype is None:
                 self.report.notes.append(
                     f"View `{v.name}`: field `{f.name}` ({f.dtype}) left out: featurestore has "
@@ -405,8 +401,8 @@ class _Writer:
             self.dtypes.add(dtype.split("(")[0])
             if "(" in dtype:
                 self.dtypes.add(dtype.split("(")[1].rstrip(")"))
-            desc = f", description={_lit(f.description)}" if getattr(f, "description", "") else ""
-            fields.append(f"        Field(name={_lit(f.name)}, dtype={dtype}{desc}),\n")
+            desc = f", description={lit(f.description)}" if getattr(f, "description", "") else ""
+            fields.append(f"        Field(name={lit(f.name)}, dtype={dtype}{desc}),\n")
             kept.add(f.name)
         if not fields:
             self.report.skipped.append(("FeatureView", v.name, "no field of a supported type"))
@@ -417,14 +413,50 @@ class _Writer:
             ttl = f"    ttl=timedelta(seconds={int(v.ttl.total_seconds())}),\n"
         ident = _identifier(v.name, self.names)
         self.blocks.append(
-            f"{ident} = FeatureView(\n    name={_lit(self.name('FeatureView', v.name))},\n"
+            f"{ident} = FeatureView(\n    name={lit(self.name('FeatureView', v.name))},\n"
             f"    entities=[{', '.join(e for e in entities if e)}],\n    source={src},\n"
             f"    schema=[\n{''.join(fields)}    ],\n{ttl}"
             + ("" if v.online else "    online=False,\n")
-            + f"{self._meta(v)})"
+            + f"{self._meta(v, push_source=self.push_sources.get(v.name))})"
         )
         self.views[v.name] = (ident, kept)
         self.report.converted.append(("FeatureView", v.name))
+
+    def request(self, s: Any) -> str | None:
+        """The identifier of a converted request source (converting it once), or None."""
+        if s.name in self.requests:
+            return self.requests[s.name]
+        raw = s.name
+        if feast_on_demand.is_input_schema_source(raw):
+            raw = raw.removeprefix("__input_schema__") + "_input"
+        ident = _identifier(raw, self.names)
+        done = feast_on_demand.request_source(s, ident, self.name("Source", raw))
+        if done.problem:
+            self.report.skipped.append(("RequestSource", s.name, done.problem))
+            self.requests[s.name] = None
+            return None
+        self.blocks.append(done.block)
+        self.dtypes |= done.dtypes
+        self.requests[s.name] = ident
+        self.report.converted.append(("RequestSource", s.name))
+        return ident
+
+    def on_demand(self, v: Any) -> None:
+        ident = _identifier(v.name, self.names)
+        stored = {n: found for n, found in self.views.items() if n not in self.on_demand_names}
+        done = feast_on_demand.on_demand_view(
+            v, ident, self.name("FeatureView", v.name), stored, self.request
+        )
+        if done.problem:
+            self.report.skipped.append(("OnDemandFeatureView", v.name, done.problem))
+            return
+        self.blocks.append(done.block)
+        self.dtypes |= done.dtypes
+        self.report.notes += done.notes
+        self.preamble += [line for line in done.preamble if line not in self.preamble]
+        self.views[v.name] = (ident, {f.name for f in v.features})
+        self.on_demand_names.add(v.name)
+        self.report.converted.append(("OnDemandFeatureView", v.name))
 
     def service(self, s: Any) -> None:
         parts, dropped = [], []
@@ -442,7 +474,7 @@ class _Writer:
             if set(names) == kept:
                 parts.append(ident)
             elif names:
-                parts.append(f"{ident}[{_lit(names)}]")
+                parts.append(f"{ident}[{lit(names)}]")
         if not parts:
             self.report.skipped.append(("FeatureService", s.name, "none of its views converted"))
             return
@@ -453,7 +485,7 @@ class _Writer:
             )
         ident = _identifier(s.name, self.names)
         self.blocks.append(
-            f"{ident} = FeatureService(\n    name={_lit(self.name('FeatureService', s.name))},\n"
+            f"{ident} = FeatureService(\n    name={lit(self.name('FeatureService', s.name))},\n"
             f"    features=[{', '.join(parts)}],\n{self._meta(s)})"
         )
         self.report.converted.append(("FeatureService", s.name))
@@ -461,7 +493,7 @@ class _Writer:
     def source_code(self) -> str:
         classes = sorted(
             {"Entity", "FeatureService", "FeatureView", "Field", "KafkaSource", "ParquetSource"}
-            & {b.split(" = ", 1)[1].split("(", 1)[0] for b in self.blocks}
+            & {b.split(" = ", 1)[-1].split("(", 1)[0] for b in self.blocks}
             | ({"Field"} if any("Field(" in b for b in self.blocks) else set())
         )
         names = sorted(set(classes) | {d.split("(")[0] for d in self.dtypes})
@@ -472,6 +504,8 @@ class _Writer:
         imports = ("from datetime import timedelta\n\n" if self.uses_timedelta else "") + (
             "from featurestore import (\n" + "".join(f"    {n},\n" for n in names) + ")\n"
         )
+        if self.preamble:  # what the on-demand functions use, as their modules had it
+            imports += "\n" + "\n".join(self.preamble) + "\n"
         return header + imports + "\n" + "\n\n".join(self.blocks) + "\n"
 
 
@@ -490,12 +524,21 @@ def import_feast(feast_repo: Path, out: Path, *, project: str | None = None) -> 
     report = ImportReport(feast_repo, out, name)
     writer = _Writer(feast_repo, report)
     views = list(contents.feature_views)
+    on_demand = list(contents.on_demand_feature_views)
+    writer.reserve("Entity", [e.name for e in contents.entities])
+    writer.reserve("Source", [d.name for d in contents.data_sources])
+    writer.reserve("FeatureView", [v.name for v in [*views, *on_demand]])
+    writer.reserve("FeatureService", [s.name for s in contents.feature_services])
     for e in contents.entities:
         writer.entity(e, views)
     for v in views:
         writer.view(v)
+    for s in contents.data_sources:
+        if type(s).__name__ == "RequestSource":
+            writer.request(s)
+    for o in on_demand:
+        writer.on_demand(o)
     for kind, objects in (
-        ("OnDemandFeatureView", contents.on_demand_feature_views),
         ("StreamFeatureView", contents.stream_feature_views),
         ("LabelView", getattr(contents, "label_views", [])),
     ):
@@ -505,9 +548,6 @@ def import_feast(feast_repo: Path, out: Path, *, project: str | None = None) -> 
                 if kind != "LabelView"
                 else (kind, o.name, "not converted: human labels have no equivalent")
             )
-    for s in contents.data_sources:
-        if type(s).__name__ == "RequestSource":
-            report.skipped.append(("RequestSource", s.name, "request-time data (on-demand only)"))
     for s in contents.feature_services:
         writer.service(s)
     staging = out.with_name(f".{out.name}.importing")
