@@ -458,3 +458,84 @@ class DataFrame:  # what the check looks for: an annotation naming a DataFrame
 
 def _pandas_like(df: DataFrame) -> DataFrame:
     return df
+
+
+def test_over_http_request_fields_and_failures(store: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from featurestore.serving.app import create_app
+
+    _credential, key = store.create_credential("fraud_model")
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(feature_store=store)) as http:
+        ok = http.post(
+            "/v1/features",
+            json={"entities": {"user_id": [1, 4], "amount": [45.0, 2.0]}},
+            headers=headers,
+        )
+        assert ok.status_code == 200, ok.text
+        body = ok.json()
+        names = body["metadata"]["feature_names"]
+        ratio = body["results"][names.index("amount_ratio")]
+        assert ratio["values"] == [4.5, None]
+        assert ratio["statuses"] == ["present", "present"]
+        missing = http.post("/v1/features", json={"entities": [{"user_id": 1}]}, headers=headers)
+        assert missing.status_code == 422
+        assert "request field 'amount'" in missing.json()["detail"]
+        wrong = http.post(
+            "/v1/features", json={"entities": [{"user_id": 1, "amount": [1]}]}, headers=headers
+        )
+        assert wrong.status_code == 422
+        assert "must be float64" in wrong.json()["detail"]
+        failing = http.post(
+            "/v1/features",
+            json={"features": ["fragile:fragile"], "entities": [{"user_id": 2}, {"user_id": 1}]},
+            headers=headers,
+        )
+        assert failing.status_code == 200
+        result = failing.json()["results"][0]
+        assert result["statuses"] == ["error", "present"]
+        assert "unlucky" in result["errors"][0]
+        metrics = http.get("/metrics").text
+        assert 'featurestore_on_demand_failures_total{view="fragile@v1"} 1.0' in metrics
+
+
+def test_lineage_shows_what_a_feature_is_computed_from(store: Any) -> None:
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+
+    repo = str(store.config.repo_path)
+    shown = CliRunner().invoke(
+        app, ["lineage", "feature", "amount_vs_avg:amount_ratio", "-r", repo]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "computed (python, function " in shown.output
+    assert "user_stats@v1:avg_amount, user_stats@v1:txn_count, txn.amount (float64)" in shown.output
+    model = CliRunner().invoke(app, ["lineage", "model", "fraud_model", "-r", repo, "--json"])
+    import json
+
+    served = {s["feature"]: s for s in json.loads(model.output)["serves"]}
+    assert served["amount_vs_avg@v1:amount_ratio"]["on_demand"]["inputs"] == [
+        "user_stats@v1:avg_amount",
+        "user_stats@v1:txn_count",
+    ]
+
+
+def test_the_cli_shows_on_demand_views(store: Any) -> None:
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+
+    repo = str(store.config.repo_path)
+    run = CliRunner()
+    for args, expected in (
+        (["describe", "amount_vs_avg"], "amount_ratio"),
+        (["versions", "amount_vs_avg"], "v1"),
+        (["list", "feature_view"], "amount_vs_avg"),
+        (["resolve", "amount_vs_avg:is_large"], "amount_vs_avg@v1:is_large"),
+        (["plan"], "No changes"),
+    ):
+        shown = run.invoke(app, [*args, "-r", repo])
+        assert shown.exit_code == 0, (args, shown.output)
+        assert expected in shown.output, (args, shown.output)

@@ -82,11 +82,19 @@ def feature(
     typer.echo("versions:")
     for v in found["versions"]:
         how = v["aggregation"] or v["transformation"]
+        od = v.get("on_demand")
+        origin = (
+            f"computed ({od['mode']}, function {od['function']}) from "
+            + ", ".join([*od["inputs"], *od["request_fields"]])
+            if od
+            else f"from {_source(v['source'])}"
+        )
         typer.echo(
             f"  v{v['version']}  {v['status']:<8} {v['dtype']:<10} since {_when(v['created_at'])}"
-            f"  from {_source(v['source'])}" + (f"  ({how})" if how else "")
+            f"  {origin}" + (f"  ({how})" if how else "")
         )
-        typer.echo(f"      {_offline(v['offline'])}")
+        if not od:
+            typer.echo(f"      {_offline(v['offline'])}")
     typer.echo("materialization runs (newest first):")
     for run in found["materialization_runs"][:10] or [None]:
         typer.echo(f"  {_run_line(run)}" if run else "  none")
