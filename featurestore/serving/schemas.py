@@ -20,16 +20,26 @@ class FeaturesRequest(BaseModel):
     )
     entities: list[dict[str, Any]] | dict[str, list[Any]] = Field(
         ...,
-        description="Rows ({join key: value}) or columns ({join key: [values]}).",
-        examples=[[{"user_id": 1001, "merchant_id": "m_0001"}]],
+        description=(
+            "Rows ({join key: value}) or columns ({join key: [values]}). Request fields of "
+            "on-demand views go beside the join keys, e.g. {\"amount\": 120.5}."
+        ),
+        examples=[[{"user_id": 1001, "merchant_id": "m_0001", "amount": 120.5}]],
     )
     full_feature_names: bool = Field(False, description="Name outputs view__feature.")
 
 
 class FeatureColumn(BaseModel):
     values: list[Any]
-    statuses: list[str] = Field(description="present | missing | expired, per entity row")
+    statuses: list[str] = Field(
+        description="present | missing | expired | error (an on-demand value that failed), "
+        "per entity row"
+    )
     event_timestamps: list[str | None]
+    errors: list[str | None] | None = Field(
+        None,
+        description="Only for an on-demand feature with a failed row: why, per entity row",
+    )
 
 
 class FeaturesResponse(BaseModel):
