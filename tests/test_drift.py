@@ -514,3 +514,59 @@ def test_the_python_client_watches_status_changes(monitored: FeatureStore) -> No
     run_checks(monitored)
     watcher.join(20)
     assert seen == ["unknown", "ok"]
+
+
+@pytest.mark.services
+def test_on_demand_features_are_profiled_and_monitored(tmp_path: Path, services: Any) -> None:
+    """An on-demand feature gets a reference profile from the training set, is sampled when
+    served, and drifts when what it is computed from moves (here the request field)."""
+    defs = DEFS.replace(
+        'svc = FeatureService(name="svc", features=[stats])',
+        """from featurestore import RequestSource, on_demand_feature_view
+
+req = RequestSource(name="req", schema=[Field(name="factor", dtype=Float64)])
+
+
+@on_demand_feature_view(
+    sources=[stats[["amount"]], req], schema=[Field(name="scaled", dtype=Float64)]
+)
+def scaled(row):
+    return {"scaled": row["amount"] * row["factor"]}
+
+
+svc = FeatureService(name="svc", features=[stats, scaled])""",
+    )
+    config = f"project: drift{next(_n)}\nregistry: data/registry.db\nonline_store:\n"
+    config += f"  redis_url: {services.redis_url}\n"
+    repo = write_repo(tmp_path / "repo", {"featurestore.yaml": config, "defs.py": defs})
+    now = datetime.now(UTC)
+    with FeatureStore(repo) as store:
+        store.apply()
+        trained = rows(now - timedelta(hours=3), 100, BASE, 0, 1)
+        store.offline_store().write(store.snapshot().feature_view("stats"), 1, trained)
+        store.write_online("stats", trained)
+        spine = pa.table(
+            {
+                "user_id": pa.array(range(USERS), pa.int64()),
+                "event_timestamp": pa.array([now - timedelta(hours=2)] * USERS, UTC_US),
+                "factor": pa.array([1.0] * USERS, pa.float64()),
+            }
+        )
+        store.get_training_data(spine, model="scorer")
+        _id, profiles = store.registry.drift.reference(store.project, "scorer")
+        assert profiles["scaled@v1:scaled"]["mean"] == pytest.approx(100, abs=2)
+        client = store.online_client()
+        for factor, expected in ((1.0, "ok"), (3.0, "drift")):
+            direct = redis.Redis.from_url(store.config.redis_url)
+            direct.delete(served_key(store.project, "scorer"))
+            for i in range(6):
+                client.get_online_features(
+                    [{"user_id": u, "factor": factor} for u in range(i * 50, i * 50 + 50)],
+                    model="scorer",
+                )
+            client.serving_log.flush()
+            [detail] = run_checks(store)
+            assert detail["features"]["scaled:scaled"]["status"] == expected, detail
+            assert detail["features"]["stats:amount"]["status"] == "ok"
+            assert detail["skew"]["scaled:scaled"]["skipped"] == "on-demand feature"
+            assert detail["skew"]["stats:amount"]["mismatches"] == 0

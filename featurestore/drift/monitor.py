@@ -227,6 +227,11 @@ def skew(store: Any, snapshot: Any, samples: Samples, watched: list[str]) -> dic
         by_view.setdefault(f.split(":", 1)[0], []).append(f)
     for names in by_view.values():
         resolved = [snapshot.resolve(samples.served_ref[f]) for f in names]
+        if snapshot.view_version(resolved[0].view, resolved[0].version).on_demand:
+            # Computed from request fields the log does not keep: its stored inputs are
+            # what can be compared, and are when watched.
+            out.update({f: {"checked": 0, "skipped": "on-demand feature"} for f in names})
+            continue
         served = [r for r in rows if r[3].get(names[0]) is not None]
         if not served:
             continue

@@ -163,7 +163,9 @@ class Catalog:
                     drift_key=drift_key(project, policy_model),
                 )
         # Inputs first: a catalog carrying plans over copies plans, then inputs.
-        self._inputs[key] = self._inputs_of(resolved, model, features, policy_model)
+        self._inputs[key] = self._inputs_of(
+            [*resolved, *plan.on_demand.hidden], model, features, policy_model
+        )
         self._plans[key] = plan
         self.compiled += 1
         self._adhoc += model is None
@@ -192,7 +194,7 @@ class Catalog:
         A view's source head is not among them: build_view takes only brokers, bounds and
         metadata from it, which no plan uses."""
         inputs: set[tuple[Any, ...]] = set()
-        for f in resolved:
+        for f in resolved:  # on-demand views' hidden inputs included
             inputs.add(("vv", f.view, f.version))
             inputs.add(("live", f.view))
             if model is None:  # 'view:feature' follows the view's latest version

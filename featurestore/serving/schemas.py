@@ -22,7 +22,7 @@ class FeaturesRequest(BaseModel):
         ...,
         description=(
             "Rows ({join key: value}) or columns ({join key: [values]}). Request fields of "
-            "on-demand views go beside the join keys, e.g. {\"amount\": 120.5}."
+            'on-demand views go beside the join keys, e.g. {"amount": 120.5}.'
         ),
         examples=[[{"user_id": 1001, "merchant_id": "m_0001", "amount": 120.5}]],
     )
