@@ -539,3 +539,18 @@ def test_the_cli_shows_on_demand_views(store: Any) -> None:
         shown = run.invoke(app, [*args, "-r", repo])
         assert shown.exit_code == 0, (args, shown.output)
         assert expected in shown.output, (args, shown.output)
+
+
+def test_hostile_request_values_are_refused_quickly(store: Any) -> None:
+    nested: Any = []
+    for _ in range(100_000):
+        nested = [nested]
+    for value in (nested, [1.0] * 1_000_000, "x" * 1_000_000, {"a": 1}, math.nan):
+        row = {"user_id": 1, "amount": value}
+        if isinstance(value, float):  # NaN is a float: the function decides
+            got = store.get_online_features([row], model="fraud_model").to_dict()
+            assert math.isnan(got["amount_ratio"][0])
+            continue
+        with pytest.raises(EntityInputError) as caught:
+            store.get_online_features([row], model="fraud_model")
+        assert len(str(caught.value)) < 400

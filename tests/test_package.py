@@ -63,3 +63,30 @@ def test_the_online_read_path_pulls_in_nothing_heavy(tmp_path: Path, services: A
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == ""
+
+
+def test_python_mode_on_demand_lookups_pull_in_nothing_heavy(tmp_path: Path, services: Any) -> None:
+    """A python-mode on-demand feature is computed without pandas or pyarrow."""
+    from featurestore import FeatureStore
+    from tests.helpers import write_repo
+    from tests.test_on_demand import DEFS
+
+    config = (
+        f"project: light_od\nregistry: data/registry.db\n"
+        f"online_store:\n  redis_url: {services.redis_url}\n"
+    )
+    repo = write_repo(tmp_path / "repo", {"defs.py": DEFS, "featurestore.yaml": config})
+    with FeatureStore(repo) as store:
+        store.apply()
+    code = (
+        "import sys; from featurestore import FeatureStore;"
+        f"s = FeatureStore({str(repo)!r});"
+        "r = s.get_online_features([{'user_id': 1, 'amount': 2.0}],"
+        " features=['amount_vs_avg:amount_ratio', 'amount_vs_avg:is_large']);"
+        "assert r.status_dict()['amount_ratio'] == ['present'], r.to_json_dict();"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""

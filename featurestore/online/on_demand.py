@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -243,9 +244,15 @@ def _missing(value: Any) -> bool:
 # -- conversions -------------------------------------------------------------------
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = 4
+_REPR.maxlevel = 2
+
+
 def _shown(value: Any) -> str:
-    text = repr(value)
-    return (text[:60] + "...") if len(text) > 63 else text
+    """A bounded repr: a hostile value (a huge or deeply nested list) costs nothing to name."""
+    return _REPR.repr(value)
 
 
 def _to_int(bits: int) -> Callable[[Any, bool], int]:
