@@ -25,7 +25,8 @@ handler.
     ├── SchemaMismatchError (ValueError)      data does not match its definition
     ├── EntityInputError (ValueError)         entity rows are unusable (column, type, nulls)
     │   ├── RequestTooLargeError              more entity rows than a lookup may ask for
-    │   └── MalformedRequestError             a list or object where a scalar belongs
+    │   ├── MalformedRequestError             a list or object where a scalar belongs
+    │   └── PushRejected                      pushed rows are bad (each named): none written
     ├── OnlineStoreUnavailable (ConnectionError)  Redis cannot be reached
     │   └── OnlineStoreRefused                Redis answered a lookup with an error
     ├── AuthenticationError (PermissionError) no, malformed, unknown, revoked or expired key
@@ -221,6 +222,16 @@ class MalformedRequestError(EntityInputError):
     value, a model name, a feature reference). Checked without recursing into it."""
 
     http_status = 400
+
+
+class PushRejected(EntityInputError):
+    """Some pushed rows are bad: ``errors`` names each (row index, field, reason). A push
+    is all or nothing, so none of its rows was written."""
+
+    def __init__(self, message: str, errors: list[dict[str, object]], rows: int) -> None:
+        super().__init__(message)
+        self.errors = errors
+        self.rows = rows
 
 
 class OnlineStoreUnavailable(FeatureStoreError, ConnectionError):
