@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 import pyarrow as pa
 import pytest
 
@@ -599,3 +600,41 @@ def test_keyring_refuses_push_keys_for_reads_and_model_keys_for_pushes(repo: Pat
         store.revoke_credential(push)
         with pytest.raises(AuthenticationError, match="revoked"):
             store.catalog().keys.authenticate_push(push, "user_stats", at)
+
+
+def test_the_buffer_lands_by_itself_after_its_interval(repo: Path) -> None:
+    from featurestore.push.pusher import build_pusher
+
+    t = now() - timedelta(minutes=1)
+    with FeatureStore(repo) as store:
+        pusher = build_pusher(store, store.snapshot, buffer_seconds=0.2, tick_seconds=0.05)
+        try:
+            for i in range(3):
+                pusher.push("user_stats", [stats_row(i, t, 1.0)], to="offline")
+            assert pusher.buffer.pending() == 3
+            for _ in range(100):
+                if pusher.buffer.pending() == 0:
+                    break
+                time.sleep(0.05)
+            assert pusher.buffer.pending() == 0
+            assert offline_files(repo, store.project, "user_stats") == 1
+        finally:
+            pusher.close()
+
+
+def test_http_a_crash_loses_only_buffered_offline_rows(tmp_path: Path, services: Any) -> None:
+    repo = push_repo(tmp_path / "repo", services.redis_url, "push_crash")
+    key = push_key(repo, "user_stats")
+    server = start_server(repo, model="fraud_model")
+    t = now() - timedelta(minutes=1)
+    try:
+        body = {"view": "user_stats", "rows": [json_row(7, t, 7.0)], "to": "online_and_offline"}
+        assert post_push(server, body, key).status_code == 200
+    finally:
+        for child in psutil.Process(server.proc.pid).children(recursive=True):
+            child.kill()
+        server.proc.kill()
+        server.proc.wait(10)
+    assert offline_rows(repo, "push_crash", "user_stats") == []  # was in the buffer
+    with FeatureStore(repo) as store:
+        assert online_amounts(store, [7]) == [7.0]  # online it had landed

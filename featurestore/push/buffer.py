@@ -67,6 +67,7 @@ class OfflineBuffer:
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._lock = threading.Lock()
         self._landing = threading.Lock()  # one landing at a time, in buffered order
+        self._in_flight = 0  # rows taken out for landing, not landed yet
         self.failures = 0
         self.files_added = 0
         self.rows_landed = 0
@@ -83,9 +84,9 @@ class OfflineBuffer:
             self.flush(only=key)
 
     def pending(self) -> int:
-        """Rows buffered and not landed yet."""
+        """Rows buffered and not landed yet (those being landed included)."""
         with self._lock:
-            return sum(len(p.rows) for p in self._pending.values())
+            return self._in_flight + sum(len(p.rows) for p in self._pending.values())
 
     def due(self) -> None:
         """Land every view version whose oldest row has waited ``max_seconds``."""
@@ -103,12 +104,14 @@ class OfflineBuffer:
             with self._lock:
                 keys = [only] if only is not None else list(self._pending)
                 taken = [self._pending.pop(k) for k in keys if k in self._pending]
+                self._in_flight = sum(len(p.rows) for p in taken)
             for i, pending in enumerate(taken):
                 try:
                     self._land(pending)
                 except Exception:
                     self.failures += 1
                     with self._lock:
+                        self._in_flight = 0
                         for back in taken[i:]:
                             newer = self._pending.pop((back.view.name, back.version), None)
                             if newer is not None:
@@ -116,6 +119,8 @@ class OfflineBuffer:
                             self._pending[(back.view.name, back.version)] = back
                     raise
                 landed += len(pending.rows)
+                with self._lock:
+                    self._in_flight -= len(pending.rows)
         return landed
 
     def _land(self, pending: _Pending) -> None:
