@@ -638,3 +638,18 @@ def test_http_a_crash_loses_only_buffered_offline_rows(tmp_path: Path, services:
     assert offline_rows(repo, "push_crash", "user_stats") == []  # was in the buffer
     with FeatureStore(repo) as store:
         assert online_amounts(store, [7]) == [7.0]  # online it had landed
+
+
+def test_http_pushed_rows_are_counted_in_metrics(http: Server) -> None:
+    key = push_key(http.repo, "user_stats")
+    wait_for_key(http, key)
+    t = now() - timedelta(seconds=5)
+    rows = [json_row(300 + i, t, 1.0) for i in range(3)]
+    assert post_push(http, {"view": "user_stats", "rows": rows}, key).status_code == 200
+    text = httpx.get(f"{http.url}/metrics").text
+    line = next(
+        m
+        for m in text.splitlines()
+        if m.startswith('featurestore_pushed_rows_total{to="online",view="user_stats"}')
+    )
+    assert float(line.split()[-1]) >= 3

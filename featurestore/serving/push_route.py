@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from featurestore.errors import AccessDeniedError, EntityInputError, PushRejected, did_you_mean
+from featurestore.serving import metrics
 from featurestore.serving.guard import ERROR_KEY
 from featurestore.serving.request_io import api_key_of, read_body
 from featurestore.serving.schemas import ErrorResponse, json_schema
@@ -153,6 +154,7 @@ def add_push_route(app: FastAPI, server: Any, pusher: Pusher) -> None:
                     "errors": exc.errors,
                 },
             )
+        metrics.PUSHED_ROWS.labels(result.view, result.to).inc(result.rows)
         return Response(orjson.dumps(result.to_json()), media_type="application/json")
 
 
