@@ -133,6 +133,22 @@ def test_push_takes_a_dict_of_columns(repo: Path) -> None:
         assert online_amounts(store, [1, 2]) == [1.0, 2.0]
 
 
+def test_push_takes_the_arrow_table_write_online_takes(repo: Path) -> None:
+    t = now()
+    table = pa.table(
+        {
+            "user_id": pa.array([5, 6], pa.int64()),
+            "event_timestamp": pa.array([t, t], pa.timestamp("us", tz="UTC")),
+            "avg_amount": pa.array([0.5, None], pa.float64()),
+            "txn_count": pa.array([1, 2], pa.int64()),
+            "country": pa.array(["DE", "FR"]),
+        }
+    )
+    with FeatureStore(repo) as store:
+        assert store.push("user_stats", table).online_written == 2
+        assert online_amounts(store, [5, 6]) == [0.5, None]
+
+
 def test_out_of_order_pushes_never_regress_the_online_value(repo: Path) -> None:
     t = now() - timedelta(minutes=5)
     with FeatureStore(repo) as store:

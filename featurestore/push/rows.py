@@ -259,7 +259,10 @@ class RowChecker:
 
 
 def as_row_list(rows: Any, label: str) -> Sequence[Any]:
-    """A list of row dicts, or a dict of equally long columns, as a list of rows."""
+    """A list of row dicts, a dict of equally long columns, or an Arrow table (what
+    ``write_online`` takes; its timestamps arrive as datetimes), as a list of rows."""
+    if hasattr(rows, "to_pylist") and hasattr(rows, "column_names"):
+        return rows.to_pylist()  # type: ignore[no-any-return]
     if isinstance(rows, dict):
         lengths = {name: len(col) for name, col in rows.items() if isinstance(col, list | tuple)}
         if len(lengths) != len(rows) or len(set(lengths.values())) > 1:
