@@ -435,7 +435,7 @@ def test_http_request_errors(http: Server) -> None:
     assert "limit" in big.json()["detail"]
 
 
-def test_http_unknown_view_with_a_key_for_it_is_404(http: Server) -> None:
+def test_http_unknown_version_is_404(http: Server) -> None:
     key = push_key(http.repo, "user_stats", "live_scores")
     wait_for_key(http, key)
     # a key may name only views that exist; a view it names that is then pushed with a bad
@@ -676,3 +676,17 @@ def test_http_pushed_rows_are_counted_in_metrics(http: Server) -> None:
         if m.startswith('featurestore_pushed_rows_total{to="online",view="user_stats"}')
     )
     assert float(line.split()[-1]) >= 3
+
+
+def test_push_runs_export_as_openlineage_push_jobs_without_inputs(repo: Path) -> None:
+    from featurestore.lineage.openlineage import run_events
+
+    with FeatureStore(repo) as store:
+        store.push("user_stats", [stats_row(1, now(), 1.0)])
+        store.pusher.flush()
+        events = list(run_events(store.registry, store.snapshot(), repo, "localhost:9092"))
+    (start, complete) = events
+    assert (start["eventType"], complete["eventType"]) == ("START", "COMPLETE")
+    assert complete["job"]["name"] == "push.user_stats"
+    assert complete["inputs"] == []
+    assert complete["outputs"][0]["name"] == "user_stats@v1"
