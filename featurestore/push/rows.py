@@ -262,7 +262,7 @@ def as_row_list(rows: Any, label: str) -> Sequence[Any]:
     """A list of row dicts, a dict of equally long columns, or an Arrow table (what
     ``write_online`` takes; its timestamps arrive as datetimes), as a list of rows."""
     if hasattr(rows, "to_pylist") and hasattr(rows, "column_names"):
-        return rows.to_pylist()  # type: ignore[no-any-return]
+        return rows.to_pylist()
     if isinstance(rows, dict):
         lengths = {name: len(col) for name, col in rows.items() if isinstance(col, list | tuple)}
         if len(lengths) != len(rows) or len(set(lengths.values())) > 1:
