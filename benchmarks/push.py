@@ -1,6 +1,7 @@
 """Push throughput, in one run on one Redis: ``store.push`` vs ``store.write_online`` on the
 same rows (in-process), and ``POST /v1/push`` over HTTP (batches of 1 and 100 rows), plus
-how many Parquet files 10,000 single-row offline pushes leave.
+how many Parquet files 10,000 single-row offline pushes leave, in-process (all within
+one buffer interval) and over HTTP (spread over several intervals: ~1,000-2,000/s).
 
 Data: one view of 5 float64 features keyed by an int64 user id (TTL 1 day). In-process,
 ``write_online`` gets the rows as an Arrow table (what it takes) and ``push`` as a list
@@ -47,6 +48,13 @@ user = Entity(name="user", join_key="user_id", dtype=Int64)
 src = ParquetSource(name="src", path="data/src")
 scores = FeatureView(
     name="scores",
+    entities=[user],
+    source=src,
+    schema=[Field(name=f"f{i}", dtype=Float64) for i in range(5)],
+    ttl=timedelta(days=1),
+)
+http_scores = FeatureView(  # the same, for the HTTP offline run's files alone
+    name="http_scores",
     entities=[user],
     source=src,
     schema=[Field(name=f"f{i}", dtype=Float64) for i in range(5)],
@@ -125,9 +133,9 @@ def offline_files(repo: Path, pushes: int) -> dict[str, Any]:
     }
 
 
-def http(repo: Path, rows: int) -> dict[str, Any]:
+def http(repo: Path, rows: int, offline_pushes: int) -> dict[str, Any]:
     with FeatureStore(repo) as store:
-        _, key = store.create_push_credential(["scores"])
+        _, key = store.create_push_credential(["scores", "http_scores"])
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -187,10 +195,51 @@ def http(repo: Path, rows: int) -> dict[str, Any]:
                     "rows_per_s": rate(len(bodies) * batch, seconds),
                     "requests_per_s": rate(len(bodies), seconds),
                 }
+        out["offline"] = http_offline(url, headers, t, offline_pushes)
     finally:
-        proc.terminate()
+        proc.terminate()  # a clean stop: the server lands its buffer
         proc.wait(15)
+    table = OfflineTable(table_path(repo / "data" / "offline", "bench", "http_scores", 1))
+    files = table.manifest().files
+    out["offline"]["rows_landed"] = sum(f.rows for f in files)
+    out["offline"]["files"] = len(files)
     return out
+
+
+def http_offline(
+    url: str, headers: dict[str, str], t: datetime, pushes: int, threads: int = 4
+) -> dict[str, Any]:
+    """``pushes`` single-row offline pushes over ``threads`` connections (the files they
+    leave are counted once the server has stopped)."""
+    bodies = [
+        orjson.dumps(
+            {
+                "view": "http_scores",
+                "to": "offline",
+                "rows": [
+                    {**r, "event_timestamp": t.isoformat()} for r in dict_rows(1, t, 3_000_000 + i)
+                ],
+            }
+        )
+        for i in range(pushes)
+    ]
+    clients = [httpx.Client(base_url=url, headers=headers) for _ in range(threads)]
+
+    def send(j: int) -> None:
+        for body in bodies[j::threads]:
+            clients[j].post("/v1/push", content=body).raise_for_status()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(send, range(threads)))
+    seconds = time.perf_counter() - start
+    for c in clients:
+        c.close()
+    return {
+        "single_row_pushes": pushes,
+        "seconds": round(seconds, 2),
+        "rows_per_s": rate(pushes, seconds),
+    }
 
 
 def main() -> None:
@@ -209,7 +258,7 @@ def main() -> None:
         log("offline: files per single-row pushes")
         result["offline"] = offline_files(repo, args.offline_pushes)
         log("HTTP POST /v1/push")
-        result["http"] = http(repo, args.rows)
+        result["http"] = http(repo, args.rows, args.offline_pushes)
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_result(result, args.out)
 
