@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -645,22 +648,73 @@ def test_the_buffer_lands_by_itself_after_its_interval(repo: Path) -> None:
             pusher.close()
 
 
-def test_http_a_crash_loses_only_buffered_offline_rows(tmp_path: Path, services: Any) -> None:
+def test_http_rows_a_crashed_server_buffered_land_when_it_restarts(
+    tmp_path: Path, services: Any
+) -> None:
     repo = push_repo(tmp_path / "repo", services.redis_url, "push_crash")
     key = push_key(repo, "user_stats")
     server = start_server(repo, model="fraud_model")
     t = now() - timedelta(minutes=1)
     try:
-        body = {"view": "user_stats", "rows": [json_row(7, t, 7.0)], "to": "online_and_offline"}
-        assert post_push(server, body, key).status_code == 200
+        for user in (7, 8):
+            body = {
+                "view": "user_stats",
+                "rows": [json_row(user, t, float(user))],
+                "to": "online_and_offline",
+            }
+            assert post_push(server, body, key).status_code == 200
     finally:
         for child in psutil.Process(server.proc.pid).children(recursive=True):
             child.kill()
         server.proc.kill()
         server.proc.wait(10)
-    assert offline_rows(repo, "push_crash", "user_stats") == []  # was in the buffer
+    assert offline_rows(repo, "push_crash", "user_stats") == []  # it was in the buffer
     with FeatureStore(repo) as store:
-        assert online_amounts(store, [7]) == [7.0]  # online it had landed
+        assert online_amounts(store, [7, 8]) == [7.0, 8.0]  # online it had landed
+    stop_server(start_server(repo, model=None))  # a new server lands the spool at start
+    landed = offline_rows(repo, "push_crash", "user_stats")
+    assert sorted((r["user_id"], r["avg_amount"]) for r in landed) == [(7, 7.0), (8, 8.0)]
+    assert list((repo / ".featurestore" / "push-spool").rglob("*.spool")) == []
+
+
+def test_a_spool_left_by_a_crash_is_landed_once_and_a_cut_record_skipped(repo: Path) -> None:
+    t = now() - timedelta(minutes=1)
+    script = f"""
+import os
+from datetime import datetime
+from featurestore import FeatureStore
+store = FeatureStore({str(repo)!r})
+t = datetime.fromisoformat({t.isoformat()!r})
+for user in (1, 2):
+    row = {{"user_id": user, "event_timestamp": t, "avg_amount": float(user)}}
+    store.push("user_stats", [row], to="offline")
+os._exit(1)  # a crash: no close, no landing
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
+    assert done.returncode == 1, done.stderr.decode()
+    (spooled,) = list((repo / ".featurestore" / "push-spool").rglob("*.spool"))
+    with spooled.open("ab") as f:
+        f.write(b"\x00\x00\x10\x00partial")  # a write the crash cut short
+    project = FeatureStore(repo).project
+    assert offline_rows(repo, project, "user_stats") == []
+    with FeatureStore(repo) as store:
+        assert store.pusher.buffer.pending() == 0  # recovered when the pusher was made
+    landed = offline_rows(repo, project, "user_stats")
+    assert sorted((r["user_id"], r["avg_amount"]) for r in landed) == [(1, 1.0), (2, 2.0)]
+    assert not spooled.exists()
+    with FeatureStore(repo) as store:
+        assert store.pusher.recover() == 0  # nothing twice
+    assert len(offline_rows(repo, project, "user_stats")) == 2
+
+
+def test_a_live_process_spool_is_not_taken_by_another(repo: Path) -> None:
+    t = now() - timedelta(minutes=1)
+    with FeatureStore(repo) as live, FeatureStore(repo) as other:
+        live.push("user_stats", [stats_row(1, t, 1.0)], to="offline")
+        assert other.pusher.recover() == 0  # the live one holds its file
+        project = live.project
+    assert len(offline_rows(repo, project, "user_stats")) == 1  # landed once, by its owner
 
 
 def test_http_pushed_rows_are_counted_in_metrics(http: Server) -> None:

@@ -7,16 +7,18 @@ append per view version when ``max_rows`` are waiting or the oldest has waited
 ``max_seconds`` (checked by a background thread every ``tick_seconds``), and on
 ``flush``/``close``. One append writes one file per event date.
 
-What a crash loses: rows buffered and not yet landed (at most ``max_seconds`` worth, or
-``max_rows`` per view version). Their online values, if pushed online too, are in Redis
-already; the pushing service has had its 200, so it will not resend them. A clean stop
-(``close``, a server's shutdown) lands everything first. A failed landing (a full disk)
-keeps the rows buffered and is retried at the next tick; ``failures`` counts them.
+A clean stop (``close``, a server's shutdown) lands everything first. With a ``spool``
+(``spool.py``), every buffered row is also written to a local file before the push
+answers, so rows a crashed process had buffered are landed by the next process that
+starts (``recover``); without one, a crash loses them (at most ``max_seconds`` worth, or
+``max_rows`` per view version). A failed landing (a full disk) keeps the rows buffered
+and is retried at the next tick; ``failures`` counts them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions import FeatureView
 from featurestore.push.rows import Row
+from featurestore.push.spool import Spool, SpoolFile
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,6 +45,7 @@ class _Pending:
     version: int
     since: float  # when the oldest row was buffered (monotonic)
     rows: list[Row] = field(default_factory=list)
+    files: list[SpoolFile] = field(default_factory=list)  # spooled copies, removed once landed
 
 
 Landed = Callable[[str, int, int], None]  # view, version, rows
@@ -58,12 +62,14 @@ class OfflineBuffer:
         max_rows: int = DEFAULT_MAX_ROWS,
         max_seconds: float = DEFAULT_MAX_SECONDS,
         on_landed: Landed = lambda _v, _n, _r: None,
+        spool: Spool | None = None,
     ) -> None:
         self.root = Path(root)
         self.project = project
         self.max_rows = max_rows
         self.max_seconds = max_seconds
         self.on_landed = on_landed
+        self.spool = spool
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._lock = threading.Lock()
         self._landing = threading.Lock()  # one landing at a time, in buffered order
@@ -78,6 +84,8 @@ class OfflineBuffer:
             pending = self._pending.get(key)
             if pending is None:
                 pending = self._pending[key] = _Pending(view, version, time.monotonic())
+            if self.spool is not None:
+                self.spool.append(view.name, version, rows)  # before the push answers
             pending.rows += rows
             full = len(pending.rows) >= self.max_rows
         if full:
@@ -105,6 +113,11 @@ class OfflineBuffer:
                 keys = [only] if only is not None else list(self._pending)
                 taken = [self._pending.pop(k) for k in keys if k in self._pending]
                 self._in_flight = sum(len(p.rows) for p in taken)
+                if self.spool is not None:
+                    for p in taken:
+                        rotated = self.spool.rotate(p.view.name, p.version)
+                        if rotated is not None:
+                            p.files.append(rotated)
             for i, pending in enumerate(taken):
                 try:
                     self._land(pending)
@@ -116,12 +129,52 @@ class OfflineBuffer:
                             newer = self._pending.pop((back.view.name, back.version), None)
                             if newer is not None:
                                 back.rows += newer.rows
+                                back.files += newer.files
                             self._pending[(back.view.name, back.version)] = back
                     raise
+                for spooled in pending.files:
+                    spooled.remove()
                 landed += len(pending.rows)
                 with self._lock:
                     self._in_flight -= len(pending.rows)
         return landed
+
+    def close(self) -> None:
+        """Land everything; then release the spool (rows a failed landing kept stay in
+        it, for the next process)."""
+        try:
+            self.flush()
+        finally:
+            if self.spool is not None:
+                with self._lock:
+                    self.spool.close()
+
+    def recover(self, view_of: Callable[[str, int], FeatureView | None]) -> int:
+        """Land the rows of spool files no live process holds (a crashed one's); returns
+        how many. ``view_of(view, version)`` gives the version's definition (None: leave
+        the file, e.g. a view this registry does not know)."""
+        if self.spool is None:
+            return 0
+        recovered = 0
+        with self._landing:
+            for view, version, rows, spooled in self.spool.orphans():
+                definition = view_of(view, version)
+                if definition is None or not rows:
+                    if rows:
+                        os.close(spooled.fd)
+                        log.warning("push spool of unknown %s@v%s left in place", view, version)
+                    else:
+                        spooled.remove()
+                    continue
+                try:
+                    self._land(_Pending(definition, version, 0.0, rows))
+                except Exception as exc:
+                    os.close(spooled.fd)
+                    log.warning("push spool %s not landed, left in place: %s", spooled.path, exc)
+                    continue
+                spooled.remove()
+                recovered += len(rows)
+        return recovered
 
     def _land(self, pending: _Pending) -> None:
         from featurestore.offline.writer import OfflineStore

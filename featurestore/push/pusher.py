@@ -7,8 +7,9 @@ because a topic cannot answer its producer). Good rows then go
 
 * online: through the online store's event-time-monotonic writer (an older event
   never replaces a newer value; TTL as for any write);
-* offline: into the offline buffer (``buffer.py``), landed in batches through the
-  offline store's writer;
+* offline: into the offline buffer (``buffer.py``), spooled to a local file before
+  the push answers (``spool.py``: a crashed process's rows are landed by the next),
+  and landed in batches through the offline store's writer;
 
 online first: if Redis fails, nothing is buffered offline and the push raises. Each
 push is counted in its interval's lineage run (``lineage.py``) and in the audit log
@@ -30,6 +31,7 @@ from featurestore.online.layout import ViewLayout
 from featurestore.push.buffer import OfflineBuffer
 from featurestore.push.lineage import PushLineage
 from featurestore.push.rows import DEFAULT_MAX_ROWS, PushBounds, Row, RowChecker
+from featurestore.push.spool import Spool
 
 if TYPE_CHECKING:
     from featurestore.definitions import FeatureView
@@ -214,6 +216,16 @@ class Pusher:
             except Exception as exc:  # kept and retried at the next tick
                 log.warning("push: landing or recording failed, will retry: %s", exc)
 
+    def recover(self) -> int:
+        """Land what crashed processes left in the spool; returns rows landed."""
+        snapshot = self.snapshot()
+
+        def view_of(view: str, version: int) -> FeatureView | None:
+            vv = snapshot.versions.get(view, {}).get(version)
+            return None if vv is None else snapshot.build_view(vv)
+
+        return self.buffer.recover(view_of)
+
     def flush(self) -> None:
         """Land every buffered row and record every interval's counts."""
         self.buffer.flush()
@@ -224,7 +236,10 @@ class Pusher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        self.flush()
+        try:
+            self.buffer.close()
+        finally:
+            self.lineage.flush()
 
 
 def build_pusher(
@@ -260,11 +275,12 @@ def build_pusher(
         project,
         max_rows=options.get("buffer_rows", BUFFER_ROWS),
         max_seconds=options.get("buffer_seconds", DEFAULT_MAX_SECONDS),
+        spool=Spool(store.config.state_dir / "push-spool" / project),
     )
     lineage = PushLineage(
         record, interval_seconds=options.get("interval_seconds", DEFAULT_INTERVAL_SECONDS)
     )
-    return Pusher(
+    pusher = Pusher(
         snapshot,
         online if online is not None else store.online_store,
         buffer,
@@ -273,3 +289,11 @@ def build_pusher(
         max_rows=options.get("max_rows", DEFAULT_MAX_ROWS),
         tick_seconds=options.get("tick_seconds", 1.0),
     )
+    try:
+        recovered = pusher.recover()
+    except Exception as exc:  # a broken spool must not stop a server starting
+        log.warning("push: could not land the spool of crashed processes: %s", exc)
+    else:
+        if recovered:
+            log.warning("push: landed %d rows a crashed process had buffered", recovered)
+    return pusher
