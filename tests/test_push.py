@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -18,6 +19,8 @@ import orjson
 import psutil
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from featurestore import FeatureStore
 from featurestore.errors import (
@@ -744,3 +747,75 @@ def test_push_runs_export_as_openlineage_push_jobs_without_inputs(repo: Path) ->
     assert complete["job"]["name"] == "push.user_stats"
     assert complete["inputs"] == []
     assert complete["outputs"][0]["name"] == "user_stats@v1"
+
+
+@pytest.fixture(scope="module")
+def http_push_key(http: Server) -> str:
+    key = push_key(http.repo, "user_stats", "live_scores")
+    wait_for_key(http, key)
+    return key
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from(["2026-12-02T07:00:00Z", "9999-12-31T23:59:59", "yesterday", "1e400"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=1),
+)
+FIELDS = st.sampled_from(
+    [
+        "user_id",
+        "event_timestamp",
+        "created_timestamp",
+        "avg_amount",
+        "txn_count",
+        "country",
+        "",
+        "user_id ",
+        "score",
+    ]
+)
+PUSH_ROWS = st.one_of(
+    st.lists(st.dictionaries(FIELDS, VALUES, max_size=6), max_size=4),
+    st.dictionaries(FIELDS, st.lists(VALUES, max_size=3), max_size=4),
+    VALUES,
+)
+PUSH_BODIES = st.one_of(
+    st.fixed_dictionaries(
+        {"view": st.sampled_from(["user_stats", "live_scores", "nope", ""]), "rows": PUSH_ROWS},
+        optional={
+            "to": st.one_of(st.sampled_from(["online", "offline", "online_and_offline"]), VALUES),
+            "version": VALUES,
+            "extra": VALUES,
+        },
+    ),
+    st.binary(max_size=40),
+)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=PUSH_BODIES)
+def test_generated_push_bodies_get_a_named_answer_never_a_500(
+    http: Server, http_push_key: str, body: Any
+) -> None:
+    key = http_push_key
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()  # big ints too
+    r = httpx.post(
+        f"{http.url}/v1/push", content=content, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert r.status_code < 500, (body, r.text)
+    if r.status_code >= 400:
+        error = r.json()
+        assert error["error"], r.text
+        assert error["detail"], r.text
+        for e in error.get("errors", []):
+            assert 0 <= e["row"] < error["rows"]
+            assert e["reason"]
