@@ -33,6 +33,7 @@ handler.
     ├── AccessDeniedError (PermissionError)   the caller may not do this
     │   └── PolicyDeniedError                 a policy forbids a model a feature
     ├── RateLimited (RuntimeError)            past a model's or project's serving limit (429)
+    ├── PushSpoolError (OSError)              pushed rows cannot be spooled to local disk
     ├── CorruptFileError (OSError)            a Parquet file is truncated, garbage or fails
     │                                         its page checksums (names the file)
     ├── StreamError (RuntimeError)            a stream consumer cannot start or go on
@@ -232,6 +233,13 @@ class PushRejected(EntityInputError):
         super().__init__(message)
         self.errors = errors
         self.rows = rows
+
+
+class PushSpoolError(FeatureStoreError, OSError):
+    """The offline buffer cannot write its crash spool (the state folder is read-only or
+    full): the push's offline rows were not buffered."""
+
+    http_status = 503
 
 
 class OnlineStoreUnavailable(FeatureStoreError, ConnectionError):

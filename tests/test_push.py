@@ -29,6 +29,7 @@ from featurestore.errors import (
     EntityInputError,
     FeatureViewNotFound,
     PushRejected,
+    PushSpoolError,
     RequestTooLargeError,
 )
 from featurestore.offline.table import OfflineTable
@@ -819,3 +820,15 @@ def test_generated_push_bodies_get_a_named_answer_never_a_500(
         for e in error.get("errors", []):
             assert 0 <= e["row"] < error["rows"]
             assert e["reason"]
+
+
+def test_an_unwritable_spool_refuses_offline_pushes_with_a_typed_error(repo: Path) -> None:
+    state = repo / ".featurestore"
+    state.mkdir(exist_ok=True)
+    (state / "push-spool").write_text("not a folder")
+    t = now()
+    with FeatureStore(repo) as store:
+        with pytest.raises(PushSpoolError, match="state_dir writable"):
+            store.push("user_stats", [stats_row(1, t, 1.0)], to="offline")
+        assert store.pusher.buffer.pending() == 0
+        assert store.push("user_stats", [stats_row(1, t, 1.0)]).online_written == 1

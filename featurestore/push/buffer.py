@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions import FeatureView
+from featurestore.errors import PushSpoolError
 from featurestore.push.rows import Row
 from featurestore.push.spool import Spool, SpoolFile
 
@@ -81,11 +82,19 @@ class OfflineBuffer:
     def add(self, view: FeatureView, version: int, rows: list[Row]) -> None:
         key = (view.name, version)
         with self._lock:
+            if self.spool is not None:
+                try:
+                    self.spool.append(view.name, version, rows)  # before the push answers
+                except OSError as exc:
+                    raise PushSpoolError(
+                        f"Cannot spool pushed rows of {view.name}@v{version} under "
+                        f"{self.spool.root}: {exc}. Their offline copy was not buffered (an "
+                        "online write of the same push stands; pushing again is idempotent). "
+                        "Make the repo's state_dir writable, or push to='online'."
+                    ) from exc
             pending = self._pending.get(key)
             if pending is None:
                 pending = self._pending[key] = _Pending(view, version, time.monotonic())
-            if self.spool is not None:
-                self.spool.append(view.name, version, rows)  # before the push answers
             pending.rows += rows
             full = len(pending.rows) >= self.max_rows
         if full:

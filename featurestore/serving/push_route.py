@@ -93,7 +93,10 @@ PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": PushRejectedResponse,
         "description": "Bad rows, each named (nothing written), or a bad request field",
     },
-    503: {"model": ErrorResponse, "description": "Redis unreachable or refusing"},
+    503: {
+        "model": ErrorResponse,
+        "description": "Redis unreachable or refusing, or the offline spool not writable",
+    },
 }
 
 
