@@ -25,13 +25,15 @@ handler.
     ├── SchemaMismatchError (ValueError)      data does not match its definition
     ├── EntityInputError (ValueError)         entity rows are unusable (column, type, nulls)
     │   ├── RequestTooLargeError              more entity rows than a lookup may ask for
-    │   └── MalformedRequestError             a list or object where a scalar belongs
+    │   ├── MalformedRequestError             a list or object where a scalar belongs
+    │   └── PushRejected                      pushed rows are bad (each named): none written
     ├── OnlineStoreUnavailable (ConnectionError)  Redis cannot be reached
     │   └── OnlineStoreRefused                Redis answered a lookup with an error
     ├── AuthenticationError (PermissionError) no, malformed, unknown, revoked or expired key
     ├── AccessDeniedError (PermissionError)   the caller may not do this
     │   └── PolicyDeniedError                 a policy forbids a model a feature
     ├── RateLimited (RuntimeError)            past a model's or project's serving limit (429)
+    ├── PushSpoolError (OSError)              pushed rows cannot be spooled to local disk
     ├── CorruptFileError (OSError)            a Parquet file is truncated, garbage or fails
     │                                         its page checksums (names the file)
     ├── StreamError (RuntimeError)            a stream consumer cannot start or go on
@@ -228,6 +230,23 @@ class MalformedRequestError(EntityInputError):
     value, a model name, a feature reference). Checked without recursing into it."""
 
     http_status = 400
+
+
+class PushRejected(EntityInputError):
+    """Some pushed rows are bad: ``errors`` names each (row index, field, reason). A push
+    is all or nothing, so none of its rows was written."""
+
+    def __init__(self, message: str, errors: list[dict[str, object]], rows: int) -> None:
+        super().__init__(message)
+        self.errors = errors
+        self.rows = rows
+
+
+class PushSpoolError(FeatureStoreError, OSError):
+    """The offline buffer cannot write its crash spool (the state folder is read-only or
+    full): the push's offline rows were not buffered."""
+
+    http_status = 503
 
 
 class OnlineStoreUnavailable(FeatureStoreError, ConnectionError):

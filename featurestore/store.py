@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from featurestore.online.store import OnlineStore
     from featurestore.online.writer import WriteStats
     from featurestore.policy.keys import Credential
+    from featurestore.push import Pusher, PushResult
     from featurestore.registry.audit import AuditQueue
 
 
@@ -69,7 +70,10 @@ class FeatureStore:
         return online_store_from_config(self.config)
 
     def close(self) -> None:
-        """Flush the audit queue and close what this store opened (never what was passed in)."""
+        """Land buffered pushes, flush the audit queue and close what this store opened
+        (never what was passed in)."""
+        if "pusher" in self.__dict__:
+            self.pusher.close()
         if "audit_queue" in self.__dict__:
             self.audit_queue.flush()
         if "_online" in self.__dict__:
@@ -348,6 +352,27 @@ class FeatureStore:
         self._registry_changed()
         return found
 
+    def create_push_credential(
+        self,
+        views: Sequence[str],
+        *,
+        expires_at: datetime | None = None,
+        description: str = "",
+    ) -> tuple[Credential, str]:
+        """A new push-only API key for ``views``: it may push rows to them (``POST
+        /v1/push``) and reads nothing. ``(credential, key)``; the key is shown once."""
+        from featurestore.registry.database import whoami
+
+        found = self.registry.credentials.create_push(
+            self.project,
+            list(views),
+            actor=whoami(),
+            expires_at=expires_at,
+            description=description,
+        )
+        self._registry_changed()
+        return found
+
     def revoke_credential(self, key_id: str) -> Credential:
         """Revoke an API key (``fsk_<id>_...`` or its id): idempotent and audited; servers
         refuse it within their refresh interval."""
@@ -374,6 +399,35 @@ class FeatureStore:
             self.project, snapshot.feature_view(view, vv.version), vv.version
         )
         return self.online_writer().write_table(layout, rows)
+
+    @cached_property
+    def pusher(self) -> Pusher:
+        """What ``push`` writes through (its offline buffer is landed on ``close``)."""
+        from featurestore.push.pusher import build_pusher
+
+        def snapshot() -> RegistrySnapshot:
+            self._online.maybe_refresh()  # within refresh_seconds of a change, as lookups
+            return self._online.catalog.snapshot
+
+        return build_pusher(self, snapshot)
+
+    def push(
+        self,
+        view: str,
+        rows: Any,
+        to: str = "online",
+        *,
+        version: int | None = None,
+    ) -> PushResult:
+        """Write rows a service computed to ``view`` (latest or ``version``): ``to`` is
+        "online", "offline" or "online_and_offline". ``rows``: a list of dicts or a dict
+        of columns, with the join keys, ``event_timestamp`` and features.
+
+        All or nothing: any bad row (checked as the stream consumer checks events) raises
+        PushRejected listing each, and nothing is written. Online values never regress
+        to an older event time; offline rows are buffered and landed in batches
+        (``push/buffer.py``), and on ``close``."""
+        return self.pusher.push(view, rows, to, version=version)
 
     def cleanup_online(self) -> dict[str, int]:
         """Remove the online values of every retired version; returns fields removed per version."""

@@ -1,4 +1,5 @@
-"""``featurestore credentials``: API keys for models (create, list, revoke)."""
+"""``featurestore credentials``: API keys for models, and push-only keys for views
+(create, list, revoke)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from featurestore.cli.common import (
 )
 from featurestore.errors import EntityInputError
 
-credentials_app = typer.Typer(help="API keys: one project and one model each.")
+credentials_app = typer.Typer(
+    help="API keys: one project and one model each, or push-only keys for views."
+)
 
 _DURATION = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -44,7 +47,15 @@ def parse_expiry(value: str | None, now: datetime) -> datetime | None:
 @credentials_app.command("create")
 @handle_errors
 def create(
-    model: Annotated[str, typer.Option("--model", "-m", help="The model the key acts as.")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="The model the key acts as.")
+    ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            "--push", help="VIEW[,VIEW...]: a push-only key for these views (reads nothing)."
+        ),
+    ] = None,
     expires: Annotated[
         str | None, typer.Option(help="90d, 12h, 30m, or an ISO time (default: never).")
     ] = None,
@@ -52,17 +63,30 @@ def create(
     repo: RepoOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Make an API key for MODEL and print it once (only a salted hash is stored)."""
-    with open_store(repo) as store:
-        credential, key = store.create_credential(
-            model, expires_at=parse_expiry(expires, datetime.now(UTC)), description=description
+    """Make an API key for MODEL (or a push-only key for --push views) and print it once
+    (only a salted hash is stored)."""
+    if (model is None) == (push is None):
+        raise EntityInputError(
+            "Give exactly one of --model NAME (a lookup key) or --push VIEW[,VIEW...] (a "
+            "push-only key)."
         )
+    expires_at = parse_expiry(expires, datetime.now(UTC))
+    with open_store(repo) as store:
+        if push is not None:
+            credential, key = store.create_push_credential(
+                push.split(","), expires_at=expires_at, description=description
+            )
+        else:
+            credential, key = store.create_credential(
+                model or "", expires_at=expires_at, description=description
+            )
     if as_json:
         echo_json(
             {
                 "key": key,
                 "key_id": credential.key_id,
-                "model": credential.model,
+                "model": credential.model or None,
+                "push_views": list(credential.push_views),
                 "expires_at": credential.expires_at,
             }
         )
@@ -71,8 +95,13 @@ def create(
     until = (
         credential.expires_at.isoformat(timespec="seconds") if credential.expires_at else "never"
     )
+    what = (
+        f"push-only key for {', '.join(credential.push_views)}"
+        if credential.is_push
+        else f"key for model '{credential.model}'"
+    )
     typer.echo(
-        f"API key {credential.label} for model '{model}' in project '{credential.project}' "
+        f"API {what}: {credential.label} in project '{credential.project}' "
         f"(expires: {until}). It is shown once: store it in your secret manager now.",
         err=True,
     )
@@ -97,7 +126,8 @@ def list_credentials(
     rows: list[dict[str, Any]] = [
         {
             "key_id": c.key_id,
-            "model": c.model,
+            "model": c.model or None,
+            "push_views": list(c.push_views),
             "status": c.status(now),
             "created_at": c.created_at,
             "created_by": c.created_by,
@@ -116,7 +146,7 @@ def list_credentials(
     for r in rows:
         until = r["expires_at"].isoformat(timespec="seconds") if r["expires_at"] else "never"
         typer.echo(
-            f"fsk_{r['key_id']}  {r['model']:<20} {r['status']:<8} expires {until:<25} "
+            f"fsk_{r['key_id']}  {_who(r):<20} {r['status']:<8} expires {until:<25} "
             f"created {r['created_at'].isoformat(timespec='seconds')} by {r['created_by']}"
             + (f"  {r['description']}" if r["description"] else "")
         )
@@ -136,6 +166,10 @@ def revoke(
         echo_json({"key_id": credential.key_id, "revoked_at": credential.revoked_at})
         return
     typer.echo(
-        f"Revoked {credential.label} (model '{credential.model}') at "
+        f"Revoked {credential.label} ({credential.subject}) at "
         f"{credential.revoked_at.isoformat(timespec='seconds') if credential.revoked_at else '?'}."
     )
+
+
+def _who(row: dict[str, Any]) -> str:
+    return f"push:{','.join(row['push_views'])}" if row["push_views"] else str(row["model"])

@@ -98,7 +98,11 @@ def runs(
             failed = [e["expectation"] for e in r.validation["expectations"] if not e["success"]]
             verdict = "passed" if r.validation["success"] else "failed: " + "; ".join(failed)
             typer.echo(f"  validation {verdict} ({r.validation['report']})")
-        typer.echo(f"  sources    {len(r.sources)} file(s); code {r.code_version or 'unknown'}")
+        if r.engine == "push":  # one run per view version and minute of pushes
+            pushes = sum(s.get("pushes", 0) for s in r.sources if isinstance(s, dict))
+            typer.echo(f"  sources    {pushes:,} push(es) in the window")
+        else:
+            typer.echo(f"  sources    {len(r.sources)} file(s); code {r.code_version or 'unknown'}")
         typer.echo(f"  engine     {r.engine or 'unknown'}")
         started = r.started_at.isoformat(timespec="seconds") if r.started_at else "?"
         finished = r.finished_at.isoformat(timespec="seconds") if r.finished_at else "-"

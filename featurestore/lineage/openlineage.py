@@ -1,11 +1,13 @@
 """The registry's lineage as OpenLineage run events (spec 2-0-2), for Marquez, DataHub and
 other tools that consume them.
 
-Two jobs per project (namespace ``featurestore://<project>``):
+Jobs per project (namespace ``featurestore://<project>``):
 
 - ``materialize.<view>``: one run per materialization run; inputs are the source (a
   Parquet path, namespace ``file``; or a Kafka topic, namespace ``kafka://<brokers>``),
   the output is the view version (``<view>@v<N>``, with its schema).
+- ``push.<view>``: one run per view version and minute of pushes (no inputs: a service
+  computed the rows);
 - ``training_set.<model>`` (``training_set.adhoc`` without a model): one run per build;
   inputs are the view versions read (with the offline manifest read), the output is the
   written file (or ``training_set/<id>`` when it stayed in memory).
@@ -103,7 +105,9 @@ def run_events(
         vv = snapshot.versions.get(run.view, {}).get(run.version)
         source = vv.version_spec.get("source", {}) if vv else {}
         inputs = [d for d in [_source_dataset(source, repo, brokers)] if d]
-        if source.get("type") == "kafka" and source.get("batch_source"):
+        if run.engine == "push":  # rows a service pushed: no source was read
+            inputs = []
+        elif source.get("type") == "kafka" and source.get("batch_source"):
             history = _source_dataset(source["batch_source"], repo, brokers)
             inputs += [history] if history else []
         parts = {
@@ -111,7 +115,7 @@ def run_events(
             "outputs": [_view_dataset(project, snapshot, run.view, run.version)],
         }
         run_id = _run_id(project, "materialization", run.id)
-        job = f"materialize.{run.view}"
+        job = f"{'push' if run.engine == 'push' else 'materialize'}.{run.view}"
         facets = {
             "featurestore_materialization": _facet(
                 _RUN_FACET,

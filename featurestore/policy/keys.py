@@ -6,8 +6,10 @@ once at creation and never stored. The registry keeps ``SHA-256(salt || secret)`
 per-key random salt. A fast hash is right here, unlike for passwords: a 256-bit random
 secret cannot be guessed, so slowing each check would only slow every lookup.
 
-A key belongs to one project and one model. A server loads only its own project's keys
-(``KeyRing``), so another project's key is simply unknown to it.
+A key belongs to one project and either one model (it looks features up as that model)
+or, push-only, a list of feature views (it may push rows to those views and read nothing;
+``featurestore credentials create --push VIEW,...``). A server loads only its own
+project's keys (``KeyRing``), so another project's key is simply unknown to it.
 
 This module is on the online read path: standard library only.
 """
@@ -22,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from featurestore.errors import AuthenticationError
+from featurestore.errors import AccessDeniedError, AuthenticationError
 
 PREFIX = "fsk_"
 _KEY = re.compile(r"fsk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -43,10 +45,22 @@ class Credential:
     revoked_at: datetime | None = None
     revoked_by: str | None = None
     description: str = ""
+    push_views: tuple[str, ...] = ()  # a push-only key's views (model is then '')
 
     @property
     def label(self) -> str:
         return f"{PREFIX}{self.key_id}"
+
+    @property
+    def is_push(self) -> bool:
+        return bool(self.push_views)
+
+    @property
+    def subject(self) -> str:
+        """Who the key acts as, for messages and the audit log."""
+        if self.push_views:
+            return f"push {','.join(self.push_views)}"
+        return f"model {self.model}"
 
     def status(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -97,7 +111,37 @@ class KeyRing:
         return self._by_id.get(key_id)
 
     def authenticate(self, key: str, now: datetime) -> Credential:
-        """The key's credential if it is this project's, unrevoked and unexpired."""
+        """The key's credential if it is this project's, unrevoked and unexpired, and a
+        model's key: a push-only key reads nothing (AccessDeniedError, 403)."""
+        found = self.live(key, now)
+        if found.push_views:
+            raise AccessDeniedError(
+                f"API key {found.label} is a push-only key (views "
+                f"{', '.join(found.push_views)}): it may push rows but reads nothing, "
+                "neither features nor drift. Look features up with a model's key "
+                "(`featurestore credentials create --model NAME`)."
+            )
+        return found
+
+    def authenticate_push(self, key: str, view: str, now: datetime) -> Credential:
+        """The key's credential if it is live and may push ``view`` (AccessDeniedError
+        otherwise: a model's key never pushes, a push key only its own views)."""
+        found = self.live(key, now)
+        if not found.push_views:
+            raise AccessDeniedError(
+                f"API key {found.label} belongs to model '{found.model}'; lookup keys cannot "
+                f"push. Push with a push-only key: `featurestore credentials create --push "
+                f"{view}`."
+            )
+        if view not in found.push_views:
+            raise AccessDeniedError(
+                f"API key {found.label} may push only {', '.join(found.push_views)}, not "
+                f"'{view}'. Make a key for it: `featurestore credentials create --push {view}`."
+            )
+        return found
+
+    def live(self, key: str, now: datetime) -> Credential:
+        """The key's credential if it is this project's, unrevoked and unexpired (any kind)."""
         key_id, secret = parse_key(key)
         found = self._by_id.get(key_id)
         # Compare even for an unknown id, so timing does not tell ids apart.
@@ -111,12 +155,12 @@ class KeyRing:
             )
         if found.revoked_at is not None:
             raise AuthenticationError(
-                f"API key {found.label} (model '{found.model}') was revoked at "
+                f"API key {found.label} ({found.subject}) was revoked at "
                 f"{found.revoked_at.isoformat(timespec='seconds')}. Ask for a new key."
             )
         if found.expires_at is not None and found.expires_at <= now:
             raise AuthenticationError(
-                f"API key {found.label} (model '{found.model}') expired at "
+                f"API key {found.label} ({found.subject}) expired at "
                 f"{found.expires_at.isoformat(timespec='seconds')}. Ask for a new key."
             )
         return found

@@ -1,5 +1,9 @@
 """API keys in the registry: create (the secret is returned once), list, revoke.
 
+A model's key has ``model`` set; a push-only key has ``model`` '' and its views in
+``push_views`` (a JSON list; null in every key made before schema v7, which thus reads as
+a model's key, as it was).
+
 Each change is audited in its own transaction and bumps the project's serial, so
 servers reload their keys (a revoked key stops working within their refresh interval).
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, select, update
 
 from featurestore.errors import EntityInputError, ObjectNotFound
@@ -38,6 +43,7 @@ def _from_row(r: Any) -> Credential:
         revoked_at=as_utc(r.revoked_at) if r.revoked_at else None,
         revoked_by=r.revoked_by,
         description=r.description,
+        push_views=tuple(orjson.loads(r.push_views)) if r.push_views else (),
     )
 
 
@@ -71,6 +77,33 @@ class CredentialStore:
     ) -> tuple[Credential, str]:
         """A new key for ``model`` (which must exist): ``(credential, key)``; the key is
         not stored and cannot be shown again."""
+        return self._create(project, model, (), actor, expires_at, description)
+
+    def create_push(
+        self,
+        project: str,
+        views: list[str] | tuple[str, ...],
+        *,
+        actor: str,
+        expires_at: datetime | None = None,
+        description: str = "",
+    ) -> tuple[Credential, str]:
+        """A new push-only key for ``views`` (each an active feature view): it may push
+        rows to them and read nothing."""
+        names = tuple(dict.fromkeys(v.strip() for v in views if v.strip()))
+        if not names:
+            raise EntityInputError("--push needs at least one feature view: --push VIEW[,VIEW...].")
+        return self._create(project, "", names, actor, expires_at, description)
+
+    def _create(
+        self,
+        project: str,
+        model: str,
+        push_views: tuple[str, ...],
+        actor: str,
+        expires_at: datetime | None,
+        description: str,
+    ) -> tuple[Credential, str]:
         now = now_utc()
         if expires_at is not None and expires_at <= now:
             raise EntityInputError(
@@ -79,7 +112,11 @@ class CredentialStore:
             )
         with self.database.write(project) as conn:
             snapshot = read_snapshot(conn, project)
-            snapshot.model(model)  # ObjectNotFound, with a suggestion
+            if push_views:
+                for view in push_views:
+                    snapshot.feature_view(view)  # FeatureViewNotFound, with a suggestion
+            else:
+                snapshot.model(model)  # ObjectNotFound, with a suggestion
             key_id, secret, key = new_key()
             salt = new_salt()
             credential = Credential(
@@ -92,6 +129,7 @@ class CredentialStore:
                 created_by=actor,
                 expires_at=expires_at,
                 description=description,
+                push_views=push_views,
             )
             conn.execute(
                 t.credentials.insert().values(
@@ -104,6 +142,7 @@ class CredentialStore:
                     created_at=now,
                     created_by=actor,
                     expires_at=expires_at,
+                    push_views=orjson.dumps(list(push_views)).decode() if push_views else None,
                 )
             )
             append_audit(
@@ -112,7 +151,7 @@ class CredentialStore:
                     project=project,
                     action="credential_create",
                     actor=actor,
-                    subject=f"model {model}",
+                    subject=credential.subject,
                     detail={
                         "key": credential.label,
                         "expires_at": expires_at.isoformat() if expires_at else None,
@@ -158,7 +197,7 @@ class CredentialStore:
                     project=project,
                     action="credential_revoke",
                     actor=actor,
-                    subject=f"model {row.model}",
+                    subject=_from_row(row).subject,
                     detail={"key": f"{PREFIX}{key_id}"},
                 ),
             )

@@ -123,7 +123,7 @@ class Database:
             if row is None:
                 conn.execute(t.meta.insert().values(key="schema", value=str(t.SCHEMA_VERSION)))
             elif int(row[0]) < t.SCHEMA_VERSION:
-                # Every migration so far only adds tables, which create_all just did.
+                t.migrate(conn, int(row[0]))
                 conn.execute(
                     update(t.meta)
                     .where(t.meta.c.key == "schema")

@@ -3,7 +3,11 @@
 A run is recorded ``running`` when it starts and ``succeeded`` or ``failed``
 when it ends, so a run killed mid-way stays visible as ``running`` (with no
 finish time) rather than vanishing. The incremental watermark of a view
-version is the end of its last successful run.
+version is the end of its last successful run (push runs excluded: rows a service
+pushed say nothing about how far the batch source has been read).
+
+Pushes are recorded as runs too (engine ``push``), one per view version and interval
+(``record_push`` adds to the interval's run), never one per push.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from featurestore.registry import schema as t
 from featurestore.registry.database import Database, inserted_id, whoami
@@ -22,6 +26,7 @@ from featurestore.times import as_utc, now_utc
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+PUSH_ENGINE = "push"
 
 
 @dataclass(slots=True)
@@ -102,6 +107,69 @@ class RunLog:
                 )
             )
 
+    def record_push(
+        self,
+        project: str,
+        view: str,
+        version: int,
+        window: tuple[datetime, datetime],
+        *,
+        pushes: int,
+        rows: int,
+        rows_online: int,
+        rows_offline: int,
+    ) -> int:
+        """Add pushed counts to ``view@v<version>``'s push run of ``window`` (made on first
+        use; several processes add to the same run). Returns the run's id."""
+        mr = t.materialization_runs
+        now = now_utc()
+        with self.database.write(project) as conn:
+            row = conn.execute(
+                select(mr.c.id, mr.c.rows_read, mr.c.rows_online, mr.c.rows_offline, mr.c.sources)
+                .where(
+                    mr.c.project == project,
+                    mr.c.view == view,
+                    mr.c.version == version,
+                    mr.c.engine == PUSH_ENGINE,
+                    mr.c.window_start == window[0],
+                )
+                .limit(1)
+            ).first()
+            if row is None:
+                result = conn.execute(
+                    mr.insert().values(
+                        project=project,
+                        view=view,
+                        version=version,
+                        status=SUCCEEDED,
+                        window_start=window[0],
+                        window_end=window[1],
+                        sources=orjson.dumps([{"type": "push", "pushes": pushes}]).decode(),
+                        rows_read=rows,
+                        rows_online=rows_online,
+                        rows_offline=rows_offline,
+                        engine=PUSH_ENGINE,
+                        started_at=now,
+                        finished_at=now,
+                        started_by=whoami(),
+                    )
+                )
+                return inserted_id(result)
+            before = orjson.loads(row.sources or "[]")
+            earlier = sum(s.get("pushes", 0) for s in before if isinstance(s, dict))
+            conn.execute(
+                update(mr)
+                .where(mr.c.id == row.id)
+                .values(
+                    rows_read=(row.rows_read or 0) + rows,
+                    rows_online=(row.rows_online or 0) + rows_online,
+                    rows_offline=(row.rows_offline or 0) + rows_offline,
+                    sources=orjson.dumps([{"type": "push", "pushes": earlier + pushes}]).decode(),
+                    finished_at=now,
+                )
+            )
+            return int(row.id)
+
     def records(
         self, project: str, view: str | None = None, *, limit: int | None = None
     ) -> list[RunRecord]:
@@ -149,6 +217,7 @@ class RunLog:
                 mr.c.view == view,
                 mr.c.version == version,
                 mr.c.status == SUCCEEDED,
+                or_(mr.c.engine.is_(None), mr.c.engine != PUSH_ENGINE),
             )
             .order_by(mr.c.window_end.desc())
             .limit(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     ForeignKey,
     Index,
@@ -18,10 +19,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
+    text,
 )
 
-SCHEMA_VERSION = 6  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials,
-# 6: reference profiles and drift statuses
+SCHEMA_VERSION = 7  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials,
+# 6: reference profiles and drift statuses, 7: credentials.push_views (push-only keys)
 
 metadata = MetaData()
 
@@ -159,7 +162,8 @@ audit = Table(
     Column("hash", String(64), nullable=False),
 )
 
-# API keys: one project and one model each; only a salted hash of the secret.
+# API keys: one project and one model each (or, push-only, the views it may push: a JSON
+# list in push_views, model ''); only a salted hash of the secret.
 credentials = Table(
     "fs_credentials",
     metadata,
@@ -174,6 +178,7 @@ credentials = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     Column("revoked_by", String(256)),
+    Column("push_views", Text),  # null: a model's key (every key made before v7)
 )
 
 # Drift: the reference profile of each feature of a training set (what the model saw).
@@ -200,3 +205,12 @@ drift_checks = Table(
     Column("detail", Text, nullable=False),  # {"features": {...}, "samples": n, ...}
     Index("fs_drift_checks_model", "project", "model", "id"),
 )
+
+
+def migrate(conn: Connection, from_version: int) -> None:
+    """Bring a registry of schema ``from_version`` to ``SCHEMA_VERSION`` (``create_all``
+    has added the new tables already; this adds new columns to old tables)."""
+    if from_version < 7:
+        columns = {c["name"] for c in inspect(conn).get_columns("fs_credentials")}
+        if "push_views" not in columns:
+            conn.execute(text("ALTER TABLE fs_credentials ADD COLUMN push_views TEXT"))

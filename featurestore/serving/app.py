@@ -44,7 +44,6 @@ from featurestore.errors import (
     FeatureStoreError,
     MalformedRequestError,
     RateLimited,
-    RequestTooLargeError,
     did_you_mean,
 )
 from featurestore.online.cache import LookupCache
@@ -52,9 +51,12 @@ from featurestore.online.catalog import Catalog
 from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
 from featurestore.online.layout import nested_kind
 from featurestore.online.store import OnlineStore
+from featurestore.push.pusher import build_pusher
 from featurestore.serving import heap, metrics
 from featurestore.serving.guard import ERROR_KEY, Guard, answer_failure, count_error
 from featurestore.serving.limits import Gate, Limiter, ServingLimits, entity_rows
+from featurestore.serving.push_route import add_push_route
+from featurestore.serving.request_io import api_key_of, read_body
 from featurestore.serving.schemas import (
     ErrorResponse,
     FeaturesRequest,
@@ -94,6 +96,7 @@ class Server:
             cache=LookupCache.from_config(store.config.online_cache),
         )
         self.max_body_bytes = max_body_bytes
+        self.pusher = build_pusher(store, lambda: self.client.catalog.snapshot, online=online)
         self.refresh_seconds = refresh_seconds
         self.registry_error: str | None = None
         self.drift_poll_seconds = 0.5
@@ -211,6 +214,7 @@ def create_app(
             yield
         finally:
             task.cancel()
+            await asyncio.to_thread(server.pusher.close)  # buffered pushes land first
             await server.client.aclose()
             if feature_store is None:
                 repo.close()  # closes the online store it built, not one passed in
@@ -230,6 +234,7 @@ def create_app(
 
     # In this order: the OpenAPI schema (docs/openapi.json) lists them so.
     add_lookup_route(app, server)
+    add_push_route(app, server, server.pusher)
     add_drift_routes(app, server)
     add_health_routes(app, server)
     app.openapi = lambda: openapi_with_keys(app)  # type: ignore[method-assign]
@@ -314,7 +319,7 @@ class LookupEndpoint:
         """(status, headers, body) of a lookup; typed errors as their JSON answer."""
         start = time.perf_counter()
         try:
-            api_key = _api_key(scope["headers"])
+            api_key = api_key_of(scope["headers"])
             caller = self.server.client.catalog.authenticate(api_key)  # before reading the body
             limiter = self.server.limiter
             if limiter is None:
@@ -339,7 +344,7 @@ class LookupEndpoint:
         """An authenticated caller's lookup: the body, its fields, its limits, Redis, the
         answer."""
         server = self.server
-        body = await _read_body(receive, server.max_body_bytes)
+        body = await read_body(receive, server.max_body_bytes)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -401,7 +406,7 @@ def add_drift_routes(app: FastAPI, server: Server) -> None:
     """GET /v1/drift/{model} and its server-sent events."""
 
     def _drift_caller(request: Request, model: str) -> None:
-        caller = server.client.catalog.authenticate(_api_key(request.scope["headers"]))
+        caller = server.client.catalog.authenticate(api_key_of(request.scope["headers"]))
         if caller.model != model:
             raise AccessDeniedError(
                 f"API key {caller.label} belongs to model '{caller.model}'; it may not read "
@@ -503,53 +508,6 @@ def openapi_with_keys(app: FastAPI) -> dict[str, Any]:
                     operation["security"] = [{"bearer": []}, {"apiKey": []}]
         app.openapi_schema = schema
     return app.openapi_schema
-
-
-def _api_key(headers: list[tuple[bytes, bytes]]) -> str:
-    """The request's API key, from its raw ASGI headers (names arrive lower-cased)."""
-    auth = key = None
-    for name, value in headers:
-        if name == b"authorization" and auth is None:
-            auth = value.decode("latin-1")
-        elif name == b"x-api-key" and key is None:
-            key = value.decode("latin-1")
-    if auth is not None:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationError(
-                "Send the API key as `Authorization: Bearer <key>` (or `X-API-Key: <key>`)."
-            )
-        return token.strip()
-    if not key:
-        raise AuthenticationError(
-            "This server requires an API key: send `Authorization: Bearer <key>`. Create "
-            "one with `featurestore credentials create --model NAME`."
-        )
-    return key.strip()
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    """The whole body; past ``limit`` bytes it is read to its end (so the connection
-    stays usable) but not kept, and refused with its size."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnect
-    body = message.get("body", b"")
-    if not message.get("more_body", False) and len(body) <= limit:
-        return body  # the usual case: it came whole
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-    if size > limit:
-        raise RequestTooLargeError(f"The request body is {size} bytes; the limit is {limit}.")
-    return b"".join(chunks)
 
 
 def _invalid_json(exc: orjson.JSONDecodeError) -> str:

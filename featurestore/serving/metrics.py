@@ -56,6 +56,12 @@ ERRORS = Counter(
     ["status", "error"],
     registry=REGISTRY,
 )
+PUSHED_ROWS = Counter(
+    "featurestore_pushed_rows_total",
+    "Rows accepted by POST /v1/push, by view and target (refused pushes: request errors).",
+    ["view", "to"],
+    registry=REGISTRY,
+)
 REJECTED = Counter(
     "featurestore_rejected_total",
     "Lookups refused with 429 past a serving limit, by the caller's model, the limit's "
