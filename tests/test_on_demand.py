@@ -554,3 +554,9 @@ def test_hostile_request_values_are_refused_quickly(store: Any) -> None:
         with pytest.raises(EntityInputError) as caught:
             store.get_online_features([row], model="fraud_model")
         assert len(str(caught.value)) < 400
+
+
+def test_on_demand_views_take_no_pushes(store: Any) -> None:
+    row = {"user_id": 1, "amount_ratio": 1.0, "is_large": False, "event_timestamp": NOW}
+    with pytest.raises(OnDemandViewError, match="on-demand view"):
+        store.push("amount_vs_avg", [row])
