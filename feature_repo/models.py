@@ -1,6 +1,7 @@
 """Feature services and the models that consume them."""
 
 from merchant_stats import merchant_stats
+from on_demand import txn_amount_vs_1h
 from user_profile import user_profile
 from user_transactions import user_txn_stats
 
@@ -12,6 +13,7 @@ fraud_features = FeatureService(
         user_profile[["age", "country", "account_age_days", "credit_limit"]],
         merchant_stats,
         user_txn_stats,
+        txn_amount_vs_1h,  # needs the request's amount in each entity row
     ],
     owner="risk-ml@example.com",
     description="Everything the real-time fraud model scores a transaction with.",

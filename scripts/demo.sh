@@ -35,11 +35,13 @@ step "Backfill the streaming view's history on Spark (the consumer's own window 
   "featurestore stream backfill user_txn_stats --from source -r $REPO"
 step "Build a point-in-time correct training set for fraud_detector (and its reference profile)" \
   "featurestore training-data -r $REPO --model fraud_detector --entities $REPO/data/labels.parquet --out $REPO/data/training/fraud_detector.parquet"
+step "Its on-demand column amount_vs_1h_avg: txn_amount_vs_1h (feature_repo/on_demand.py) over each label's amount and the user's 1-hour window (which holds the transaction itself), the same function lookups run; rows with more than one transaction in the hour" \
+  "python scripts/show_training_rows.py $REPO/data/training/fraud_detector.parquet user_id event_timestamp amount count_1h amount_sum_1h amount_vs_1h_avg --min count_1h=2"
 step "Lineage: which data trained which model" "featurestore training-sets -r $REPO --model fraud_detector"
 step "Train the example fraud model on it (logistic regression, numpy)" \
   "python -m examples.fraud_inference.train --training-set $REPO/data/training/fraud_detector.parquet --out $REPO/data/models/fraud_detector.json"
-step "Online lookup for fraud_detector from the command line (one Redis round trip)" \
-  "featurestore get-online -r $REPO --model fraud_detector -e user_id=42 -e merchant_id=m_00042"
+step "Online lookup for fraud_detector from the command line (one Redis round trip; the request's amount feeds the on-demand amount_vs_1h_avg, null until the stream consumer has written user 42's windows)" \
+  "featurestore get-online -r $REPO --model fraud_detector -e user_id=42 -e merchant_id=m_00042 -e amount=120.5"
 
 # The feature server: start it, ask it over HTTP with a model's key, stop it.
 step "An API key for fraud_detector (printed once; the registry keeps a salted hash)" \
@@ -51,9 +53,11 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "localhost:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 step "The same lookup over HTTP (featurestore serve, 2 workers; the key names the model)" \
-  "curl -s localhost:$PORT/v1/features -H \"Authorization: Bearer \$KEY\" -d '{\"entities\": [{\"user_id\": 42, \"merchant_id\": \"m_00042\"}]}' > /tmp/featurestore-demo.json && python scripts/show_response.py /tmp/featurestore-demo.json"
+  "curl -s localhost:$PORT/v1/features -H \"Authorization: Bearer \$KEY\" -d '{\"entities\": [{\"user_id\": 42, \"merchant_id\": \"m_00042\", \"amount\": 120.5}]}' > /tmp/featurestore-demo.json && python scripts/show_response.py /tmp/featurestore-demo.json"
 step "A bad request gets a clear 4xx" \
   "curl -s localhost:$PORT/v1/features -H \"Authorization: Bearer \$KEY\" -d '{\"entities\": [{\"user_id\": \"42\"}]}'; echo"
+step "A lookup without the request's amount: 422, naming the field" \
+  "curl -s localhost:$PORT/v1/features -H \"Authorization: Bearer \$KEY\" -d '{\"entities\": [{\"user_id\": 42, \"merchant_id\": \"m_00042\"}]}'; echo"
 step "No key: 401" \
   "curl -s localhost:$PORT/v1/features -d '{\"model\": \"fraud_detector\", \"entities\": [{\"user_id\": 42}]}'; echo"
 step "promo_ranker (a marketing model) asks for an e-mail: refused by policy, and audited" \
@@ -103,6 +107,9 @@ step "The consumer (featurestore stream, running) has written user 2's windows o
 step "Another burst" "featurestore generate-data -r $REPO --kafka-events 3000 --kafka-only --seed 8"
 caught_up
 step "User 2's streamed features changed, within a poll of arriving" "featurestore get-online -r $REPO $STREAMED"
+ON_DEMAND="featurestore get-online -r $REPO --model fraud_detector -e user_id=2 -e merchant_id=m_00042"
+step "fraud_detector for user 2 with two amounts: amount_vs_1h_avg is computed at each lookup from the request's amount and the streamed 1-hour window" \
+  "for a in 50 500; do $ON_DEMAND -e amount=\$a | grep -E '^user_id|count_1h |amount_sum_1h |amount_vs_1h_avg'; done"
 step "Consumer status: lag per partition, events/s, freshness, dead letters" \
   "featurestore stream status -r $REPO"
 step "Bad events went to the dead-letter topic with their reason" "featurestore stream dlq -r $REPO --limit 3"

@@ -24,9 +24,9 @@ def test_plan_apply_and_a_new_version_beside_the_old(example_repo: Path) -> None
     repo = str(example_repo)
     out = run("plan", "-r", repo, "--detailed-exitcode", code=2)
     assert "+ FeatureView user_profile: new (v1)" in out
-    assert "Plan: 15 new" in out
+    assert "Plan: 17 new" in out
     out = run("apply", "-r", repo)
-    assert "Applied 15 change(s) to project 'payments'" in out
+    assert "Applied 17 change(s) to project 'payments'" in out
     assert (
         run("plan", "-r", repo, "--detailed-exitcode")
         .strip()
@@ -103,14 +103,20 @@ def test_describe_and_list(example_repo: Path) -> None:
     run("apply", "-r", repo)
     data = json.loads(run("describe", "fraud_detector", "-r", repo, "--json"))
     assert data["kind"] == "model"
-    assert data["spec"]["pins"] == {"merchant_stats": 1, "user_profile": 1, "user_txn_stats": 1}
-    assert data["history"][0]["location"] == "models.py:30"
+    assert data["spec"]["pins"] == {
+        "merchant_stats": 1,
+        "txn_amount_vs_1h": 1,
+        "user_profile": 1,
+        "user_txn_stats": 1,
+    }
+    assert data["history"][0]["location"] == "models.py:32"
     data = json.loads(run("describe", "user_profile@v1", "-r", repo, "--json"))
     assert data["models"] == ["fraud_detector", "promo_ranker"]
     data = json.loads(run("list", "feature_view", "-r", repo, "--json"))
-    assert data["total"] == 3
+    assert data["total"] == 4
     assert [(r["name"], r["version"]) for r in data["objects"]] == [
         ("merchant_stats", 1),
+        ("txn_amount_vs_1h", 1),
         ("user_profile", 1),
         ("user_txn_stats", 1),
     ]
@@ -125,7 +131,7 @@ def test_describe_prints_text_for_people_and_json_for_scripts(example_repo: Path
     assert text.startswith("model 'fraud_detector' in project 'payments': active, revision 1\n")
     assert "    pins:\n      merchant_stats: 1\n" in text
     assert "  history:\n    revision 1  " in text
-    assert text.rstrip().endswith("models.py:30")
+    assert text.rstrip().endswith("models.py:32")
     text = run("describe", "user_profile@v1", "-r", repo)
     assert text.startswith("Feature view version user_profile@v1 in project 'payments': active")
     assert "values: DE, FR, GB, NL, ES, IT, US, PL" in text

@@ -9,10 +9,11 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from featurestore.config import load_config
-from featurestore.definitions import KafkaSource, ParquetSource
+from featurestore.definitions import KafkaSource, OnDemandFeatureView, ParquetSource
 from featurestore.repo import load_repo
 from pipelines.generate_data import GeneratorSettings, generate, produce_events
 from tests.conftest import Services
@@ -39,7 +40,15 @@ def generated(example_repo: Path) -> Path:
 
 def test_sources_have_every_column_the_views_need_with_their_dtypes(generated: Path) -> None:
     contents = load_repo(generated)
+    labels = pq.read_schema(generated / "data" / "labels.parquet")
     for view in contents.feature_views.values():
+        if isinstance(view, OnDemandFeatureView):
+            # Computed, not stored: a training set takes its request fields from the
+            # entity rows, which the labels file is.
+            assert view.request_fields, view.name
+            for f in view.request_fields:
+                assert labels.field(f.name).type == f.dtype.arrow_type(), (view.name, f.name)
+            continue
         source = view.source
         parquet = source.batch_source if isinstance(source, KafkaSource) else source
         assert isinstance(parquet, ParquetSource)

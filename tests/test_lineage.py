@@ -117,7 +117,25 @@ def test_model_lineage_and_version_skew_after_a_promotion(built: dict[str, Any])
     assert credit["decision"] == "allow"
     assert [t["id"] for t in found["training_sets"]] == [built["training_set"]["id"]]
     assert found["skew"] == []
-    assert "no version skew" in invoke(repo, "lineage", "model", "fraud_detector").output
+    shown = invoke(repo, "lineage", "model", "fraud_detector").output
+    assert "no version skew" in shown
+    # The on-demand feature has no source or offline data: it says what it is computed from.
+    on_demand = by_feature["txn_amount_vs_1h@v1:amount_vs_1h_avg"]
+    assert on_demand["on_demand"]["inputs"] == [
+        "user_txn_stats@v1:count_1h",
+        "user_txn_stats@v1:amount_sum_1h",
+    ]
+    assert on_demand["on_demand"]["request_fields"] == ["transaction.amount (float64)"]
+    [line] = [x for x in shown.splitlines() if "amount_vs_1h_avg" in x]
+    assert "allow computed at request time (python mode, function " in line
+    assert line.endswith(
+        "from user_txn_stats@v1:count_1h, user_txn_stats@v1:amount_sum_1h, "
+        "transaction.amount (float64)"
+    )
+    shown = invoke(repo, "lineage", "feature", "txn_amount_vs_1h:amount_vs_1h_avg").output
+    assert "v1  active   float64" in shown
+    assert "computed at request time" in shown
+    assert "None" not in shown
 
     change_credit_limit_dtype(repo)  # user_profile v2
     with FeatureStore(repo) as s:

@@ -510,7 +510,7 @@ def test_lineage_shows_what_a_feature_is_computed_from(store: Any) -> None:
         app, ["lineage", "feature", "amount_vs_avg:amount_ratio", "-r", repo]
     )
     assert shown.exit_code == 0, shown.output
-    assert "computed (python, function " in shown.output
+    assert "computed at request time (python mode, function " in shown.output
     assert "user_stats@v1:avg_amount, user_stats@v1:txn_count, txn.amount (float64)" in shown.output
     model = CliRunner().invoke(app, ["lineage", "model", "fraud_model", "-r", repo, "--json"])
     import json

@@ -7,7 +7,8 @@ model's drift status with every prediction.
 
 ``POST /predict`` with ``{"user_id": 42, "merchant_id": "m_00042", "amount": 120.5}``
 (optionally ``transaction_id`` and ``event_timestamp``) looks the features up in process
-(one Redis round trip, as the key's model: its policies apply), scores, and answers with
+(one Redis round trip, as the key's model: its policies apply; the amount travels in the
+entity row for the on-demand ``amount_vs_1h_avg``), scores, and answers with
 the probability, the decision, the mode and the drift status the lookup carried. While the
 status is ``drift`` the service scores with the model's declared fallback rule instead:
 inputs unlike the training data make the model's scores unreliable. ``GET /metrics``
@@ -86,8 +87,14 @@ def create_app(repo: Path, model_path: Path, api_key: str | None = None) -> Fast
     async def predict(request: Request) -> Response:
         body = orjson.loads(await request.body())
         try:
-            row = {"user_id": int(body["user_id"]), "merchant_id": str(body["merchant_id"])}
             amount = float(body["amount"])
+            # amount is also a request field: fraud_detector's on-demand feature
+            # amount_vs_1h_avg is computed from it and the user's stored 1-hour window.
+            row = {
+                "user_id": int(body["user_id"]),
+                "merchant_id": str(body["merchant_id"]),
+                "amount": amount,
+            }
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"need user_id (int), merchant_id (str) and amount (number): {exc}"
             return Response(orjson.dumps({"error": "BadRequest", "detail": detail}), 422)

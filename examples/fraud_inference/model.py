@@ -31,6 +31,7 @@ STORE_FEATURES = [
     "amount_sum_1h",
     "amount_sum_1d",
     "amount_max_1d",
+    "amount_vs_1h_avg",  # on-demand: computed from the request's amount at each lookup
 ]
 REQUEST_FEATURES = ["amount", "night"]
 LOG_SCALED = {
@@ -44,6 +45,7 @@ LOG_SCALED = {
     "amount_sum_1h",
     "amount_sum_1d",
     "amount_max_1d",
+    "amount_vs_1h_avg",
     "amount",
 }
 # Used while the model's inputs drift: review large amounts, approve the rest.

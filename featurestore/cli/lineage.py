@@ -46,6 +46,15 @@ def _source(source: dict[str, Any]) -> str:
     return f"{source.get('type')} {source.get('path', source.get('name'))}"
 
 
+def _computed(on_demand: dict[str, Any]) -> str:
+    """Where an on-demand feature comes from: it has no source or offline data."""
+    inputs = ", ".join([*on_demand["inputs"], *on_demand["request_fields"]])
+    return (
+        f"computed at request time ({on_demand['mode']} mode, function "
+        f"{on_demand['function']}) from {inputs}"
+    )
+
+
 def _run_line(run: dict[str, Any]) -> str:
     rows = run["rows_online"] if run["rows_online"] is not None else run["rows_offline"]
     return (
@@ -82,19 +91,14 @@ def feature(
     typer.echo("versions:")
     for v in found["versions"]:
         how = v["aggregation"] or v["transformation"]
-        od = v.get("on_demand")
-        origin = (
-            f"computed ({od['mode']}, function {od['function']}) from "
-            + ", ".join([*od["inputs"], *od["request_fields"]])
-            if od
-            else f"from {_source(v['source'])}"
-        )
-        typer.echo(
+        head = (
             f"  v{v['version']}  {v['status']:<8} {v['dtype']:<10} since {_when(v['created_at'])}"
-            f"  {origin}" + (f"  ({how})" if how else "")
         )
-        if not od:
-            typer.echo(f"      {_offline(v['offline'])}")
+        if v.get("on_demand"):
+            typer.echo(f"{head}  {_computed(v['on_demand'])}")
+            continue
+        typer.echo(f"{head}  from {_source(v['source'])}" + (f"  ({how})" if how else ""))
+        typer.echo(f"      {_offline(v['offline'])}")
     typer.echo("materialization runs (newest first):")
     for run in found["materialization_runs"][:10] or [None]:
         typer.echo(f"  {_run_line(run)}" if run else "  none")
@@ -145,6 +149,9 @@ def model(
     width = max((len(s["feature"]) for s in found["serves"]), default=0)
     for s in found["serves"]:
         run = s["last_materialization"]
+        if s.get("on_demand"):
+            typer.echo(f"  {s['feature']:<{width}}  {s['decision']:<5} {_computed(s['on_demand'])}")
+            continue
         typer.echo(
             f"  {s['feature']:<{width}}  {s['decision']:<5} from {_source(s['source'])}; "
             + (f"last run #{run['id']} {_when(run['finished_at'])}; " if run else "")

@@ -33,13 +33,15 @@ online_app = typer.Typer(help="Maintenance of the Redis online store.")
 def _entity_rows(
     client: Any, plan: Any, entity: list[str] | None, entities_json: str | None
 ) -> list[dict[str, Any]]:
-    """--entity k=v (one row; values typed by the key's dtype) or --entities JSON."""
+    """--entity k=v (one row; values typed by the key's or request field's dtype) or
+    --entities JSON."""
     if entities_json is not None:
         try:
             rows = orjson.loads(entities_json)
         except orjson.JSONDecodeError as exc:
             raise EntityInputError(f"--entities is not valid JSON: {exc}") from None
         return rows
+    requests = {name: str(dtype) for name, dtype, _ in plan.on_demand.request_fields}
     row: dict[str, Any] = {}
     for item in entity or []:
         key, sep, value = item.partition("=")
@@ -48,18 +50,32 @@ def _entity_rows(
         try:
             dtype = plan.key_dtype(key)
         except KeyError:
+            dtype = requests.get(key, "")
+        if not dtype:
+            known = [*plan.join_keys, *requests]
             raise EntityInputError(
-                f"--entity {key}: the request needs no such key.{did_you_mean(key, plan.join_keys)}"
-                f" It needs: {', '.join(plan.join_keys)}."
-            ) from None
-        if dtype.startswith("int"):
-            try:
-                row[key] = int(value)
-            except ValueError:
-                raise EntityInputError(f"--entity {key}={value}: {key} is {dtype}.") from None
-        else:
-            row[key] = value
+                f"--entity {key}: the request needs no such key or request field."
+                f"{did_you_mean(key, known)} It needs: {', '.join(known)}."
+            )
+        row[key] = _typed(key, value, dtype)
     return [row]
+
+
+def _typed(key: str, value: str, dtype: str) -> Any:
+    """A command-line value as ``dtype`` (the lookup checks it again, as any row's)."""
+    try:
+        if dtype.startswith("int"):
+            return int(value)
+        if dtype.startswith("float"):
+            return float(value)
+    except ValueError:
+        raise EntityInputError(f"--entity {key}={value}: {key} is {dtype}.") from None
+    if dtype == "string":
+        return value
+    raise EntityInputError(
+        f"--entity {key}={value}: {key} is {dtype}, which --entity cannot spell; pass the "
+        "rows as JSON with --entities."
+    )
 
 
 @handle_errors

@@ -188,30 +188,10 @@ def build_request(
     keyed = entities
     views = []
     for (view_name, version), requested in by_view.items():
-        view = snapshot.feature_view(view_name, version)
-        entity_defs = view.resolved_entities()
-        for entity in entity_defs:
-            keyed = _check_key(keyed, entity.join_key, entity.dtype.arrow_type(), view_name)
-        ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else None
-        table = OfflineTable(offline_root / snapshot.project / view_name / f"v{version}")
-        start = None if ttl_us is None else min_ts - ttl_us
-        manifest = table.manifest()
-        read = [f for f in manifest.files if f.overlaps(start, max_ts)]
-        files = tuple((str(table.root / f.path), f.seq) for f in read)
-        views.append(
-            ViewJoin(
-                view=view_name,
-                version=version,
-                join_keys=tuple(e.join_key for e in entity_defs),
-                features=tuple(f.feature for f in requested),
-                output_names=tuple(names[f.ref] for f in requested),
-                ttl_us=ttl_us,
-                files=files,
-                schema=offline_schema(view),
-                manifest_sequence=manifest.sequence,
-                dedupe_files=frozenset(str(table.root / f.path) for f in needs_dedupe(read)),
-            )
+        keyed, view_join = _view_join(
+            keyed, snapshot, offline_root, view_name, version, requested, names, min_ts, max_ts
         )
+        views.append(view_join)
     keyed = keyed.append_column(ROW, row_numbers(entities.num_rows))
     keyed = keyed.append_column(TS, ts)
     order = tuple(names[f.ref] for f in [*joined, *on_demand.hidden])
@@ -221,6 +201,42 @@ def build_request(
 def hidden_column(j: int) -> str:
     """The join's column of an on-demand view's j-th input that was not asked for."""
     return f"__fs_input_{j}"
+
+
+def _view_join(
+    keyed: pa.Table,
+    snapshot: RegistrySnapshot,
+    offline_root: Path,
+    view_name: str,
+    version: int,
+    requested: list[ResolvedFeature],
+    names: dict[Any, str],
+    min_ts: int,
+    max_ts: int,
+) -> tuple[pa.Table, ViewJoin]:
+    """One view version's part of a join (the entity table with its keys checked)."""
+    view = snapshot.feature_view(view_name, version)
+    entity_defs = view.resolved_entities()
+    for entity in entity_defs:
+        keyed = _check_key(keyed, entity.join_key, entity.dtype.arrow_type(), view_name)
+    ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else None
+    table = OfflineTable(offline_root / snapshot.project / view_name / f"v{version}")
+    start = None if ttl_us is None else min_ts - ttl_us
+    manifest = table.manifest()
+    read = [f for f in manifest.files if f.overlaps(start, max_ts)]
+    files = tuple((str(table.root / f.path), f.seq) for f in read)
+    return keyed, ViewJoin(
+        view=view_name,
+        version=version,
+        join_keys=tuple(e.join_key for e in entity_defs),
+        features=tuple(f.feature for f in requested),
+        output_names=tuple(names[f.ref] for f in requested),
+        ttl_us=ttl_us,
+        files=files,
+        schema=offline_schema(view),
+        manifest_sequence=manifest.sequence,
+        dedupe_files=frozenset(str(table.root / f.path) for f in needs_dedupe(read)),
+    )
 
 
 def needs_dedupe(files: Sequence[DataFile]) -> list[DataFile]:
