@@ -44,7 +44,6 @@ from featurestore.errors import (
     FeatureStoreError,
     MalformedRequestError,
     RateLimited,
-    RequestTooLargeError,
     did_you_mean,
 )
 from featurestore.online.cache import LookupCache
@@ -53,7 +52,10 @@ from featurestore.online.client import DEFAULT_MAX_ENTITIES, OnlineClient
 from featurestore.online.layout import nested_kind
 from featurestore.online.store import OnlineStore
 from featurestore.serving import heap, metrics
+from featurestore.serving.feast_api import FEAST_PATHS, add_feast_routes
 from featurestore.serving.guard import ERROR_KEY, Guard, answer_failure, count_error
+from featurestore.serving.http_input import api_key as _api_key
+from featurestore.serving.http_input import read_body as _read_body
 from featurestore.serving.limits import Gate, Limiter, ServingLimits, entity_rows
 from featurestore.serving.schemas import (
     ErrorResponse,
@@ -232,6 +234,8 @@ def create_app(
     add_lookup_route(app, server)
     add_drift_routes(app, server)
     add_health_routes(app, server)
+    # TODO(push): pass push=... (FeatureStore.push behind push keys) once it is on main.
+    add_feast_routes(app, server, push=None)
     app.openapi = lambda: openapi_with_keys(app)  # type: ignore[method-assign]
     return app
 
@@ -482,7 +486,7 @@ def add_health_routes(app: FastAPI, server: Server) -> None:
 
 
 def openapi_with_keys(app: FastAPI) -> dict[str, Any]:
-    """The generated schema, with the API key the /v1 routes require declared."""
+    """The generated schema, with the API key the /v1 and Feast routes require declared."""
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
@@ -498,58 +502,11 @@ def openapi_with_keys(app: FastAPI) -> dict[str, Any]:
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         }
         for path, operations in schema["paths"].items():
-            if path.startswith("/v1/"):
+            if path.startswith("/v1/") or path in FEAST_PATHS:
                 for operation in operations.values():
                     operation["security"] = [{"bearer": []}, {"apiKey": []}]
         app.openapi_schema = schema
     return app.openapi_schema
-
-
-def _api_key(headers: list[tuple[bytes, bytes]]) -> str:
-    """The request's API key, from its raw ASGI headers (names arrive lower-cased)."""
-    auth = key = None
-    for name, value in headers:
-        if name == b"authorization" and auth is None:
-            auth = value.decode("latin-1")
-        elif name == b"x-api-key" and key is None:
-            key = value.decode("latin-1")
-    if auth is not None:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationError(
-                "Send the API key as `Authorization: Bearer <key>` (or `X-API-Key: <key>`)."
-            )
-        return token.strip()
-    if not key:
-        raise AuthenticationError(
-            "This server requires an API key: send `Authorization: Bearer <key>`. Create "
-            "one with `featurestore credentials create --model NAME`."
-        )
-    return key.strip()
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    """The whole body; past ``limit`` bytes it is read to its end (so the connection
-    stays usable) but not kept, and refused with its size."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnect
-    body = message.get("body", b"")
-    if not message.get("more_body", False) and len(body) <= limit:
-        return body  # the usual case: it came whole
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-    if size > limit:
-        raise RequestTooLargeError(f"The request body is {size} bytes; the limit is {limit}.")
-    return b"".join(chunks)
 
 
 def _invalid_json(exc: orjson.JSONDecodeError) -> str:
