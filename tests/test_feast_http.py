@@ -81,16 +81,29 @@ user_clicks = FeatureView(
     schema=[Field(name="clicks", dtype=Int64)],
     source=clicks_source,
 )
+user_secrets = FeatureView(
+    name="user_secrets",
+    entities=[user],
+    ttl=timedelta(days=1),
+    schema=[Field(name="ssn", dtype=String)],
+    source=user_source,
+)
 checkout = FeatureService(
     name="checkout", features=[merchant_stats, user_stats[["avg_amount", "country"]]]
 )
 """
 MODEL = """
-from featurestore import Model
+from featurestore import FeatureMatch, Model, ModelMatch, Policy
 
 from feast_imported import checkout
 
 ranker = Model(name="ranker", feature_services=[checkout], purpose="ranking", owner="a@x.com")
+no_secrets = Policy(
+    name="no_secrets_for_ranking",
+    effect="deny",
+    features=FeatureMatch(views=["user_secrets"]),
+    models=ModelMatch(purposes=["ranking"]),
+)
 """
 VIEW_OF = {
     "avg_amount": "user_stats",
@@ -142,6 +155,7 @@ def write_data(repo: Path, now: datetime) -> datetime:
         "avg_amount": pa.array([10.5, None, 7.0, 1e-7, 99.0]),  # user 2's is a stored null
         "txn_count": pa.array([3, 4, 5, None, 1], pa.int64()),
         "country": pa.array(["DE", "FR", None, "IT", "XX"]),
+        "ssn": pa.array(["1", "2", "3", "4", "5"]),
     }
     pq.write_table(pa.table(users), repo / "data" / "users.parquet")
     merchants = {
@@ -373,6 +387,16 @@ def test_a_feature_service_in_either_key_order(both: Both) -> None:
             assert_same_answer(ours, feast, list(entities))
 
 
+def test_the_keys_model_policies_decide_a_feature_list(both: Both) -> None:
+    body = {"features": ["user_stats:avg_amount", "user_secrets:ssn"], "entities": {"user_id": [1]}}
+    ours, feast = both.post("/get-online-features", body)
+    assert feast.status_code == 200  # Feast, without permissions, serves it
+    assert ours.status_code == 403, ours.text
+    detail = json.loads(ours.json())
+    assert (detail["module"], detail["class"]) == ("feast.errors", "FeastPermissionError")
+    assert "no_secrets_for_ranking" in detail["message"]
+
+
 def test_errors_answer_in_feasts_shape_with_our_messages(both: Both) -> None:
     cases = [
         ({"features": ["user_stat:avg_amount"], "entities": {"user_id": [1]}}, 404, 404),
@@ -544,7 +568,8 @@ def test_hostile_pushes_answer_a_clear_4xx(both: Both, case: str) -> None:
 
 def test_a_push_maps_to_views_and_writes_nothing_until_push_is_wired(both: Both) -> None:
     now = datetime.now(UTC).isoformat()
-    for name in ("user_stats", "user_source"):  # the view, or the source it reads
+    fed = {"user_stats": "user_stats", "user_source": "user_secrets, user_stats"}
+    for name, views in fed.items():  # a view, or the source views read
         r = httpx.post(
             f"{both.ours.url}/push",
             content=orjson.dumps(
@@ -554,4 +579,4 @@ def test_a_push_maps_to_views_and_writes_nothing_until_push_is_wired(both: Both)
             timeout=20,
         )
         assert r.status_code == 501, r.text
-        assert "feeds user_stats" in json.loads(r.json())["message"]
+        assert f"feeds {views}): nothing was written" in json.loads(r.json())["message"]
