@@ -124,6 +124,7 @@ TTL = {
 class Both:
     ours: Server
     feast_url: str
+    feast_repo: Path
     expired_at: datetime  # user 3's only row: older than user_stats' 1-day TTL
     clicks_at: datetime  # user 1's clicks: expire CLICKS_TTL seconds after
 
@@ -236,7 +237,7 @@ def both(tmp_path_factory: pytest.TempPathFactory, services: Any) -> Iterator[Bo
     feast_proc, feast_url = start_feast(feast_repo)
     ours = start_server(ours_repo, model="ranker")
     try:
-        yield Both(ours, feast_url, expired, now)
+        yield Both(ours, feast_url, feast_repo, expired, now)
     finally:
         stop_server(ours)
         os.killpg(feast_proc.pid, signal.SIGKILL)  # it ignores SIGTERM for a long while
@@ -385,6 +386,48 @@ def test_a_feature_service_in_either_key_order(both: Both) -> None:
             body = {"feature_service": "checkout", "entities": entities, "full_feature_names": full}
             ours, feast = both.post("/get-online-features", body)
             assert_same_answer(ours, feast, list(entities))
+
+
+CLIENT_CONFIG = """\
+project: shop_feast
+registry: {registry}
+provider: local
+online_store:
+  type: remote
+  path: {url}
+auth:
+  type: kubernetes
+  user_token: {key}
+entity_key_serialization_version: 3
+"""
+
+
+def test_a_feast_client_reads_through_featurestore_serve(both: Both, tmp_path: Path) -> None:
+    """Feast's own SDK, its online store set to `remote` at featurestore's URL with the
+    API key as its bearer token, gets what it gets from its own Redis; and Feast's
+    exception for an unknown view, with our message."""
+    from feast import FeatureStore as FeastStore
+    from feast.errors import FeatureViewNotFoundException
+
+    (tmp_path / "feature_store.yaml").write_text(
+        CLIENT_CONFIG.format(
+            registry=both.feast_repo / "data" / "registry.db", url=both.ours.url, key=both.ours.key
+        )
+    )
+    client = FeastStore(repo_path=str(tmp_path))
+    local = FeastStore(repo_path=str(both.feast_repo))
+    rows = [
+        {"user_id": u, "merchant_id": m} for u, m in ((1, "m1"), (2, "zz"), (4, "m2"), (99, "m1"))
+    ]
+    refs = ["user_stats:avg_amount", "user_stats:country", "merchant_stats:chargeback_rate"]
+    for features in (refs, "checkout"):
+        asked = client.get_feature_service(features) if isinstance(features, str) else features
+        theirs = local.get_online_features(features=asked, entity_rows=rows).to_dict()
+        ours = client.get_online_features(features=asked, entity_rows=rows).to_dict()
+        assert ours == theirs
+    assert ours["avg_amount"] == [10.5, None, 1e-7, None]
+    with pytest.raises(FeatureViewNotFoundException, match="Did you mean 'user_stats'"):
+        client.get_online_features(features=["user_stat:avg_amount"], entity_rows=rows)
 
 
 def test_the_keys_model_policies_decide_a_feature_list(both: Both) -> None:
