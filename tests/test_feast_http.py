@@ -623,3 +623,56 @@ def test_a_push_maps_to_views_and_writes_nothing_until_push_is_wired(both: Both)
         )
         assert r.status_code == 501, r.text
         assert f"feeds {views}): nothing was written" in json.loads(r.json())["message"]
+
+
+def test_values_and_times_are_encoded_as_feast_encodes_them() -> None:
+    """No server needed: what Redis cannot show in the comparison above (NaN, infinities,
+    bytes, timestamps, lists, times before 1970, masked statuses)."""
+    from featurestore.online.plan import LookupPlan
+    from featurestore.online.response import EXPIRED, MISSING, PRESENT, OnlineResponse
+    from featurestore.serving.feast_format import feast_response, feast_time
+
+    assert feast_time(None) == feast_time(0) == EPOCH
+    assert feast_time(1_500_000) == "1970-01-01T00:00:01.500Z"
+    assert feast_time(-1) == "1969-12-31T23:59:59.999999Z"  # floored, as protobuf's
+    assert feast_time(86_400_000_000) == "1970-01-02T00:00:00Z"
+    plan = LookupPlan(
+        project="p",
+        model=None,
+        feature_names=("blob", "score", "when", "vector", "x"),
+        refs=("a@v1:blob", "b@v2:score", "a@v1:when", "b@v2:vector", "a@v1:x"),
+        dtypes=("bytes", "float64", "unix_timestamp", "array<float32>", "int64"),
+        join_keys=("k",),
+        key_reads=(),
+    )
+    at = datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)
+    response = OnlineResponse(
+        plan,
+        [{"k": 1, "other": 2}, {"k": 2, "other": 3}],
+        values=[
+            [b"\x00\xff", None],
+            [float("nan"), float("-inf")],
+            [at, None],
+            [[1.0, float("inf")], []],
+            [None, None],
+        ],
+        statuses=[[PRESENT, MISSING]] * 4 + [[EXPIRED, PRESENT]],
+        event_us=[[5, None]] * 4 + [[7, 8]],
+    )
+    body = feast_response(response, ["other", "k"], version_metadata=True)
+    assert body["metadata"] == {
+        "feature_names": ["k", "blob", "when", "x", "score", "vector"],  # grouped by view
+        "feature_view_metadata": [{"name": "a", "version": 1}, {"name": "b", "version": 2}],
+    }
+    got = columns(body)
+    assert got["k"]["values"] == [1, 2]
+    assert got["blob"]["values"] == ["AP8=", None]
+    assert got["score"]["values"] == ["NaN", "-Infinity"]
+    assert got["when"]["values"] == [int(at.timestamp()), None]
+    assert got["vector"]["values"] == [[1.0, "Infinity"], []]
+    assert got["blob"]["statuses"] == ["PRESENT", "NOT_FOUND"]
+    assert got["x"]["statuses"] == ["OUTSIDE_MAX_AGE", "NULL_VALUE"]
+    times = got["x"]["event_timestamps"]
+    assert times == ["1970-01-01T00:00:00.000007Z", "1970-01-01T00:00:00.000008Z"]
+    assert got["blob"]["event_timestamps"][1] == EPOCH
+    orjson.dumps(body)  # valid JSON: no NaN left
