@@ -676,3 +676,27 @@ def test_values_and_times_are_encoded_as_feast_encodes_them() -> None:
     assert times == ["1970-01-01T00:00:00.000007Z", "1970-01-01T00:00:00.000008Z"]
     assert got["blob"]["event_timestamps"][1] == EPOCH
     orjson.dumps(body)  # valid JSON: no NaN left
+
+
+def test_feast_route_lookups_and_errors_are_counted(both: Both) -> None:
+    def samples() -> dict[str, float]:
+        lines = both.ours.get("/metrics").text.splitlines()
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in lines
+            if line and not line.startswith("#")
+        }
+
+    before = samples()
+    both.post(
+        "/get-online-features", {"features": ["user_stats:avg"], "entities": {"user_id": [1]}}
+    )
+    both.post(
+        "/get-online-features",
+        {"features": ["user_stats:avg_amount"], "entities": {"user_id": [1]}},
+    )
+    after = samples()
+    error = 'featurestore_request_errors_total{error="FeatureNotFound",status="404"}'
+    lookups = 'featurestore_lookups_total{model="ranker"}'
+    assert after[error] - before.get(error, 0) == 1
+    assert after[lookups] - before.get(lookups, 0) == 1
