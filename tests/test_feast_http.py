@@ -26,6 +26,7 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.devservices import free_port
+from featurestore.errors import AuthenticationError, EntityInputError
 from featurestore.materialize.backfill import backfill
 from featurestore.migrate.feast import import_feast
 from tests.test_feast_import import feast_repo_at
@@ -71,9 +72,7 @@ merchant_stats = FeatureView(
     schema=[Field(name="chargeback_rate", dtype=Float64)],
     source=merchant_source,
 )
-clicks_source = FileSource(
-    name="clicks_source", path="data/clicks.parquet", timestamp_field="event_timestamp"
-)
+clicks_source = FileSource(name="clicks_source", path="data/clicks.parquet", timestamp_field="ts")
 user_clicks = FeatureView(
     name="user_clicks",
     entities=[user],
@@ -165,7 +164,7 @@ def write_data(repo: Path, now: datetime) -> datetime:
         "chargeback_rate": [0.25, 0.5],
     }
     pq.write_table(pa.table(merchants), repo / "data" / "merchants.parquet")
-    clicks = {"user_id": pa.array([1], pa.int64()), "event_timestamp": pa.array([now], UTC_US)}
+    clicks = {"user_id": pa.array([1], pa.int64()), "ts": pa.array([now], UTC_US)}
     pq.write_table(
         pa.table({**clicks, "clicks": pa.array([12], pa.int64())}), repo / "data" / "clicks.parquet"
     )
@@ -548,8 +547,6 @@ def test_the_key_is_required_and_checked(both: Both) -> None:
     for path in ("/get-online-features", "/push"):
         for headers in ({}, {"Authorization": "Bearer fsk_nope"}, {"Authorization": "Basic x"}):
             r = httpx.post(f"{both.ours.url}{path}", content=body, headers=headers, timeout=20)
-            if path == "/push" and headers.get("Authorization") == "Bearer fsk_nope":
-                continue  # a push key is checked by the push API itself
             assert r.status_code == 401, (path, headers, r.text)
             assert r.headers["www-authenticate"] == 'Bearer realm="featurestore"'
             assert json.loads(r.json())["class"] == "AuthenticationError"
@@ -700,3 +697,52 @@ def test_feast_route_lookups_and_errors_are_counted(both: Both) -> None:
     lookups = 'featurestore_lookups_total{model="ranker"}'
     assert after[error] - before.get(error, 0) == 1
     assert after[lookups] - before.get(lookups, 0) == 1
+
+
+class RecordingPush:
+    """A stand-in for the push API (not on main yet) behind the PushTarget seam."""
+
+    def __init__(self, complete: bool = True, refuse: Exception | None = None) -> None:
+        self.complete = complete
+        self.refuse = refuse
+        self.calls: list[tuple[Any, str, str]] = []
+
+    def authenticate(self, api_key: str) -> None:
+        if api_key != "push-key":
+            raise AuthenticationError("not a push key")
+
+    def push(self, batches: Any, *, to: str, api_key: str) -> bool:
+        if self.refuse is not None:
+            raise self.refuse
+        self.calls.append((batches, to, api_key))
+        return self.complete
+
+
+def test_a_wired_push_sends_every_fed_view_its_rows(both: Both) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from featurestore.serving.app import create_app
+    from featurestore.serving.feast_api import add_feast_routes
+
+    now = "2026-12-01T10:00:00+00:00"
+    body = {"push_source_name": "clicks_source", "df": {"user_id": [1, 2], "ts": [now, now]}}
+    with FeatureStore(both.ours.repo) as store:
+        server = create_app(feature_store=store).state.server
+        for target, status in ((RecordingPush(), 200), (RecordingPush(complete=False), 202)):
+            app = FastAPI()
+            add_feast_routes(app, server, push=target)
+            with TestClient(app) as http:
+                headers = {"Authorization": "Bearer push-key"}
+                r = http.post("/push", json={**body, "to": "online_and_offline"}, headers=headers)
+                assert (r.status_code, r.content) == (status, b"")
+                assert http.post("/push", json=body, headers={"X-API-Key": "x"}).status_code == 401
+        rows = [{"user_id": u, "event_timestamp": now} for u in (1, 2)]  # the source's "ts"
+        assert target.calls == [([("user_clicks", rows)], "online_and_offline", "push-key")]
+        refusing = RecordingPush(refuse=EntityInputError("row 1: 'clicks' must be an integer"))
+        app = FastAPI()
+        add_feast_routes(app, server, push=refusing)
+        with TestClient(app) as http:
+            r = http.post("/push", json=body, headers={"Authorization": "Bearer push-key"})
+        assert r.status_code == 422
+        assert json.loads(r.json())["message"] == "row 1: 'clicks' must be an integer"

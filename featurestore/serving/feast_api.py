@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -228,27 +227,25 @@ class FeastRoutes:
         return response, ask
 
     async def push(self, request: Request) -> Answer:
+        target = self.push_target
         try:
             key = api_key(request.scope["headers"])
+            if target is None:
+                self.server.client.catalog.authenticate(key)  # a live key, at least
+            else:
+                target.authenticate(key)  # before the body is read or a name resolved
             ask = parse_push(_payload(await read_body(request.receive, self.server.max_body_bytes)))
             snapshot = self.server.client.catalog.snapshot
             views = push_views(snapshot, ask.push_source_name)
             batches = [(view, push_rows(snapshot, view, ask.columns)) for view in views]
-            if self.push_target is None:
+            if target is None:
+                # TODO(push): create_app passes FeatureStore.push behind push keys at merge.
                 raise PushNotAvailable(
                     f"POST /push is not served by this server yet (push source "
                     f"'{ask.push_source_name}' feeds {', '.join(views)}): nothing was written. "
                     "Write online features in-process with FeatureStore.write_online."
                 )
-            # TODO(push): the lead wires FeatureStore.push behind push keys here at merge.
-            complete = True
-            for view, rows in batches:
-                target = self.push_target
-                if inspect.iscoroutinefunction(target):
-                    done = await target(view, rows, to=ask.to, api_key=key)
-                else:  # a blocking writer: off the event loop
-                    done = await asyncio.to_thread(target, view, rows, to=ask.to, api_key=key)
-                complete = complete and bool(done)
+            complete = await asyncio.to_thread(target.push, batches, to=ask.to, api_key=key)
         except FeatureStoreError as exc:
             return _error(request, exc)
         return 200 if complete else 202, {}, b""

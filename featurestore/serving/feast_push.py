@@ -15,7 +15,7 @@ This module is on the online read path: standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,13 +40,23 @@ EVENT_TS = "event_timestamp"
 
 
 class PushTarget(Protocol):
-    """Writes pushed rows to one view: featurestore's push (``FeatureStore.push`` behind
-    a push key). It authenticates ``api_key`` (a push key for ``view``; lookup keys are
-    refused) and raises the push API's typed errors; nothing is written if any row is
-    bad. Returns True when every row is written, False when the offline part was queued
-    to land later (answered 202, as Feast answers a batched offline push)."""
+    """featurestore's push API (``FeatureStore.push`` behind push keys), as the Feast route
+    needs it. Both methods raise the push API's typed errors."""
 
-    def __call__(self, view: str, rows: list[dict[str, Any]], *, to: str, api_key: str) -> bool: ...
+    def authenticate(self, api_key: str) -> None:
+        """Refuse (AuthenticationError, AccessDeniedError) a key that is not a live push
+        key of this project: called before the body is read or any name resolved."""
+        ...
+
+    def push(
+        self, batches: Sequence[tuple[str, list[dict[str, Any]]]], *, to: str, api_key: str
+    ) -> bool:
+        """Write each (view, rows) batch, all or nothing: every batch is validated (and the
+        key's right to write each view checked) before any is written. Returns True when
+        everything is written, False when offline rows were queued to land later (the
+        route answers 202, as Feast does for a batched offline push). Blocking: the route
+        calls it in a worker thread."""
+        ...
 
 
 class PushSourceNotFound(NotFoundError):
