@@ -746,3 +746,31 @@ def test_a_wired_push_sends_every_fed_view_its_rows(both: Both) -> None:
             r = http.post("/push", json=body, headers={"Authorization": "Bearer push-key"})
         assert r.status_code == 422
         assert json.loads(r.json())["message"] == "row 1: 'clicks' must be an integer"
+
+
+def test_the_fast_path_and_the_documented_route_answer_alike(both: Both) -> None:
+    from fastapi.testclient import TestClient
+
+    from featurestore.serving.app import create_app
+
+    asks = [
+        {"features": ["user_stats:avg_amount"], "entities": {"user_id": [1, 99]}},
+        {"feature_service": "nope", "entities": {"user_id": [1]}},
+        {"features": ["user_stats:avg_amount"], "entities": {"user_id": ["x"]}},
+    ]
+    answers = {}
+    with FeatureStore(both.ours.repo) as store:
+        for path in ("fast", "fastapi"):
+            app = create_app(feature_store=store)
+            if path == "fastapi":
+                app.feast_lookup = None  # type: ignore[attr-defined]  # through FastAPI's routing
+            with TestClient(app) as http:
+                headers = {"Authorization": f"Bearer {both.ours.key}"}
+                answers[path] = [
+                    (r.status_code, r.headers["content-type"], r.content)
+                    for r in (
+                        http.post("/get-online-features", json=a, headers=headers) for a in asks
+                    )
+                ]
+    assert answers["fast"] == answers["fastapi"]
+    assert [status for status, _, _ in answers["fast"]] == [200, 404, 422]

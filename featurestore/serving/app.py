@@ -161,20 +161,22 @@ class Server:
 
 
 class FeatureServerApp(FastAPI):
-    """FastAPI, with POST /v1/features handed to ``lookup`` before routing and middleware
-    (every other path, /docs included, goes through FastAPI as usual)."""
+    """FastAPI, with POST /v1/features handed to ``lookup`` (and Feast's POST
+    /get-online-features to ``feast_lookup``) before routing and middleware (every other
+    path, /docs included, goes through FastAPI as usual)."""
 
     lookup: ASGIApp | None = None
+    feast_lookup: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.lookup is not None
-            and scope["type"] == "http"
-            and scope["path"] == "/v1/features"
-            and scope["method"] == "POST"
-        ):
-            await self.lookup(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == "/v1/features" and self.lookup is not None:
+                await self.lookup(scope, receive, send)
+                return
+            if path == "/get-online-features" and self.feast_lookup is not None:
+                await self.feast_lookup(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 

@@ -29,7 +29,7 @@ import base64
 import json
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -40,16 +40,17 @@ from featurestore.errors import (
     FeatureViewNotFound,
 )
 from featurestore.online.response import EXPIRED, MISSING, OnlineResponse
-from featurestore.times import from_micros
 from featurestore.urls import redact
 
 __all__ = ["EPOCH_TEXT", "error_body", "feast_response", "feast_time", "response_body"]
 
 EPOCH_TEXT = "1970-01-01T00:00:00Z"  # Feast's unset Timestamp
+_NAIVE_EPOCH = datetime(1970, 1, 1)  # naive: isoformat() then adds no offset to strip
 PRESENT = "PRESENT"
 NULL_VALUE = "NULL_VALUE"
 NOT_FOUND = "NOT_FOUND"
 OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+_AS_IS = frozenset({"int32", "int64", "string", "bool"})  # JSON as they come (masks: str)
 
 
 def feast_time(us: int | None) -> str:
@@ -57,13 +58,9 @@ def feast_time(us: int | None) -> str:
     whichever is exact; the epoch for none."""
     if not us:
         return EPOCH_TEXT
-    seconds, frac = divmod(us, 1_000_000)
-    base = from_micros(seconds * 1_000_000).strftime("%Y-%m-%dT%H:%M:%S")
-    if frac == 0:
-        return base + "Z"
-    if frac % 1000 == 0:
-        return f"{base}.{frac // 1000:03d}Z"
-    return f"{base}.{frac:06d}Z"
+    frac = us % 1_000_000  # of the floored second, as protobuf's nanos
+    spec = "seconds" if frac == 0 else "milliseconds" if frac % 1000 == 0 else "microseconds"
+    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec=spec) + "Z"
 
 
 def _value(v: Any) -> Any:
@@ -118,6 +115,7 @@ def feast_response(
         for k in keys
     ]
     order = feature_order(plan.refs)
+    times: dict[int | None, str] = {None: EPOCH_TEXT}  # a row's views share event times
     for o in order:
         values = response.values[o]
         statuses = []
@@ -128,11 +126,17 @@ def feast_response(
                 statuses.append(OUTSIDE_MAX_AGE)
             else:
                 statuses.append(NULL_VALUE if v is None else PRESENT)
+        stamps = []
+        for us in response.event_us[o]:
+            text = times.get(us)
+            if text is None:
+                text = times[us] = feast_time(us)
+            stamps.append(text)
         results.append(
             {
-                "values": [_value(v) for v in values],
+                "values": list(values) if plan.dtypes[o] in _AS_IS else [_value(v) for v in values],
                 "statuses": statuses,
-                "event_timestamps": [feast_time(us) for us in response.event_us[o]],
+                "event_timestamps": stamps,
             }
         )
     metadata: dict[str, Any] = {
