@@ -774,3 +774,22 @@ def test_the_fast_path_and_the_documented_route_answer_alike(both: Both) -> None
                 ]
     assert answers["fast"] == answers["fastapi"]
     assert [status for status, _, _ in answers["fast"]] == [200, 404, 422]
+
+
+def test_the_keys_model_limits_apply(both: Both) -> None:
+    from fastapi.testclient import TestClient
+
+    from featurestore.serving.app import create_app
+    from featurestore.serving.limits import Limit, ServingLimits
+
+    limits = ServingLimits(default=Limit(rows_per_second=0.001, burst_rows=2))
+    ask = {"features": ["user_stats:avg_amount"], "entities": {"user_id": [1, 2]}}
+    with FeatureStore(both.ours.repo) as store:
+        app = create_app(feature_store=store, limits=limits)
+        with TestClient(app) as http:
+            headers = {"Authorization": f"Bearer {both.ours.key}"}
+            assert http.post("/get-online-features", json=ask, headers=headers).status_code == 200
+            r = http.post("/get-online-features", json=ask, headers=headers)
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) > 0
+    assert json.loads(r.json())["class"] == "RateLimited"

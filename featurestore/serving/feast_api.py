@@ -163,7 +163,7 @@ def _json(status: int, body: bytes) -> Answer:
 
 class FeastLookupEndpoint:
     """POST /get-online-features as a bare ASGI app, answered ahead of FastAPI's routing
-    and middleware as /v1/features is (the route costs ~0.15 ms a lookup otherwise,
+    and middleware as /v1/features is (the route cost about 0.13 ms a lookup more,
     measured); it keeps what they give: errors counted, a JSON 500 with a request id."""
 
     def __init__(self, routes: FeastRoutes) -> None:
