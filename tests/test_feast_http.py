@@ -793,3 +793,22 @@ def test_the_keys_model_limits_apply(both: Both) -> None:
     assert r.status_code == 429
     assert int(r.headers["retry-after"]) > 0
     assert json.loads(r.json())["class"] == "RateLimited"
+
+
+def test_an_unexpected_failure_is_a_feast_shaped_500_with_a_request_id(both: Both) -> None:
+    import redis
+
+    with FeatureStore(both.ours.repo) as store:
+        plan = store.online_client(api_key=both.ours.key).plan(features=["user_stats:country"])
+    (reads,) = plan.key_reads
+    r = redis.Redis.from_url(store.config.redis_url)
+    r.hset(reads.prefix + b"77", reads.fields[0], b"x")  # not a value featurestore wrote
+    ask = {"features": ["user_stats:country"], "entities": {"user_id": [77]}}
+    headers = {"Authorization": f"Bearer {both.ours.key}", "X-Request-ID": "feast-1"}
+    response = httpx.post(f"{both.ours.url}/get-online-features", json=ask, headers=headers)
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "feast-1"
+    detail = json.loads(response.json())
+    assert detail["class"] == "InternalServerError"
+    assert "request id feast-1" in detail["message"]
+    assert "Traceback" not in response.text

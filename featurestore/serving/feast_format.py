@@ -42,7 +42,14 @@ from featurestore.errors import (
 from featurestore.online.response import EXPIRED, MISSING, OnlineResponse
 from featurestore.urls import redact
 
-__all__ = ["EPOCH_TEXT", "error_body", "feast_response", "feast_time", "response_body"]
+__all__ = [
+    "EPOCH_TEXT",
+    "detail_body",
+    "error_body",
+    "feast_response",
+    "feast_time",
+    "response_body",
+]
 
 EPOCH_TEXT = "1970-01-01T00:00:00Z"  # Feast's unset Timestamp
 _NAIVE_EPOCH = datetime(1970, 1, 1)  # naive: isoformat() then adds no offset to strip
@@ -173,5 +180,9 @@ def error_body(exc: FeatureStoreError, *, feast_class: tuple[str, str] | None = 
     """Feast's error answer: a JSON string of a JSON object (as ``feast serve`` sends
     ``to_error_detail()``), with our message, redacted."""
     module, name = feast_class or _feast_class(exc)
-    detail = json.dumps({"module": module, "class": name, "message": redact(str(exc))})
+    return detail_body(module, name, str(exc))
+
+
+def detail_body(module: str, name: str, message: str) -> bytes:
+    detail = json.dumps({"module": module, "class": name, "message": redact(message)})
     return orjson.dumps(detail)
