@@ -42,7 +42,17 @@ DEFINITIONS = """
 CLICKS_TTL = {clicks_ttl}
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    PushSource,
+    RequestSource,
+    ValueType,
+)
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
@@ -87,6 +97,23 @@ user_secrets = FeatureView(
     schema=[Field(name="ssn", dtype=String)],
     source=user_source,
 )
+purchase = RequestSource(name="purchase", schema=[Field(name="amount", dtype=Float64)])
+
+
+@on_demand_feature_view(
+    sources=[user_stats[["avg_amount"]], purchase],
+    schema=[Field(name="amount_vs_avg", dtype=Float64)],
+    mode="python",
+)
+def amount_vs_avg(inputs: dict) -> dict:
+    return {
+        "amount_vs_avg": [
+            amount / avg if avg else None
+            for amount, avg in zip(inputs["amount"], inputs["avg_amount"])
+        ]
+    }
+
+
 checkout = FeatureService(
     name="checkout", features=[merchant_stats, user_stats[["avg_amount", "country"]]]
 )
@@ -110,7 +137,9 @@ VIEW_OF = {
     "country": "user_stats",
     "chargeback_rate": "merchant_stats",
     "clicks": "user_clicks",
+    "amount_vs_avg": "amount_vs_avg",
 }
+ON_DEMAND = {"amount_vs_avg"}  # computed: never NOT_FOUND, null is NULL_VALUE
 CLICKS_TTL = 18  # seconds: user 1's clicks expire while the servers run
 TTL = {
     "user_stats": timedelta(days=1),
@@ -299,7 +328,7 @@ def assert_same_answer(ours: httpx.Response, feast: httpx.Response, keys: list[s
             assert value == feast_value, (name, i, value, feast_value)
             if value is not None:
                 assert status == "PRESENT", (name, i)
-            elif feast_at == EPOCH:
+            elif feast_at == EPOCH and view_of(name) not in ON_DEMAND:
                 assert status == "NOT_FOUND", (name, i)
             else:
                 assert status == "NULL_VALUE", (name, i)
@@ -374,6 +403,20 @@ def test_one_entity_and_full_feature_names(both: Both) -> None:
         "user_stats__country",
     ]
     assert columns(ours.json())["user_stats__avg_amount"]["values"] == [10.5]  # the latest row
+
+
+def test_an_on_demand_feature_over_request_data(both: Both) -> None:
+    body = {
+        "features": ["amount_vs_avg:amount_vs_avg", "user_stats:avg_amount"],
+        "entities": {"user_id": [1, 2, 99], "amount": [21.0, 5.0, 3.0]},
+    }
+    ours, feast = both.post("/get-online-features", body)
+    assert_same_answer(ours, feast, ["user_id"])
+    got = columns(ours.json())
+    assert list(got) == ["user_id", "avg_amount", "amount_vs_avg"]  # on-demand last
+    assert got["amount_vs_avg"]["values"] == [2.0, None, None]
+    assert got["amount_vs_avg"]["statuses"] == ["PRESENT", "NULL_VALUE", "NULL_VALUE"]
+    assert got["amount_vs_avg"]["event_timestamps"] == [EPOCH] * 3
 
 
 def test_a_feature_service_in_either_key_order(both: Both) -> None:
@@ -608,8 +651,12 @@ def test_hostile_pushes_answer_a_clear_4xx(both: Both, case: str) -> None:
 
 def test_a_push_maps_to_views_and_writes_nothing_until_push_is_wired(both: Both) -> None:
     now = datetime.now(UTC).isoformat()
-    fed = {"user_stats": "user_stats", "user_source": "user_secrets, user_stats"}
-    for name, views in fed.items():  # a view, or the source views read
+    fed = {
+        "user_push": "user_stats",  # Feast's push source (the import tags the view)
+        "user_stats": "user_stats",
+        "user_source": "user_secrets, user_stats",
+    }
+    for name, views in fed.items():  # a push source, a view, or the source views read
         r = httpx.post(
             f"{both.ours.url}/push",
             content=orjson.dumps(
@@ -624,7 +671,8 @@ def test_a_push_maps_to_views_and_writes_nothing_until_push_is_wired(both: Both)
 
 def test_values_and_times_are_encoded_as_feast_encodes_them() -> None:
     """No server needed: what Redis cannot show in the comparison above (NaN, infinities,
-    bytes, timestamps, lists, times before 1970, masked statuses)."""
+    bytes, timestamps, lists, times before 1970, an on-demand function's failure)."""
+    from featurestore.online.on_demand import ERROR, OnDemandPlan
     from featurestore.online.plan import LookupPlan
     from featurestore.online.response import EXPIRED, MISSING, PRESENT, OnlineResponse
     from featurestore.serving.feast_format import feast_response, feast_time
@@ -636,30 +684,38 @@ def test_values_and_times_are_encoded_as_feast_encodes_them() -> None:
     plan = LookupPlan(
         project="p",
         model=None,
-        feature_names=("blob", "score", "when", "vector", "x"),
-        refs=("a@v1:blob", "b@v2:score", "a@v1:when", "b@v2:vector", "a@v1:x"),
-        dtypes=("bytes", "float64", "unix_timestamp", "array<float32>", "int64"),
+        feature_names=("ratio", "blob", "score", "when", "vector", "x"),
+        refs=("od@v1:ratio", "a@v1:blob", "b@v2:score", "a@v1:when", "b@v2:vector", "a@v1:x"),
+        dtypes=("float64", "bytes", "float64", "timestamp", "array<float32>", "int64"),
         join_keys=("k",),
         key_reads=(),
+        on_demand=OnDemandPlan(steps=(), hidden=(), computed=frozenset({0})),
     )
     at = datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)
     response = OnlineResponse(
         plan,
         [{"k": 1, "other": 2}, {"k": 2, "other": 3}],
         values=[
+            [None, 0.5],
             [b"\x00\xff", None],
             [float("nan"), float("-inf")],
             [at, None],
             [[1.0, float("inf")], []],
             [None, None],
         ],
-        statuses=[[PRESENT, MISSING]] * 4 + [[EXPIRED, PRESENT]],
-        event_us=[[5, None]] * 4 + [[7, 8]],
+        statuses=[[ERROR, PRESENT]] + [[PRESENT, MISSING]] * 4 + [[EXPIRED, PRESENT]],
+        event_us=[[5, 6]] + [[5, None]] * 4 + [[7, 8]],
+        errors={0: ["ZeroDivisionError: division by zero", None]},
     )
     body = feast_response(response, ["other", "k"], version_metadata=True)
     assert body["metadata"] == {
-        "feature_names": ["k", "blob", "when", "x", "score", "vector"],  # grouped by view
-        "feature_view_metadata": [{"name": "a", "version": 1}, {"name": "b", "version": 2}],
+        # grouped by view, stored views first: Feast's order
+        "feature_names": ["k", "blob", "when", "x", "score", "vector", "ratio"],
+        "feature_view_metadata": [
+            {"name": "a", "version": 1},
+            {"name": "b", "version": 2},
+            {"name": "od", "version": 1},
+        ],
     }
     got = columns(body)
     assert got["k"]["values"] == [1, 2]
@@ -672,6 +728,13 @@ def test_values_and_times_are_encoded_as_feast_encodes_them() -> None:
     times = got["x"]["event_timestamps"]
     assert times == ["1970-01-01T00:00:00.000007Z", "1970-01-01T00:00:00.000008Z"]
     assert got["blob"]["event_timestamps"][1] == EPOCH
+    assert got["ratio"] == {
+        "values": [None, 0.5],
+        "statuses": ["INVALID", "PRESENT"],
+        "event_timestamps": [EPOCH, EPOCH],  # Feast gives on-demand features no time
+        "errors": ["ZeroDivisionError: division by zero", None],
+    }
+    assert "errors" not in got["blob"]
     orjson.dumps(body)  # valid JSON: no NaN left
 
 

@@ -5,17 +5,20 @@ writes them (``feast/feature_server_utils.py`` ``convert_response_to_dict``, and
 A response is ``{"metadata": {"feature_names": [...]}, "results": [...]}``, one result per
 column: first the join keys, in the order the request's ``entities`` gave them (status
 PRESENT, event time the epoch, as Feast answers), then the features grouped by view in
-the order their views first appear in the request (Feast groups them so; inside a view
-its order comes from a Python set, so it varies between Feast processes: here it is the
-request's). Event times are RFC 3339 UTC with Feast's adaptive precision (none, 3 or 6
-digits); a value not found has the epoch. NaN and infinities are the strings Feast sends
+the order their views first appear in the request, stored views before on-demand ones
+(Feast groups them so; inside a view its order comes from a Python set, so it varies
+between Feast processes: here it is the request's). Event times are RFC 3339 UTC with
+Feast's adaptive precision (none, 3 or 6 digits); a value not found, and an on-demand
+feature, has the epoch (as in Feast). NaN and infinities are the strings Feast sends
 ("NaN", "Infinity", "-Infinity"), bytes are base64 and timestamps epoch seconds.
 
 Statuses keep Feast's names with the meaning Feast's protocol gives them: PRESENT,
 NULL_VALUE (stored, and null), NOT_FOUND (nothing stored for the entity) and
 OUTSIDE_MAX_AGE (older than the view's TTL: its value is not served, its event time is).
 Feast's own Redis store answers PRESENT for all four (it checks no TTL online and reports
-a missing entity as present nulls); docs/migrating-from-feast.md lists the difference.
+a missing entity as present nulls); docs/api.md lists the difference. An on-demand
+feature whose function failed for a row is INVALID there, null, and the result carries
+``errors`` (a message or null per row): Feast fails the whole request instead.
 
 An error is a JSON string holding ``{"module", "class", "message"}``: Feast's own class
 where one means the same thing (so Feast's REST client raises it again), otherwise ours.
@@ -39,6 +42,7 @@ from featurestore.errors import (
     FeatureStoreError,
     FeatureViewNotFound,
 )
+from featurestore.online.on_demand import ERROR
 from featurestore.online.response import EXPIRED, MISSING, OnlineResponse
 from featurestore.urls import redact
 
@@ -57,6 +61,7 @@ PRESENT = "PRESENT"
 NULL_VALUE = "NULL_VALUE"
 NOT_FOUND = "NOT_FOUND"
 OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+INVALID = "INVALID"
 _AS_IS = frozenset({"int32", "int64", "string", "bool"})  # JSON as they come (masks: str)
 
 
@@ -91,12 +96,14 @@ def _view_of(ref: str) -> tuple[str, int | None]:
     return name, int(version) if version.isdigit() else None
 
 
-def feature_order(refs: Sequence[str]) -> list[int]:
-    """Output positions grouped by view, views in order of first appearance."""
-    groups: dict[str, list[int]] = {}
+def feature_order(refs: Sequence[str], computed: frozenset[int] = frozenset()) -> list[int]:
+    """Output positions grouped by view, views in order of first appearance: stored views
+    first, then on-demand ones (``computed``), as Feast answers."""
+    groups: dict[tuple[bool, str], list[int]] = {}
     for i, ref in enumerate(refs):
-        groups.setdefault(_view_of(ref)[0], []).append(i)
-    return [i for group in groups.values() for i in group]
+        groups.setdefault((i in computed, _view_of(ref)[0]), []).append(i)
+    ordered = sorted(groups.items(), key=lambda item: item[0][0])  # stable: keeps first use
+    return [i for _, group in ordered for i in group]
 
 
 def feast_response(
@@ -121,7 +128,8 @@ def feast_response(
         }
         for k in keys
     ]
-    order = feature_order(plan.refs)
+    computed = plan.on_demand.computed
+    order = feature_order(plan.refs, computed)
     times: dict[int | None, str] = {None: EPOCH_TEXT}  # a row's views share event times
     for o in order:
         values = response.values[o]
@@ -131,21 +139,27 @@ def feast_response(
                 statuses.append(NOT_FOUND)
             elif status == EXPIRED:
                 statuses.append(OUTSIDE_MAX_AGE)
+            elif status == ERROR:
+                statuses.append(INVALID)
             else:
                 statuses.append(NULL_VALUE if v is None else PRESENT)
-        stamps = []
-        for us in response.event_us[o]:
-            text = times.get(us)
-            if text is None:
-                text = times[us] = feast_time(us)
-            stamps.append(text)
-        results.append(
-            {
-                "values": list(values) if plan.dtypes[o] in _AS_IS else [_value(v) for v in values],
-                "statuses": statuses,
-                "event_timestamps": stamps,
-            }
-        )
+        if o in computed:  # Feast gives on-demand features no event time
+            stamps = [EPOCH_TEXT] * n
+        else:
+            stamps = []
+            for us in response.event_us[o]:
+                text = times.get(us)
+                if text is None:
+                    text = times[us] = feast_time(us)
+                stamps.append(text)
+        result = {
+            "values": list(values) if plan.dtypes[o] in _AS_IS else [_value(v) for v in values],
+            "statuses": statuses,
+            "event_timestamps": stamps,
+        }
+        if response.errors and o in response.errors:
+            result["errors"] = response.errors[o]  # Feast would fail the whole request
+        results.append(result)
     metadata: dict[str, Any] = {
         "feature_names": keys + [plan.feature_names[o] for o in order],
     }

@@ -3,8 +3,9 @@ featurestore pushes.
 
 Feast pushes to a push source, and every feature view fed by that source receives the
 rows; featurestore pushes to a view by name. ``push_views`` maps one to the other through
-the registry: the view named like the push source, and the views whose source has that
-name (an imported Feast repo keeps its source names). Feast's ``df`` (columns of equal
+the registry: the views tagged ``feast_push_source: NAME`` (``import-feast`` tags each
+view that read a Feast push source, under the push source's own name), the view named
+like the push source, and the views whose source has that name. Feast's ``df`` (columns of equal
 length) becomes rows; the source's timestamp column is sent as ``event_timestamp``, the
 name featurestore's push takes.
 
@@ -37,6 +38,7 @@ __all__ = [
 PUSH_KEYS = ("push_source_name", "df", "to", "allow_registry_cache", "transform_on_write")
 PUSH_MODES = ("online", "offline", "online_and_offline")
 EVENT_TS = "event_timestamp"
+PUSH_TAG = "feast_push_source"  # import-feast tags a view with the push source it read
 
 
 class PushTarget(Protocol):
@@ -120,13 +122,15 @@ def push_views(snapshot: RegistrySnapshot, push_source_name: str) -> list[str]:
     fed = sorted(
         name
         for name, head in views.items()
-        if name == push_source_name or head.spec.get("source") == push_source_name
+        if push_source_name
+        in (name, head.spec.get("source"), head.spec.get("tags", {}).get(PUSH_TAG))
     )
     if not fed:
         sources = sorted(snapshot.active("source"))
         raise PushSourceNotFound(
             f"No feature view in project '{snapshot.project}' is fed by push source "
-            f"'{push_source_name}': name a view, or the source a view reads."
+            f"'{push_source_name}': name a view, the source a view reads, or a view's "
+            f"'{PUSH_TAG}' tag."
             f"{did_you_mean(push_source_name, [*views, *sources])}"
         )
     return fed
