@@ -78,6 +78,15 @@ class _Target:
     checker: RowChecker
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedPush:
+    """A push whose rows all passed their checks, ready to write."""
+
+    target: _Target
+    rows: list[Row]
+    to: str
+
+
 class Pusher:
     """Pushes for one project: ``snapshot`` gives the current registry snapshot (it is
     called per push, so it should be cheap: a catalog's), ``on_decision`` takes audit
@@ -120,22 +129,34 @@ class Pusher:
     ) -> PushResult:
         """Check ``rows`` and write them to ``view`` (latest or given version): see the
         module docstring for the contract."""
+        return self.write(self.check(view, rows, to, version=version), credential=credential)
+
+    def check(
+        self, view: str, rows: Any, to: str = "online", *, version: int | None = None
+    ) -> CheckedPush:
+        """Every row of a push checked, nothing written (PushRejected naming each bad row):
+        a caller pushing to several views checks them all before writing any."""
         if to not in TARGETS:
             raise EntityInputError(
                 f"Unknown push target {to!r}.{did_you_mean(str(to), TARGETS)} Push to "
                 "'online', 'offline' or 'online_and_offline'."
             )
         target = self._target(view, version)
-        label = target.layout.label
         if to != "offline" and not target.view.online:
             raise EntityInputError(
-                f"{label} is offline only (online=False): push it with to='offline'."
+                f"{target.layout.label} is offline only (online=False): push it with to='offline'."
             )
         now_us = self.clock() // 1000
         checked = target.checker.check(rows, now_us)
         # A row without a created time gets the push's: a re-push of the same event time
         # then wins the tie, online and offline alike.
         checked = [r if r[2] is not None else (r[0], r[1], now_us, r[3]) for r in checked]
+        return CheckedPush(target, checked, to)
+
+    def write(self, push: CheckedPush, *, credential: Credential | None = None) -> PushResult:
+        """Write a checked push: online through the monotonic writer, offline buffered."""
+        target, checked, to = push.target, push.rows, push.to
+        label = target.layout.label
         stats = None
         if to != "offline":
             stats = self._write_online(target.layout, checked)

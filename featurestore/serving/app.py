@@ -53,9 +53,10 @@ from featurestore.online.layout import nested_kind
 from featurestore.online.store import OnlineStore
 from featurestore.push.pusher import build_pusher
 from featurestore.serving import heap, metrics
+from featurestore.serving.feast_api import FEAST_PATHS, add_feast_routes
 from featurestore.serving.guard import ERROR_KEY, Guard, answer_failure, count_error
 from featurestore.serving.limits import Gate, Limiter, ServingLimits, entity_rows
-from featurestore.serving.push_route import add_push_route
+from featurestore.serving.push_route import FeastPushes, add_push_route
 from featurestore.serving.request_io import api_key_of, read_body
 from featurestore.serving.schemas import (
     ErrorResponse,
@@ -162,20 +163,22 @@ class Server:
 
 
 class FeatureServerApp(FastAPI):
-    """FastAPI, with POST /v1/features handed to ``lookup`` before routing and middleware
-    (every other path, /docs included, goes through FastAPI as usual)."""
+    """FastAPI, with POST /v1/features handed to ``lookup`` (and Feast's POST
+    /get-online-features to ``feast_lookup``) before routing and middleware (every other
+    path, /docs included, goes through FastAPI as usual)."""
 
     lookup: ASGIApp | None = None
+    feast_lookup: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.lookup is not None
-            and scope["type"] == "http"
-            and scope["path"] == "/v1/features"
-            and scope["method"] == "POST"
-        ):
-            await self.lookup(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == "/v1/features" and self.lookup is not None:
+                await self.lookup(scope, receive, send)
+                return
+            if path == "/get-online-features" and self.feast_lookup is not None:
+                await self.feast_lookup(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -237,6 +240,7 @@ def create_app(
     add_push_route(app, server, server.pusher)
     add_drift_routes(app, server)
     add_health_routes(app, server)
+    add_feast_routes(app, server, push=FeastPushes(server, server.pusher))
     app.openapi = lambda: openapi_with_keys(app)  # type: ignore[method-assign]
     return app
 
@@ -487,7 +491,7 @@ def add_health_routes(app: FastAPI, server: Server) -> None:
 
 
 def openapi_with_keys(app: FastAPI) -> dict[str, Any]:
-    """The generated schema, with the API key the /v1 routes require declared."""
+    """The generated schema, with the API key the /v1 and Feast routes require declared."""
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
@@ -503,7 +507,7 @@ def openapi_with_keys(app: FastAPI) -> dict[str, Any]:
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         }
         for path, operations in schema["paths"].items():
-            if path.startswith("/v1/"):
+            if path.startswith("/v1/") or path in FEAST_PATHS:
                 for operation in operations.values():
                     operation["security"] = [{"bearer": []}, {"apiKey": []}]
         app.openapi_schema = schema
