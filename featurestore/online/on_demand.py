@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +45,23 @@ class OnDemandStep:
     requests: tuple[tuple[str, DType, str], ...]  # (field, dtype, request source)
     outputs: tuple[tuple[str, int, DType], ...]  # (feature, working column, dtype)
     input_dtypes: tuple[tuple[str, str], ...] = ()  # every input's dtype, requests included
+    # All stored inputs come from one view version, read from one record per row: their
+    # event times are equal, so the outputs' event time is that column's (no max per row).
+    one_record: bool = False
+    # Per output and per request field, its dtype's converter and check (a dict lookup
+    # per call saved).
+    converters: tuple[Callable[[Any, bool], Any], ...] = field(init=False, repr=False)
+    checks: tuple[Callable[[Any], Any], ...] = field(init=False, repr=False)
+    output_names: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_names", tuple(name for name, _, _ in self.outputs))
+        object.__setattr__(
+            self, "converters", tuple(CONVERTERS[dtype.name] for _, _, dtype in self.outputs)
+        )
+        object.__setattr__(
+            self, "checks", tuple(REQUEST_CHECKS[dtype.name] for _, dtype, _ in self.requests)
+        )
 
 
 @dataclass(slots=True)
@@ -59,8 +76,7 @@ def request_values(
     """The request fields of every row, checked against their dtypes; EntityInputError
     names the row and the field."""
     out: dict[str, list[Any]] = {}
-    for name, dtype, source in step.requests:
-        check = REQUEST_CHECKS[dtype.name]
+    for (name, dtype, source), check in zip(step.requests, step.checks, strict=True):
         column = []
         for i, row in enumerate(rows):
             try:
@@ -112,13 +128,13 @@ def _raised(step: OnDemandStep, exc: BaseException) -> str:
 def _run_rows(
     step: OnDemandStep, fn: Callable[..., Any], inputs: dict[str, list[Any]], n: int
 ) -> StepResult:
-    result = _empty(step, n)
-    names = list(inputs)
-    columns = [inputs[k] for k in names]
     outputs = step.outputs
-    converters = [CONVERTERS[dtype.name] for _, _, dtype in outputs]
-    for r in range(n):
-        row = {k: c[r] for k, c in zip(names, columns, strict=True)}
+    columns = [[None] * n for _ in outputs]
+    result = StepResult(columns, None)
+    names = tuple(inputs)
+    converted = tuple(zip(step.output_names, step.converters, strict=True))
+    for r, values in enumerate(zip(*inputs.values(), strict=True)):
+        row = dict(zip(names, values, strict=True))
         try:
             out = fn(row)
         except Exception as exc:  # a user function's failure stays with its row
@@ -136,18 +152,19 @@ def _run_rows(
                     "a dict of outputs (python mode: one row's dict in, a dict out)",
                 )
             continue
-        for o, (name, _, dtype) in enumerate(outputs):
+        for o, (name, convert) in enumerate(converted):
             if name not in out:
                 _fail(result, step, o, r, f"{step.label}: returned no '{name}'")
                 continue
             value = out[name]
             if value is not None:
                 try:
-                    value = converters[o](value, False)
+                    value = convert(value, False)
                 except (TypeError, ValueError) as exc:
+                    dtype = outputs[o][2]
                     _fail(result, step, o, r, f"{step.label}: '{name}' must be {dtype}: {exc}")
                     continue
-            result.values[o][r] = value
+            columns[o][r] = value
     return result
 
 
@@ -252,6 +269,8 @@ def _to_int(bits: int) -> Callable[[Any, bool], int]:
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
     def convert(value: Any, pandas: bool) -> int:
+        if type(value) is int and low <= value <= high:
+            return value
         if isinstance(value, bool) or type(value).__name__ == "bool_":
             raise TypeError(f"got the bool {value!r}")
         whole = pandas and isinstance(value, float) and value.is_integer()
@@ -267,6 +286,8 @@ def _to_int(bits: int) -> Callable[[Any, bool], int]:
 
 
 def _to_float(value: Any, pandas: bool) -> float:
+    if type(value) is float:  # the common case first: an ABC isinstance costs about 1 us
+        return value
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         raise TypeError(f"got the bool {value!r}")
     if isinstance(value, numbers.Real):
@@ -275,6 +296,8 @@ def _to_float(value: Any, pandas: bool) -> float:
 
 
 def _to_str(value: Any, pandas: bool) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, str):
         return str(value)
     raise TypeError(f"got {_shown(value)} ({type(value).__name__})")
@@ -321,19 +344,29 @@ CONVERTERS: dict[str, Callable[[Any, bool], Any]] = {
 
 
 def _request(dtype: str) -> Callable[[Any], Any]:
+    """The check of a request field of ``dtype``, specialised once per dtype (it runs for
+    every row of every lookup)."""
     convert = CONVERTERS[dtype]
 
-    def check(value: Any) -> Any:
-        if dtype in ("int32", "int64") and isinstance(value, float):
+    def check_int(value: Any) -> Any:
+        if isinstance(value, float):
             raise TypeError(f"got the float {value!r}")
-        if (
-            dtype in ("float32", "float64")
-            and isinstance(value, float)
-            and not math.isfinite(value)
-        ):
+        return convert(value, False)
+
+    def check_float(value: Any) -> Any:
+        if type(value) is float:  # what convert returns for it, NaN and infinities included
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
             return value  # NaN and infinities are floats; the function decides
         return convert(value, False)
 
+    def check(value: Any) -> Any:
+        return convert(value, False)
+
+    if dtype in ("int32", "int64"):
+        return check_int
+    if dtype in ("float32", "float64"):
+        return check_float
     return check
 
 
@@ -381,7 +414,9 @@ def plan_on_demand(snapshot: Any, features: Sequence[Any]) -> OnDemandPlan:
         definition = snapshot.on_demand_view(view, version)
         inputs = []
         dtypes: list[tuple[str, str]] = []
+        records = set()
         for resolved in snapshot.on_demand_inputs(view, version):
+            records.add((resolved.view, resolved.version))
             column = column_of.get(resolved.ref)
             if column is None:
                 column = column_of[resolved.ref] = len(features) + len(hidden)
@@ -401,6 +436,7 @@ def plan_on_demand(snapshot: Any, features: Sequence[Any]) -> OnDemandPlan:
                 requests=requests,
                 outputs=tuple((features[i].feature, i, features[i].dtype) for i in outputs),
                 input_dtypes=tuple(dtypes),
+                one_record=len(records) == 1,
             )
         )
     return OnDemandPlan(tuple(steps), tuple(hidden), frozenset(computed))
