@@ -116,6 +116,8 @@ def test_request_values_name_the_row_and_field() -> None:
         request_values(s, [{"amount": 1.0}, {}])
     with pytest.raises(EntityInputError, match=r"Entity row 0: request field 'amount'.*float64"):
         request_values(s, [{"amount": "12"}])
+    with pytest.raises(EntityInputError, match=r"Entity row 2: request field 'amount'.*bool"):
+        request_values(s, [{"amount": 1.0}, {"amount": None}, {"amount": True}])
 
 
 def compute(s: OnDemandStep, events: list[list[int | None]]) -> tuple[Any, ...]:

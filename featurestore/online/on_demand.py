@@ -52,13 +52,15 @@ class OnDemandStep:
     # per call saved).
     converters: tuple[Callable[[Any, bool], Any], ...] = field(init=False, repr=False)
     checks: tuple[Callable[[Any], Any], ...] = field(init=False, repr=False)
-    output_names: tuple[str, ...] = field(init=False, repr=False)
+    named_converters: tuple[tuple[str, Callable[[Any, bool], Any]], ...] = field(
+        init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "output_names", tuple(name for name, _, _ in self.outputs))
-        object.__setattr__(
-            self, "converters", tuple(CONVERTERS[dtype.name] for _, _, dtype in self.outputs)
-        )
+        converters = tuple(CONVERTERS[dtype.name] for _, _, dtype in self.outputs)
+        object.__setattr__(self, "converters", converters)
+        named = tuple(zip((name for name, _, _ in self.outputs), converters, strict=True))
+        object.__setattr__(self, "named_converters", named)
         object.__setattr__(
             self, "checks", tuple(REQUEST_CHECKS[dtype.name] for _, dtype, _ in self.requests)
         )
@@ -76,28 +78,44 @@ def request_values(
     """The request fields of every row, checked against their dtypes; EntityInputError
     names the row and the field."""
     out: dict[str, list[Any]] = {}
-    for (name, dtype, source), check in zip(step.requests, step.checks, strict=True):
-        column = []
-        for i, row in enumerate(rows):
-            try:
-                value = row[name]
-            except KeyError:
-                raise EntityInputError(
-                    f"{what} {i} has no request field '{name}', which on-demand view "
-                    f"{step.label} needs (RequestSource '{source}', {dtype}). Send it beside "
-                    "the entity keys."
-                ) from None
-            if value is not None:
-                try:
-                    value = check(value)
-                except (TypeError, ValueError) as exc:
-                    raise EntityInputError(
-                        f"{what} {i}: request field '{name}' of RequestSource '{source}' "
-                        f"must be {dtype}: {exc}."
-                    ) from None
-            column.append(value)
-        out[name] = column
+    for item, check in zip(step.requests, step.checks, strict=True):
+        name = item[0]
+        try:  # the common case in two comprehensions; a failure is explained row by row
+            column = [row[name] for row in rows]
+            out[name] = [value if value is None else check(value) for value in column]
+        except (KeyError, TypeError, ValueError):
+            out[name] = _request_column(step, item, check, rows, what)
     return out
+
+
+def _request_column(
+    step: OnDemandStep,
+    item: tuple[str, DType, str],
+    check: Callable[[Any], Any],
+    rows: Sequence[dict[str, Any]],
+    what: str,
+) -> list[Any]:
+    name, dtype, source = item
+    column = []
+    for i, row in enumerate(rows):
+        try:
+            value = row[name]
+        except KeyError:
+            raise EntityInputError(
+                f"{what} {i} has no request field '{name}', which on-demand view "
+                f"{step.label} needs (RequestSource '{source}', {dtype}). Send it beside "
+                "the entity keys."
+            ) from None
+        if value is not None:
+            try:
+                value = check(value)
+            except (TypeError, ValueError) as exc:
+                raise EntityInputError(
+                    f"{what} {i}: request field '{name}' of RequestSource '{source}' "
+                    f"must be {dtype}: {exc}."
+                ) from None
+        column.append(value)
+    return column
 
 
 def run_step(step: OnDemandStep, inputs: dict[str, list[Any]], n: int) -> StepResult:
@@ -132,7 +150,7 @@ def _run_rows(
     columns = [[None] * n for _ in outputs]
     result = StepResult(columns, None)
     names = tuple(inputs)
-    converted = tuple(zip(step.output_names, step.converters, strict=True))
+    converted = step.named_converters
     for r, values in enumerate(zip(*inputs.values(), strict=True)):
         row = dict(zip(names, values, strict=True))
         try:
