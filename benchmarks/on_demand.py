@@ -430,10 +430,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--calls", type=int, default=10_000, help="lookups per case, 1 entity")
-    parser.add_argument("--calls-100", type=int, default=1_000, help="lookups per case, 100")
-    parser.add_argument("--http-calls", type=int, default=4_000, help="requests per case")
-    parser.add_argument("--feast-calls", type=int, default=3_000, help="Feast lookups, 1 entity")
+    parser.add_argument("--calls", type=int, default=20_000, help="lookups per case, 1 entity")
+    parser.add_argument("--calls-100", type=int, default=2_000, help="lookups per case, 100")
+    parser.add_argument("--http-calls", type=int, default=5_000, help="requests per case")
+    parser.add_argument("--feast-calls", type=int, default=4_000, help="Feast lookups, 1 entity")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--quick", action="store_true", help="a tenth of the calls")

@@ -151,8 +151,9 @@ def _run_rows(
     result = StepResult(columns, None)
     names = tuple(inputs)
     converted = step.named_converters
-    for r, values in enumerate(zip(*inputs.values(), strict=True)):
-        row = dict(zip(names, values, strict=True))
+    # every input holds n values (columns of one lookup or training set): zip needs no check
+    for r, values in enumerate(zip(*inputs.values())):  # noqa: B905
+        row = dict(zip(names, values))  # noqa: B905
         try:
             out = fn(row)
         except Exception as exc:  # a user function's failure stays with its row
