@@ -21,7 +21,8 @@ alike. Parts:
     ``RequestSource`` in python mode (``singleton=True``) and pandas mode, timed the same
     way in Feast's interpreter (``_feast_on_demand.py``); ratios featurestore/Feast.
 
-``os.getloadavg()`` is recorded at the start of each part. One run takes about 3 minutes.
+``os.getloadavg()`` is recorded at the start of each part. One run takes about 1.5
+minutes, Feast included.
 
     python benchmarks/on_demand.py
     python benchmarks/on_demand.py --quick --skip-feast   # seconds: a smoke run
