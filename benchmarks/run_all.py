@@ -43,8 +43,16 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "online_cache": ([], ["--calls", "5000"]),
     "serve_cpu": ([], ["--seconds", "4"]),
     "online_cluster": ([], ["--calls", "2000", "--write-rows", "50000", "--seconds", "3"]),
+    "on_demand": ([], ["--quick"]),
 }
-FEAST_AWARE = {"pit_join", "online_lookup", "materialize", "serve_cpu", "online_cluster"}
+FEAST_AWARE = {
+    "pit_join",
+    "online_lookup",
+    "materialize",
+    "serve_cpu",
+    "online_cluster",
+    "on_demand",
+}
 
 
 def log(message: str) -> None:
@@ -260,6 +268,27 @@ def online_cluster(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def on_demand(d: dict[str, Any]) -> list[Row]:
+    """The python-mode on-demand feature: featurestore with it, Feast with it, and as the
+    floor featurestore's lookup of the same model without it."""
+    rows = []
+    for n in ("1", "100"):
+        ours = d.get("in_process", {}).get(f"{n}_entities", {})
+        feast = d.get("feast_sdk", {}).get(f"{n}_entities", {})
+        rows.append(
+            {
+                "benchmark": "lookup with an on-demand feature (python mode)",
+                "measure": f"{n} entit{'y' if n == '1' else 'ies'} (p50, vs without)",
+                "unit": "ms",
+                "featurestore": ours.get("with_python", {}).get("p50_ms"),
+                "feast": feast.get("with_python", {}).get("p50_ms"),
+                "floor": ours.get("without", {}).get("p50_ms"),
+                "better": "lower",
+            }
+        )
+    return rows
+
+
 EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "pit_join": pit_join,
     "online_lookup": online_lookup,
@@ -272,6 +301,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     ),
     "serve_cpu": serve_cpu,
     "online_cluster": online_cluster,
+    "on_demand": on_demand,
 }
 
 

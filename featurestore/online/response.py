@@ -174,7 +174,8 @@ def assemble(
     errors = None
     if plan.on_demand.steps:
         errors = compute_on_demand(plan, n, values, statuses, events, requests or {})
-        del values[plan.width :], statuses[plan.width :], events[plan.width :]
+        width = plan.width  # a property: read once
+        del values[width:], statuses[width:], events[width:]
     if plan.masks:
         from featurestore.policy.engine import masker
 
@@ -200,11 +201,15 @@ def compute_on_demand(
         for name, _dtype, _source in step.requests:
             inputs[name] = requests[name]
         result = run_step(step, inputs, n)
-        input_events = [events[column] for _, column in step.inputs]
-        latest: list[int | None] = []
-        for r in range(n):
-            times = [t for e in input_events if (t := e[r]) is not None]
-            latest.append(max(times) if times else None)
+        latest: list[int | None]
+        if step.one_record:  # the inputs' event times are one record's, equal per row
+            latest = events[step.inputs[0][1]]
+        else:
+            input_events = [events[column] for _, column in step.inputs]
+            latest = []
+            for r in range(n):
+                times = [t for e in input_events if (t := e[r]) is not None]
+                latest.append(max(times) if times else None)
         for k, (_name, o, _dtype) in enumerate(step.outputs):
             values[o] = result.values[k]
             statuses[o] = [PRESENT] * n
