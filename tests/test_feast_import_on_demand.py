@@ -20,6 +20,7 @@ import pytest
 from featurestore import FeatureStore
 from featurestore.materialize.backfill import backfill
 from featurestore.migrate.feast import import_feast
+from tests.test_feast_import import feast_repo_at
 
 pytest.importorskip("feast")
 FEAST = str(Path(sys.executable).parent / "feast")
@@ -150,14 +151,7 @@ def write_data(repo: Path) -> None:
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory: pytest.TempPathFactory, services: Any) -> tuple[Path, Path, Any]:
     root = tmp_path_factory.mktemp("feast_od")
-    feast_repo = root / "feast"
-    (feast_repo / "data").mkdir(parents=True)
-    (feast_repo / "feature_store.yaml").write_text(
-        "project: credit\nregistry: data/registry.db\nprovider: local\n"
-        "online_store:\n  type: sqlite\n  path: data/online.db\n"
-        "entity_key_serialization_version: 3\n"
-    )
-    (feast_repo / "definitions.py").write_text(TUTORIAL)
+    feast_repo = feast_repo_at(root / "feast", "credit", TUTORIAL)
     write_data(feast_repo)
     out = root / "imported"
     report = import_feast(feast_repo, out)

@@ -64,6 +64,20 @@ class FeatureProjection:
         return [f"{self.view}:{f}" for f in self.features]
 
 
+def projection(
+    owner: str, view: str, available: list[str], features: str | Sequence[str]
+) -> FeatureProjection:
+    """``view[["a", "b"]]``: the named features of a view (DefinitionError for others)."""
+    names = (features,) if isinstance(features, str) else tuple(features)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise DefinitionError(
+            f"{owner} has no feature '{unknown[0]}'.{did_you_mean(unknown[0], available)} "
+            f"Its features: {', '.join(available)}."
+        )
+    return FeatureProjection(view, names)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FeatureView:
     """Features of one or more entities, read from ``source``.
@@ -208,15 +222,7 @@ class FeatureView:
         return next((f for f in self.schema if f.name == name), None)
 
     def __getitem__(self, features: str | Sequence[str]) -> FeatureProjection:
-        names = (features,) if isinstance(features, str) else tuple(features)
-        unknown = [n for n in names if self.field(n) is None]
-        if unknown:
-            raise DefinitionError(
-                f"FeatureView '{self.name}' has no feature '{unknown[0]}'."
-                f"{did_you_mean(unknown[0], self.feature_names)} "
-                f"Its features: {', '.join(self.feature_names)}."
-            )
-        return FeatureProjection(self.name, names)
+        return projection(f"FeatureView '{self.name}'", self.name, self.feature_names, features)
 
     # -- specs ----------------------------------------------------------------
 

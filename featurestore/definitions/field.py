@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from featurestore.definitions._base import check_name, check_str, check_tags
+from featurestore.definitions._base import check_name, check_str, check_tags, first_not, got
 from featurestore.dtypes import DType, parse_dtype
+from featurestore.errors import DefinitionError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,3 +47,18 @@ class Field:
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Field:
         return cls(**spec)
+
+
+def checked_schema(owner: str, schema: object, *, what: str = "fields") -> tuple[Field, ...]:
+    """A non-empty list of Field with unique names (DefinitionError naming ``owner``)."""
+    fields = tuple(schema) if isinstance(schema, list | tuple) else ()
+    if not fields or not all(isinstance(f, Field) for f in fields):
+        raise DefinitionError(
+            f"{owner}: 'schema' must be a non-empty list of Field "
+            f"({got(first_not(Field, fields) if fields else schema)})."
+        )
+    names = [f.name for f in fields]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DefinitionError(f"{owner}: schema has duplicate {what} {dupes}.")
+    return fields

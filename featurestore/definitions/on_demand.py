@@ -33,8 +33,13 @@ from featurestore.definitions._base import (
     metadata_spec,
     set_location,
 )
-from featurestore.definitions.feature_view import FeatureProjection, FeatureView, fingerprint
-from featurestore.definitions.field import Field
+from featurestore.definitions.feature_view import (
+    FeatureProjection,
+    FeatureView,
+    fingerprint,
+    projection,
+)
+from featurestore.definitions.field import Field, checked_schema
 from featurestore.definitions.function_code import FunctionCode, function_code
 from featurestore.definitions.request_source import RequestSource
 from featurestore.errors import DefinitionError, did_you_mean
@@ -96,17 +101,7 @@ class OnDemandFeatureView:
                 f"projections, RequestSources or view names ({got(bad)})."
             )
         object.__setattr__(self, "sources", sources)
-        schema = tuple(self.schema)
-        if not schema or not all(isinstance(f, Field) for f in schema):
-            raise DefinitionError(
-                f"{owner}: 'schema' must be a non-empty list of Field (the outputs) "
-                f"({got(first_not(Field, schema) if schema else self.schema)})."
-            )
-        names = [f.name for f in schema]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise DefinitionError(f"{owner}: schema has duplicate features {dupes}.")
-        object.__setattr__(self, "schema", schema)
+        object.__setattr__(self, "schema", checked_schema(owner, self.schema, what="features"))
         if not callable(self.function) and not isinstance(self.function, FunctionCode):
             raise DefinitionError(f"{owner}: 'function' must be a function ({got(self.function)}).")
         if self.mode == "python" and callable(self.function):
@@ -172,14 +167,8 @@ class OnDemandFeatureView:
         return next((f for f in self.schema if f.name == name), None)
 
     def __getitem__(self, features: str | Sequence[str]) -> FeatureProjection:
-        names = (features,) if isinstance(features, str) else tuple(features)
-        unknown = [n for n in names if self.field(n) is None]
-        if unknown:
-            raise DefinitionError(
-                f"OnDemandFeatureView '{self.name}' has no feature '{unknown[0]}'."
-                f"{did_you_mean(unknown[0], self.feature_names)}"
-            )
-        return FeatureProjection(self.name, names)
+        owner = f"OnDemandFeatureView '{self.name}'"
+        return projection(owner, self.name, self.feature_names, features)
 
     def with_inputs(self, inputs: Sequence[ViewInput]) -> OnDemandFeatureView:
         """A copy with the input views resolved (features listed, versions fingerprinted)."""

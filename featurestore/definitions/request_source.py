@@ -15,12 +15,10 @@ from featurestore.definitions._base import (
     check_name,
     check_str,
     check_tags,
-    first_not,
-    got,
     metadata_spec,
     set_location,
 )
-from featurestore.definitions.field import Field
+from featurestore.definitions.field import Field, checked_schema
 from featurestore.errors import DefinitionError
 
 # Columns every entity row or table may carry for other reasons: a request field may not
@@ -45,16 +43,8 @@ class RequestSource:
     def __post_init__(self) -> None:
         check_name("RequestSource", self.name)
         owner = f"RequestSource '{self.name}'"
-        schema = tuple(self.schema)
-        if not schema or not all(isinstance(f, Field) for f in schema):
-            raise DefinitionError(
-                f"{owner}: 'schema' must be a non-empty list of Field "
-                f"({got(first_not(Field, schema) if schema else self.schema)})."
-            )
+        schema = checked_schema(owner, self.schema)
         names = [f.name for f in schema]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise DefinitionError(f"{owner}: schema has duplicate fields {dupes}.")
         reserved = sorted(set(RESERVED) & set(names))
         if reserved:
             raise DefinitionError(

@@ -18,12 +18,11 @@ from featurestore.definitions._base import (
     check_name,
     check_str,
     check_tags,
-    first_not,
     got,
     metadata_spec,
     set_location,
 )
-from featurestore.definitions.field import Field
+from featurestore.definitions.field import Field, checked_schema
 from featurestore.errors import DefinitionError
 
 
@@ -117,16 +116,8 @@ class KafkaSource:
             raise DefinitionError(
                 f"{owner}: value_format {self.value_format!r} is not supported; use 'json'."
             )
-        schema = tuple(self.schema)
-        if not schema or not all(isinstance(f, Field) for f in schema):
-            raise DefinitionError(
-                f"{owner}: 'schema' must be a non-empty list of Field "
-                f"({got(first_not(Field, schema) if schema else self.schema)})."
-            )
+        schema = checked_schema(owner, self.schema)
         names = [f.name for f in schema]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise DefinitionError(f"{owner}: schema has duplicate fields {dupes}.")
         if self.timestamp_field not in names:
             raise DefinitionError(
                 f"{owner}: timestamp_field '{self.timestamp_field}' is not in the schema "

@@ -51,7 +51,7 @@ from typing import Any
 from featurestore.definitions._base import is_name
 from featurestore.errors import MissingExtraError, RepoError
 from featurestore.migrate import feast_on_demand
-from featurestore.migrate.feast_on_demand import TYPES, lit
+from featurestore.migrate.feast_on_demand import TYPES, lit, meta
 
 DEFINITIONS_FILE = "feast_imported.py"
 REPORT_FILE = "IMPORT_REPORT.md"
@@ -275,18 +275,8 @@ class _Writer:
         )
         return "Int64"
 
-    def _meta(self, obj: Any, indent: str = "    ", push_source: str | None = None) -> str:
-        out = ""
-        for attr in ("description", "owner"):
-            value = getattr(obj, attr, "") or ""
-            if value:
-                out += f"{indent}{attr}={lit(value)},\n"
-        tags = dict(getattr(obj, "tags", {}) or {})
-        if push_source:
-            tags["feast_push_source"] = push_source
-        if tags:
-            out += f"{indent}tags={lit(tags)},\n"
-        return out
+    def _meta(self, obj: Any, push_source: str | None = None) -> str:
+        return meta(obj, {"feast_push_source": push_source} if push_source else None)
 
     def source(self, s: Any, view: str) -> str | None:
         """The identifier of a converted source (converting it once), or None."""

@@ -124,7 +124,7 @@ def on_demand_view(
         f"    name={lit(name)},\n"
         f"    sources=[{', '.join(sources)}],\n"
         f"    schema=[\n{''.join(lines)}    ],\n"
-        f"    mode={lit(mode)},\n{singleton}" + _meta(v) + f")\n{definition}"
+        f"    mode={lit(mode)},\n{singleton}" + meta(v) + f")\n{definition}"
     )
     preamble = [line for line in preamble if not _imports_feast(line)]
     return Converted(block, preamble, dtypes | {"on_demand_feature_view"}, notes=notes)
@@ -134,13 +134,14 @@ def _imports_feast(line: str) -> bool:
     return bool(re.match(r"(from|import) feast(\.|\s|$)", line))
 
 
-def _meta(obj: Any) -> str:
+def meta(obj: Any, extra_tags: dict[str, str] | None = None) -> str:
+    """The description, owner and tags arguments of a converted definition."""
     out = ""
     for attr in ("description", "owner"):
         value = getattr(obj, attr, "") or ""
         if value:
             out += f"    {attr}={lit(value)},\n"
-    tags = dict(getattr(obj, "tags", {}) or {})
+    tags = {**dict(getattr(obj, "tags", {}) or {}), **(extra_tags or {})}
     if tags:
         out += f"    tags={lit(tags)},\n"
     return out

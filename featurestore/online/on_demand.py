@@ -96,17 +96,24 @@ def _request_column(
     rows: Sequence[dict[str, Any]],
     what: str,
 ) -> list[Any]:
+    """A request field of ``rows`` checked one row at a time, to name the row that fails."""
     name, dtype, source = item
-    column = []
     for i, row in enumerate(rows):
-        try:
-            value = row[name]
-        except KeyError:
+        if name not in row:
             raise EntityInputError(
                 f"{what} {i} has no request field '{name}', which on-demand view "
                 f"{step.label} needs (RequestSource '{source}', {dtype}). Send it beside "
                 "the entity keys."
-            ) from None
+            )
+    return _checked([row[name] for row in rows], check, item, what)
+
+
+def _checked(
+    values: Sequence[Any], check: Callable[[Any], Any], item: tuple[str, DType, str], what: str
+) -> list[Any]:
+    name, dtype, source = item
+    out = []
+    for i, value in enumerate(values):
         if value is not None:
             try:
                 value = check(value)
@@ -115,8 +122,8 @@ def _request_column(
                     f"{what} {i}: request field '{name}' of RequestSource '{source}' "
                     f"must be {dtype}: {exc}."
                 ) from None
-        column.append(value)
-    return column
+        out.append(value)
+    return out
 
 
 def run_step(step: OnDemandStep, inputs: dict[str, list[Any]], n: int) -> StepResult:
@@ -478,23 +485,13 @@ def request_columns(
     """Request fields from columns (a training set's entity table): each must be there;
     values are checked as a lookup checks them."""
     out: dict[str, list[Any]] = {}
-    for name, dtype, source in step.requests:
+    for item, check in zip(step.requests, step.checks, strict=True):
+        name, dtype, source = item
         column = column_of(name)
         if column is None:
             raise EntityInputError(
                 f"{what} has no column '{name}', the request field (RequestSource '{source}', "
                 f"{dtype}) that on-demand view {step.label} needs: add it to the entity rows."
             )
-        check = REQUEST_CHECKS[dtype.name]
-        checked = []
-        for i, value in enumerate(column):
-            if value is not None:
-                try:
-                    value = check(value)
-                except (TypeError, ValueError) as exc:
-                    raise EntityInputError(
-                        f"{what}, row {i}: request field '{name}' must be {dtype}: {exc}."
-                    ) from None
-            checked.append(value)
-        out[name] = checked
+        out[name] = _checked(column, check, item, f"{what}, row")
     return out
