@@ -57,7 +57,7 @@ from featurestore.serving.feast_api import FEAST_PATHS, add_feast_routes
 from featurestore.serving.guard import ERROR_KEY, Guard, answer_failure, count_error
 from featurestore.serving.limits import Gate, Limiter, ServingLimits, entity_rows
 from featurestore.serving.push_route import FeastPushes, add_push_route
-from featurestore.serving.request_io import api_key_of, read_body
+from featurestore.serving.request_io import api_key_of, check_fields, read_body
 from featurestore.serving.schemas import (
     ErrorResponse,
     FeaturesRequest,
@@ -377,12 +377,7 @@ def request_fields(
 ) -> tuple[str | None, list[str] | None, bool]:
     """(model, features, full_feature_names) of a lookup request, checked: every field
     known, ``entities`` present, each field of the type it must have."""
-    for key in payload:
-        if key not in REQUEST_KEYS:
-            raise EntityInputError(
-                f"Unknown request field '{key}'.{did_you_mean(key, REQUEST_KEYS)} "
-                f"Fields: {', '.join(REQUEST_KEYS)}."
-            )
+    check_fields(payload, REQUEST_KEYS)
     if "entities" not in payload:
         raise EntityInputError('The request has no "entities".')
     model = payload.get("model")

@@ -34,7 +34,6 @@ from featurestore.errors import (
     FeatureStoreError,
     ObjectNotFound,
     RateLimited,
-    did_you_mean,
 )
 from featurestore.references import is_feature_reference
 from featurestore.serving import metrics
@@ -49,7 +48,7 @@ from featurestore.serving.feast_push import (
 )
 from featurestore.serving.guard import ERROR_KEY, count_error, request_id_of
 from featurestore.serving.limits import Gate, entity_rows
-from featurestore.serving.request_io import api_key_of, read_body
+from featurestore.serving.request_io import api_key_of, check_fields, read_body
 
 if TYPE_CHECKING:
     from featurestore.online.response import OnlineResponse
@@ -114,12 +113,7 @@ def parse_lookup(payload: Any) -> FeastLookup:
             'The request body must be a JSON object: {"features": [...] or '
             '"feature_service": "...", "entities": {"join_key": [values]}}.'
         )
-    for key in payload:
-        if key not in LOOKUP_KEYS:
-            raise EntityInputError(
-                f"Unknown request field '{key}'.{did_you_mean(key, LOOKUP_KEYS)} "
-                f"Fields: {', '.join(LOOKUP_KEYS)}."
-            )
+    check_fields(payload, LOOKUP_KEYS)
     if "entities" not in payload:
         raise EntityInputError('The request has no "entities" ({"join_key": [values]}).')
     entities = payload["entities"]

@@ -11,7 +11,7 @@ name featurestore's push takes.
 
 The writing itself is a ``PushTarget`` (featurestore's push API: validation, the
 monotonic online writer, the offline buffer, push-only keys), passed in by the server.
-This module is on the online read path: standard library only.
+This module is on the online read path: nothing heavy imported.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from featurestore.errors import EntityInputError, NotFoundError, did_you_mean
 from featurestore.registry.snapshot import RegistrySnapshot
+from featurestore.serving.request_io import check_fields
 
 __all__ = [
     "PUSH_KEYS",
@@ -79,12 +80,7 @@ def parse_push(payload: Any) -> PushRequest:
     of column names to lists of one length, ``to`` one of Feast's three modes."""
     if not isinstance(payload, dict):
         raise EntityInputError("The request body must be a JSON object (Feast's push request).")
-    for key in payload:
-        if key not in PUSH_KEYS:
-            raise EntityInputError(
-                f"Unknown push request field '{key}'.{did_you_mean(key, PUSH_KEYS)} "
-                f"Fields: {', '.join(PUSH_KEYS)}."
-            )
+    check_fields(payload, PUSH_KEYS, "push request")
     name = payload.get("push_source_name")
     if not isinstance(name, str) or not name:
         raise wrong_type('"push_source_name"', name, "a string (a push source or view name)")

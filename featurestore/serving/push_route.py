@@ -22,10 +22,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from featurestore.errors import AccessDeniedError, EntityInputError, PushRejected, did_you_mean
+from featurestore.errors import AccessDeniedError, EntityInputError, PushRejected
 from featurestore.serving import metrics
 from featurestore.serving.guard import ERROR_KEY
-from featurestore.serving.request_io import api_key_of, read_body
+from featurestore.serving.request_io import api_key_of, check_fields, read_body
 from featurestore.serving.schemas import ErrorResponse, json_schema
 from featurestore.urls import redact
 
@@ -164,12 +164,7 @@ def add_push_route(app: FastAPI, server: Any, pusher: Pusher) -> None:
 
 def push_fields(payload: dict[str, Any]) -> tuple[str, Any, str, int | None]:
     """(view, rows, to, version) of a push request, each of the type it must have."""
-    for name in payload:
-        if name not in PUSH_KEYS:
-            raise EntityInputError(
-                f"Unknown push request field '{name}'.{did_you_mean(name, PUSH_KEYS)} "
-                f"Fields: {', '.join(PUSH_KEYS)}."
-            )
+    check_fields(payload, PUSH_KEYS, "push request")
     view = payload.get("view")
     if not isinstance(view, str):
         raise EntityInputError('The push request needs "view": a feature view\'s name.')

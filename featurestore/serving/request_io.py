@@ -1,12 +1,17 @@
-"""What every authenticated route reads from a raw ASGI request: its API key and its body
-(bounded by the server's body limit)."""
+"""What every authenticated route reads from a raw ASGI request: its API key, its body
+(bounded by the server's body limit), and which fields its JSON may have."""
 
 from __future__ import annotations
 
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
-from featurestore.errors import AuthenticationError, RequestTooLargeError
+from featurestore.errors import (
+    AuthenticationError,
+    EntityInputError,
+    RequestTooLargeError,
+    did_you_mean,
+)
 
 
 def api_key_of(headers: list[tuple[bytes, bytes]]) -> str:
@@ -54,3 +59,13 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     if size > limit:
         raise RequestTooLargeError(f"The request body is {size} bytes; the limit is {limit}.")
     return b"".join(chunks)
+
+
+def check_fields(payload: dict[str, object], known: tuple[str, ...], what: str = "request") -> None:
+    """An unknown field is refused (422) with a suggestion, never ignored."""
+    for key in payload:
+        if key not in known:
+            raise EntityInputError(
+                f"Unknown {what} field '{key}'.{did_you_mean(key, known)} "
+                f"Fields: {', '.join(known)}."
+            )
