@@ -176,6 +176,7 @@ def test_the_import_converts_everything(repos: tuple[Path, Path, Any]) -> None:
     text = (out / "feast_imported.py").read_text()
     assert "import pandas as pd" in text
     assert "from feast" not in text
+    assert 'description="Debt after the requested loan, and against income."' in text
     with FeatureStore(out) as store:
         store.apply()
         snapshot = store.snapshot()

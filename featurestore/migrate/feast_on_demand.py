@@ -11,6 +11,7 @@ Inputs are named by feature as in Feast's functions (``inputs["conv_rate"]``); F
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,10 +125,19 @@ def on_demand_view(
         f"    name={lit(name)},\n"
         f"    sources=[{', '.join(sources)}],\n"
         f"    schema=[\n{''.join(lines)}    ],\n"
-        f"    mode={lit(mode)},\n{singleton}" + meta(v) + f")\n{definition}"
+        f"    mode={lit(mode)},\n{singleton}" + meta(v) + _docstring(v, udf) + f")\n{definition}"
     )
     preamble = [line for line in preamble if not _imports_feast(line)]
     return Converted(block, preamble, dtypes | {"on_demand_feature_view"}, notes=notes)
+
+
+def _docstring(v: Any, udf: Any) -> str:
+    """The function's docstring as the view's description, when Feast's has none (the
+    carried code drops docstrings: they do not change values)."""
+    doc = inspect.getdoc(udf) or ""
+    if getattr(v, "description", "") or not doc:
+        return ""
+    return f"    description={lit(doc)},\n"
 
 
 def _imports_feast(line: str) -> bool:
