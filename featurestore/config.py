@@ -17,8 +17,10 @@ from typing import Any
 
 from featurestore.config_sections import (
     CacheConfig,
+    PushConfig,
     cache_config,
     check_keys,
+    push_config,
     serving_limits,
 )
 from featurestore.definitions._base import check_name
@@ -41,6 +43,7 @@ _DEFAULTS: dict[str, Any] = {
     "spark": {"master": "local[*]", "conf": {}},
     "policy": {"default": "allow"},
     "serving": {"limits": {}},
+    "push": None,  # see PushConfig
     "state_dir": ".featurestore",
     "ignore": [],
 }
@@ -63,6 +66,7 @@ class RepoConfig:
     ignore: tuple[str, ...] = ()
     online_cache: CacheConfig | None = None  # online_store.cache; None: no cache
     serving_limits: ServingLimits = field(default_factory=ServingLimits)  # off unless set
+    push: PushConfig = field(default_factory=PushConfig)  # the push API's batching
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -166,4 +170,5 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         ignore=tuple(ignore),
         online_cache=cache,
         serving_limits=serving_limits(sections["serving"]["limits"], path),
+        push=push_config(raw.get("push"), path),
     )

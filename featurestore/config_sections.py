@@ -1,5 +1,6 @@
-"""Checks of ``featurestore.yaml``'s nested sections: ``online_store.cache`` and
-``serving.limits`` (featurestore/config.py reads the file and the flat settings).
+"""Checks of ``featurestore.yaml``'s nested sections: ``online_store.cache``,
+``serving.limits`` and ``push`` (featurestore/config.py reads the file and the flat
+settings).
 
 Errors are RepoConfigError naming the setting, with "did you mean" for unknown keys.
 """
@@ -164,3 +165,37 @@ def _limit_value(where: str, value: Any, path: Path) -> int | float:
             f"{type(value).__name__}); write null to turn it off."
         )
     return number
+
+
+@dataclass(frozen=True, slots=True)
+class PushConfig:
+    """``push``: how pushed rows are taken and batched (featurestore/push/)."""
+
+    max_rows: int = 10_000  # rows in one push; more is refused (413)
+    offline_batch_rows: int = 50_000  # buffered offline rows landed as one append at this many
+    offline_flush_seconds: float = 5.0  # ... or once the oldest has waited this long
+    run_interval_seconds: int = 60  # one push run record per view version and interval
+
+
+_PUSH_KEYS = {name: None for name in PushConfig.__dataclass_fields__}
+_WHOLE = ("max_rows", "offline_batch_rows", "run_interval_seconds")
+
+
+def push_config(given: Any, path: Path | str = CONFIG_FILE) -> PushConfig:
+    """``push`` checked (RepoConfigError naming the setting); defaults where left out."""
+    if not given:
+        return PushConfig()
+    if not isinstance(given, dict):
+        raise RepoConfigError(
+            f"{path}: 'push' must be a mapping, e.g. `push: {{offline_batch_rows: 50000, "
+            "offline_flush_seconds: 5}`."
+        )
+    check_keys("push", given, _PUSH_KEYS)
+    for key, value in given.items():
+        whole = key in _WHOLE
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or value <= 0 or not math.isfinite(value) or (whole and value != int(value)):
+            kind = "a positive integer" if whole else "a positive number"
+            raise RepoConfigError(f"{path}: push.{key} must be {kind}, got {value!r}.")
+    values: dict[str, Any] = {k: int(v) if k in _WHOLE else float(v) for k, v in given.items()}
+    return replace(PushConfig(), **values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from featurestore.errors import (
     FeatureViewNotFound,
     PushRejected,
     PushSpoolError,
+    RepoConfigError,
     RequestTooLargeError,
 )
 from featurestore.offline.table import OfflineTable
@@ -832,3 +834,30 @@ def test_an_unwritable_spool_refuses_offline_pushes_with_a_typed_error(repo: Pat
             store.push("user_stats", [stats_row(1, t, 1.0)], to="offline")
         assert store.pusher.buffer.pending() == 0
         assert store.push("user_stats", [stats_row(1, t, 1.0)]).online_written == 1
+
+
+def test_batching_follows_the_repos_push_settings(repo: Path) -> None:
+    """`push: {offline_batch_rows, max_rows}` in featurestore.yaml: 3 buffered rows land
+    as one append at once; a push over max_rows is refused; bad settings are named."""
+    config = repo / "featurestore.yaml"
+    base = config.read_text()
+    config.write_text(base + "push:\n  offline_batch_rows: 3\n  max_rows: 4\n")
+    t = now() - timedelta(minutes=1)
+    with FeatureStore(repo) as store:
+        assert store.config.push.offline_batch_rows == 3
+        for i in range(3):
+            store.push("user_stats", [stats_row(i, t, float(i))], to="offline")
+        assert store.pusher.buffer.pending() == 0  # the third row filled the batch
+        with pytest.raises(RequestTooLargeError, match="4"):
+            store.push("user_stats", [stats_row(i, t, 1.0) for i in range(5)])
+        project = store.project
+    assert offline_files(repo, project, "user_stats") == 1
+    for bad, needle in (
+        ("push:\n  offline_batch_rows: 0\n", "push.offline_batch_rows must be a positive integer"),
+        ("push:\n  max_rows: 2.5\n", "push.max_rows must be a positive integer"),
+        ("push:\n  offline_flush_secs: 1\n", "Did you mean 'offline_flush_seconds'"),
+        ("push: 3\n", "'push' must be a mapping"),
+    ):
+        config.write_text(base + bad)
+        with pytest.raises(RepoConfigError, match=re.escape(needle)):
+            FeatureStore(repo).config  # noqa: B018

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featurestore.config_sections import PushConfig
 from featurestore.definitions import FeatureView
 from featurestore.errors import PushSpoolError
 from featurestore.push.rows import Row
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("featurestore.push")
 
-DEFAULT_MAX_ROWS = 50_000
-DEFAULT_MAX_SECONDS = 5.0
+DEFAULT_MAX_ROWS = PushConfig().offline_batch_rows  # `push:` in featurestore.yaml
+DEFAULT_MAX_SECONDS = PushConfig().offline_flush_seconds
 
 
 @dataclass(slots=True)

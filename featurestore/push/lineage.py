@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from featurestore.config_sections import PushConfig
 from featurestore.times import from_micros
 
-DEFAULT_INTERVAL_SECONDS = 60
+DEFAULT_INTERVAL_SECONDS = PushConfig().run_interval_seconds  # `push:` in featurestore.yaml
 
 
 @dataclass(slots=True)

@@ -270,11 +270,10 @@ def build_pusher(
     **options: Any,
 ) -> Pusher:
     """A Pusher on a FeatureStore's online store (or ``online``), offline store folder,
-    run log and audit queue. ``options``: ``max_rows``, ``buffer_rows``, ``buffer_seconds``,
+    run log and audit queue, batching as the repo's ``push`` settings say. ``options``
+    (overriding them, for tests): ``max_rows``, ``buffer_rows``, ``buffer_seconds``,
     ``interval_seconds``, ``tick_seconds``."""
-    from featurestore.push.buffer import DEFAULT_MAX_ROWS as BUFFER_ROWS
-    from featurestore.push.buffer import DEFAULT_MAX_SECONDS
-    from featurestore.push.lineage import DEFAULT_INTERVAL_SECONDS
+    settings = store.config.push
 
     runs = store.registry.runs
     project = store.project
@@ -294,12 +293,12 @@ def build_pusher(
     buffer = OfflineBuffer(
         store.config.offline_store_path,
         project,
-        max_rows=options.get("buffer_rows", BUFFER_ROWS),
-        max_seconds=options.get("buffer_seconds", DEFAULT_MAX_SECONDS),
+        max_rows=options.get("buffer_rows", settings.offline_batch_rows),
+        max_seconds=options.get("buffer_seconds", settings.offline_flush_seconds),
         spool=Spool(store.config.state_dir / "push-spool" / project),
     )
     lineage = PushLineage(
-        record, interval_seconds=options.get("interval_seconds", DEFAULT_INTERVAL_SECONDS)
+        record, interval_seconds=options.get("interval_seconds", settings.run_interval_seconds)
     )
     pusher = Pusher(
         snapshot,
@@ -307,7 +306,7 @@ def build_pusher(
         buffer,
         lineage,
         on_decision=store.audit_queue.put,
-        max_rows=options.get("max_rows", DEFAULT_MAX_ROWS),
+        max_rows=options.get("max_rows", settings.max_rows),
         tick_seconds=options.get("tick_seconds", 1.0),
     )
     try:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from featurestore.config_sections import PushConfig
 from featurestore.definitions import FeatureView, KafkaSource
 from featurestore.errors import EntityInputError, PushRejected, RequestTooLargeError
 from featurestore.streaming.events import (
@@ -42,7 +43,7 @@ from featurestore.times import from_micros, micros
 
 EVENT_TS = "event_timestamp"
 CREATED_TS = "created_timestamp"
-DEFAULT_MAX_ROWS = 10_000  # per push; more: 413
+DEFAULT_MAX_ROWS = PushConfig().max_rows  # per push; more: 413 (`push:` in featurestore.yaml)
 DEFAULT_FUTURE_SKEW = timedelta(minutes=5)  # a batch source's (a stream source has its own)
 DEFAULT_MAX_ROW_BYTES = 1_048_576
 MAX_REPORTED = 100  # row errors listed in one answer (the count says how many in all)
