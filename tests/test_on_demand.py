@@ -92,7 +92,8 @@ def amount_diff_pd(df):
     import pandas as pd
 
     out = pd.DataFrame()
-    out["amount_diff"] = df["amount"] - df["avg_amount"]
+    out["amount_diff"] = df["amount"] - df["user_stats__avg_amount"]  # Feast's full name
+    assert (df["avg_amount"].isna() | (df["avg_amount"] == df["user_stats__avg_amount"])).all()
     return out
 
 

@@ -5,8 +5,8 @@ An ``OnDemandFeatureView`` becomes ours with the same function: its definition i
 with the imports and constants of its module that it uses. Modes map one to one: Feast's
 ``pandas`` is ``pandas``; its ``python`` is ``python`` with ``singleton`` as Feast had it
 (Feast's default, ``singleton=False``, hands the function columns; ``True``, one row).
-Inputs are named by feature as in Feast's functions (``inputs["conv_rate"]``); Feast's
-``view__feature`` aliases of them are not provided.
+Inputs are named by feature as in Feast's functions (``inputs["conv_rate"]``), and in
+pandas and column functions also ``view__feature``, as Feast names them too.
 """
 
 from __future__ import annotations

@@ -49,6 +49,9 @@ class OnDemandStep:
     # All stored inputs come from one view version, read from one record per row: their
     # event times are equal, so the outputs' event time is that column's (no max per row).
     one_record: bool = False
+    # Feast hands pandas and column functions each stored input twice, as ``feature`` and
+    # ``view__feature``: (alias, input name) for those modes, so Feast code runs unchanged.
+    aliases: tuple[tuple[str, str], ...] = ()
     # Per output and per request field, its dtype's converter and check (a dict lookup
     # per call saved).
     converters: tuple[Callable[[Any, bool], Any], ...] = field(init=False, repr=False)
@@ -129,6 +132,8 @@ def _checked(
 def run_step(step: OnDemandStep, inputs: dict[str, list[Any]], n: int) -> StepResult:
     """The step's outputs for ``n`` rows of ``inputs`` (input name -> values)."""
     fn = rebuild(step.code)
+    if step.aliases:
+        inputs = {**inputs, **{alias: inputs[name] for alias, name in step.aliases}}
     if step.mode == "pandas":
         return _run_pandas(step, fn, inputs, n)
     if not step.singleton:
@@ -457,6 +462,11 @@ def plan_on_demand(snapshot: Any, features: Sequence[Any]) -> OnDemandPlan:
             inputs.append((resolved.feature, column))
             dtypes.append((resolved.feature, str(resolved.dtype)))
         requests = tuple((f.name, f.dtype, r.name) for r in definition.requests for f in r.schema)
+        aliases: tuple[tuple[str, str], ...] = ()
+        if definition.mode == "pandas" or not definition.singleton:
+            stored = snapshot.on_demand_inputs(view, version)
+            aliases = tuple((f"{r.view}__{r.feature}", r.feature) for r in stored)
+            dtypes += [(f"{r.view}__{r.feature}", str(r.dtype)) for r in stored]
         dtypes += [(name, str(dtype)) for name, dtype, _ in requests]
         assert definition.code is not None
         steps.append(
@@ -470,6 +480,7 @@ def plan_on_demand(snapshot: Any, features: Sequence[Any]) -> OnDemandPlan:
                 outputs=tuple((features[i].feature, i, features[i].dtype) for i in outputs),
                 input_dtypes=tuple(dtypes),
                 one_record=len(records) == 1,
+                aliases=aliases,
             )
         )
     return OnDemandPlan(tuple(steps), tuple(hidden), frozenset(computed))
