@@ -107,7 +107,7 @@ def build_training_set(
         full_feature_names=full_feature_names,
         on_demand=on_demand,
     )
-    result, rows, failures = _join(
+    result, rows, failures = join_set(
         engine, request, on_demand, resolved, full_feature_names, masks, mask_key, output_path
     )
     record = TrainingSetRecord(
@@ -120,12 +120,30 @@ def build_training_set(
         engine=engine.name,
         output_path=str(Path(output_path).resolve()) if output_path is not None else None,
         offline_manifests={f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views},
+        fingerprint=content_fingerprint(result, output_path),
+        build={
+            "timestamp_column": timestamp_column,
+            "full_feature_names": full_feature_names,
+            "masks": masks,
+            "rules": rules,
+        },
     )
     columns = {
         f"{f.view}__{f.feature}" if full_feature_names else f.feature: str(f) for f in resolved
     }
     profiles = _profiles(result, Path(output_path) if output_path is not None else None, columns)
-    record_id = registry.record_training_set(record, profiles)
+    # The entity rows are kept (and what the set read is pinned) so it can be rebuilt.
+    from featurestore.offline import training_inputs
+
+    staged = training_inputs.stage_entities(offline_root, snapshot.project, table)
+    try:
+        record_id = registry.record_training_set(record, profiles)
+    except BaseException:
+        training_inputs.discard(staged)
+        raise
+    training_inputs.keep_inputs(
+        offline_root, snapshot.project, record_id, staged, record.offline_manifests
+    )
     from featurestore.registry.audit import AuditRecord
     from featurestore.registry.database import whoami
 
@@ -149,7 +167,17 @@ def build_training_set(
     return TrainingSet(result, replace(record, id=record_id), failures)
 
 
-def _join(
+def content_fingerprint(table: pa.Table | None, output_path: str | os.PathLike[str] | None) -> str:
+    """The set's content fingerprint: of the table, or of the file it was written to."""
+    from featurestore.offline.fingerprint import fingerprint_of_file, fingerprint_of_table
+
+    if table is not None:
+        return fingerprint_of_table(table)
+    assert output_path is not None
+    return fingerprint_of_file(Path(output_path), "the training set just written", REBUILD)
+
+
+def join_set(
     engine: OfflineEngine,
     request: Any,
     on_demand: Any,

@@ -1,0 +1,79 @@
+"""What a recorded training set keeps so it can be rebuilt: its entity rows and its pins.
+
+Under the offline store, ``<project>/_training_sets/<id>/entities.parquet`` holds the
+entity rows exactly as the join got them; each view version's table it read holds a pin
+on the manifest it read (``pins.py``). The entity file is written before the registry
+record (in a pending folder, renamed to the id after), so a failed record leaves nothing
+and a record never lacks its entities.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+
+from featurestore.offline import parquet_io
+from featurestore.offline import pins as pin_files
+from featurestore.references import parse_reference
+
+TRAINING_SETS = "_training_sets"
+ENTITIES = "entities.parquet"
+
+
+def inputs_dir(offline_root: Path, project: str, training_set: int) -> Path:
+    return Path(offline_root) / project / TRAINING_SETS / str(training_set)
+
+
+def table_root(offline_root: Path, project: str, label: str) -> Path:
+    """The table folder of ``view@vN``."""
+    view, _, version = label.partition("@v")
+    return Path(offline_root) / project / view / f"v{int(version)}"
+
+
+def stage_entities(offline_root: Path, project: str, entities: pa.Table) -> Path:
+    """Write the entity rows into a pending folder; ``keep_inputs`` or ``discard`` it."""
+    folder = Path(offline_root) / project / TRAINING_SETS / f".pending-{uuid.uuid4().hex}"
+    folder.mkdir(parents=True)
+    parquet_io.write_table(entities, folder / ENTITIES)
+    return folder
+
+
+def discard(staged: Path) -> None:
+    shutil.rmtree(staged, ignore_errors=True)
+
+
+def keep_inputs(
+    offline_root: Path, project: str, training_set: int, staged: Path, manifests: dict[str, int]
+) -> Path:
+    """Move the staged entities to the training set's folder and pin what it read."""
+    final = inputs_dir(offline_root, project, training_set)
+    staged.rename(final)
+    for label, sequence in manifests.items():
+        if sequence:  # commit 0: an empty table, nothing to keep
+            pin_files.pin(table_root(offline_root, project, label), training_set, sequence)
+    return final
+
+
+def release_inputs(
+    offline_root: Path, project: str, training_set: int, manifests: dict[str, int], reason: str
+) -> list[str]:
+    """Release a training set's pins (its files may go at the next gc); the tables
+    (``view@vN``) it had pinned."""
+    released = []
+    for label in manifests:
+        root = table_root(offline_root, project, label)
+        if pin_files.release(root, training_set, reason, by="featurestore offline gc"):
+            released.append(label)
+    return released
+
+
+def feature_labels(features: tuple[str, ...]) -> list[str]:
+    """The ``view@vN`` of each pinned feature reference, in order, once each."""
+    out: dict[str, None] = {}
+    for text in features:
+        ref = parse_reference(text)
+        out[f"{ref.view}@v{ref.version}"] = None
+    return list(out)
