@@ -23,6 +23,7 @@ from featurestore.repo import RepoContents, load_repo
 if TYPE_CHECKING:
     from featurestore.materialize.job import ViewRun
     from featurestore.offline.join import OfflineEngine
+    from featurestore.offline.rebuild import Rebuilt
     from featurestore.offline.training import TrainingSet
     from featurestore.offline.writer import OfflineStore
     from featurestore.online.catalog import Catalog
@@ -192,6 +193,19 @@ class FeatureStore:
             policy_default=self.config.policy_default,
             mask_key=self.mask_key(),
         )
+
+    def rebuild_training_set(
+        self,
+        training_set: int,
+        out: str | os.PathLike[str] | None = None,
+        *,
+        engine: str | None = None,
+    ) -> Rebuilt:
+        """Recorded training set ``training_set`` joined again as of the offline commits it
+        read, checked against its fingerprint (see ``offline/rebuild.py``)."""
+        from featurestore.offline.rebuild import rebuild_training_set
+
+        return rebuild_training_set(self, training_set, out, engine=engine)
 
     # -- materialization --------------------------------------------------------------
 

@@ -126,6 +126,8 @@ def build_training_set(
             "full_feature_names": full_feature_names,
             "masks": masks,
             "rules": rules,
+            # entity_fingerprint hashes IPC bytes, which a Parquet round trip may change.
+            "entities": content_fingerprint(table, None),
         },
     )
     columns = {

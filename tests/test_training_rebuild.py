@@ -1,0 +1,399 @@
+"""Recorded training sets rebuilt exactly, their inputs kept by the gc, exported and verified.
+
+Real Parquet offline store and registry (SQLite) throughout: a set is built, the offline
+tables move on (appends, a window replace, gcs), and the rebuild must give the same
+content fingerprint; an input deleted on purpose must be named with who removed it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from featurestore import FeatureStore
+from featurestore.cli import app
+from featurestore.definitions import FeatureView
+from featurestore.errors import FingerprintMismatch, ObjectNotFound, TrainingInputGone
+from featurestore.offline.fingerprint import fingerprint_of_file, fingerprint_of_table
+from featurestore.offline.writer import OfflineStore
+from tests.helpers import BASE_REPO, write_repo
+
+DAY1 = datetime(2026, 1, 7, tzinfo=UTC)
+DAY2 = DAY1 + timedelta(days=1)
+DAY3 = DAY1 + timedelta(days=2)
+HOUR = timedelta(hours=1)
+UTC_US = pa.timestamp("us", tz="UTC")
+FEATURES = ["user_stats:avg_amount", "user_stats:txn_count", "user_stats:country"]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureStore]:
+    repo = write_repo(tmp_path_factory.mktemp("rebuild") / "repo", BASE_REPO)
+    with FeatureStore(repo) as store:
+        store.apply()
+        yield store
+
+
+@pytest.fixture
+def store(applied: FeatureStore, tmp_path: Path) -> Iterator[FeatureStore]:
+    """The module's repo and registry with an empty offline store of its own."""
+    config = dataclasses.replace(applied.config, offline_store_path=tmp_path / "offline")
+    with FeatureStore(config.repo_path, config=config, registry=applied.registry) as s:
+        yield s
+
+
+@pytest.fixture
+def view(applied: FeatureStore) -> FeatureView:
+    return applied.snapshot().feature_view("user_stats", 1)
+
+
+def rows(times: list[datetime], *, users: list[int], amount: float = 1.0) -> pa.Table:
+    n = len(times)
+    return pa.table(
+        {
+            "user_id": pa.array(users, pa.int64()),
+            "event_timestamp": pa.array(times, UTC_US),
+            "created_timestamp": pa.array([DAY1] * n, UTC_US),
+            "avg_amount": pa.array([amount + i for i in range(n)], pa.float32()),
+            "txn_count": pa.array(range(n), pa.int64()),
+            "country": pa.array(["DE", None, "FR", "IT", "ES", "PT"][:n]),
+        }
+    )
+
+
+def entities() -> pa.Table:
+    return pa.table(
+        {
+            "user_id": pa.array([1, 2, 1, 3, 2], pa.int64()),
+            "event_timestamp": pa.array(
+                [DAY2, DAY2 + HOUR, DAY1 + 12 * HOUR, DAY3, DAY2 + 2 * HOUR], UTC_US
+            ),
+            "label": [True, False, None, True, False],
+        }
+    )
+
+
+def impatient(store: FeatureStore) -> OfflineStore:
+    """The store's offline tables with no retention: each commit's gc removes at once
+    what no manifest (and no pin) needs."""
+    return OfflineStore(store.config.offline_store_path, store.project, retention_seconds=0)
+
+
+def first_build(store: FeatureStore, view: FeatureView, out: Path | None = None) -> Any:
+    offline = impatient(store)
+    offline.write(view, 1, rows([DAY1 + HOUR, DAY1 + 5 * HOUR], users=[1, 2]))
+    offline.write(view, 1, rows([DAY2, DAY2 + HOUR, DAY2 + 3 * HOUR], users=[1, 2, 3]))
+    return store.get_training_data(entities(), features=FEATURES, output_path=out)
+
+
+def repo_of(store: FeatureStore, setting: str = "") -> Path:
+    """A copy of the repo on the same registry and offline store, its featurestore.yaml
+    adding ``offline_store.<setting>`` if given (the CLI reads only the file)."""
+    import shutil
+
+    repo = store.config.offline_store_path.parent / "repo"
+    if not repo.exists():
+        shutil.copytree(store.config.repo_path, repo, ignore=shutil.ignore_patterns("data"))
+    registry = store.config.registry_url.removeprefix("sqlite:///")
+    (repo / "featurestore.yaml").write_text(
+        f"project: {store.project}\nregistry: {registry}\noffline_store:\n"
+        f"  path: {store.config.offline_store_path}\n" + (f"  {setting}\n" if setting else "")
+    )
+    return repo
+
+
+def cli(store: FeatureStore, *args: str, setting: str = "") -> Any:
+    return runner.invoke(app, [*args, "-r", str(repo_of(store, setting))])
+
+
+# -- fingerprints -----------------------------------------------------------------------
+
+
+def test_fingerprint_is_of_rows_order_and_values_not_of_chunks_or_files(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "k": pa.array([1, None, 3, 4], pa.int64()),
+            "s": pa.array(["a", None, "bc", ""], pa.large_string()),
+            "e": pa.array([[1.0], None, [], [2.0, None]], pa.list_(pa.float32())),
+            "t": pa.array([DAY1, None, DAY2, DAY3], UTC_US),
+            "b": [True, None, False, True],
+        }
+    )
+    digest = fingerprint_of_table(table)
+    rechunked = pa.concat_tables([table.slice(0, 1), table.slice(1, 2), table.slice(3)])
+    assert fingerprint_of_table(rechunked) == digest
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=3)
+    assert fingerprint_of_file(tmp_path / "t.parquet", "t", "fix") == digest
+    # A null is not a zero, an empty string not a null, order and values count.
+    assert fingerprint_of_table(table.set_column(0, "k", pa.array([1, 0, 3, 4]))) != digest
+    empty = pa.array(["a", "", "bc", ""], pa.large_string())
+    assert fingerprint_of_table(table.set_column(1, "s", empty)) != digest
+    assert fingerprint_of_table(table.take([1, 0, 2, 3])) != digest
+    assert fingerprint_of_table(table.rename_columns(["K", "s", "e", "t", "b"])) != digest
+
+
+def test_each_record_carries_its_fingerprint_and_keeps_its_entity_rows(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    built = first_build(store, view)
+    record = store.registry.training_set(store.project, built.record.id)
+    assert record.fingerprint == fingerprint_of_table(built.table)
+    assert record.build == {
+        "timestamp_column": "event_timestamp",
+        "full_feature_names": False,
+        "masks": {},
+        "rules": [],
+        "entities": fingerprint_of_table(entities()),
+    }
+    kept = store.config.offline_store_path / "demo" / "_training_sets" / str(record.id)
+    assert pq.read_table(kept / "entities.parquet").equals(entities())
+    pins = store.config.offline_store_path / "demo" / "user_stats" / "v1" / "_pins"
+    assert json.loads((pins / f"{record.id}.json").read_text())["sequence"] == 2
+
+
+# -- rebuilds ----------------------------------------------------------------------------
+
+
+def test_rebuild_after_appends_a_window_replace_and_gcs_is_identical(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    built = first_build(store, view)
+    offline = impatient(store)
+    # Later rows the first build would have picked, a replace of a window it read, gcs.
+    offline.write(view, 1, rows([DAY2 + 30 * timedelta(minutes=1)], users=[1], amount=50))
+    offline.write(view, 1, rows([DAY2, DAY2 + HOUR], users=[1, 2], amount=99), window=(DAY2, DAY3))
+    offline.table("user_stats", 1).collect_garbage(by="test")
+    now = store.get_training_data(entities(), features=FEATURES)
+    assert now.record.fingerprint != built.record.fingerprint  # the tables did move on
+
+    rebuilt = store.rebuild_training_set(built.record.id)
+    assert rebuilt.fingerprint == built.record.fingerprint
+    assert rebuilt.table is not None
+    assert rebuilt.table.equals(built.table)
+
+
+def test_rebuild_of_a_set_written_to_a_file_writes_the_same_file_content(
+    store: FeatureStore, view: FeatureView, tmp_path: Path
+) -> None:
+    first = tmp_path / "train.parquet"
+    built = first_build(store, view, first)
+    impatient(store).write(view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3))
+    result = cli(
+        store,
+        "training-sets",
+        "rebuild",
+        str(built.record.id),
+        "--out",
+        str(tmp_path / "again.parquet"),
+    )
+    assert result.exit_code == 0, result.output
+    assert f"identical (fingerprint {built.record.fingerprint})" in result.output
+    assert pq.read_table(tmp_path / "again.parquet").equals(pq.read_table(first))
+
+
+def test_rebuild_after_an_input_file_was_deleted_names_it_and_who_removed_it(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    built = first_build(store, view)
+    root = store.config.offline_store_path / "demo" / "user_stats" / "v1"
+    manifest = store.offline_store().table("user_stats", 1).manifest_at(2)
+    victim = sorted(f.path for f in manifest.files)[0]
+    (root / victim).unlink()
+    with pytest.raises(TrainingInputGone) as raised:
+        store.rebuild_training_set(built.record.id)
+    message = str(raised.value)
+    assert f"training set #{built.record.id}" in message
+    assert f"user_stats@v1 at offline commit 2 reads {victim}" in message
+    assert "no featurestore gc removed it" in message
+    assert raised.value.path == str(root / victim)
+
+
+def test_rebuild_after_the_gc_released_the_set_says_which_gc_and_why(
+    store: FeatureStore, view: FeatureView, tmp_path: Path
+) -> None:
+    built = first_build(store, view)
+    offline = impatient(store)
+    offline.write(view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3))
+    result = cli(store, "offline", "gc", "--retention", "0s", setting="keep_training_inputs: 0s")
+    assert result.exit_code == 0, result.output
+    assert f"training set #{built.record.id}" in result.output
+    with pytest.raises(TrainingInputGone) as raised:
+        store.rebuild_training_set(built.record.id)
+    message = str(raised.value)
+    assert "removed by featurestore offline gc" in message
+    assert "past the retention of 0s" in message
+    assert f"training set #{built.record.id}'s hold on user_stats@v1 was released" in message
+    assert "keep_training_inputs (0s)" in message
+
+
+def test_rebuild_refuses_unknown_ids_and_records_from_before_fingerprints(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    with pytest.raises(
+        ObjectNotFound, match=r"No training set #9999 .* `featurestore training-sets`"
+    ):
+        store.rebuild_training_set(9999)
+    built = first_build(store, view)
+    kept = store.config.offline_store_path / "demo" / "_training_sets" / str(built.record.id)
+    (kept / "entities.parquet").unlink()
+    with pytest.raises(TrainingInputGone, match=r"its entity rows .* are gone"):
+        store.rebuild_training_set(built.record.id)
+
+
+def test_a_changed_entity_file_is_caught_before_any_join(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    built = first_build(store, view)
+    kept = store.config.offline_store_path / "demo" / "_training_sets" / str(built.record.id)
+    pq.write_table(entities().slice(1), kept / "entities.parquet")
+    with pytest.raises(FingerprintMismatch, match="are not the ones it was built from"):
+        store.rebuild_training_set(built.record.id)
+
+
+# -- retention ---------------------------------------------------------------------------
+
+
+def test_gc_keeps_what_a_training_set_read_and_says_so(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    built = first_build(store, view)
+    offline = impatient(store)
+    table = offline.table("user_stats", 1)
+    read = {f.path for f in table.manifest_at(2).files}
+    offline.write(view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3))
+    time.sleep(0.01)
+    offline.write(view, 1, rows([DAY3], users=[1], amount=8))
+    current = {f.path for f in table.manifest().files}
+    assert read - current, "the replace should have unreferenced a file the set read"
+    for path in read:  # the commits' own gcs (no retention) kept all of them
+        assert (table.root / path).exists()
+    assert table.manifest_at(2).sequence == 2
+
+    result = cli(store, "offline", "gc", "--dry-run", "--retention", "0s", "--json")
+    assert result.exit_code == 0, result.output
+    [report] = json.loads(result.output)["tables"]
+    assert report["table"] == "user_stats@v1"
+    kept = {k["path"]: k["reason"] for k in report["keep"]}
+    for path in read - current:
+        assert kept[path] == f"read by training set #{built.record.id}"
+    assert kept["_manifests/0000000002.json"] == f"read by training set #{built.record.id}"
+    assert report["remove"] == []
+
+
+def test_keep_training_inputs_lets_them_go(
+    store: FeatureStore, view: FeatureView, tmp_path: Path
+) -> None:
+    built = first_build(store, view)
+    offline = impatient(store)
+    table = offline.table("user_stats", 1)
+    read = {f.path for f in table.manifest_at(2).files}
+    offline.write(view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3))
+    gone = read - {f.path for f in table.manifest().files}
+
+    result = cli(store, "offline", "gc", "--retention", "0s", setting="keep_training_inputs: 365d")
+    assert result.exit_code == 0, result.output
+    assert all((table.root / p).exists() for p in gone)  # a year has not passed
+
+    setting = "keep_training_inputs: 0s"
+    dry = cli(store, "offline", "gc", "--retention", "0s", "--dry-run", setting=setting)
+    assert dry.exit_code == 0, dry.output
+    assert all((table.root / p).exists() for p in gone)  # a dry run removes nothing
+    assert f"release training set #{built.record.id}" in dry.output
+    for path in gone:
+        assert f"remove {path}" in dry.output
+    result = cli(store, "offline", "gc", "--retention", "0s", setting=setting)
+    assert result.exit_code == 0, result.output
+    assert not any((table.root / p).exists() for p in gone)
+    assert not (table.root / "_pins" / f"{built.record.id}.json").exists()
+
+
+def test_keep_training_inputs_must_be_a_duration(store: FeatureStore) -> None:
+    from featurestore.config import load_config
+    from featurestore.errors import RepoConfigError
+
+    assert load_config(repo_of(store)).keep_training_inputs_seconds is None  # forever
+    repo = repo_of(store, "keep_training_inputs: 365d")
+    assert load_config(repo).keep_training_inputs_seconds == 365 * 86_400
+    for bad in ("forever", "-3d", "12", "1y", "true"):
+        repo = repo_of(store, f"keep_training_inputs: {bad}")
+        with pytest.raises(RepoConfigError, match=r"offline_store.keep_training_inputs .* 365d"):
+            load_config(repo)
+
+
+# -- snapshots ---------------------------------------------------------------------------
+
+
+def test_export_and_verify_round_trip_and_verify_catches_a_changed_byte(
+    store: FeatureStore, view: FeatureView, tmp_path: Path
+) -> None:
+    built = first_build(store, view, tmp_path / "train.parquet")
+    folder = tmp_path / "snapshot"
+    result = cli(store, "training-sets", "export", str(built.record.id), "--out", str(folder))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["training_set"] == built.record.id
+    assert manifest["fingerprint"] == built.record.fingerprint
+    assert manifest["offline_commits"] == {"user_stats@v1": 2}
+    assert manifest["views"] == [{"view": "user_stats", "version": 1}]
+    assert manifest["features"] == [
+        "user_stats@v1:avg_amount",
+        "user_stats@v1:txn_count",
+        "user_stats@v1:country",
+    ]
+    assert manifest["rows"] == 5
+    assert manifest["policies"] == {"masks": {}, "rules": []}
+
+    # Verify needs no repo: another installation has only the folder.
+    verified = runner.invoke(app, ["training-sets", "verify", str(folder)])
+    assert verified.exit_code == 0, verified.output
+    assert f"identical (fingerprint {built.record.fingerprint})" in verified.output
+
+    data = folder / manifest["data"]
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 3] ^= 0x01
+    data.write_bytes(bytes(raw))
+    broken = runner.invoke(app, ["training-sets", "verify", str(folder)])
+    assert broken.exit_code == 1
+    assert "training set" in broken.output
+
+
+def test_registry_from_before_fingerprints_is_migrated(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    from featurestore.registry import Registry
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    fresh = Registry(url)
+    assert fresh.training_sets("demo") == []  # creates the schema
+    fresh.close()
+    engine = create_engine(url)
+    with engine.begin() as conn:  # what a schema-7 registry looked like
+        conn.execute(text("ALTER TABLE fs_training_sets DROP COLUMN fingerprint"))
+        conn.execute(text("ALTER TABLE fs_training_sets DROP COLUMN build"))
+        conn.execute(text("UPDATE fs_meta SET value = '7' WHERE key = 'schema'"))
+        conn.execute(
+            text(
+                "INSERT INTO fs_training_sets (project, model, features, entity_fingerprint, "
+                "entity_rows, rows, engine, output_path, offline_manifests, created_at, "
+                "created_by) VALUES ('demo', NULL, '[\"v@v1:f\"]', 'abc', 1, 1, 'duckdb', "
+                "NULL, '{\"v@v1\": 1}', '2026-01-01 00:00:00', 'me')"
+            )
+        )
+    engine.dispose()
+    registry = Registry(url)
+    try:
+        [old] = registry.training_sets("demo")
+        assert (old.fingerprint, old.build, old.features) == (None, None, ("v@v1:f",))
+    finally:
+        registry.close()
