@@ -19,6 +19,7 @@ from featurestore.config_sections import (
     CacheConfig,
     cache_config,
     check_keys,
+    duration_seconds,
     serving_limits,
 )
 from featurestore.definitions._base import check_name
@@ -30,7 +31,9 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 _DEFAULTS: dict[str, Any] = {
     "registry": "data/registry.db",
-    "offline_store": {"path": "data/offline"},
+    # keep_training_inputs: how long files a recorded training set read are kept (null:
+    # while its record exists), e.g. 365d; see featurestore/offline/pins.py.
+    "offline_store": {"path": "data/offline", "keep_training_inputs": None},
     "online_store": {
         "redis_url": "redis://127.0.0.1:6379/0",
         "cluster": False,
@@ -63,6 +66,7 @@ class RepoConfig:
     ignore: tuple[str, ...] = ()
     online_cache: CacheConfig | None = None  # online_store.cache; None: no cache
     serving_limits: ServingLimits = field(default_factory=ServingLimits)  # off unless set
+    keep_training_inputs_seconds: float | None = None  # None: while the record exists
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -166,4 +170,9 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         ignore=tuple(ignore),
         online_cache=cache,
         serving_limits=serving_limits(sections["serving"]["limits"], path),
+        keep_training_inputs_seconds=duration_seconds(
+            "offline_store.keep_training_inputs",
+            sections["offline_store"]["keep_training_inputs"],
+            path,
+        ),
     )

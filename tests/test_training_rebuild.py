@@ -360,12 +360,20 @@ def test_export_and_verify_round_trip_and_verify_catches_a_changed_byte(
     assert f"identical (fingerprint {built.record.fingerprint})" in verified.output
 
     data = folder / manifest["data"]
-    raw = bytearray(data.read_bytes())
-    raw[len(raw) // 3] ^= 0x01
-    data.write_bytes(bytes(raw))
-    broken = runner.invoke(app, ["training-sets", "verify", str(folder)])
-    assert broken.exit_code == 1
-    assert "training set" in broken.output
+    original = data.read_bytes()
+    # A changed byte anywhere (a page, the footer's statistics, the magic) is caught.
+    for at in (len(original) // 3, len(original) - 40, len(original) - 2):
+        raw = bytearray(original)
+        raw[at] ^= 0x01
+        data.write_bytes(bytes(raw))
+        broken = runner.invoke(app, ["training-sets", "verify", str(folder)])
+        assert broken.exit_code == 1, at
+        assert f"The export of training set #{built.record.id}" in broken.output
+    # The same rows rewritten (other bytes): the content matches, the file does not.
+    pq.write_table(pq.read_table(pa.BufferReader(original)), data, compression="gzip")
+    rewritten = runner.invoke(app, ["training-sets", "verify", str(folder)])
+    assert rewritten.exit_code == 1
+    assert "has the recorded rows, order and values, but" in rewritten.output
 
 
 def test_registry_from_before_fingerprints_is_migrated(tmp_path: Path) -> None:

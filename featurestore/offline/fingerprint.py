@@ -122,7 +122,8 @@ def fingerprint_of_table(table: pa.Table) -> str:
 
 def fingerprint_of_file(path: Path, what: str, fix: str) -> str:
     """The fingerprint of a Parquet file's table, read batch by batch (checked pages)."""
-    from featurestore.offline.parquet_io import parquet_file
+    from featurestore.offline.parquet_io import checked, parquet_file
 
     source = parquet_file(path, what, fix)
-    return fingerprint_batches(source.schema_arrow, source.iter_batches(batch_size=65_536))
+    with checked([path], what, fix):  # a damaged page: CorruptFileError naming the file
+        return fingerprint_batches(source.schema_arrow, source.iter_batches(batch_size=65_536))
