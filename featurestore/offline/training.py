@@ -121,31 +121,15 @@ def build_training_set(
         output_path=str(Path(output_path).resolve()) if output_path is not None else None,
         offline_manifests={f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views},
         fingerprint=content_fingerprint(result, output_path),
-        build={
-            "timestamp_column": timestamp_column,
-            "full_feature_names": full_feature_names,
-            "masks": masks,
-            "rules": rules,
-            # entity_fingerprint hashes IPC bytes, which a Parquet round trip may change.
-            "entities": content_fingerprint(table, None),
-        },
+        build=build_settings(timestamp_column, full_feature_names, masks, rules, table),
     )
     columns = {
         f"{f.view}__{f.feature}" if full_feature_names else f.feature: str(f) for f in resolved
     }
     profiles = _profiles(result, Path(output_path) if output_path is not None else None, columns)
-    # The entity rows are kept (and what the set read is pinned) so it can be rebuilt.
-    from featurestore.offline import training_inputs
+    from featurestore.offline.training_inputs import record_with_inputs
 
-    staged = training_inputs.stage_entities(offline_root, snapshot.project, table)
-    try:
-        record_id = registry.record_training_set(record, profiles)
-    except BaseException:
-        training_inputs.discard(staged)
-        raise
-    training_inputs.keep_inputs(
-        offline_root, snapshot.project, record_id, staged, record.offline_manifests
-    )
+    record_id = record_with_inputs(registry, record, profiles, offline_root, table)
     from featurestore.registry.audit import AuditRecord
     from featurestore.registry.database import whoami
 
@@ -167,6 +151,24 @@ def build_training_set(
         )
     )
     return TrainingSet(result, replace(record, id=record_id), failures)
+
+
+def build_settings(
+    timestamp_column: str,
+    full_feature_names: bool,
+    masks: dict[str, str],
+    rules: list[str],
+    entities: pa.Table,
+) -> dict[str, Any]:
+    """What a rebuild needs besides the entity rows and the features (``rebuild.py``)."""
+    return {
+        "timestamp_column": timestamp_column,
+        "full_feature_names": full_feature_names,
+        "masks": masks,
+        "rules": rules,
+        # entity_fingerprint hashes IPC bytes, which a Parquet round trip may change.
+        "entities": content_fingerprint(entities, None),
+    }
 
 
 def content_fingerprint(table: pa.Table | None, output_path: str | os.PathLike[str] | None) -> str:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from featurestore.offline import parquet_io
 from featurestore.offline import pins as pin_files
-from featurestore.references import parse_reference
+
+if TYPE_CHECKING:
+    from featurestore.registry import Registry, TrainingSetRecord
 
 TRAINING_SETS = "_training_sets"
 ENTITIES = "entities.parquet"
@@ -39,6 +42,24 @@ def stage_entities(offline_root: Path, project: str, entities: pa.Table) -> Path
     folder.mkdir(parents=True)
     parquet_io.write_table(entities, folder / ENTITIES)
     return folder
+
+
+def record_with_inputs(
+    registry: Registry,
+    record: TrainingSetRecord,
+    profiles: list[dict[str, Any]],
+    offline_root: Path,
+    entities: pa.Table,
+) -> int:
+    """Record the training set, keeping its entity rows and pinning what it read; the id."""
+    staged = stage_entities(offline_root, record.project, entities)
+    try:
+        training_set = registry.record_training_set(record, profiles)
+    except BaseException:
+        discard(staged)
+        raise
+    keep_inputs(offline_root, record.project, training_set, staged, record.offline_manifests)
+    return training_set
 
 
 def discard(staged: Path) -> None:
@@ -68,12 +89,3 @@ def release_inputs(
         if pin_files.release(root, training_set, reason, by="featurestore offline gc"):
             released.append(label)
     return released
-
-
-def feature_labels(features: tuple[str, ...]) -> list[str]:
-    """The ``view@vN`` of each pinned feature reference, in order, once each."""
-    out: dict[str, None] = {}
-    for text in features:
-        ref = parse_reference(text)
-        out[f"{ref.view}@v{ref.version}"] = None
-    return list(out)
