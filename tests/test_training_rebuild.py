@@ -405,3 +405,72 @@ def test_registry_from_before_fingerprints_is_migrated(tmp_path: Path) -> None:
         assert (old.fingerprint, old.build, old.features) == (None, None, ("v@v1:f",))
     finally:
         registry.close()
+
+
+# -- the example repo, masks -------------------------------------------------------------
+
+
+def test_the_example_models_set_rebuilds_after_a_rematerialization(example_repo: Path) -> None:
+    """fraud_detector: three views (one empty stream view), an on-demand feature, written to
+    a file; both batch views materialized again over their whole window since."""
+    from featurestore.config import load_config
+    from featurestore.materialize.backfill import backfill
+    from pipelines.generate_data import generate
+    from tests.test_training_cli import SMALL
+
+    generate(load_config(example_repo), SMALL)
+    with FeatureStore(example_repo) as s:
+        s.apply()
+        backfill(s)
+        out = example_repo / "data" / "training" / "fraud.parquet"
+        built = s.get_training_data(
+            example_repo / "data" / "labels.parquet", model="fraud_detector", output_path=out
+        )
+        backfill(s)  # every file the set read is replaced
+        assert s.offline_store().table("merchant_stats", 1).manifest().sequence == 2
+    result = runner.invoke(
+        app,
+        [
+            "training-sets",
+            "rebuild",
+            "--latest",
+            "--model",
+            "fraud_detector",
+            "-r",
+            str(example_repo),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Rebuilt training set #{built.record.id} (")
+    assert "merchant_stats@v1 commit 1" in result.output
+    assert f"identical (fingerprint {built.record.fingerprint})" in result.output
+    none = runner.invoke(
+        app, ["training-sets", "rebuild", "--latest", "--model", "nobody", "-r", str(example_repo)]
+    )
+    assert none.exit_code == 1
+    assert "No training set of model 'nobody'" in none.output
+    both = runner.invoke(
+        app, ["training-sets", "rebuild", "1", "--latest", "-r", str(example_repo)]
+    )
+    assert both.exit_code == 1
+    assert "Give a training set ID or --latest" in both.output
+
+
+@pytest.mark.services
+def test_a_masked_set_rebuilds_with_its_recorded_masks_and_needs_the_same_key(
+    tmp_path: Path, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_policy import NOW, policy_store
+
+    monkeypatch.setenv("FEATURESTORE_MASK_KEY", "key-one")
+    spine = pa.table({"user_id": [1, 2], "event_timestamp": pa.array([NOW, NOW], UTC_US)})
+    for store in policy_store(tmp_path, services.redis_url, "rebuild"):
+        built = store.get_training_data(spine, model="fraud")
+        assert built.record.build is not None
+        assert built.record.build["masks"] == {"email": "hash"}
+        rebuilt = store.rebuild_training_set(built.record.id)
+        assert rebuilt.table is not None
+        assert rebuilt.table.equals(built.table)
+        monkeypatch.setenv("FEATURESTORE_MASK_KEY", "key-two")
+        with pytest.raises(FingerprintMismatch, match=r"A changed mask key"):
+            store.rebuild_training_set(built.record.id)
