@@ -474,3 +474,53 @@ def test_a_masked_set_rebuilds_with_its_recorded_masks_and_needs_the_same_key(
         monkeypatch.setenv("FEATURESTORE_MASK_KEY", "key-two")
         with pytest.raises(FingerprintMismatch, match=r"A changed mask key"):
             store.rebuild_training_set(built.record.id)
+
+
+def test_gc_pins_again_what_a_record_reads_and_releases_what_no_record_reads(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    from sqlalchemy import delete
+
+    from featurestore.registry import schema
+
+    built = first_build(store, view)
+    offline = impatient(store)
+    table = offline.table("user_stats", 1)
+    pin = table.root / "_pins" / f"{built.record.id}.json"
+    pin.unlink()  # as if the build had stopped between its record and its pins
+    dry = cli(store, "offline", "gc", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"would pin training set #{built.record.id}: its record reads commit 2" in dry.output
+    assert not pin.exists()
+    assert cli(store, "offline", "gc").exit_code == 0
+    assert json.loads(pin.read_text())["sequence"] == 2
+
+    # The record goes (here: by hand): its pins and entity rows go at the next gc.
+    with store.registry.database.engine.begin() as conn:
+        conn.execute(
+            delete(schema.training_sets).where(schema.training_sets.c.id == built.record.id)
+        )
+    offline.write(view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3))
+    result = cli(store, "offline", "gc", "--retention", "0s", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    [entry] = report["tables"]
+    assert entry["released"] == [
+        {
+            "training_set": built.record.id,
+            "reason": f"training set #{built.record.id} is no longer recorded",
+        }
+    ]
+    assert entry["remove"]  # what only the released set kept
+    assert report["training_sets"] == [
+        {
+            "path": f"_training_sets/{built.record.id}",
+            "reason": f"training set #{built.record.id} is no longer recorded",
+        }
+    ]
+    assert not (
+        store.config.offline_store_path / "demo" / "_training_sets" / str(built.record.id)
+    ).exists()
+    assert {f.path for f in table.manifest().files} == {
+        p.relative_to(table.root).as_posix() for p in table.root.glob("date=*/*.parquet")
+    }

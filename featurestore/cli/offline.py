@@ -45,6 +45,8 @@ def gc(
     verb = "would " if dry_run else ""
     for table in report.tables:
         typer.echo(f"{table.table} ({table.current_files} files in its current manifest):")
+        for r in table.pinned:
+            typer.echo(f"  {verb}pin training set #{r['training_set']}: {r['reason']}")
         for r in table.released:
             typer.echo(f"  {verb}release training set #{r['training_set']}: {r['reason']}")
         for r in table.remove:

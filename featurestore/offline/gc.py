@@ -30,6 +30,7 @@ class TableReport:
     table: str  # view@vN
     current_files: int
     released: list[dict[str, Any]] = field(default_factory=list)  # {training_set, reason}
+    pinned: list[dict[str, Any]] = field(default_factory=list)  # {training_set, reason}
     remove: list[dict[str, str]] = field(default_factory=list)  # {path, reason}
     keep: list[dict[str, str]] = field(default_factory=list)  # {path, reason}
 
@@ -70,6 +71,7 @@ def collect(
         entry = TableReport(
             f"{root.parent.parent.name}@{root.parent.name}", current_files=len(current.files)
         )
+        added = _missing_pins(entry, table, records, now, keep_for, dry_run)
         released: set[int] = set()
         for pin in pin_files.pins(table.root):
             record = records.get(pin.training_set)
@@ -90,7 +92,7 @@ def collect(
             if not dry_run:
                 pin_files.release(table.root, pin.training_set, reason, by=BY)
         if dry_run:
-            plan = table.garbage(current, ignore_pins=frozenset(released))
+            plan = table.garbage(current, ignore_pins=frozenset(released), add_pins=added)
         else:
             plan = table.collect_garbage(by=BY, current=current, ignore_pins=frozenset(released))
         entry.remove = [{"path": p, "reason": r} for p, r in plan.remove]
@@ -98,6 +100,43 @@ def collect(
         report.tables.append(entry)
     report.training_sets = _entity_folders(project_root, records, now, retention_seconds, dry_run)
     return report
+
+
+def _missing_pins(
+    entry: TableReport,
+    table: OfflineTable,
+    records: dict[Any, Any],
+    now: float,
+    keep_for: float | None,
+    dry_run: bool,
+) -> tuple[pin_files.Pin, ...]:
+    """Pin again what a rebuildable record read if its pin is missing (a build that
+    stopped between its record and its pins) and the manifest is still there. Only records
+    whose entity rows are in this offline store: those are its training sets."""
+    have = {p.training_set for p in pin_files.pins(table.root)}
+    sets = table.root.parent.parent / TRAINING_SETS
+    added = []
+    for record in records.values():
+        sequence = record.offline_manifests.get(entry.table)
+        if not sequence or record.build is None or record.id in have:
+            continue
+        if not (sets / str(record.id)).is_dir():
+            continue
+        age = now - record.created_at.timestamp() if record.created_at else 0.0
+        if keep_for is not None and age >= keep_for:
+            continue
+        if not (table.manifests_dir / f"{sequence:010d}.json").exists():
+            continue
+        added.append(pin_files.Pin(record.id, sequence, now))
+        entry.pinned.append(
+            {
+                "training_set": record.id,
+                "reason": f"its record reads commit {sequence}, which had no pin",
+            }
+        )
+        if not dry_run:
+            pin_files.pin(table.root, record.id, sequence)
+    return tuple(added)
 
 
 def _entity_folders(

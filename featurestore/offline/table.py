@@ -203,14 +203,19 @@ class OfflineTable:
         self.collect_garbage(by=f"the gc after commit {current.sequence}", current=current)
 
     def garbage(
-        self, current: Manifest | None = None, *, ignore_pins: frozenset[int] = frozenset()
+        self,
+        current: Manifest | None = None,
+        *,
+        ignore_pins: frozenset[int] = frozenset(),
+        add_pins: tuple[pin_files.Pin, ...] = (),
     ) -> GcPlan:
         """What a gc would remove now, and why each file not in the current manifest stays.
 
         A file counts from when a commit stopped referencing it; a file no manifest ever
         referenced (left by a crashed writer) from when it was written; a manifest from
         when the next one superseded it. Pinned manifests and their files stay, but for
-        pins of the training sets in ``ignore_pins`` (being released).
+        pins of the training sets in ``ignore_pins`` (being released); ``add_pins`` count as
+        written (a dry run's).
         """
         current = current if current is not None else self.manifest()
         now = time.time()
@@ -218,7 +223,7 @@ class OfflineTable:
         referenced = {f.path for f in current.files}
         kept_for: dict[str, list[int]] = {}
         pinned: dict[int, list[int]] = {}
-        for p in pin_files.pins(self.root):
+        for p in [*pin_files.pins(self.root), *add_pins]:
             if p.training_set in ignore_pins or p.sequence == current.sequence:
                 continue
             pinned.setdefault(p.sequence, []).append(p.training_set)
