@@ -113,8 +113,8 @@ def repo_of(store: FeatureStore, setting: str = "") -> Path:
     return repo
 
 
-def cli(store: FeatureStore, *args: str, setting: str = "") -> Any:
-    return runner.invoke(app, [*args, "-r", str(repo_of(store, setting))])
+def cli(store: FeatureStore, *args: str, setting: str = "", input: str | None = None) -> Any:
+    return runner.invoke(app, [*args, "-r", str(repo_of(store, setting))], input=input)
 
 
 # -- fingerprints -----------------------------------------------------------------------
@@ -497,9 +497,9 @@ def test_gc_pins_again_what_a_record_reads_and_releases_what_no_record_reads(
 
     # The record goes (here: by hand): its pins and entity rows go at the next gc.
     with store.registry.database.engine.begin() as conn:
-        conn.execute(
-            delete(schema.training_sets).where(schema.training_sets.c.id == built.record.id)
-        )
+        for t in (schema.profiles, schema.training_sets):
+            column = t.c.training_set if t is schema.profiles else t.c.id
+            conn.execute(delete(t).where(column == built.record.id))
     offline.write(view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3))
     result = cli(store, "offline", "gc", "--retention", "0s", "--json")
     assert result.exit_code == 0, result.output
@@ -524,3 +524,41 @@ def test_gc_pins_again_what_a_record_reads_and_releases_what_no_record_reads(
     assert {f.path for f in table.manifest().files} == {
         p.relative_to(table.root).as_posix() for p in table.root.glob("date=*/*.parquet")
     }
+
+
+def test_deleting_a_record_releases_what_it_read(store: FeatureStore, view: FeatureView) -> None:
+    from featurestore.offline.pins import removals
+
+    built = first_build(store, view)
+    offline = impatient(store)
+    table = offline.table("user_stats", 1)
+    offline.write(view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3))
+    only_it = {f.path for f in table.manifest_at(2).files} - {
+        f.path for f in table.manifest().files
+    }
+    assert only_it
+    assert all((table.root / p).exists() for p in only_it)
+
+    asked = cli(store, "training-sets", "delete", str(built.record.id), input="n\n")
+    assert asked.exit_code == 1  # declined: nothing deleted
+    assert store.registry.training_set(store.project, built.record.id).id == built.record.id
+
+    result = cli(store, "training-sets", "delete", str(built.record.id), "--yes")
+    assert result.exit_code == 0, result.output
+    assert f"Deleted training set #{built.record.id}" in result.output
+    with pytest.raises(ObjectNotFound):
+        store.rebuild_training_set(built.record.id)
+    assert not (table.root / "_pins" / f"{built.record.id}.json").exists()
+    kept = store.config.offline_store_path / "demo" / "_training_sets" / str(built.record.id)
+    assert not kept.exists()
+    [released] = [e for e in removals(table.root) if e.get("pin") == built.record.id]
+    assert released["reason"] == f"training set #{built.record.id} was deleted"
+    assert released["by"].startswith("training-sets delete by ")
+    [audited] = store.registry.audit.records(store.project, action="training_set_delete")[-1:]
+    assert audited.detail["training_set"] == built.record.id
+
+    assert cli(store, "offline", "gc", "--retention", "0s").exit_code == 0
+    assert not any((table.root / p).exists() for p in only_it)
+    again = cli(store, "training-sets", "delete", str(built.record.id), "--yes")
+    assert again.exit_code == 1
+    assert f"No training set #{built.record.id}" in again.output

@@ -71,6 +71,9 @@ def keep_inputs(
 ) -> Path:
     """Move the staged entities to the training set's folder and pin what it read."""
     final = inputs_dir(offline_root, project, training_set)
+    # The id is ours now; a folder under it is a deleted record's (SQLite reuses the
+    # largest id once its row is gone).
+    shutil.rmtree(final, ignore_errors=True)
     staged.rename(final)
     for label, sequence in manifests.items():
         if sequence:  # commit 0: an empty table, nothing to keep
@@ -79,13 +82,16 @@ def keep_inputs(
 
 
 def release_inputs(
-    offline_root: Path, project: str, training_set: int, manifests: dict[str, int], reason: str
+    offline_root: Path, project: str, training_set: int, manifests: dict[str, int], by: str
 ) -> list[str]:
-    """Release a training set's pins (its files may go at the next gc); the tables
-    (``view@vN``) it had pinned."""
+    """After its record was deleted: release a training set's pins (what only it read goes
+    at the next gc past the retention) and remove its entity rows; the tables (``view@vN``)
+    it had pinned."""
     released = []
+    reason = f"training set #{training_set} was deleted"
     for label in manifests:
         root = table_root(offline_root, project, label)
-        if pin_files.release(root, training_set, reason, by="featurestore offline gc"):
+        if pin_files.release(root, training_set, reason, by=by):
             released.append(label)
+    shutil.rmtree(inputs_dir(offline_root, project, training_set), ignore_errors=True)
     return released

@@ -123,6 +123,9 @@ training_sets = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(256), nullable=False),
     Index("fs_training_sets_model", "project", "model"),
+    # A deleted set's id is never handed out again (audit and drift history name ids); on
+    # SQLite registries made before schema 8 the largest id can still be reused.
+    sqlite_autoincrement=True,
 )
 
 # Lineage: each materialization of one view version (source -> version -> run).

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from featurestore.errors import (
@@ -265,6 +265,42 @@ class Registry:
                 "ones with `featurestore training-sets`."
             )
         return _training_set(row)
+
+    def delete_training_set(
+        self, project: str, training_set: int, *, actor: str | None = None
+    ) -> TrainingSetRecord:
+        """Forget a recorded build and its reference profiles (audited); the deleted record.
+        Its offline inputs are the caller's to release (``offline/training_inputs.py``)."""
+        ts, pr = t.training_sets, t.profiles
+        with self.database.write(project) as conn:
+            row = conn.execute(
+                select(ts).where(ts.c.project == project, ts.c.id == training_set)
+            ).first()
+            if row is None:
+                raise ObjectNotFound(
+                    f"No training set #{training_set} in project '{project}'. List the "
+                    "recorded ones with `featurestore training-sets`."
+                )
+            record = _training_set(row)
+            conn.execute(
+                delete(pr).where(pr.c.project == project, pr.c.training_set == training_set)
+            )
+            conn.execute(delete(ts).where(ts.c.project == project, ts.c.id == training_set))
+            append_audit(
+                conn,
+                AuditRecord(
+                    project=project,
+                    action="training_set_delete",
+                    actor=actor or whoami(),
+                    subject=record.model or "",
+                    detail={
+                        "training_set": training_set,
+                        "features": list(record.features),
+                        "fingerprint": record.fingerprint,
+                    },
+                ),
+            )
+            return record
 
     def retire_version(self, project: str, view: str, version: int) -> ViewVersion:
         """Stop serving one version. Refused while a model is pinned to it."""
