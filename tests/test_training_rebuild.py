@@ -562,3 +562,45 @@ def test_deleting_a_record_releases_what_it_read(store: FeatureStore, view: Feat
     again = cli(store, "training-sets", "delete", str(built.record.id), "--yes")
     assert again.exit_code == 1
     assert f"No training set #{built.record.id}" in again.output
+
+
+def test_snapshot_commands_refuse_what_they_cannot_use(
+    store: FeatureStore, view: FeatureView, tmp_path: Path
+) -> None:
+    built = first_build(store, view)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("something")
+    refused = cli(store, "training-sets", "export", str(built.record.id), "--out", str(full))
+    assert refused.exit_code == 1
+    assert "is not an empty folder" in refused.output
+    assert (full / "x").read_text() == "something"
+    # A set built in memory is exported from a rebuild (checked against its fingerprint).
+    folder = tmp_path / "snap"
+    exported = cli(store, "training-sets", "export", "--latest", "--out", str(folder), "--json")
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.output)["data_source"] == "rebuilt"
+    assert json.loads(exported.output)["training_set"] == built.record.id
+
+    def verify(target: Path) -> Any:
+        return runner.invoke(app, ["training-sets", "verify", str(target)])
+
+    assert "has no manifest.json: not a training-set export" in verify(tmp_path / "nowhere").output
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for broken, expected in (
+        ("{not json", "is not valid JSON"),
+        (json.dumps([1, 2]), "is not a featurestore-training-set/1 manifest"),
+        (json.dumps({**manifest, "format": "other/9"}), "format 'other/9'"),
+        (json.dumps({**manifest, "fingerprint_algorithm": "md5"}), "fingerprinted with 'md5'"),
+        (json.dumps({**manifest, "data": "missing.parquet"}), "has no data file"),
+        (json.dumps({**manifest, "fingerprint": "0" * 64}), "is not the recorded set"),
+        (json.dumps({**manifest, "rows": "5"}), "its manifest says '5' rows"),
+    ):
+        (folder / "manifest.json").write_text(broken)
+        result = verify(folder)
+        assert result.exit_code == 1, broken
+        assert expected in result.output, result.output
+
+    bad = cli(store, "offline", "gc", "--retention", "soon")
+    assert bad.exit_code == 1
+    assert "--retention 'soon' is not a duration" in bad.output

@@ -108,7 +108,20 @@ def verify_snapshot(folder: Path) -> Verified:
             "not the file exported (its bytes differ from the manifest's data_sha256: "
             f"rewritten or damaged outside the pages). {FIX}"
         )
-    return Verified(int(manifest["training_set"]), int(manifest["rows"]), fingerprint)
+    rows = manifest.get("rows")
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows != _row_count(data):
+        raise FingerprintMismatch(
+            f"The export of {label}: its manifest says {rows!r} rows, {data} holds "
+            f"{_row_count(data):,}. {FIX}"
+        )
+    ident = manifest.get("training_set")
+    return Verified(ident if isinstance(ident, int) else -1, rows, fingerprint)
+
+
+def _row_count(path: Path) -> int:
+    from featurestore.offline.parquet_io import parquet_file
+
+    return int(parquet_file(path, "a training-set export", FIX).metadata.num_rows)
 
 
 def file_sha256(path: Path) -> str:
