@@ -205,7 +205,7 @@ class FeatureStore:
         training_set: int,
         out: str | os.PathLike[str] | None = None,
         *,
-        engine: str | None = None,
+        engine: str | OfflineEngine | None = None,
     ) -> Rebuilt:
         """Recorded training set ``training_set`` joined again as of the offline commits it
         read, checked against its fingerprint (see ``offline/rebuild.py``)."""

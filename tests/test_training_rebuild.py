@@ -604,3 +604,15 @@ def test_snapshot_commands_refuse_what_they_cannot_use(
     bad = cli(store, "offline", "gc", "--retention", "soon")
     assert bad.exit_code == 1
     assert "--retention 'soon' is not a duration" in bad.output
+
+
+@pytest.mark.slow
+def test_a_duckdb_set_rebuilt_on_spark_is_identical(
+    store: FeatureStore, view: FeatureView, spark: Any, tmp_path: Path
+) -> None:
+    from featurestore.offline.spark_engine import SparkEngine
+
+    built = first_build(store, view, tmp_path / "train.parquet")
+    impatient(store).write(view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3))
+    rebuilt = store.rebuild_training_set(built.record.id, engine=SparkEngine(spark))
+    assert rebuilt.fingerprint == built.record.fingerprint

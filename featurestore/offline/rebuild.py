@@ -22,7 +22,14 @@ import pyarrow.compute as pc
 
 from featurestore.errors import FingerprintMismatch, TrainingInputGone
 from featurestore.offline import pins as pin_files
-from featurestore.offline.join import TS, JoinRequest, ViewJoin, build_request, needs_dedupe
+from featurestore.offline.join import (
+    TS,
+    JoinRequest,
+    OfflineEngine,
+    ViewJoin,
+    build_request,
+    needs_dedupe,
+)
 from featurestore.offline.parquet_io import read_table
 from featurestore.offline.table import MANIFESTS, OfflineTable
 from featurestore.offline.training import content_fingerprint, join_set
@@ -52,13 +59,13 @@ def rebuild_training_set(
     training_set: int,
     out: str | os.PathLike[str] | None = None,
     *,
-    engine: str | None = None,
+    engine: str | OfflineEngine | None = None,
 ) -> Rebuilt:
     """Join recorded training set ``training_set`` again, as of the commits it read.
 
     With ``out`` the set is written there (removed again if it does not match); a set
     first written to a file is otherwise rebuilt into a temporary file, one built in
-    memory into memory. ``engine`` defaults to the one that built it.
+    memory into memory. ``engine`` (a name or an engine) defaults to the one that built it.
     """
     record = store.registry.training_set(store.project, training_set)
     build = _build_settings(record)
@@ -77,7 +84,10 @@ def rebuild_training_set(
         on_demand=on_demand,
     )
     request = as_of_commits(request, offline_root, record)
-    runner = store.offline_engine(engine or record.engine)
+    if engine is None or isinstance(engine, str):
+        runner = store.offline_engine(engine or record.engine)
+    else:
+        runner = engine
     with tempfile.TemporaryDirectory(prefix="fs-rebuild-") as scratch:
         path: Path | None = None
         if out is not None:
