@@ -76,6 +76,10 @@ def training_data(
         "  reads "
         + ", ".join(f"{k} (offline commit {v})" for k, v in record.offline_manifests.items())
     )
+    typer.echo(
+        f"  fingerprint {record.fingerprint} (`featurestore training-sets rebuild {record.id}` "
+        "builds it again exactly)"
+    )
 
 
 @handle_errors

@@ -42,7 +42,8 @@ def list_training_sets(
         when = r.created_at.isoformat(timespec="seconds") if r.created_at else "-"
         typer.echo(
             f"#{r.id}  {when}  model={r.model or '-'}  rows={r.rows:,}  engine={r.engine}  "
-            f"entities={r.entity_fingerprint[:12]}  -> {r.output_path or '(in memory)'}"
+            f"entities={r.entity_fingerprint[:12]}  set={(r.fingerprint or '-')[:12]}  -> "
+            f"{r.output_path or '(in memory)'}"
         )
         typer.echo(f"      {', '.join(r.features)}")
 
