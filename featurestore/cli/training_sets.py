@@ -112,29 +112,6 @@ def rebuild(
     )
 
 
-@training_sets_app.command("delete")
-@handle_errors
-def delete(
-    training_set: Annotated[int, typer.Argument(help="Training set id to forget.")],
-    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
-    repo: RepoOption = Path("."),
-) -> None:
-    """Forget a recorded set: its record, profiles and entity rows; the offline files only it
-    read go at the next gc. It can no longer be rebuilt (a model's drift monitor then
-    compares with its previous set)."""
-    if not yes:
-        typer.confirm(
-            f"Delete training set #{training_set}? It cannot be rebuilt afterwards.", abort=True
-        )
-    with open_store(repo) as store:
-        record = store.delete_training_set(training_set)
-    typer.echo(
-        f"Deleted training set #{record.id}; the files it read are released "
-        f"({', '.join(record.offline_manifests) or 'none'}): `featurestore offline gc` removes "
-        "what nothing else reads."
-    )
-
-
 @training_sets_app.command("export")
 @handle_errors
 def export(
@@ -177,4 +154,29 @@ def verify(
     typer.echo(
         f"Training set #{verified.training_set} in {folder} ({verified.rows:,} rows): "
         f"identical (fingerprint {verified.fingerprint})"
+    )
+
+
+@training_sets_app.command("delete")
+@handle_errors
+def delete(
+    training_set: Annotated[int, typer.Argument(help="Training set id to forget.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Forget a recorded set; what only it read goes at the next offline gc.
+
+    Its record, reference profiles and entity rows go: it can no longer be rebuilt, and a
+    drift monitor of its model compares with the model's previous set.
+    """
+    if not yes:
+        typer.confirm(
+            f"Delete training set #{training_set}? It cannot be rebuilt afterwards.", abort=True
+        )
+    with open_store(repo) as store:
+        record = store.delete_training_set(training_set)
+    typer.echo(
+        f"Deleted training set #{record.id}; the files it read are released "
+        f"({', '.join(record.offline_manifests) or 'none'}): `featurestore offline gc` removes "
+        "what nothing else reads."
     )
