@@ -616,3 +616,64 @@ def test_a_duckdb_set_rebuilt_on_spark_is_identical(
     impatient(store).write(view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3))
     rebuilt = store.rebuild_training_set(built.record.id, engine=SparkEngine(spark))
     assert rebuilt.fingerprint == built.record.fingerprint
+
+
+class ReplacingEngine:
+    """DuckDB, but a window replace and a gc with no retention land while it joins: a
+    join that outlasts the retention."""
+
+    name = "duckdb"
+
+    def __init__(self, store: FeatureStore, view: FeatureView) -> None:
+        self.inner = store.offline_engine("duckdb")
+        self.store, self.view = store, view
+
+    def join(self, request: Any) -> pa.Table:
+        table = impatient(self.store).table("user_stats", 1)
+        assert (table.root / "_pins").is_dir()  # held before the join started
+        impatient(self.store).write(
+            self.view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3)
+        )
+        return self.inner.join(request)
+
+    def join_to_parquet(self, request: Any, path: Path) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+
+def test_a_build_holds_what_it_reads_before_it_joins(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    offline = impatient(store)
+    offline.write(view, 1, rows([DAY1 + HOUR, DAY1 + 5 * HOUR], users=[1, 2]))
+    offline.write(view, 1, rows([DAY2, DAY2 + HOUR, DAY2 + 3 * HOUR], users=[1, 2, 3]))
+    built = store.get_training_data(
+        entities(), features=FEATURES, engine=ReplacingEngine(store, view)
+    )
+    assert built.table is not None
+    assert built.table.column("avg_amount").to_pylist()[0] == 1.0  # commit 2's, not the replace's
+    pins = offline.table("user_stats", 1).root / "_pins"
+    assert sorted(p.name for p in pins.iterdir()) == [f"{built.record.id}.json"]  # pending: gone
+    assert store.rebuild_training_set(built.record.id).fingerprint == built.record.fingerprint
+
+
+def test_gc_releases_the_pins_of_a_build_that_stopped_after_a_day(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    from featurestore.offline import pins
+
+    offline = impatient(store)
+    offline.write(view, 1, rows([DAY2], users=[1]))
+    table = offline.table("user_stats", 1)
+    pins.pin(table.root, "pending-recent", 1, None)
+    pins.pin(table.root, "pending-stale", 1, None)
+    stale = table.root / "_pins" / "pending-stale.json"
+    stale.write_text(json.dumps({"training_set": None, "sequence": 1, "pinned_at": 1.0}))
+    offline.write(view, 1, rows([DAY2], users=[1], amount=7), window=(DAY2, DAY3))
+    result = cli(store, "offline", "gc", "--retention", "0s")
+    assert result.exit_code == 0, result.output
+    assert "release a pin: a training-set build that pinned at 1970-01-01" in result.output
+    assert "keep _manifests/0000000001.json: read by a training-set build in progress" in (
+        result.output
+    )
+    assert not stale.exists()
+    assert (table.root / "_pins" / "pending-recent.json").exists()

@@ -48,7 +48,8 @@ def gc(
         for r in table.pinned:
             typer.echo(f"  {verb}pin training set #{r['training_set']}: {r['reason']}")
         for r in table.released:
-            typer.echo(f"  {verb}release training set #{r['training_set']}: {r['reason']}")
+            whose = f"training set #{r['training_set']}" if r["training_set"] else "a pin"
+            typer.echo(f"  {verb}release {whose}: {r['reason']}")
         for r in table.remove:
             typer.echo(f"  {verb}remove {r['path']}: {r['reason']}")
         for k in table.keep:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +24,15 @@ if TYPE_CHECKING:
     from featurestore.store import FeatureStore
 
 BY = "featurestore offline gc"
+PENDING_SECONDS = 86_400.0  # a build's pins before its record: longer than any join
 
 
 @dataclass
 class TableReport:
     table: str  # view@vN
     current_files: int
-    released: list[dict[str, Any]] = field(default_factory=list)  # {training_set, reason}
+    # {training_set (None: a build that stopped before its record), reason}
+    released: list[dict[str, Any]] = field(default_factory=list)
     pinned: list[dict[str, Any]] = field(default_factory=list)  # {training_set, reason}
     remove: list[dict[str, str]] = field(default_factory=list)  # {path, reason}
     keep: list[dict[str, str]] = field(default_factory=list)  # {path, reason}
@@ -72,25 +75,15 @@ def collect(
             f"{root.parent.parent.name}@{root.parent.name}", current_files=len(current.files)
         )
         added = _missing_pins(entry, table, records, now, keep_for, dry_run)
-        released: set[int] = set()
+        released: set[str] = set()
         for pin in pin_files.pins(table.root):
-            record = records.get(pin.training_set)
-            reason = None
-            if record is None:
-                reason = f"training set #{pin.training_set} is no longer recorded"
-            elif keep_for is not None and record.created_at is not None:
-                age = now - record.created_at.timestamp()
-                if age >= keep_for:
-                    reason = (
-                        "older than offline_store.keep_training_inputs "
-                        f"({format_duration(keep_for)})"
-                    )
+            reason = _release_reason(pin, records, now, keep_for)
             if reason is None:
                 continue
-            released.add(pin.training_set)
+            released.add(pin.key)
             entry.released.append({"training_set": pin.training_set, "reason": reason})
             if not dry_run:
-                pin_files.release(table.root, pin.training_set, reason, by=BY)
+                pin_files.release(table.root, pin.key, reason, by=BY)
         if dry_run:
             plan = table.garbage(current, ignore_pins=frozenset(released), add_pins=added)
         else:
@@ -100,6 +93,26 @@ def collect(
         report.tables.append(entry)
     report.training_sets = _entity_folders(project_root, records, now, retention_seconds, dry_run)
     return report
+
+
+def _release_reason(
+    pin: pin_files.Pin, records: dict[Any, Any], now: float, keep_for: float | None
+) -> str | None:
+    """Why ``pin`` no longer holds, or None while it does."""
+    if pin.training_set is None:
+        if now - pin.pinned_at < PENDING_SECONDS:
+            return None
+        return (
+            f"a training-set build that pinned at {datetime.fromtimestamp(pin.pinned_at, UTC)} "
+            "was never recorded (it stopped)"
+        )
+    record = records.get(pin.training_set)
+    if record is None:
+        return f"training set #{pin.training_set} is no longer recorded"
+    created = record.created_at
+    if keep_for is not None and created is not None and now - created.timestamp() >= keep_for:
+        return f"older than offline_store.keep_training_inputs ({format_duration(keep_for)})"
+    return None
 
 
 def _missing_pins(
@@ -113,7 +126,7 @@ def _missing_pins(
     """Pin again what a rebuildable record read if its pin is missing (a build that
     stopped between its record and its pins) and the manifest is still there. Only records
     whose entity rows are in this offline store: those are its training sets."""
-    have = {p.training_set for p in pin_files.pins(table.root)}
+    have = {p.training_set for p in pin_files.pins(table.root) if p.training_set is not None}
     sets = table.root.parent.parent / TRAINING_SETS
     added = []
     for record in records.values():
@@ -127,7 +140,7 @@ def _missing_pins(
             continue
         if not (table.manifests_dir / f"{sequence:010d}.json").exists():
             continue
-        added.append(pin_files.Pin(record.id, sequence, now))
+        added.append(pin_files.Pin(record.id, sequence, now, str(record.id)))
         entry.pinned.append(
             {
                 "training_set": record.id,
@@ -135,7 +148,7 @@ def _missing_pins(
             }
         )
         if not dry_run:
-            pin_files.pin(table.root, record.id, sequence)
+            pin_files.pin(table.root, str(record.id), sequence, record.id)
     return tuple(added)
 
 

@@ -206,7 +206,7 @@ class OfflineTable:
         self,
         current: Manifest | None = None,
         *,
-        ignore_pins: frozenset[int] = frozenset(),
+        ignore_pins: frozenset[str] = frozenset(),
         add_pins: tuple[pin_files.Pin, ...] = (),
     ) -> GcPlan:
         """What a gc would remove now, and why each file not in the current manifest stays.
@@ -214,17 +214,17 @@ class OfflineTable:
         A file counts from when a commit stopped referencing it; a file no manifest ever
         referenced (left by a crashed writer) from when it was written; a manifest from
         when the next one superseded it. Pinned manifests and their files stay, but for
-        pins of the training sets in ``ignore_pins`` (being released); ``add_pins`` count as
-        written (a dry run's).
+        the pins keyed in ``ignore_pins`` (being released); ``add_pins`` count as written
+        (a dry run's).
         """
         current = current if current is not None else self.manifest()
         now = time.time()
         horizon = now - self.retention_seconds
         referenced = {f.path for f in current.files}
-        kept_for: dict[str, list[int]] = {}
-        pinned: dict[int, list[int]] = {}
+        kept_for: dict[str, list[int | None]] = {}
+        pinned: dict[int, list[int | None]] = {}
         for p in [*pin_files.pins(self.root), *add_pins]:
-            if p.training_set in ignore_pins or p.sequence == current.sequence:
+            if p.key in ignore_pins or p.sequence == current.sequence:
                 continue
             pinned.setdefault(p.sequence, []).append(p.training_set)
         for sequence, sets in pinned.items():
@@ -282,7 +282,7 @@ class OfflineTable:
         *,
         by: str,
         current: Manifest | None = None,
-        ignore_pins: frozenset[int] = frozenset(),
+        ignore_pins: frozenset[str] = frozenset(),
     ) -> GcPlan:
         """Remove what ``garbage`` lists, logging each removal (``pins.removals``)."""
         plan = self.garbage(current, ignore_pins=ignore_pins)
@@ -307,9 +307,13 @@ class GcPlan:
     keep: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _read_by(training_sets: list[int]) -> str:
-    sets = sorted(set(training_sets))
-    return "read by training set " + ", ".join(f"#{t}" for t in sets)
+def _read_by(training_sets: list[int | None]) -> str:
+    """None stands for a build in progress (pinned before its record exists)."""
+    sets = sorted({t for t in training_sets if t is not None})
+    named = ["training set " + ", ".join(f"#{t}" for t in sets)] if sets else []
+    if None in training_sets:
+        named.append("a training-set build in progress")
+    return "read by " + " and ".join(named)
 
 
 def _when(unix: float | None) -> str:

@@ -107,6 +107,10 @@ def build_training_set(
         full_feature_names=full_feature_names,
         on_demand=on_demand,
     )
+    from featurestore.offline.training_inputs import hold_inputs, record_with_inputs
+
+    read = {f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views}
+    held = hold_inputs(offline_root, snapshot.project, read)  # kept however long the join
     result, rows, failures = join_set(
         engine, request, on_demand, resolved, full_feature_names, masks, mask_key, output_path
     )
@@ -119,7 +123,7 @@ def build_training_set(
         rows=rows,
         engine=engine.name,
         output_path=str(Path(output_path).resolve()) if output_path is not None else None,
-        offline_manifests={f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views},
+        offline_manifests=read,
         fingerprint=content_fingerprint(result, output_path),
         build=build_settings(timestamp_column, full_feature_names, masks, rules, table),
     )
@@ -127,9 +131,7 @@ def build_training_set(
         f"{f.view}__{f.feature}" if full_feature_names else f.feature: str(f) for f in resolved
     }
     profiles = _profiles(result, Path(output_path) if output_path is not None else None, columns)
-    from featurestore.offline.training_inputs import record_with_inputs
-
-    record_id = record_with_inputs(registry, record, profiles, offline_root, table)
+    record_id = record_with_inputs(registry, record, profiles, offline_root, table, held)
     from featurestore.registry.audit import AuditRecord
     from featurestore.registry.database import whoami
 

@@ -2,9 +2,10 @@
 
 Under the offline store, ``<project>/_training_sets/<id>/entities.parquet`` holds the
 entity rows exactly as the join got them; each view version's table it read holds a pin
-on the manifest it read (``pins.py``). The entity file is written before the registry
-record (in a pending folder, renamed to the id after), so a failed record leaves nothing
-and a record never lacks its entities.
+on the manifest it read (``pins.py``), from before the join (``hold_inputs``) until the
+record is deleted. The entity file is written before the registry record (in a pending
+folder, renamed to the id after), so a failed record leaves nothing and a record never
+lacks its entities.
 """
 
 from __future__ import annotations
@@ -44,22 +45,41 @@ def stage_entities(offline_root: Path, project: str, entities: pa.Table) -> Path
     return folder
 
 
+def hold_inputs(offline_root: Path, project: str, manifests: dict[str, int]) -> str:
+    """Pin what a build is about to read, before it joins; the pending pins' key (a build
+    that stops leaves them to ``featurestore offline gc``, which releases them after a day)."""
+    key = f"{pin_files.PENDING}{uuid.uuid4().hex}"
+    for label, sequence in manifests.items():
+        if sequence:
+            pin_files.pin(table_root(offline_root, project, label), key, sequence, None)
+    return key
+
+
 def record_with_inputs(
     registry: Registry,
     record: TrainingSetRecord,
     profiles: list[dict[str, Any]],
     offline_root: Path,
     entities: pa.Table,
+    held: str,
 ) -> int:
-    """Record the training set, keeping its entity rows and pinning what it read; the id."""
+    """Record the training set, keeping its entity rows and pinning what it read (its
+    ``held`` pending pins become the id's); the id."""
     staged = stage_entities(offline_root, record.project, entities)
     try:
         training_set = registry.record_training_set(record, profiles)
     except BaseException:
         discard(staged)
+        release_pending(offline_root, record.project, record.offline_manifests, held)
         raise
     keep_inputs(offline_root, record.project, training_set, staged, record.offline_manifests)
+    release_pending(offline_root, record.project, record.offline_manifests, held)
     return training_set
+
+
+def release_pending(offline_root: Path, project: str, manifests: dict[str, int], key: str) -> None:
+    for label in manifests:
+        pin_files.unpin(table_root(offline_root, project, label), key)
 
 
 def discard(staged: Path) -> None:
@@ -77,7 +97,8 @@ def keep_inputs(
     staged.rename(final)
     for label, sequence in manifests.items():
         if sequence:  # commit 0: an empty table, nothing to keep
-            pin_files.pin(table_root(offline_root, project, label), training_set, sequence)
+            root = table_root(offline_root, project, label)
+            pin_files.pin(root, str(training_set), sequence, training_set)
     return final
 
 
@@ -91,7 +112,7 @@ def release_inputs(
     reason = f"training set #{training_set} was deleted"
     for label in manifests:
         root = table_root(offline_root, project, label)
-        if pin_files.release(root, training_set, reason, by=by):
+        if pin_files.release(root, str(training_set), reason, by=by):
             released.append(label)
     shutil.rmtree(inputs_dir(offline_root, project, training_set), ignore_errors=True)
     return released
