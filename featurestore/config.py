@@ -20,6 +20,7 @@ from featurestore.config_sections import (
     PushConfig,
     cache_config,
     check_keys,
+    duration_seconds,
     push_config,
     serving_limits,
 )
@@ -32,7 +33,9 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 _DEFAULTS: dict[str, Any] = {
     "registry": "data/registry.db",
-    "offline_store": {"path": "data/offline"},
+    # keep_training_inputs: how long files a recorded training set read are kept (null:
+    # while its record exists), e.g. 365d; see featurestore/offline/pins.py.
+    "offline_store": {"path": "data/offline", "keep_training_inputs": None},
     "online_store": {
         "redis_url": "redis://127.0.0.1:6379/0",
         "cluster": False,
@@ -67,6 +70,7 @@ class RepoConfig:
     online_cache: CacheConfig | None = None  # online_store.cache; None: no cache
     serving_limits: ServingLimits = field(default_factory=ServingLimits)  # off unless set
     push: PushConfig = field(default_factory=PushConfig)  # the push API's batching
+    keep_training_inputs_seconds: float | None = None  # None: while the record exists
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -171,4 +175,9 @@ def load_config(repo_path: str | os.PathLike[str]) -> RepoConfig:
         online_cache=cache,
         serving_limits=serving_limits(sections["serving"]["limits"], path),
         push=push_config(raw.get("push"), path),
+        keep_training_inputs_seconds=duration_seconds(
+            "offline_store.keep_training_inputs",
+            sections["offline_store"]["keep_training_inputs"],
+            path,
+        ),
     )

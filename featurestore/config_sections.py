@@ -1,6 +1,6 @@
 """Checks of ``featurestore.yaml``'s nested sections: ``online_store.cache``,
-``serving.limits`` and ``push`` (featurestore/config.py reads the file and the flat
-settings).
+``serving.limits``, ``push``, and durations such as ``offline_store.keep_training_inputs``
+(featurestore/config.py reads the file and the flat settings).
 
 Errors are RepoConfigError naming the setting, with "did you mean" for unknown keys.
 """
@@ -8,6 +8,7 @@ Errors are RepoConfigError naming the setting, with "did you mean" for unknown k
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,28 @@ def push_config(given: Any, path: Path | str = CONFIG_FILE) -> PushConfig:
             raise RepoConfigError(f"{path}: push.{key} must be {kind}, got {value!r}.")
     values: dict[str, Any] = {k: int(v) if k in _WHOLE else float(v) for k, v in given.items()}
     return replace(PushConfig(), **values)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+def parse_duration(text: str) -> float | None:
+    """``"365d"``, ``"12h"``, ``"30m"``, ``"0s"``, ``"2w"`` in seconds; None if not one."""
+    match = _DURATION.match(text)
+    if match is None:
+        return None
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def duration_seconds(where: str, given: Any, path: Path | str = CONFIG_FILE) -> float | None:
+    """A duration setting in seconds, or None when null (no limit)."""
+    if given is None:
+        return None
+    seconds = parse_duration(given) if isinstance(given, str) else None
+    if seconds is None:
+        raise RepoConfigError(
+            f"{path}: {where} must be a duration such as 365d, 12h, 30m or 2w (s, m, h, d, "
+            f"w), or null to keep while the record exists; got {given!r}."
+        )
+    return seconds

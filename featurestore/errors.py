@@ -36,6 +36,10 @@ handler.
     ├── PushSpoolError (OSError)              pushed rows cannot be spooled to local disk
     ├── CorruptFileError (OSError)            a Parquet file is truncated, garbage or fails
     │                                         its page checksums (names the file)
+    ├── TrainingInputGone (FileNotFoundError) a recorded training set's input is gone: which
+    │                                         one, removed by which gc and why
+    ├── FingerprintMismatch (ValueError)      a rebuilt or exported training set is not the
+    │                                         one recorded
     ├── StreamError (RuntimeError)            a stream consumer cannot start or go on
     ├── MaterializationError (RuntimeError)   a materialization run failed, nothing committed
     │   ├── SourceNotFoundError (FileNotFoundError)
@@ -277,6 +281,28 @@ class CorruptFileError(FeatureStoreError, OSError):
 
     def __str__(self) -> str:  # OSError's own would show its args as a tuple
         return str(self.args[0]) if self.args else ""
+
+
+class TrainingInputGone(FeatureStoreError, FileNotFoundError):
+    """A recorded training set cannot be rebuilt: an input it read (its entity rows, a
+    view version's manifest or file) is gone. The message says which, and which gc
+    removed it and why (or that something outside featurestore did)."""
+
+    http_status = 410
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:  # OSError's own would show its args as a tuple
+        return str(self.args[0]) if self.args else ""
+
+
+class FingerprintMismatch(FeatureStoreError, ValueError):
+    """Rows that should be a recorded training set (rebuilt, or an exported snapshot)
+    have another content fingerprint: not the same rows, order or values."""
+
+    http_status = 409
 
 
 class StreamError(FeatureStoreError, RuntimeError):

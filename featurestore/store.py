@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from featurestore.code_version import git_sha
 from featurestore.config import RepoConfig, load_config
 from featurestore.errors import EntityInputError, MissingExtraError, did_you_mean
-from featurestore.registry import ApplyResult, Registry, RegistrySnapshot, ResolvedFeature
+from featurestore.registry import (
+    ApplyResult,
+    Registry,
+    RegistrySnapshot,
+    ResolvedFeature,
+    TrainingSetRecord,
+)
 from featurestore.registry.plan import Change, Plan
 from featurestore.registry.snapshot import ViewVersion
 from featurestore.repo import RepoContents, load_repo
@@ -23,6 +29,7 @@ from featurestore.repo import RepoContents, load_repo
 if TYPE_CHECKING:
     from featurestore.materialize.job import ViewRun
     from featurestore.offline.join import OfflineEngine
+    from featurestore.offline.rebuild import Rebuilt
     from featurestore.offline.training import TrainingSet
     from featurestore.offline.writer import OfflineStore
     from featurestore.online.catalog import Catalog
@@ -192,6 +199,36 @@ class FeatureStore:
             policy_default=self.config.policy_default,
             mask_key=self.mask_key(),
         )
+
+    def rebuild_training_set(
+        self,
+        training_set: int,
+        out: str | os.PathLike[str] | None = None,
+        *,
+        engine: str | OfflineEngine | None = None,
+    ) -> Rebuilt:
+        """Recorded training set ``training_set`` joined again as of the offline commits it
+        read, checked against its fingerprint (see ``offline/rebuild.py``)."""
+        from featurestore.offline.rebuild import rebuild_training_set
+
+        return rebuild_training_set(self, training_set, out, engine=engine)
+
+    def delete_training_set(self, training_set: int) -> TrainingSetRecord:
+        """Forget a recorded training set: its record and profiles (audited), its entity
+        rows, and its hold on the offline files it read (they go at the next gc)."""
+        from featurestore.offline.training_inputs import release_inputs
+        from featurestore.registry.database import whoami
+
+        actor = whoami()
+        record = self.registry.delete_training_set(self.project, training_set, actor=actor)
+        release_inputs(
+            self.config.offline_store_path,
+            self.project,
+            training_set,
+            record.offline_manifests,
+            by=f"training-sets delete by {actor}",
+        )
+        return record
 
     # -- materialization --------------------------------------------------------------
 

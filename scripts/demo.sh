@@ -35,6 +35,8 @@ step "Backfill the streaming view's history on Spark (the consumer's own window 
   "featurestore stream backfill user_txn_stats --from source -r $REPO"
 step "Build a point-in-time correct training set for fraud_detector (and its reference profile)" \
   "featurestore training-data -r $REPO --model fraud_detector --entities $REPO/data/labels.parquet --out $REPO/data/training/fraud_detector.parquet"
+step "Rebuild it exactly, as of the offline commits it read (the files they list are kept for it), checked against its fingerprint" \
+  "featurestore training-sets rebuild -r $REPO --latest --model fraud_detector"
 step "Its on-demand column amount_vs_1h_avg: txn_amount_vs_1h (feature_repo/on_demand.py) over each label's amount and the user's 1-hour window (which holds the transaction itself), the same function lookups run; rows with more than one transaction in the hour" \
   "python scripts/show_training_rows.py $REPO/data/training/fraud_detector.parquet user_id event_timestamp amount count_1h amount_sum_1h amount_vs_1h_avg --min count_1h=2"
 step "Lineage: which data trained which model" "featurestore training-sets -r $REPO --model fraud_detector"

@@ -677,7 +677,7 @@ def test_unknown_setting_suggests_the_known_one(tmp_path: Path) -> None:
     assert str(info.value) == (
         "featurestore.yaml: unknown setting 'regsitry'. Did you mean 'registry'? "
         "Known settings: project, registry, offline_store, online_store, kafka, spark, policy, "
-        "serving, state_dir, ignore."
+        "serving, push, state_dir, ignore."
     )
 
 

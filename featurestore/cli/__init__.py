@@ -25,9 +25,11 @@ from featurestore.cli import (
     lineage,
     materialize,
     migrate,
+    offline,
     online,
     registry,
     stream,
+    training_sets,
 )
 from featurestore.urls import redact_logs
 
@@ -55,7 +57,6 @@ app.command()(online.serve)
 app.command()(materialize.materialize)
 app.command()(materialize.runs)
 app.command("training-data")(data.training_data)
-app.command("training-sets")(data.training_sets)
 app.command("generate-data")(data.generate_data)
 app.command("import-feast")(migrate.import_feast)
 
@@ -67,6 +68,8 @@ app.add_typer(drift.drift_app, name="drift")
 app.add_typer(lineage.lineage_app, name="lineage")
 app.add_typer(stream.stream_app, name="stream")
 app.add_typer(audit.audit_app, name="audit")
+app.add_typer(training_sets.training_sets_app, name="training-sets")
+app.add_typer(offline.offline_app, name="offline")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Data verbs: training sets (build and list) and the example repo's generated data."""
+"""Data verbs: training-set builds and the example repo's generated data (the recorded
+sets: ``training_sets.py``)."""
 
 from __future__ import annotations
 
@@ -75,27 +76,10 @@ def training_data(
         "  reads "
         + ", ".join(f"{k} (offline commit {v})" for k, v in record.offline_manifests.items())
     )
-
-
-@handle_errors
-def training_sets(
-    repo: RepoOption = Path("."),
-    model: Annotated[str | None, typer.Option(help="Only this model's.")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Which data trained which model: recorded training-set builds, newest first."""
-    with open_store(repo) as store:
-        records = store.registry.training_sets(store.project, model=model)
-    if as_json:
-        echo_json([asdict(r) for r in records])
-        return
-    for r in records:
-        when = r.created_at.isoformat(timespec="seconds") if r.created_at else "-"
-        typer.echo(
-            f"#{r.id}  {when}  model={r.model or '-'}  rows={r.rows:,}  engine={r.engine}  "
-            f"entities={r.entity_fingerprint[:12]}  -> {r.output_path or '(in memory)'}"
-        )
-        typer.echo(f"      {', '.join(r.features)}")
+    typer.echo(
+        f"  fingerprint {record.fingerprint} (`featurestore training-sets rebuild {record.id}` "
+        "builds it again exactly)"
+    )
 
 
 @handle_errors

@@ -13,7 +13,8 @@ and a sequence number, so reads prune files outside the time range and break
 exact ties (same keys, event and created time) in favour of the later write.
 A file a commit stops referencing is deleted only once the retention has
 passed since that commit (the manifest remembers when), so a reader holding an
-older manifest can finish its read.
+older manifest can finish its read. A manifest a recorded training set read is
+pinned (``pins.py``): it and every file it lists stay, so the set can be rebuilt.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from featurestore.offline import pins as pin_files
 
 MANIFESTS = "_manifests"
 STREAM = "stream"  # manifest detail: a stream consumer's committed position
@@ -190,32 +193,130 @@ class OfflineTable:
         self._collect_garbage(manifest)
         return manifest
 
-    def _collect_garbage(self, current: Manifest) -> None:
-        """Delete what no current manifest needs, once past the retention.
+    def manifest_at(self, sequence: int) -> Manifest:
+        """The manifest of commit ``sequence`` (FileNotFoundError once collected)."""
+        if sequence == 0:
+            return Manifest(0)
+        return Manifest.from_json((self.manifests_dir / f"{sequence:010d}.json").read_bytes())
 
-        A file counts from when a commit stopped referencing it; a file no
-        manifest ever referenced (left by a crashed writer) from when it was
-        written; a manifest from when the next one superseded it.
+    def _collect_garbage(self, current: Manifest) -> None:
+        self.collect_garbage(by=f"the gc after commit {current.sequence}", current=current)
+
+    def garbage(
+        self,
+        current: Manifest | None = None,
+        *,
+        ignore_pins: frozenset[str] = frozenset(),
+        add_pins: tuple[pin_files.Pin, ...] = (),
+    ) -> GcPlan:
+        """What a gc would remove now, and why each file not in the current manifest stays.
+
+        A file counts from when a commit stopped referencing it; a file no manifest ever
+        referenced (left by a crashed writer) from when it was written; a manifest from
+        when the next one superseded it. Pinned manifests and their files stay, but for
+        the pins keyed in ``ignore_pins`` (being released); ``add_pins`` count as written
+        (a dry run's).
         """
-        horizon = time.time() - self.retention_seconds
+        current = current if current is not None else self.manifest()
+        now = time.time()
+        horizon = now - self.retention_seconds
         referenced = {f.path for f in current.files}
-        for part in self.root.glob("date=*/*.parquet"):
+        kept_for: dict[str, list[int | None]] = {}
+        pinned: dict[int, list[int | None]] = {}
+        for p in [*pin_files.pins(self.root), *add_pins]:
+            if p.key in ignore_pins or p.sequence == current.sequence:
+                continue
+            pinned.setdefault(p.sequence, []).append(p.training_set)
+        for sequence, sets in pinned.items():
+            try:
+                listed = self.manifest_at(sequence).files
+            except (FileNotFoundError, orjson.JSONDecodeError, KeyError, TypeError):
+                continue  # already gone: nothing left to keep for it
+            for f in listed:
+                kept_for.setdefault(f.path, []).extend(sets)
+        plan = GcPlan()
+        for part in sorted(self.root.glob("date=*/*.parquet")):
             rel = part.relative_to(self.root).as_posix()
             if rel in referenced:
                 continue
+            if rel in kept_for:
+                plan.keep.append((rel, _read_by(kept_for[rel])))
+                continue
             since = current.orphans.get(rel)
+            why = f"unreferenced since {_when(since)} (no manifest lists it after)"
             if since is None:
                 try:
                     since = part.stat().st_mtime
                 except FileNotFoundError:
                     continue
+                why = f"written at {_when(since)} and never committed (a writer stopped)"
             if since < horizon:
-                part.unlink(missing_ok=True)
-        names = sorted(n for n in os.listdir(self.manifests_dir) if n.endswith(".json"))
+                plan.remove.append((rel, f"{why}, past the retention of {self._retention()}"))
+            else:
+                plan.keep.append((rel, f"within the retention of {self._retention()}"))
+        try:
+            names = sorted(n for n in os.listdir(self.manifests_dir) if n.endswith(".json"))
+        except FileNotFoundError:
+            names = []
         for older, newer in itertools.pairwise(names):
+            sequence = int(older.split(".")[0])
+            if sequence in pinned:
+                plan.keep.append((f"{MANIFESTS}/{older}", _read_by(pinned[sequence])))
+                continue
             try:
                 superseded = (self.manifests_dir / newer).stat().st_mtime
             except FileNotFoundError:
                 continue
             if superseded < horizon:
-                (self.manifests_dir / older).unlink(missing_ok=True)
+                plan.remove.append(
+                    (
+                        f"{MANIFESTS}/{older}",
+                        f"superseded by commit {int(newer.split('.')[0])} at "
+                        f"{_when(superseded)}, past the retention of {self._retention()}",
+                    )
+                )
+        return plan
+
+    def collect_garbage(
+        self,
+        *,
+        by: str,
+        current: Manifest | None = None,
+        ignore_pins: frozenset[str] = frozenset(),
+    ) -> GcPlan:
+        """Remove what ``garbage`` lists, logging each removal (``pins.removals``)."""
+        plan = self.garbage(current, ignore_pins=ignore_pins)
+        removed = []
+        for rel, why in plan.remove:
+            (self.root / rel).unlink(missing_ok=True)
+            removed.append({"path": rel, "reason": why})
+        pin_files.log(self.root, removed, by)
+        return plan
+
+    def _retention(self) -> str:
+        seconds = self.retention_seconds
+        return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds:g}s"
+
+
+@dataclass
+class GcPlan:
+    """(path relative to the table, why) of what goes and of what stays though no longer
+    in the current manifest."""
+
+    remove: list[tuple[str, str]] = field(default_factory=list)
+    keep: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _read_by(training_sets: list[int | None]) -> str:
+    """None stands for a build in progress (pinned before its record exists)."""
+    sets = sorted({t for t in training_sets if t is not None})
+    named = ["training set " + ", ".join(f"#{t}" for t in sets)] if sets else []
+    if None in training_sets:
+        named.append("a training-set build in progress")
+    return "read by " + " and ".join(named)
+
+
+def _when(unix: float | None) -> str:
+    if unix is None:
+        return "?"
+    return datetime.fromtimestamp(unix).astimezone().isoformat(timespec="seconds")

@@ -107,7 +107,11 @@ def build_training_set(
         full_feature_names=full_feature_names,
         on_demand=on_demand,
     )
-    result, rows, failures = _join(
+    from featurestore.offline.training_inputs import hold_inputs, record_with_inputs
+
+    read = {f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views}
+    held = hold_inputs(offline_root, snapshot.project, read)  # kept however long the join
+    result, rows, failures = join_set(
         engine, request, on_demand, resolved, full_feature_names, masks, mask_key, output_path
     )
     record = TrainingSetRecord(
@@ -119,13 +123,15 @@ def build_training_set(
         rows=rows,
         engine=engine.name,
         output_path=str(Path(output_path).resolve()) if output_path is not None else None,
-        offline_manifests={f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views},
+        offline_manifests=read,
+        fingerprint=content_fingerprint(result, output_path),
+        build=build_settings(timestamp_column, full_feature_names, masks, rules, table),
     )
     columns = {
         f"{f.view}__{f.feature}" if full_feature_names else f.feature: str(f) for f in resolved
     }
     profiles = _profiles(result, Path(output_path) if output_path is not None else None, columns)
-    record_id = registry.record_training_set(record, profiles)
+    record_id = record_with_inputs(registry, record, profiles, offline_root, table, held)
     from featurestore.registry.audit import AuditRecord
     from featurestore.registry.database import whoami
 
@@ -149,7 +155,35 @@ def build_training_set(
     return TrainingSet(result, replace(record, id=record_id), failures)
 
 
-def _join(
+def build_settings(
+    timestamp_column: str,
+    full_feature_names: bool,
+    masks: dict[str, str],
+    rules: list[str],
+    entities: pa.Table,
+) -> dict[str, Any]:
+    """What a rebuild needs besides the entity rows and the features (``rebuild.py``)."""
+    return {
+        "timestamp_column": timestamp_column,
+        "full_feature_names": full_feature_names,
+        "masks": masks,
+        "rules": rules,
+        # entity_fingerprint hashes IPC bytes, which a Parquet round trip may change.
+        "entities": content_fingerprint(entities, None),
+    }
+
+
+def content_fingerprint(table: pa.Table | None, output_path: str | os.PathLike[str] | None) -> str:
+    """The set's content fingerprint: of the table, or of the file it was written to."""
+    from featurestore.offline.fingerprint import fingerprint_of_file, fingerprint_of_table
+
+    if table is not None:
+        return fingerprint_of_table(table)
+    assert output_path is not None
+    return fingerprint_of_file(Path(output_path), "the training set just written", REBUILD)
+
+
+def join_set(
     engine: OfflineEngine,
     request: Any,
     on_demand: Any,

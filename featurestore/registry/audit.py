@@ -39,7 +39,9 @@ log = logging.getLogger("featurestore.audit")
 @dataclass(slots=True)
 class AuditRecord:
     project: str
-    action: str  # apply | credential_create | credential_revoke | training_set | deny | mask
+    # apply | credential_create | credential_revoke | training_set | training_set_delete |
+    # deny | mask
+    action: str
     actor: str
     subject: str = ""  # a model, a view version, a feature reference
     decision: str = ""  # allow | deny | mask, when a policy decided

@@ -23,8 +23,9 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 7  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials,
-# 6: reference profiles and drift statuses, 7: credentials.push_views (push-only keys)
+SCHEMA_VERSION = 8  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials,
+# 6: reference profiles and drift statuses, 7: credentials.push_views (push-only keys),
+# 8: training_sets.fingerprint and .build (what a rebuild needs)
 
 metadata = MetaData()
 
@@ -114,9 +115,17 @@ training_sets = Table(
     Column("engine", String(32), nullable=False),
     Column("output_path", Text),
     Column("offline_manifests", Text, nullable=False),  # {"view@vN": manifest sequence}
+    # Content fingerprint of the set (offline/fingerprint.py); null for sets before v8.
+    Column("fingerprint", String(64)),
+    # How it was joined, for a rebuild: {"timestamp_column", "full_feature_names",
+    # "masks", "rules", "entities"}; null for sets before v8 (they cannot be rebuilt).
+    Column("build", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(256), nullable=False),
     Index("fs_training_sets_model", "project", "model"),
+    # A deleted set's id is never handed out again (audit and drift history name ids); on
+    # SQLite registries made before schema 8 the largest id can still be reused.
+    sqlite_autoincrement=True,
 )
 
 # Lineage: each materialization of one view version (source -> version -> run).
@@ -214,3 +223,9 @@ def migrate(conn: Connection, from_version: int) -> None:
         columns = {c["name"] for c in inspect(conn).get_columns("fs_credentials")}
         if "push_views" not in columns:
             conn.execute(text("ALTER TABLE fs_credentials ADD COLUMN push_views TEXT"))
+    if from_version < 8:
+        columns = {c["name"] for c in inspect(conn).get_columns("fs_training_sets")}
+        if "fingerprint" not in columns:
+            conn.execute(text("ALTER TABLE fs_training_sets ADD COLUMN fingerprint VARCHAR(64)"))
+        if "build" not in columns:
+            conn.execute(text("ALTER TABLE fs_training_sets ADD COLUMN build TEXT"))

@@ -18,10 +18,16 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from featurestore.errors import ApplyError, ConflictError, RegistryUnavailable, RepoLoadError
+from featurestore.errors import (
+    ApplyError,
+    ConflictError,
+    ObjectNotFound,
+    RegistryUnavailable,
+    RepoLoadError,
+)
 from featurestore.gcpause import gc_paused
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditLog, AuditRecord, append_audit
@@ -75,6 +81,8 @@ class TrainingSetRecord:
     output_path: str | None
     offline_manifests: dict[str, int]  # "view@vN" -> offline manifest sequence read
     id: int | None = None
+    fingerprint: str | None = None  # of the set's content (None: recorded before v8)
+    build: dict[str, Any] | None = None  # how it was joined (None: recorded before v8)
     created_at: datetime | None = None
     created_by: str | None = None
 
@@ -224,6 +232,8 @@ class Registry:
                     engine=record.engine,
                     output_path=record.output_path,
                     offline_manifests=dumps(record.offline_manifests),
+                    fingerprint=record.fingerprint,
+                    build=None if record.build is None else dumps(record.build),
                     created_at=now_utc(),
                     created_by=whoami(),
                 )
@@ -240,23 +250,57 @@ class Registry:
             query = query.where(ts.c.model == model)
         with self.database.read() as conn:
             rows = conn.execute(query).all()
-        return [
-            TrainingSetRecord(
-                project=r.project,
-                model=r.model,
-                features=tuple(orjson.loads(r.features)),
-                entity_fingerprint=r.entity_fingerprint,
-                entity_rows=r.entity_rows,
-                rows=r.rows,
-                engine=r.engine,
-                output_path=r.output_path,
-                offline_manifests=orjson.loads(r.offline_manifests),
-                id=r.id,
-                created_at=_utc(r.created_at),
-                created_by=r.created_by,
+        return [_training_set(r) for r in rows]
+
+    def training_set(self, project: str, training_set: int) -> TrainingSetRecord:
+        """One recorded build; ObjectNotFound (saying how to list them) if there is none."""
+        ts = t.training_sets
+        with self.database.read() as conn:
+            row = conn.execute(
+                select(ts).where(ts.c.project == project, ts.c.id == training_set)
+            ).first()
+        if row is None:
+            raise ObjectNotFound(
+                f"No training set #{training_set} in project '{project}'. List the recorded "
+                "ones with `featurestore training-sets`."
             )
-            for r in rows
-        ]
+        return _training_set(row)
+
+    def delete_training_set(
+        self, project: str, training_set: int, *, actor: str | None = None
+    ) -> TrainingSetRecord:
+        """Forget a recorded build and its reference profiles (audited); the deleted record.
+        Its offline inputs are the caller's to release (``offline/training_inputs.py``)."""
+        ts, pr = t.training_sets, t.profiles
+        with self.database.write(project) as conn:
+            row = conn.execute(
+                select(ts).where(ts.c.project == project, ts.c.id == training_set)
+            ).first()
+            if row is None:
+                raise ObjectNotFound(
+                    f"No training set #{training_set} in project '{project}'. List the "
+                    "recorded ones with `featurestore training-sets`."
+                )
+            record = _training_set(row)
+            conn.execute(
+                delete(pr).where(pr.c.project == project, pr.c.training_set == training_set)
+            )
+            conn.execute(delete(ts).where(ts.c.project == project, ts.c.id == training_set))
+            append_audit(
+                conn,
+                AuditRecord(
+                    project=project,
+                    action="training_set_delete",
+                    actor=actor or whoami(),
+                    subject=record.model or "",
+                    detail={
+                        "training_set": training_set,
+                        "features": list(record.features),
+                        "fingerprint": record.fingerprint,
+                    },
+                ),
+            )
+            return record
 
     def retire_version(self, project: str, view: str, version: int) -> ViewVersion:
         """Stop serving one version. Refused while a model is pinned to it."""
@@ -302,3 +346,22 @@ class Registry:
             change = Change("model", model, ChangeKind.REPIN, spec)
             write_changes(conn, project, [change], snap, apply_id)
             return pins
+
+
+def _training_set(r: Any) -> TrainingSetRecord:
+    return TrainingSetRecord(
+        project=r.project,
+        model=r.model,
+        features=tuple(orjson.loads(r.features)),
+        entity_fingerprint=r.entity_fingerprint,
+        entity_rows=r.entity_rows,
+        rows=r.rows,
+        engine=r.engine,
+        output_path=r.output_path,
+        offline_manifests=orjson.loads(r.offline_manifests),
+        id=r.id,
+        created_at=_utc(r.created_at),
+        created_by=r.created_by,
+        fingerprint=r.fingerprint,
+        build=None if r.build is None else orjson.loads(r.build),
+    )
