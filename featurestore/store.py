@@ -164,6 +164,7 @@ class FeatureStore:
         full_feature_names: bool = False,
         engine: str | OfflineEngine = "duckdb",
         output_path: str | os.PathLike[str] | None = None,
+        as_of: datetime | str | None = None,
     ) -> TrainingSet:
         """Point-in-time correct features for each entity row (see ``offline/join.py``).
 
@@ -172,7 +173,8 @@ class FeatureStore:
         Ask with exactly one of ``features``, ``feature_service`` or ``model``
         (a model reads its pinned versions). Returns a TrainingSet whose
         ``.table`` is a pyarrow Table, or streams to ``output_path``; either way
-        the build is recorded in the registry for lineage.
+        the build is recorded in the registry for lineage. ``as_of``: read only
+        the offline rows that had landed by then (what the store knew at that time).
         """
         from featurestore.offline.training import build_training_set
 
@@ -191,6 +193,7 @@ class FeatureStore:
             output_path=output_path,
             policy_default=self.config.policy_default,
             mask_key=self.mask_key(),
+            as_of=as_of,
         )
 
     # -- materialization --------------------------------------------------------------

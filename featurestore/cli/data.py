@@ -14,6 +14,7 @@ from featurestore.cli.common import (
     echo_json,
     handle_errors,
     open_store,
+    parse_time,
 )
 
 # -- data -------------------------------------------------------------------------
@@ -43,6 +44,12 @@ def training_data(
     memory_limit: Annotated[
         str | None, typer.Option(help="DuckDB memory limit, e.g. 2GB; spills to disk beyond.")
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Read only offline rows landed by this time (ISO 8601; naive = UTC)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build a point-in-time correct training set and record it for lineage."""
@@ -60,6 +67,7 @@ def training_data(
             full_feature_names=full_feature_names,
             engine=store.offline_engine(engine, **options),
             output_path=out,
+            as_of=parse_time(as_of, "--as-of"),
         )
     seconds = time.perf_counter() - started
     record = result.record
@@ -74,6 +82,7 @@ def training_data(
     typer.echo(
         "  reads "
         + ", ".join(f"{k} (offline commit {v})" for k, v in record.offline_manifests.items())
+        + (f", as known at {record.as_of.isoformat()}" if record.as_of else "")
     )
 
 

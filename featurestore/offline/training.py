@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from featurestore.offline.join import OfflineEngine, build_request, read_entitie
 from featurestore.online.on_demand import plan_on_demand
 from featurestore.registry import Registry, RegistrySnapshot, TrainingSetRecord
 from featurestore.registry.snapshot import ResolvedFeature
+from featurestore.times import as_utc, micros
 
 REBUILD = "Build the training set again (its output file was damaged after it was written)."
 
@@ -64,6 +66,24 @@ def resolve_request(
     return snapshot.resolve_all(list(features or []))
 
 
+def parse_as_of(value: datetime | str | None) -> datetime | None:
+    """``as_of`` as an aware UTC datetime (naive and zone-less ISO strings are UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise EntityInputError(
+                f"as_of={value!r} is not an ISO 8601 time; give e.g. 2026-01-07T22:00:00+00:00."
+            ) from exc
+    if not isinstance(value, datetime):
+        raise EntityInputError(
+            f"as_of must be a datetime or an ISO 8601 string (got {type(value).__name__})."
+        )
+    return as_utc(value)
+
+
 def fingerprint_table(table: pa.Table) -> str:
     """A content hash of the entity rows, so lineage can tell two inputs apart."""
     digest = hashlib.sha256()
@@ -89,6 +109,7 @@ def build_training_set(
     output_path: str | os.PathLike[str] | None = None,
     policy_default: str = "allow",
     mask_key: bytes = b"",
+    as_of: datetime | str | None = None,
 ) -> TrainingSet:
     resolved = resolve_request(
         snapshot, features=features, feature_service=feature_service, model=model
@@ -96,6 +117,7 @@ def build_training_set(
     masks, rules = _policy_masks(
         registry, snapshot, model, resolved, policy_default, full_feature_names
     )
+    known_at = parse_as_of(as_of)
     table = read_entities(entities, timestamp_column)
     on_demand = plan_on_demand(snapshot, resolved)
     request = build_request(
@@ -106,6 +128,7 @@ def build_training_set(
         timestamp_column=timestamp_column,
         full_feature_names=full_feature_names,
         on_demand=on_demand,
+        as_of_us=None if known_at is None else micros(known_at),
     )
     result, rows, failures = _join(
         engine, request, on_demand, resolved, full_feature_names, masks, mask_key, output_path
@@ -120,6 +143,7 @@ def build_training_set(
         engine=engine.name,
         output_path=str(Path(output_path).resolve()) if output_path is not None else None,
         offline_manifests={f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views},
+        as_of=known_at,
     )
     columns = {
         f"{f.view}__{f.feature}" if full_feature_names else f.feature: str(f) for f in resolved

@@ -23,8 +23,9 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 7  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials,
-# 6: reference profiles and drift statuses, 7: credentials.push_views (push-only keys)
+SCHEMA_VERSION = 8  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials,
+# 6: reference profiles and drift statuses, 7: credentials.push_views (push-only keys),
+# 8: training_sets.as_of and .spine
 
 metadata = MetaData()
 
@@ -114,6 +115,8 @@ training_sets = Table(
     Column("engine", String(32), nullable=False),
     Column("output_path", Text),
     Column("offline_manifests", Text, nullable=False),  # {"view@vN": manifest sequence}
+    Column("as_of", DateTime(timezone=True)),  # only rows landed by then were read
+    Column("spine", Text),  # {"view": "v@vN", "start": iso, "end": iso}: entity rows' source
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(256), nullable=False),
     Index("fs_training_sets_model", "project", "model"),
@@ -214,3 +217,10 @@ def migrate(conn: Connection, from_version: int) -> None:
         columns = {c["name"] for c in inspect(conn).get_columns("fs_credentials")}
         if "push_views" not in columns:
             conn.execute(text("ALTER TABLE fs_credentials ADD COLUMN push_views TEXT"))
+    if from_version < 8:
+        columns = {c["name"] for c in inspect(conn).get_columns("fs_training_sets")}
+        if "as_of" not in columns:
+            kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+            conn.execute(text(f"ALTER TABLE fs_training_sets ADD COLUMN as_of {kind}"))
+        if "spine" not in columns:
+            conn.execute(text("ALTER TABLE fs_training_sets ADD COLUMN spine TEXT"))

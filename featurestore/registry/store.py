@@ -75,6 +75,8 @@ class TrainingSetRecord:
     output_path: str | None
     offline_manifests: dict[str, int]  # "view@vN" -> offline manifest sequence read
     id: int | None = None
+    as_of: datetime | None = None  # only offline rows landed by then were read
+    spine: dict[str, str] | None = None  # entity rows from a view: {"view", "start", "end"}
     created_at: datetime | None = None
     created_by: str | None = None
 
@@ -224,6 +226,8 @@ class Registry:
                     engine=record.engine,
                     output_path=record.output_path,
                     offline_manifests=dumps(record.offline_manifests),
+                    as_of=record.as_of,
+                    spine=dumps(record.spine) if record.spine is not None else None,
                     created_at=now_utc(),
                     created_by=whoami(),
                 )
@@ -254,6 +258,8 @@ class Registry:
                 id=r.id,
                 created_at=_utc(r.created_at),
                 created_by=r.created_by,
+                as_of=_utc(r.as_of),
+                spine=orjson.loads(r.spine) if r.spine else None,
             )
             for r in rows
         ]

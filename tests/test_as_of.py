@@ -1,0 +1,218 @@
+"""Training data "as known at t" (``as_of``): only rows landed in the offline store by t.
+
+The property tests write the random scenarios of ``test_pit_join`` one write at a time, note when
+each write had landed, pick a time between two writes (or before all, or after all) and compare
+``get_training_data(..., as_of=t)`` with the oracle given the same cut, on DuckDB and Spark. The
+worked examples pin the late-correction cases of Feast issue #6615.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from featurestore import FeatureStore
+from featurestore.errors import EntityInputError
+from tests.helpers import write_repo
+from tests.pit_oracle import CREATED_TS, EVENT_TS, OracleView, point_in_time_join
+from tests.test_pit_join import (
+    KEYS,
+    PIT_REPO,
+    TTLS,
+    VIEWS,
+    Scenario,
+    assert_matches_oracle,
+    at,
+    entity_table,
+    feature_table,
+    merge,
+    requested_for,
+    scenarios,
+    spark_engine,
+    with_offline_root,
+)
+
+
+@pytest.fixture(scope="module")
+def pit_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureStore]:
+    repo = write_repo(tmp_path_factory.mktemp("asof") / "repo", PIT_REPO, project="pit")
+    with FeatureStore(repo) as store:
+        store.apply()
+        yield store
+
+
+@pytest.fixture
+def fresh(pit_store: FeatureStore, tmp_path: Path) -> FeatureStore:
+    """The module's store with an empty offline store of its own."""
+    return with_offline_root(pit_store, tmp_path / "offline")
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("examples")
+
+
+def load_timed(store: FeatureStore, scenario: Scenario) -> tuple[dict[str, OracleView], list[Any]]:
+    """Write the scenario one write at a time; the oracle's views with each write's landing
+    time, and the instants that separate the writes (before the first, after each)."""
+    snapshot = store.snapshot()
+    offline = store.offline_store()
+    oracle = {v: OracleView(v, KEYS[v], TTLS[v]) for v in VIEWS}
+    cuts = [datetime.now(UTC)]
+    for view_name in VIEWS:
+        view = snapshot.feature_view(view_name)
+        for write in scenario.writes[view_name]:
+            table = feature_table(
+                view_name, write.rows, style=write.style, with_created=write.created_at is None
+            )
+            _tick(cuts[-1])
+            offline.write(view, 1, table, created_at=write.created_at)
+            landed = datetime.now(UTC)
+            oracle[view_name].writes.append(write.rows)
+            oracle[view_name].landed.append(landed)
+            cuts.append(landed)
+    return oracle, cuts
+
+
+def _tick(after: datetime) -> None:
+    """Wait until the clock has passed ``after``: the next write lands strictly later."""
+    while datetime.now(UTC) <= after:
+        time.sleep(0.0005)
+
+
+def run_as_of(
+    store: FeatureStore, scenario: Scenario, pick: int, engines: list[Any]
+) -> list[pa.Table]:
+    oracle, cuts = load_timed(store, scenario)
+    as_of = cuts[pick % len(cuts)]
+    entities = entity_table(scenario.entities, scenario.entity_style)
+    requested = requested_for(scenario.refs, oracle, scenario.full_feature_names)
+    expected = point_in_time_join(scenario.entities, requested, as_of=as_of)
+    results = []
+    for engine in engines:
+        built = store.get_training_data(
+            entities,
+            features=scenario.refs,
+            full_feature_names=scenario.full_feature_names,
+            engine=engine,
+            as_of=as_of,
+        )
+        assert built.table is not None
+        assert built.record.as_of == as_of
+        assert_matches_oracle(built.table, entities, expected, requested)
+        results.append(built.table)
+    return results
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario=scenarios(), pick=st.integers(0, 12))
+def test_duckdb_as_of_matches_oracle(
+    pit_store: FeatureStore, scratch: Path, scenario: Scenario, pick: int
+) -> None:
+    root = Path(tempfile.mkdtemp(dir=scratch))
+    try:
+        run_as_of(with_offline_root(pit_store, root), scenario, pick, ["duckdb"])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parts=st.lists(scenarios(), min_size=3, max_size=4), pick=st.integers(0, 40))
+def test_spark_as_of_matches_oracle_and_duckdb(
+    pit_store: FeatureStore, scratch: Path, spark: Any, parts: list[Scenario], pick: int
+) -> None:
+    root = Path(tempfile.mkdtemp(dir=scratch))
+    try:
+        duck, sparked = run_as_of(
+            with_offline_root(pit_store, root),
+            merge(parts),
+            pick,
+            ["duckdb", spark_engine(spark)],
+        )
+        assert sparked.equals(duck)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- late corrections, worked by hand -------------------------------------------------------------
+
+
+def _write(store: FeatureStore, rows: list[dict[str, Any]]) -> datetime:
+    """One write of user_stats rows; returns an instant after it landed."""
+    view = store.snapshot().feature_view("user_stats")
+    store.offline_store().write(view, 1, feature_table("user_stats", rows))
+    landed = datetime.now(UTC)
+    _tick(landed)
+    return landed
+
+
+def _score(store: FeatureStore, as_of: Any, engine: Any = "duckdb") -> list[Any]:
+    entities = entity_table([{"user_id": 1, "merchant_id": None, EVENT_TS: at(10)}])
+    built = store.get_training_data(
+        entities, features=["user_stats:score"], as_of=as_of, engine=engine
+    )
+    assert built.table is not None
+    return built.table.column("score").to_pylist()
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_late_corrections(fresh: FeatureStore, engine: str, request: pytest.FixtureRequest) -> None:
+    runner = "duckdb" if engine == "duckdb" else spark_engine(request.getfixturevalue("spark"))
+    before_any = datetime.now(UTC)
+    _tick(before_any)
+    fact = {"user_id": 1, EVENT_TS: at(5), CREATED_TS: at(5), "score": 1.0, "cnt": 1}
+    first = _write(fresh, [fact])
+    # A correction of the same fact with the same created time: it lands later and wins the tie.
+    tie = _write(fresh, [{**fact, "score": 2.0}])
+    # A correction stamped as created long ago (the producer's clock, a backfill): created
+    # time says "known at 5", yet the store only learnt it now.
+    backdated = _write(fresh, [{**fact, CREATED_TS: at(6), "score": 3.0}])
+    assert _score(fresh, before_any, runner) == [None]
+    assert _score(fresh, first, runner) == [1.0]
+    assert _score(fresh, tie, runner) == [2.0]
+    assert _score(fresh, backdated, runner) == [3.0]
+    assert _score(fresh, None, runner) == [3.0]  # no as_of: everything landed
+
+
+def test_as_of_survives_a_window_replace_of_other_rows(fresh: FeatureStore) -> None:
+    """A replace rewrites the remainder of a file it cuts: the remainder keeps its landing time."""
+    view = fresh.snapshot().feature_view("user_stats")
+    offline = fresh.offline_store()
+    rows = [
+        {"user_id": 1, EVENT_TS: at(5), CREATED_TS: at(5), "score": 1.0, "cnt": 1},
+        {"user_id": 2, EVENT_TS: at(15), CREATED_TS: at(15), "score": 9.0, "cnt": 1},
+    ]
+    landed = _write(fresh, rows)
+    replaced = feature_table("user_stats", [{**rows[1], "score": 8.0}])
+    offline.write(view, 1, replaced, window=(at(12), at(20)))
+    assert _score(fresh, landed) == [1.0]  # the cut file's other row is still known at `landed`
+    table = offline.table("user_stats", 1)
+    files = table.manifest().files
+    assert len(files) == 2
+    assert len({f.landed_us for f in files}) == 2
+
+
+def test_as_of_is_recorded_and_accepts_iso_strings(fresh: FeatureStore) -> None:
+    landed = _write(fresh, [{"user_id": 1, EVENT_TS: at(5), "score": 1.0, "cnt": 1}])
+    assert _score(fresh, landed.isoformat()) == [1.0]
+    naive = (landed - timedelta(hours=1)).replace(tzinfo=None)  # naive = UTC: before the write
+    assert _score(fresh, naive) == [None]
+    records = fresh.registry.training_sets(fresh.project)
+    assert records[0].as_of == landed - timedelta(hours=1)
+    assert records[1].as_of == landed
+
+
+@pytest.mark.parametrize("bad", ["yesterday", 12345, "2026-13-01"])
+def test_bad_as_of_is_a_typed_error(fresh: FeatureStore, bad: Any) -> None:
+    with pytest.raises(EntityInputError, match="as_of"):
+        _score(fresh, bad)
