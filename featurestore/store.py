@@ -155,7 +155,7 @@ class FeatureStore:
 
     def get_training_data(
         self,
-        entities: Any,
+        entities: Any = None,
         *,
         features: Sequence[str] | None = None,
         feature_service: str | None = None,
@@ -165,6 +165,9 @@ class FeatureStore:
         engine: str | OfflineEngine = "duckdb",
         output_path: str | os.PathLike[str] | None = None,
         as_of: datetime | str | None = None,
+        spine: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> TrainingSet:
         """Point-in-time correct features for each entity row (see ``offline/join.py``).
 
@@ -175,7 +178,10 @@ class FeatureStore:
         ``.table`` is a pyarrow Table, or streams to ``output_path``; either way
         the build is recorded in the registry for lineage. ``as_of``: read only
         the offline rows that had landed by then (what the store knew at that time).
+        ``spine="view"`` (instead of ``entities``): the entity rows are that view's own
+        rows with event time in [``start``, ``end``) (see ``offline/spine.py``).
         """
+        from featurestore.offline.spine import entity_source
         from featurestore.offline.training import build_training_set
 
         runner = self.offline_engine(engine) if isinstance(engine, str) else engine
@@ -184,7 +190,7 @@ class FeatureStore:
             snapshot=self.snapshot(),
             offline_root=self.config.offline_store_path,
             engine=runner,
-            entities=entities,
+            entities=entity_source(entities, spine, start, end, timestamp_column),
             features=features,
             feature_service=feature_service,
             model=model,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -18,6 +18,9 @@ from featurestore.online.on_demand import plan_on_demand
 from featurestore.registry import Registry, RegistrySnapshot, TrainingSetRecord
 from featurestore.registry.snapshot import ResolvedFeature
 from featurestore.times import as_utc, micros
+
+if TYPE_CHECKING:
+    from featurestore.offline.spine import Spine
 
 REBUILD = "Build the training set again (its output file was damaged after it was written)."
 
@@ -84,6 +87,29 @@ def parse_as_of(value: datetime | str | None) -> datetime | None:
     return as_utc(value)
 
 
+def _entity_rows(
+    snapshot: RegistrySnapshot,
+    offline_root: Path,
+    entities: Any,
+    timestamp_column: str,
+    known_at: datetime | None,
+) -> tuple[pa.Table, Spine | None, int | None]:
+    """The entity rows (the given ones, or a spine's: ``offline/spine.py``), the spine, and
+    ``as_of`` in microseconds."""
+    from featurestore.offline.spine import SpineRequest, spine_rows
+
+    as_of_us = None if known_at is None else micros(known_at)
+    if entities is None:
+        raise EntityInputError(
+            "No entity rows: pass entities (a table, DataFrame or Parquet path) or "
+            "spine='view' with start= and end= to take them from a view's rows."
+        )
+    if isinstance(entities, SpineRequest):
+        spined = spine_rows(snapshot, offline_root, entities, as_of_us)
+        return spined.rows, spined, as_of_us
+    return read_entities(entities, timestamp_column), None, as_of_us
+
+
 def fingerprint_table(table: pa.Table) -> str:
     """A content hash of the entity rows, so lineage can tell two inputs apart."""
     digest = hashlib.sha256()
@@ -118,7 +144,9 @@ def build_training_set(
         registry, snapshot, model, resolved, policy_default, full_feature_names
     )
     known_at = parse_as_of(as_of)
-    table = read_entities(entities, timestamp_column)
+    table, spined, as_of_us = _entity_rows(
+        snapshot, offline_root, entities, timestamp_column, known_at
+    )
     on_demand = plan_on_demand(snapshot, resolved)
     request = build_request(
         table,
@@ -128,7 +156,7 @@ def build_training_set(
         timestamp_column=timestamp_column,
         full_feature_names=full_feature_names,
         on_demand=on_demand,
-        as_of_us=None if known_at is None else micros(known_at),
+        as_of_us=as_of_us,
     )
     result, rows, failures = _join(
         engine, request, on_demand, resolved, full_feature_names, masks, mask_key, output_path
@@ -144,6 +172,7 @@ def build_training_set(
         output_path=str(Path(output_path).resolve()) if output_path is not None else None,
         offline_manifests={f"{v.view}@v{v.version}": v.manifest_sequence for v in request.views},
         as_of=known_at,
+        spine=spined.describe() if spined is not None else None,
     )
     columns = {
         f"{f.view}__{f.feature}" if full_feature_names else f.feature: str(f) for f in resolved
