@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from featurestore.policy.keys import Credential
     from featurestore.push import Pusher, PushResult
     from featurestore.registry.audit import AuditQueue
+    from featurestore.streaming.status import StreamStats
 
 
 class FeatureStore:
@@ -227,6 +228,59 @@ class FeatureStore:
             engine=engine,
             progress=progress,
         )
+
+    def stream(
+        self,
+        views: list[str] | None = None,
+        *,
+        max_events: int | None = None,
+        until_caught_up: bool = False,
+        seconds: float | None = None,
+        group: str | None = None,
+        flush_seconds: float = 5.0,
+        metrics_port: int | None = None,
+        progress: Callable[[str], None] = lambda _m: None,
+    ) -> list[StreamStats]:
+        """Run the stream consumer of ``views`` (default: every streaming view), as
+        ``featurestore stream`` does, until ``max_events`` events were consumed (accepted
+        or dead-lettered, per view), the topics are caught up, ``seconds`` have passed, or
+        SIGTERM/Ctrl-C (without a condition: only those). It then lands, commits and
+        returns each view's counters. See ``streaming/consumer.py``."""
+        import threading
+
+        try:
+            from featurestore.streaming import consumer
+        except ImportError as exc:
+            raise MissingExtraError("kafka", "kafka") from exc
+        from featurestore.streaming.until import Until
+
+        until = Until(max_events, until_caught_up, seconds)
+        return consumer.run(
+            self,
+            views or self.snapshot().streaming_views(),
+            group=group,
+            flush_seconds=flush_seconds,
+            metrics_port=metrics_port,
+            progress=progress,
+            handle_signals=threading.current_thread() is threading.main_thread(),
+            until=None if until.forever else until,
+        )
+
+    def backfill(
+        self,
+        view: str,
+        *,
+        source: str = "source",
+        progress: Callable[[str], None] = lambda _m: None,
+    ) -> dict[str, Any]:
+        """``featurestore stream backfill``: compute a streaming view's rows on Spark from
+        historical events (``source``: the KafkaSource's batch_source; ``log``: the events
+        the stream landed) and commit them offline. See ``streaming/spark_batch.py``."""
+        try:
+            from featurestore.streaming.spark_batch import backfill
+        except ImportError as exc:
+            raise MissingExtraError("pyspark", "spark") from exc
+        return backfill(self, view, source=source, progress=progress)
 
     # -- online -------------------------------------------------------------------
 
