@@ -216,3 +216,22 @@ def test_as_of_is_recorded_and_accepts_iso_strings(fresh: FeatureStore) -> None:
 def test_bad_as_of_is_a_typed_error(fresh: FeatureStore, bad: Any) -> None:
     with pytest.raises(EntityInputError, match="as_of"):
         _score(fresh, bad)
+
+
+def test_training_sets_recorded_before_schema_8_stay_readable(tmp_path: Path) -> None:
+    import sqlite3
+
+    repo = write_repo(tmp_path / "repo", PIT_REPO, project="pit")
+    with FeatureStore(repo) as store:
+        store.apply()
+        _write(store, [{"user_id": 1, EVENT_TS: at(5), "score": 1.0, "cnt": 1}])
+        _score(store, None)
+    with sqlite3.connect(repo / "data" / "registry.db") as conn:  # back to schema v7
+        conn.execute("ALTER TABLE fs_training_sets DROP COLUMN as_of")
+        conn.execute("ALTER TABLE fs_training_sets DROP COLUMN spine")
+        conn.execute("UPDATE fs_meta SET value = '7' WHERE key = 'schema'")
+    with FeatureStore(repo) as store:
+        assert _score(store, datetime.now(UTC)) == [1.0]
+        old, new = reversed(store.registry.training_sets(store.project))
+        assert (old.as_of, old.spine) == (None, None)
+        assert new.as_of is not None

@@ -226,6 +226,8 @@ def test_cli_spine(pit_store: FeatureStore, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "entity rows: 1 of spine user_stats@v1" in result.output
     assert pq.read_table(out).to_pylist() == [{"user_id": 1, EVENT_TS: at(5), "score": 1.0}]
+    listed = CliRunner().invoke(app, ["training-sets", "--repo", str(pit_store.config.repo_path)])
+    assert "spine user_stats@v1" in listed.output
     both = CliRunner().invoke(app, [*args, "-o", str(out), "--spine", "user_stats", "-e", str(out)])
     assert both.exit_code != 0
     assert "not both" in both.output
