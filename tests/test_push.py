@@ -34,6 +34,7 @@ from featurestore.errors import (
 )
 from featurestore.offline.table import OfflineTable
 from featurestore.offline.writer import table_path
+from featurestore.registry.schema import SCHEMA_VERSION
 from tests.helpers import ONLINE_REPO, write_repo
 from tests.test_serving import Server, start_server, stop_server
 
@@ -608,7 +609,9 @@ def test_old_credential_records_stay_readable_after_the_migration(repo: Path) ->
         kinds = sorted(c.is_push for c in store.registry.credentials.records(project))
         assert kinds == [False, True]
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM fs_meta WHERE key = 'schema'").fetchone() == ("7",)
+        assert conn.execute("SELECT value FROM fs_meta WHERE key = 'schema'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
     del push
 
 

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -46,7 +46,6 @@ from featurestore.definitions import FeatureView, KafkaSource
 from featurestore.errors import OnlineStoreUnavailable, StreamError
 from featurestore.online.layout import ViewLayout
 from featurestore.stages import StageHook, no_stage
-from featurestore.store import FeatureStore
 from featurestore.streaming import topic_check
 from featurestore.streaming.dead_letters import DeadLetterSender
 from featurestore.streaming.landing import Landing, StreamPosition, record_digest
@@ -54,6 +53,9 @@ from featurestore.streaming.processor import DeadLetter, StreamProcessor, format
 from featurestore.streaming.status import Metrics, StreamStats, status_path, write_status
 from featurestore.streaming.until import Until
 from featurestore.urls import redact
+
+if TYPE_CHECKING:
+    from featurestore.store import FeatureStore  # the store calls this module
 
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
