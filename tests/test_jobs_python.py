@@ -128,3 +128,25 @@ def test_store_stream_refuses_bad_stop_conditions(
     path, _topic = stream_repo(tmp_path, services)
     with FeatureStore(path) as store, pytest.raises(EntityInputError, match=message):
         store.stream(**kwargs)
+
+
+def test_store_backfill_equals_the_cli(tmp_path: Path, services: Any, spark: Any) -> None:
+    """``spark``: the session the backfill's getOrCreate then reuses."""
+    path, topic = stream_repo(tmp_path, services)
+    produce(
+        services.kafka_bootstrap, topic, [event(u, m, 1.0 + m) for m in range(4) for u in (1, 2)]
+    )
+    with FeatureStore(path) as store:
+        store.stream(until_caught_up=True, flush_seconds=0.2)
+        lines: list[str] = []
+        result = store.backfill("velocity", source="log", progress=lines.append)
+    assert result["view"] == "velocity@v1"
+    assert result["rows"] == 8
+    out = CliRunner().invoke(
+        app, ["stream", "backfill", "velocity", "--from", "log", "-r", str(path)]
+    )
+    assert out.exit_code == 0, out.output
+    cli = orjson.loads(out.output.splitlines()[-1])
+    # The second run replaces exactly what the first committed.
+    assert (cli["view"], cli["rows"], cli["replaced"]) == ("velocity@v1", 8, 8)
+    assert timeless(lines) == timeless(out.output.splitlines()[:-1])
