@@ -235,3 +235,41 @@ def test_training_sets_recorded_before_schema_8_stay_readable(tmp_path: Path) ->
         old, new = reversed(store.registry.training_sets(store.project))
         assert (old.as_of, old.spine) == (None, None)
         assert new.as_of is not None
+
+
+def test_cli_as_of(pit_store: FeatureStore, tmp_path: Path) -> None:
+    """The CLI reads the repo's own offline root: the module store's default one."""
+    import json
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+
+    landed = _write(pit_store, [{"user_id": 1, EVENT_TS: at(5), "score": 1.0, "cnt": 1}])
+    _write(pit_store, [{"user_id": 1, EVENT_TS: at(5), "score": 2.0, "cnt": 1}])
+    entities = tmp_path / "entities.parquet"
+    pq.write_table(entity_table([{"user_id": 1, "merchant_id": None, EVENT_TS: at(10)}]), entities)
+    out = tmp_path / "set.parquet"
+    repo = str(pit_store.config.repo_path)
+    args = [
+        "training-data",
+        "-r",
+        repo,
+        "-f",
+        "user_stats:score",
+        "-e",
+        str(entities),
+        "-o",
+        str(out),
+    ]
+    shown = CliRunner().invoke(app, [*args, "--as-of", landed.isoformat()])
+    assert shown.exit_code == 0, shown.output
+    assert f"as known at {landed.isoformat()}" in shown.output
+    assert pq.read_table(out).column("score").to_pylist() == [1.0]
+    latest = CliRunner().invoke(app, [*args, "--json"])
+    assert json.loads(latest.output)["as_of"] is None
+    assert pq.read_table(out).column("score").to_pylist() == [2.0]
+    bad = CliRunner().invoke(app, [*args, "--as-of", "last week"])
+    assert bad.exit_code == 1
+    assert "--as-of 'last week' is not an ISO date" in bad.output
