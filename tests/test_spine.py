@@ -231,3 +231,38 @@ def test_cli_spine(pit_store: FeatureStore, tmp_path: Path) -> None:
     both = CliRunner().invoke(app, [*args, "-o", str(out), "--spine", "user_stats", "-e", str(out)])
     assert both.exit_code != 0
     assert "not both" in both.output
+
+
+def test_spine_on_spark_equals_duckdb(fresh: FeatureStore, spark: Any) -> None:
+    from tests.test_pit_join import spark_engine
+
+    _write_users(
+        fresh,
+        [
+            {"user_id": u, EVENT_TS: at(m), CREATED_TS: at(m), "score": u + m / 10, "cnt": m}
+            for u in (1, 2, 3)
+            for m in (0, 5, 30, 119, 121)
+        ],
+    )
+    view = fresh.snapshot().feature_view("pair_stats")
+    pairs = [
+        {"user_id": u, "merchant_id": "m1", EVENT_TS: at(m), "amount": 1.0 * m}
+        for u in (1, 2)
+        for m in (3, 40)
+    ]
+    fresh.offline_store().write(view, 1, feature_table("pair_stats", pairs))
+    refs = ["user_stats:score", "pair_stats:amount"]
+    kwargs: dict[str, Any] = {
+        "features": refs,
+        "spine": "pair_stats",
+        "start": at(0),
+        "end": at(150),
+    }
+    duck = fresh.get_training_data(**kwargs).table
+    sparked = fresh.get_training_data(**kwargs, engine=spark_engine(spark)).table
+    assert duck is not None
+    assert sparked is not None
+    assert sparked.equals(duck)
+    # (user, minute): (1, 3) (2, 3) (1, 40) (2, 40); user_stats rows at 0 and 30 match
+    assert duck.column("score").to_pylist() == [1.0, 2.0, 4.0, 5.0]
+    assert duck.column("amount").to_pylist() == [3.0, 3.0, 40.0, 40.0]
