@@ -273,3 +273,37 @@ def test_cli_as_of(pit_store: FeatureStore, tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, [*args, "--as-of", "last week"])
     assert bad.exit_code == 1
     assert "--as-of 'last week' is not an ISO date" in bad.output
+
+
+def test_stream_repair_keeps_the_landing_time_of_the_rows_it_keeps(tmp_path: Path) -> None:
+    """A file holding a row from the future and a sane one: repair rewrites the sane one,
+    which keeps its landing time (an as-of read still sees it as before)."""
+    from featurestore.online.layout import ViewLayout
+    from featurestore.streaming.landing import Landing, StreamPosition
+    from featurestore.streaming.repair import repair
+    from featurestore.times import micros
+    from tests.test_stream import DEFS
+
+    repo = write_repo(tmp_path / "repo", {"defs.py": DEFS.replace("TOPIC", "t")}, project="rep")
+    with FeatureStore(repo) as store:
+        store.apply()
+        view = store.snapshot().feature_view("velocity")
+        root = store.offline_store().table("velocity", 1).root
+    landing = Landing(root, view, view.source)  # type: ignore[arg-type]
+    sane, future = datetime(2026, 1, 7, 1, tzinfo=UTC), datetime(2026, 1, 7, 23, tzinfo=UTC)
+    schema = landing.features_schema
+    rows = [
+        {f.name: None for f in schema} | {"user_id": 1, EVENT_TS: t, CREATED_TS: t}
+        for t in (sane, future)
+    ]
+    table = pa.Table.from_pylist(rows, schema=schema)
+    position = StreamPosition(offsets={0: 2}, max_event_us={0: micros(future)})
+    landing.append(landing.features, table, position)
+    (before,) = landing.features.files()
+    _tick(datetime.now(UTC))
+    bound = micros(datetime(2026, 1, 7, 12, tzinfo=UTC))
+    report = repair(landing, ViewLayout.from_view("rep", view, 1), None, bound)
+    assert report.feature_rows_removed == 1
+    (after,) = landing.features.files()
+    assert after.path != before.path  # rewritten without the future row ...
+    assert after.landed_us == before.landed_us  # ... and still landed when it first did
