@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from featurestore import FeatureStore
 from featurestore.errors import EntityInputError
 from tests.helpers import write_repo
-from tests.pit_oracle import CREATED_TS, EVENT_TS, OracleView, point_in_time_join
+from tests.pit_oracle import CREATED_TS, EVENT_TS, OracleView, point_in_time_join, utc
 from tests.test_pit_join import (
     KEYS,
     PIT_REPO,
@@ -62,26 +62,46 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("examples")
 
 
-def load_timed(store: FeatureStore, scenario: Scenario) -> tuple[dict[str, OracleView], list[Any]]:
+def load_timed(
+    store: FeatureStore, scenario: Scenario, replaces: frozenset[int] = frozenset()
+) -> tuple[dict[str, OracleView], list[Any]]:
     """Write the scenario one write at a time; the oracle's views with each write's landing
-    time, and the instants that separate the writes (before the first, after each)."""
+    time, and the instants that separate the writes (before the first, after each).
+
+    The writes numbered in ``replaces`` replace the window their rows span: in the oracle,
+    the rows of earlier writes in that window go; the others stay in their write (same
+    landing time, same place in the tie order), as the store keeps a cut file's remainder."""
     snapshot = store.snapshot()
     offline = store.offline_store()
     oracle = {v: OracleView(v, KEYS[v], TTLS[v]) for v in VIEWS}
     cuts = [datetime.now(UTC)]
+    number = 0
     for view_name in VIEWS:
         view = snapshot.feature_view(view_name)
         for write in scenario.writes[view_name]:
             table = feature_table(
                 view_name, write.rows, style=write.style, with_created=write.created_at is None
             )
+            window = None
+            if number in replaces and write.rows:
+                times = [_event(r) for r in write.rows]
+                window = (min(times), max(times) + timedelta(minutes=1))
+                for rows in oracle[view_name].writes:
+                    rows[:] = [r for r in rows if not window[0] <= _event(r) < window[1]]
+            number += 1
             _tick(cuts[-1])
-            offline.write(view, 1, table, created_at=write.created_at)
+            offline.write(view, 1, table, created_at=write.created_at, window=window)
             landed = datetime.now(UTC)
-            oracle[view_name].writes.append(write.rows)
+            oracle[view_name].writes.append(list(write.rows))
             oracle[view_name].landed.append(landed)
             cuts.append(landed)
     return oracle, cuts
+
+
+def _event(row: dict[str, Any]) -> datetime:
+    event = utc(row[EVENT_TS])
+    assert event is not None
+    return event
 
 
 def _tick(after: datetime) -> None:
@@ -91,9 +111,13 @@ def _tick(after: datetime) -> None:
 
 
 def run_as_of(
-    store: FeatureStore, scenario: Scenario, pick: int, engines: list[Any]
+    store: FeatureStore,
+    scenario: Scenario,
+    pick: int,
+    engines: list[Any],
+    replaces: frozenset[int] = frozenset(),
 ) -> list[pa.Table]:
-    oracle, cuts = load_timed(store, scenario)
+    oracle, cuts = load_timed(store, scenario, replaces)
     as_of = cuts[pick % len(cuts)]
     entities = entity_table(scenario.entities, scenario.entity_style)
     requested = requested_for(scenario.refs, oracle, scenario.full_feature_names)
@@ -114,14 +138,23 @@ def run_as_of(
     return results
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenario=scenarios(), pick=st.integers(0, 12))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    scenario=scenarios(),
+    pick=st.integers(0, 12),
+    replaces=st.frozensets(st.integers(0, 9), max_size=4),
+)
 def test_duckdb_as_of_matches_oracle(
-    pit_store: FeatureStore, scratch: Path, scenario: Scenario, pick: int
+    pit_store: FeatureStore,
+    scratch: Path,
+    scenario: Scenario,
+    pick: int,
+    replaces: frozenset[int],
 ) -> None:
+    """Appends, late corrections and window replaces, cut at any point between writes."""
     root = Path(tempfile.mkdtemp(dir=scratch))
     try:
-        run_as_of(with_offline_root(pit_store, root), scenario, pick, ["duckdb"])
+        run_as_of(with_offline_root(pit_store, root), scenario, pick, ["duckdb"], replaces)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
