@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from featurestore.policy.keys import Credential
     from featurestore.push import Pusher, PushResult
     from featurestore.registry.audit import AuditQueue
+    from featurestore.streaming.status import StreamStats
 
 
 class FeatureStore:
@@ -162,7 +163,7 @@ class FeatureStore:
 
     def get_training_data(
         self,
-        entities: Any,
+        entities: Any = None,
         *,
         features: Sequence[str] | None = None,
         feature_service: str | None = None,
@@ -171,6 +172,10 @@ class FeatureStore:
         full_feature_names: bool = False,
         engine: str | OfflineEngine = "duckdb",
         output_path: str | os.PathLike[str] | None = None,
+        as_of: datetime | str | None = None,
+        spine: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> TrainingSet:
         """Point-in-time correct features for each entity row (see ``offline/join.py``).
 
@@ -179,8 +184,12 @@ class FeatureStore:
         Ask with exactly one of ``features``, ``feature_service`` or ``model``
         (a model reads its pinned versions). Returns a TrainingSet whose
         ``.table`` is a pyarrow Table, or streams to ``output_path``; either way
-        the build is recorded in the registry for lineage.
+        the build is recorded in the registry for lineage. ``as_of``: read only
+        the offline rows that had landed by then (what the store knew at that time).
+        ``spine="view"`` (instead of ``entities``): the entity rows are that view's own
+        rows with event time in [``start``, ``end``) (see ``offline/spine.py``).
         """
+        from featurestore.offline.spine import entity_source
         from featurestore.offline.training import build_training_set
 
         runner = self.offline_engine(engine) if isinstance(engine, str) else engine
@@ -189,7 +198,7 @@ class FeatureStore:
             snapshot=self.snapshot(),
             offline_root=self.config.offline_store_path,
             engine=runner,
-            entities=entities,
+            entities=entity_source(entities, spine, start, end, timestamp_column),
             features=features,
             feature_service=feature_service,
             model=model,
@@ -198,6 +207,7 @@ class FeatureStore:
             output_path=output_path,
             policy_default=self.config.policy_default,
             mask_key=self.mask_key(),
+            as_of=as_of,
         )
 
     def rebuild_training_set(
@@ -255,6 +265,59 @@ class FeatureStore:
             engine=engine,
             progress=progress,
         )
+
+    def stream(
+        self,
+        views: list[str] | None = None,
+        *,
+        max_events: int | None = None,
+        until_caught_up: bool = False,
+        seconds: float | None = None,
+        group: str | None = None,
+        flush_seconds: float = 5.0,
+        metrics_port: int | None = None,
+        progress: Callable[[str], None] = lambda _m: None,
+    ) -> list[StreamStats]:
+        """Run the stream consumer of ``views`` (default: every streaming view), as
+        ``featurestore stream`` does, until ``max_events`` events were consumed (accepted
+        or dead-lettered, per view), the topics are caught up, ``seconds`` have passed, or
+        SIGTERM/Ctrl-C (without a condition: only those). It then lands, commits and
+        returns each view's counters. See ``streaming/consumer.py``."""
+        import threading
+
+        try:
+            from featurestore.streaming import consumer
+        except ImportError as exc:
+            raise MissingExtraError("kafka", "kafka") from exc
+        from featurestore.streaming.until import Until
+
+        until = Until(max_events, until_caught_up, seconds)
+        return consumer.run(
+            self,
+            views or self.snapshot().streaming_views(),
+            group=group,
+            flush_seconds=flush_seconds,
+            metrics_port=metrics_port,
+            progress=progress,
+            handle_signals=threading.current_thread() is threading.main_thread(),
+            until=None if until.forever else until,
+        )
+
+    def backfill(
+        self,
+        view: str,
+        *,
+        source: str = "source",
+        progress: Callable[[str], None] = lambda _m: None,
+    ) -> dict[str, Any]:
+        """``featurestore stream backfill``: compute a streaming view's rows on Spark from
+        historical events (``source``: the KafkaSource's batch_source; ``log``: the events
+        the stream landed) and commit them offline. See ``streaming/spark_batch.py``."""
+        try:
+            from featurestore.streaming.spark_batch import backfill
+        except ImportError as exc:
+            raise MissingExtraError("pyspark", "spark") from exc
+        return backfill(self, view, source=source, progress=progress)
 
     # -- online -------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ The rule, for each entity row (keys k, time t) and each requested view version:
 * the winner has the latest ``event_timestamp``; ties go to the larger ``created_timestamp`` (a
   null created time counts as the smallest), then to the later ``OfflineStore.write`` call, then,
   within one write, to the later row;
+* with ``as_of``, only rows of writes that landed at or before it are candidates (``landed[i]`` is
+  when the i-th write landed): what the store knew at that time;
 * no candidate gives ``None`` for every feature of that view;
 * entity rows keep their order and duplicates, and every input column passes through unchanged.
 
@@ -49,9 +51,12 @@ class OracleView:
     join_keys: tuple[str, ...]
     ttl: timedelta | None
     writes: list[list[dict[str, Any]]] = field(default_factory=list)
+    landed: list[datetime] = field(default_factory=list)  # when each write landed (as_of only)
 
 
-def latest_row(view: OracleView, keys: Mapping[str, Any], at: datetime) -> dict[str, Any] | None:
+def latest_row(
+    view: OracleView, keys: Mapping[str, Any], at: datetime, as_of: datetime | None = None
+) -> dict[str, Any] | None:
     """The feature row the contract picks for ``keys`` at time ``at``, or None."""
     if any(keys[k] is None for k in view.join_keys):
         return None
@@ -60,7 +65,10 @@ def latest_row(view: OracleView, keys: Mapping[str, Any], at: datetime) -> dict[
     lower = None if view.ttl is None else t - view.ttl
     best: tuple[Any, ...] | None = None
     best_row: dict[str, Any] | None = None
+    known = utc(as_of)
     for write_no, rows in enumerate(view.writes):
+        if known is not None and utc(view.landed[write_no]) > known:  # type: ignore[operator]
+            continue  # landed after as_of: not yet known
         for row_no, row in enumerate(rows):
             if any(row[k] is None or row[k] != keys[k] for k in view.join_keys):
                 continue
@@ -81,6 +89,7 @@ def point_in_time_join(
     requested: Sequence[tuple[OracleView, str, str]],
     *,
     timestamp_column: str = EVENT_TS,
+    as_of: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The expected training rows.
 
@@ -93,7 +102,7 @@ def point_in_time_join(
         matches: dict[str, dict[str, Any] | None] = {}
         for view, feature, name in requested:
             if view.name not in matches:
-                matches[view.name] = latest_row(view, entity, entity[timestamp_column])
+                matches[view.name] = latest_row(view, entity, entity[timestamp_column], as_of)
             match = matches[view.name]
             row[name] = None if match is None else match.get(feature)
         out.append(row)

@@ -310,3 +310,33 @@ def test_tenants_apply_without_waiting_for_each_other(postgres_db_url: str, tmp_
     assert not outcomes["a2"].plan.has_changes
     for registry in (holder, other, racer):
         registry.close()
+
+
+def test_training_sets_of_schema_7_migrate_to_as_of_and_spine(postgres_db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from featurestore.registry import TrainingSetRecord
+
+    def record(**extra: Any) -> TrainingSetRecord:
+        return TrainingSetRecord(
+            "p", None, ("v@v1:f",), "0" * 64, 1, 1, "duckdb", None, {}, **extra
+        )
+
+    reg = Registry(postgres_db_url)
+    reg.record_training_set(record())
+    reg.close()
+    engine = create_engine(postgres_db_url)
+    with engine.begin() as conn:  # back to schema v7
+        conn.execute(text("ALTER TABLE fs_training_sets DROP COLUMN as_of"))
+        conn.execute(text("ALTER TABLE fs_training_sets DROP COLUMN spine"))
+        conn.execute(text("UPDATE fs_meta SET value = '7' WHERE key = 'schema'"))
+    engine.dispose()
+    reg = Registry(postgres_db_url)
+    try:
+        known = datetime(2026, 1, 7, 22, 0, tzinfo=UTC)
+        reg.record_training_set(record(as_of=known, spine={"view": "v@v1"}))
+        new, old = reg.training_sets("p")
+        assert (old.as_of, old.spine) == (None, None)
+        assert (new.as_of, new.spine) == (known, {"view": "v@v1"})
+    finally:
+        reg.close()

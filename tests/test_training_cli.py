@@ -128,3 +128,32 @@ def test_training_data_errors_are_one_line(example_repo: Path) -> None:
     )
     assert result.exit_code == 1
     assert "Did you mean 'fraud_features'?" in result.output
+
+
+def test_a_spine_training_set_from_the_example_repo(example_repo: Path) -> None:
+    """No entity file: every merchant_stats row of the last two days, as known now."""
+    generate(load_config(example_repo), SMALL)
+    with FeatureStore(example_repo) as store:
+        store.apply()
+        backfill(store)
+    out = example_repo / "data" / "training" / "merchants.parquet"
+    args = ["training-data", "-r", str(example_repo), "-o", str(out), "--json"]
+    args += ["-f", "merchant_stats:txn_count_30d", "-f", "merchant_stats:category"]
+    window = ["--start", "2026-01-30", "--end", "2026-02-01", "--as-of", "2100-01-01"]
+    result = CliRunner().invoke(app, [*args, "--spine", "merchant_stats", *window])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["spine"] == {
+        "view": "merchant_stats@v1",
+        "start": "2026-01-30T00:00:00+00:00",
+        "end": "2026-02-01T00:00:00+00:00",
+    }
+    table = pq.read_table(out)
+    assert table.column_names == [
+        "merchant_id",
+        "event_timestamp",
+        "txn_count_30d",
+        "category",
+    ]
+    assert record["rows"] == table.num_rows == SMALL.merchants * 2  # one row a merchant a day
+    assert table.column("txn_count_30d").null_count == 0  # each row finds itself

@@ -677,3 +677,31 @@ def test_gc_releases_the_pins_of_a_build_that_stopped_after_a_day(
     )
     assert not stale.exists()
     assert (table.root / "_pins" / "pending-recent.json").exists()
+
+
+def test_as_of_and_spine_sets_rebuild_identically_after_later_corrections(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    """A set built "as known at t" and one whose entity rows came from a spine rebuild to
+    the same content, however the tables moved on (a correction landed after t included)."""
+    offline = impatient(store)
+    offline.write(view, 1, rows([DAY1 + HOUR, DAY1 + 5 * HOUR], users=[1, 2]))
+    known_at = datetime.now(UTC)
+    time.sleep(0.01)
+    offline.write(view, 1, rows([DAY1 + HOUR], users=[1], amount=70))  # a late correction
+    as_of = store.get_training_data(entities(), features=FEATURES, as_of=known_at)
+    spine = store.get_training_data(
+        features=["user_stats:avg_amount"], spine="user_stats", start=DAY1, end=DAY3
+    )
+    assert as_of.record.as_of is not None
+    assert spine.record.spine is not None
+    offline.write(view, 1, rows([DAY1 + HOUR], users=[1], amount=90), window=(DAY1, DAY2))
+    offline.table("user_stats", 1).collect_garbage(by="test")
+    for built in (as_of, spine):
+        rebuilt = store.rebuild_training_set(built.record.id)
+        assert rebuilt.fingerprint == built.record.fingerprint
+        assert rebuilt.table is not None
+        assert rebuilt.table.equals(built.table)
+    # The correction landed after known_at: the as-of set never saw it.
+    assert as_of.table is not None
+    assert 70.0 not in as_of.table.column("avg_amount").to_pylist()

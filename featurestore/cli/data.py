@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,17 +15,34 @@ from featurestore.cli.common import (
     echo_json,
     handle_errors,
     open_store,
+    parse_time,
 )
+
+if TYPE_CHECKING:
+    from featurestore.registry import TrainingSetRecord
 
 # -- data -------------------------------------------------------------------------
 
 
 @handle_errors
 def training_data(
-    entities: Annotated[
-        Path, typer.Option("--entities", "-e", help="Parquet file of entity rows (keys + time).")
-    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")],
+    entities: Annotated[
+        Path | None,
+        typer.Option("--entities", "-e", help="Parquet file of entity rows (keys + time)."),
+    ] = None,
+    spine: Annotated[
+        str | None,
+        typer.Option(
+            "--spine", help="Take the entity rows from this view's own rows (instead of -e)."
+        ),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="Spine rows from this event time (inclusive).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--end", help="Spine rows before this event time (exclusive).")
+    ] = None,
     repo: RepoOption = Path("."),
     service: Annotated[str | None, typer.Option(help="Feature service name.")] = None,
     model: Annotated[
@@ -44,6 +61,12 @@ def training_data(
     memory_limit: Annotated[
         str | None, typer.Option(help="DuckDB memory limit, e.g. 2GB; spills to disk beyond.")
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Read only offline rows landed by this time (ISO 8601; naive = UTC)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build a point-in-time correct training set and record it for lineage."""
@@ -61,25 +84,38 @@ def training_data(
             full_feature_names=full_feature_names,
             engine=store.offline_engine(engine, **options),
             output_path=out,
+            as_of=parse_time(as_of, "--as-of"),
+            spine=spine,
+            start=parse_time(start, "--start"),
+            end=parse_time(end, "--end"),
         )
     seconds = time.perf_counter() - started
     record = result.record
     if as_json:
         echo_json({**asdict(record), "seconds": round(seconds, 3)})
         return
+    _summary(record, out, seconds)
+
+
+def _summary(record: TrainingSetRecord, out: Path, seconds: float) -> None:
     typer.echo(
         f"Wrote {record.rows:,} rows with {len(record.features)} features to {out} in "
         f"{seconds:.1f}s ({record.engine}); training set #{record.id} recorded"
-        + (f" for model {model}." if model else ".")
+        + (f" for model {record.model}." if record.model else ".")
     )
     typer.echo(
         "  reads "
         + ", ".join(f"{k} (offline commit {v})" for k, v in record.offline_manifests.items())
+        + (f", as known at {record.as_of.isoformat()}" if record.as_of else "")
     )
     typer.echo(
         f"  fingerprint {record.fingerprint} (`featurestore training-sets rebuild {record.id}` "
         "builds it again exactly)"
     )
+    if record.spine:
+        read = record.spine
+        window = f"[{read.get('start', '-inf')}, {read.get('end', 'inf')})"
+        typer.echo(f"  entity rows: {record.entity_rows:,} of spine {read['view']} {window}")
 
 
 @handle_errors

@@ -64,14 +64,12 @@ def run(
     repo: RepoOption = Path("."),
 ) -> None:
     """Consume until SIGTERM or Ctrl-C (which land the current batch and commit)."""
-    stream = _pipeline("consumer")
     with open_store(repo) as store:
         names = _streaming_views(store, views)
         if not names:
             typer.echo("No streaming views (views whose source is a KafkaSource) in this repo.")
             return
-        stats = stream.run(
-            store,
+        stats = store.stream(
             names,
             group=group,
             flush_seconds=flush_seconds,
@@ -234,10 +232,6 @@ def backfill(
 ) -> None:
     """Compute the view's rows on Spark from historical events (the same window
     definitions as the stream) and commit them to its offline table."""
-    try:
-        from featurestore.streaming.spark_batch import backfill as run_backfill
-    except ImportError as exc:
-        raise MissingExtraError("pyspark", "spark") from exc
     with open_store(repo) as store:
-        result = run_backfill(store, view, source=source, progress=typer.echo)
+        result = store.backfill(view, source=source, progress=typer.echo)
     typer.echo(orjson.dumps(result).decode())

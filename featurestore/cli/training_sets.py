@@ -46,6 +46,10 @@ def list_training_sets(
             f"{r.output_path or '(in memory)'}"
         )
         typer.echo(f"      {', '.join(r.features)}")
+        if r.as_of or r.spine:
+            known = f"as known at {r.as_of.isoformat()}  " if r.as_of else ""
+            spine = f"spine {r.spine['view']}" if r.spine else ""
+            typer.echo(f"      {known}{spine}".rstrip())
 
 
 TrainingSetArg = Annotated[

@@ -140,13 +140,15 @@ def build_request(
     timestamp_column: str = "event_timestamp",
     full_feature_names: bool = False,
     on_demand: OnDemandPlan = NO_ON_DEMAND,
+    as_of_us: int | None = None,
 ) -> JoinRequest:
     """Check the entity rows against the requested features and plan the join.
 
     Every problem with the input is raised here, naming the column, before
     any data is read. With ``on_demand``, its computed features are not joined (they
     are computed from the result: ``offline/on_demand.py``) and its hidden inputs are,
-    as columns named ``hidden_column(j)`` after the requested ones.
+    as columns named ``hidden_column(j)`` after the requested ones. With ``as_of_us``,
+    only files that landed at or before it are read (what the store knew then).
     """
     if entities.num_rows == 0:
         raise EntityInputError("The entity input has no rows; give at least one entity row.")
@@ -189,7 +191,15 @@ def build_request(
     views = []
     for (view_name, version), requested in by_view.items():
         keyed, view_join = _view_join(
-            keyed, snapshot, offline_root, view_name, version, requested, names, min_ts, max_ts
+            keyed,
+            snapshot,
+            offline_root,
+            view_name,
+            version,
+            requested,
+            names,
+            (min_ts, max_ts),
+            as_of_us,
         )
         views.append(view_join)
     keyed = keyed.append_column(ROW, row_numbers(entities.num_rows))
@@ -211,8 +221,8 @@ def _view_join(
     version: int,
     requested: list[ResolvedFeature],
     names: dict[Any, str],
-    min_ts: int,
-    max_ts: int,
+    span: tuple[int, int],
+    as_of_us: int | None,
 ) -> tuple[pa.Table, ViewJoin]:
     """One view version's part of a join (the entity table with its keys checked)."""
     view = snapshot.feature_view(view_name, version)
@@ -221,9 +231,13 @@ def _view_join(
         keyed = _check_key(keyed, entity.join_key, entity.dtype.arrow_type(), view_name)
     ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else None
     table = OfflineTable(offline_root / snapshot.project / view_name / f"v{version}")
-    start = None if ttl_us is None else min_ts - ttl_us
+    start = None if ttl_us is None else span[0] - ttl_us
     manifest = table.manifest()
-    read = [f for f in manifest.files if f.overlaps(start, max_ts)]
+    read = [f for f in manifest.files if f.overlaps(start, span[1])]
+    if as_of_us is not None:
+        # Every row of a file landed with the commit that published it, so the file's
+        # landing time decides for all its rows; the engines never see the later ones.
+        read = [f for f in read if table.landed_us(f) <= as_of_us]
     files = tuple((str(table.root / f.path), f.seq) for f in read)
     return keyed, ViewJoin(
         view=view_name,

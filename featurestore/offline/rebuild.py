@@ -36,6 +36,7 @@ from featurestore.offline.training import content_fingerprint, join_set
 from featurestore.offline.training_inputs import ENTITIES, inputs_dir, table_root
 from featurestore.online.on_demand import plan_on_demand
 from featurestore.registry import TrainingSetRecord
+from featurestore.times import micros
 
 if TYPE_CHECKING:
     from featurestore.store import FeatureStore
@@ -181,6 +182,9 @@ def _view_at_commit(
         raise _gone(record, label, sequence, root, manifest_rel, "its manifest") from None
     start = None if view.ttl_us is None else min_ts - view.ttl_us
     read = [f for f in manifest.files if f.overlaps(start, max_ts)]
+    if record.as_of is not None:  # what the store knew then, as the first build read it
+        as_of_us = micros(record.as_of)
+        read = [f for f in read if table.landed_us(f) <= as_of_us]
     for f in read:
         if not (root / f.path).exists():
             raise _gone(record, label, sequence, root, f.path, "a file it lists")

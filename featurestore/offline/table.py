@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,9 @@ class DataFile:
     # No two rows share keys and event time within this file's write (the writer
     # reduced them): a file that overlaps no other write's time range needs no dedupe.
     tie_free: bool = False
+    # When the commit that first published these rows landed (us since the epoch, UTC): what
+    # ``as_of`` reads filter on. 0 = written before landing times were recorded.
+    landed_us: int = 0
 
     def overlaps(self, start_us: int | None, end_us: int | None) -> bool:
         """Whether any row may fall in [start_us, end_us] (both inclusive, None = open)."""
@@ -89,6 +92,7 @@ class Manifest:
                         "max_ts": f.max_ts,
                         "seq": f.seq,
                         "tie_free": f.tie_free,
+                        "landed_us": f.landed_us,
                     }
                     for f in self.files
                 ],
@@ -139,6 +143,16 @@ class OfflineTable:
         """Committed files that may hold rows with event time in [start_us, end_us]."""
         return [f for f in self.manifest().files if f.overlaps(start_us, end_us)]
 
+    def landed_us(self, f: DataFile) -> int:
+        """When ``f``'s rows landed; for a file from before landing times were recorded, its
+        modification time (files are never modified, so it is when it was written)."""
+        if f.landed_us:
+            return f.landed_us
+        try:
+            return (self.root / f.path).stat().st_mtime_ns // 1000
+        except FileNotFoundError:
+            return 0  # gone: the read reports it
+
     def new_file_path(self, date: str) -> tuple[str, Path]:
         rel = f"date={date}/part-{uuid.uuid4().hex}.parquet"
         path = self.root / rel
@@ -168,6 +182,9 @@ class OfflineTable:
         """Publish ``keep + add`` as the next manifest. Call under ``writer_lock``."""
         sequence = base.sequence + 1
         now = time.time()
+        # New files land now; a rewritten remainder keeps its original landing time.
+        landed = int(now * 1_000_000)
+        add = [f if f.landed_us else replace(f, landed_us=landed) for f in add]
         current = {f.path for f in keep} | {f.path for f in add}
         orphans = {p: t for p, t in base.orphans.items() if p not in current}
         orphans.update({f.path: now for f in base.files if f.path not in current})

@@ -6,8 +6,9 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -16,6 +17,10 @@ from featurestore.offline.join import OfflineEngine, build_request, read_entitie
 from featurestore.online.on_demand import plan_on_demand
 from featurestore.registry import Registry, RegistrySnapshot, TrainingSetRecord
 from featurestore.registry.snapshot import ResolvedFeature
+from featurestore.times import as_utc, micros
+
+if TYPE_CHECKING:
+    from featurestore.offline.spine import Spine
 
 REBUILD = "Build the training set again (its output file was damaged after it was written)."
 
@@ -64,6 +69,47 @@ def resolve_request(
     return snapshot.resolve_all(list(features or []))
 
 
+def parse_as_of(value: datetime | str | None) -> datetime | None:
+    """``as_of`` as an aware UTC datetime (naive and zone-less ISO strings are UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise EntityInputError(
+                f"as_of={value!r} is not an ISO 8601 time; give e.g. 2026-01-07T22:00:00+00:00."
+            ) from exc
+    if not isinstance(value, datetime):
+        raise EntityInputError(
+            f"as_of must be a datetime or an ISO 8601 string (got {type(value).__name__})."
+        )
+    return as_utc(value)
+
+
+def _entity_rows(
+    snapshot: RegistrySnapshot,
+    offline_root: Path,
+    entities: Any,
+    timestamp_column: str,
+    known_at: datetime | None,
+) -> tuple[pa.Table, Spine | None, int | None]:
+    """The entity rows (the given ones, or a spine's: ``offline/spine.py``), the spine, and
+    ``as_of`` in microseconds."""
+    from featurestore.offline.spine import SpineRequest, spine_rows
+
+    as_of_us = None if known_at is None else micros(known_at)
+    if entities is None:
+        raise EntityInputError(
+            "No entity rows: pass entities (a table, DataFrame or Parquet path) or "
+            "spine='view' with start= and end= to take them from a view's rows."
+        )
+    if isinstance(entities, SpineRequest):
+        spined = spine_rows(snapshot, offline_root, entities, as_of_us)
+        return spined.rows, spined, as_of_us
+    return read_entities(entities, timestamp_column), None, as_of_us
+
+
 def fingerprint_table(table: pa.Table) -> str:
     """A content hash of the entity rows, so lineage can tell two inputs apart."""
     digest = hashlib.sha256()
@@ -89,6 +135,7 @@ def build_training_set(
     output_path: str | os.PathLike[str] | None = None,
     policy_default: str = "allow",
     mask_key: bytes = b"",
+    as_of: datetime | str | None = None,
 ) -> TrainingSet:
     resolved = resolve_request(
         snapshot, features=features, feature_service=feature_service, model=model
@@ -96,7 +143,10 @@ def build_training_set(
     masks, rules = _policy_masks(
         registry, snapshot, model, resolved, policy_default, full_feature_names
     )
-    table = read_entities(entities, timestamp_column)
+    known_at = parse_as_of(as_of)
+    table, spined, as_of_us = _entity_rows(
+        snapshot, offline_root, entities, timestamp_column, known_at
+    )
     on_demand = plan_on_demand(snapshot, resolved)
     request = build_request(
         table,
@@ -106,6 +156,7 @@ def build_training_set(
         timestamp_column=timestamp_column,
         full_feature_names=full_feature_names,
         on_demand=on_demand,
+        as_of_us=as_of_us,
     )
     from featurestore.offline.training_inputs import hold_inputs, record_with_inputs
 
@@ -126,6 +177,8 @@ def build_training_set(
         offline_manifests=read,
         fingerprint=content_fingerprint(result, output_path),
         build=build_settings(timestamp_column, full_feature_names, masks, rules, table),
+        as_of=known_at,
+        spine=spined.describe() if spined is not None else None,
     )
     columns = {
         f"{f.view}__{f.feature}" if full_feature_names else f.feature: str(f) for f in resolved

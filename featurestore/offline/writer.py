@@ -315,13 +315,15 @@ def _drop_window(
         dropped += rows.num_rows - remainder.num_rows
         if remainder.num_rows:
             # The remainder keeps its original sequence number: it is the same old write.
-            written = write_files(table, remainder, f.seq, tie_free=f.tie_free)
+            written = write_files(
+                table, remainder, f.seq, tie_free=f.tie_free, landed_us=table.landed_us(f)
+            )
             rewritten.extend(written)
     return keep, dropped, rewritten
 
 
 def write_files(
-    table: OfflineTable, rows: pa.Table, seq: int, *, tie_free: bool = True
+    table: OfflineTable, rows: pa.Table, seq: int, *, tie_free: bool = True, landed_us: int = 0
 ) -> list[DataFile]:
     """One file per event date, sorted by event time (tight ranges prune well)."""
     if rows.num_rows == 0:
@@ -343,6 +345,7 @@ def write_files(
                 max_ts=pc.max(ts).as_py(),
                 seq=seq,
                 tie_free=tie_free,
+                landed_us=landed_us,
             )
         )
     return out

@@ -63,7 +63,9 @@ class RunLog:
         self.database = database
 
     def start(self, run: RunRecord) -> int:
-        """Record ``run`` as running; sets and returns its id."""
+        """Record ``run`` as running; sets and returns its id (and sets when and by whom
+        it started, so the caller's record equals the stored one)."""
+        run.started_at, run.started_by = now_utc(), whoami()
         with self.database.write(run.project) as conn:
             result = conn.execute(
                 t.materialization_runs.insert().values(
@@ -76,8 +78,8 @@ class RunLog:
                     sources=orjson.dumps(run.sources).decode(),
                     code_version=run.code_version,
                     engine=run.engine,
-                    started_at=now_utc(),
-                    started_by=whoami(),
+                    started_at=run.started_at,
+                    started_by=run.started_by,
                 )
             )
             run.id = inserted_id(result)
@@ -85,7 +87,7 @@ class RunLog:
 
     def finish(self, run: RunRecord, status: str, error: str | None = None) -> None:
         """Record the end of ``run``: ``succeeded`` or ``failed``, with its counts."""
-        run.status, run.error = status, error
+        run.status, run.error, run.finished_at = status, error, now_utc()
         with self.database.write(run.project) as conn:
             conn.execute(
                 update(t.materialization_runs)
@@ -103,7 +105,7 @@ class RunLog:
                         else None
                     ),
                     offline_manifest=run.offline_manifest,
-                    finished_at=now_utc(),
+                    finished_at=run.finished_at,
                 )
             )
 

@@ -25,7 +25,7 @@ from sqlalchemy import (
 
 SCHEMA_VERSION = 8  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials,
 # 6: reference profiles and drift statuses, 7: credentials.push_views (push-only keys),
-# 8: training_sets.fingerprint and .build (what a rebuild needs)
+# 8: training_sets.fingerprint and .build (what a rebuild needs), .as_of and .spine
 
 metadata = MetaData()
 
@@ -120,6 +120,8 @@ training_sets = Table(
     # How it was joined, for a rebuild: {"timestamp_column", "full_feature_names",
     # "masks", "rules", "entities"}; null for sets before v8 (they cannot be rebuilt).
     Column("build", Text),
+    Column("as_of", DateTime(timezone=True)),  # only rows landed by then were read
+    Column("spine", Text),  # {"view": "v@vN", "start": iso, "end": iso}: entity rows' source
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(256), nullable=False),
     Index("fs_training_sets_model", "project", "model"),
@@ -229,3 +231,8 @@ def migrate(conn: Connection, from_version: int) -> None:
             conn.execute(text("ALTER TABLE fs_training_sets ADD COLUMN fingerprint VARCHAR(64)"))
         if "build" not in columns:
             conn.execute(text("ALTER TABLE fs_training_sets ADD COLUMN build TEXT"))
+        if "as_of" not in columns:
+            kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+            conn.execute(text(f"ALTER TABLE fs_training_sets ADD COLUMN as_of {kind}"))
+        if "spine" not in columns:
+            conn.execute(text("ALTER TABLE fs_training_sets ADD COLUMN spine TEXT"))

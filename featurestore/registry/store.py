@@ -83,6 +83,8 @@ class TrainingSetRecord:
     id: int | None = None
     fingerprint: str | None = None  # of the set's content (None: recorded before v8)
     build: dict[str, Any] | None = None  # how it was joined (None: recorded before v8)
+    as_of: datetime | None = None  # only offline rows landed by then were read
+    spine: dict[str, str] | None = None  # entity rows from a view: {"view", "start", "end"}
     created_at: datetime | None = None
     created_by: str | None = None
 
@@ -234,6 +236,8 @@ class Registry:
                     offline_manifests=dumps(record.offline_manifests),
                     fingerprint=record.fingerprint,
                     build=None if record.build is None else dumps(record.build),
+                    as_of=record.as_of,
+                    spine=dumps(record.spine) if record.spine is not None else None,
                     created_at=now_utc(),
                     created_by=whoami(),
                 )
@@ -364,4 +368,6 @@ def _training_set(r: Any) -> TrainingSetRecord:
         created_by=r.created_by,
         fingerprint=r.fingerprint,
         build=None if r.build is None else orjson.loads(r.build),
+        as_of=_utc(r.as_of),
+        spine=orjson.loads(r.spine) if r.spine else None,
     )

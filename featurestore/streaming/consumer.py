@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -46,13 +46,16 @@ from featurestore.definitions import FeatureView, KafkaSource
 from featurestore.errors import OnlineStoreUnavailable, StreamError
 from featurestore.online.layout import ViewLayout
 from featurestore.stages import StageHook, no_stage
-from featurestore.store import FeatureStore
 from featurestore.streaming import topic_check
 from featurestore.streaming.dead_letters import DeadLetterSender
 from featurestore.streaming.landing import Landing, StreamPosition, record_digest
 from featurestore.streaming.processor import DeadLetter, StreamProcessor, format_us
 from featurestore.streaming.status import Metrics, StreamStats, status_path, write_status
+from featurestore.streaming.until import Until
 from featurestore.urls import redact
+
+if TYPE_CHECKING:
+    from featurestore.store import FeatureStore  # the store calls this module
 
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -182,8 +185,10 @@ class StreamConsumer(ConsumerRebalanceListener):
         progress: Progress = lambda _m: None,
         metrics: Any = None,
         on_stage: StageHook = no_stage,
+        until: Until | None = None,
     ) -> None:
         self.store = store
+        self.until = until  # None: until ``stop`` is set
         self.view, self.version, self.source = stream_view(store, view_name)
         self.label = f"{self.view.name}@v{self.version}"
         self.group = group or group_id(store, self.view.name, self.version)
@@ -300,6 +305,8 @@ class StreamConsumer(ConsumerRebalanceListener):
         last, last_n = time.monotonic(), 0
         try:
             while not self.stop.is_set():
+                if self.until is not None and self.until.reached(self):
+                    break
                 self.poll_once()
                 now = time.monotonic()
                 if now - self._last_flush >= self.flush_seconds:
@@ -439,6 +446,12 @@ class StreamConsumer(ConsumerRebalanceListener):
             self._update_lag()
         proc.evict_idle()
 
+    def caught_up(self) -> bool:
+        """Every assigned partition consumed to its end offset (no lag)."""
+        self._update_lag()
+        lag = self.stats.lag
+        return bool(lag) and set(lag) == set(self.processor.partitions) and not any(lag.values())
+
     def _update_lag(self) -> None:
         assert self.consumer is not None
         parts = [TopicPartition(self.source.topic, p) for p in self.processor.partitions]
@@ -554,8 +567,9 @@ def run(
     progress: Progress = lambda _m: None,
     handle_signals: bool = True,
     on_stage: StageHook = no_stage,
+    until: Until | None = None,
 ) -> list[StreamStats]:
-    """Consume the views' topics until SIGTERM/SIGINT (one thread per view)."""
+    """Consume the views' topics until SIGTERM/SIGINT or ``until`` (one thread per view)."""
     consumers = [
         StreamConsumer(
             store,
@@ -564,6 +578,7 @@ def run(
             flush_seconds=flush_seconds,
             progress=progress,
             on_stage=on_stage,
+            until=until.fresh() if until is not None else None,
         )
         for v in views
     ]
@@ -572,6 +587,9 @@ def run(
             c.metrics = Metrics(c.label, metrics_port + i)
     for c in consumers:
         c.connect()
+    # Restored afterwards: a notebook that streams for a while keeps its own Ctrl-C.
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    previous = {s: signal.getsignal(s) for s in signals}
     if handle_signals:
 
         def stop(_signum: int, _frame: Any) -> None:
@@ -594,9 +612,13 @@ def run(
     threads = [threading.Thread(target=loop, args=(c,), name=c.label) for c in consumers]
     for t in threads:
         t.start()
-    while any(t.is_alive() for t in threads):
-        for t in threads:
-            t.join(timeout=0.5)
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.5)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if errors:
         raise errors[0]
     return [c.stats for c in consumers]

@@ -49,8 +49,11 @@ class RepairReport:
         return bool(self.feature_rows_removed or self.events_removed or self.watermarks)
 
 
-def _split(table: OfflineTable, bound_us: int) -> tuple[list[Any], list[pa.Table], list[pa.Table]]:
-    """(files kept as they are, the kept rows of files holding future rows, those rows)."""
+def _split(
+    table: OfflineTable, bound_us: int
+) -> tuple[list[Any], list[tuple[pa.Table, int]], list[pa.Table]]:
+    """(files kept as they are, the kept rows of files holding future rows with their
+    landing time, those rows)."""
     keep, rest, removed = [], [], []
     for f in table.manifest().files:
         if f.max_ts <= bound_us:
@@ -59,7 +62,7 @@ def _split(table: OfflineTable, bound_us: int) -> tuple[list[Any], list[pa.Table
         data = parquet_io.read_table(table.root / f.path, WHAT, parquet_io.OFFLINE_FIX)
         future = pc.greater(data.column(EVENT_TS).cast(pa.int64()), bound_us)
         removed.append(data.filter(future))
-        rest.append(data.filter(pc.invert(future)))
+        rest.append((data.filter(pc.invert(future)), table.landed_us(f)))
     return keep, rest, removed
 
 
@@ -78,7 +81,12 @@ def _rewrite(
         if not removed and not always:
             return []
         seq = base.sequence + 1
-        added = [f for part in rest for f in write_files(table, part, seq, tie_free=False)]
+        # Kept rows keep their landing time: an as-of read still sees them from then.
+        added = [
+            f
+            for part, landed in rest
+            for f in write_files(table, part, seq, tie_free=False, landed_us=landed)
+        ]
         table.commit(
             base,
             keep,

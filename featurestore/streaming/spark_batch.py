@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -39,12 +39,14 @@ from featurestore.materialize.spark import (
 )
 from featurestore.offline import parquet_io
 from featurestore.offline.writer import CREATED_TS, EVENT_TS, offline_schema
-from featurestore.store import FeatureStore
 from featurestore.streaming.consumer import stream_view
 from featurestore.streaming.events import expectation_check
 from featurestore.streaming.landing import OFFSET, Landing, arrow_columns, timestamps_as_micros
 from featurestore.streaming.windows import WindowAggregator, ordered_rows
 from featurestore.times import from_micros, micros
+
+if TYPE_CHECKING:
+    from featurestore.store import FeatureStore  # the store calls this module
 
 SEQ = "__seq"
 SOURCES = ("log", "source")
