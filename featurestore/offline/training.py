@@ -185,27 +185,37 @@ def build_training_set(
     }
     profiles = _profiles(result, Path(output_path) if output_path is not None else None, columns)
     record_id = record_with_inputs(registry, record, profiles, offline_root, table, held)
+    _audit_build(registry, replace(record, id=record_id), masks, rules, failures)
+    return TrainingSet(result, replace(record, id=record_id), failures)
+
+
+def _audit_build(
+    registry: Registry,
+    record: TrainingSetRecord,
+    masks: dict[str, str],
+    rules: list[str],
+    failures: dict[str, int],
+) -> None:
     from featurestore.registry.audit import AuditRecord
     from featurestore.registry.database import whoami
 
     registry.audit.append(
         AuditRecord(
-            project=snapshot.project,
+            project=record.project,
             action="training_set",
             actor=whoami(),
-            subject=model or "",
-            decision="mask" if masks else ("allow" if model else ""),
+            subject=record.model or "",
+            decision="mask" if masks else ("allow" if record.model else ""),
             rule=",".join(rules),
             detail={
-                "training_set": record_id,
+                "training_set": record.id,
                 "features": list(record.features),
                 "masked": sorted(masks),
-                "rows": rows,
+                "rows": record.rows,
                 **({"on_demand_failures": failures} if failures else {}),
             },
         )
     )
-    return TrainingSet(result, replace(record, id=record_id), failures)
 
 
 def build_settings(
