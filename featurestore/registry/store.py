@@ -258,17 +258,8 @@ class Registry:
 
     def training_set(self, project: str, training_set: int) -> TrainingSetRecord:
         """One recorded build; ObjectNotFound (saying how to list them) if there is none."""
-        ts = t.training_sets
         with self.database.read() as conn:
-            row = conn.execute(
-                select(ts).where(ts.c.project == project, ts.c.id == training_set)
-            ).first()
-        if row is None:
-            raise ObjectNotFound(
-                f"No training set #{training_set} in project '{project}'. List the recorded "
-                "ones with `featurestore training-sets`."
-            )
-        return _training_set(row)
+            return _training_set(_training_set_row(conn, project, training_set))
 
     def delete_training_set(
         self, project: str, training_set: int, *, actor: str | None = None
@@ -277,15 +268,7 @@ class Registry:
         Its offline inputs are the caller's to release (``offline/training_inputs.py``)."""
         ts, pr = t.training_sets, t.profiles
         with self.database.write(project) as conn:
-            row = conn.execute(
-                select(ts).where(ts.c.project == project, ts.c.id == training_set)
-            ).first()
-            if row is None:
-                raise ObjectNotFound(
-                    f"No training set #{training_set} in project '{project}'. List the "
-                    "recorded ones with `featurestore training-sets`."
-                )
-            record = _training_set(row)
+            record = _training_set(_training_set_row(conn, project, training_set))
             conn.execute(
                 delete(pr).where(pr.c.project == project, pr.c.training_set == training_set)
             )
@@ -350,6 +333,18 @@ class Registry:
             change = Change("model", model, ChangeKind.REPIN, spec)
             write_changes(conn, project, [change], snap, apply_id)
             return pins
+
+
+def _training_set_row(conn: Any, project: str, training_set: int) -> Any:
+    """One recorded build's row; ObjectNotFound (saying how to list them) if there is none."""
+    ts = t.training_sets
+    row = conn.execute(select(ts).where(ts.c.project == project, ts.c.id == training_set)).first()
+    if row is None:
+        raise ObjectNotFound(
+            f"No training set #{training_set} in project '{project}'. List the recorded ones "
+            "with `featurestore training-sets`."
+        )
+    return row
 
 
 def _training_set(r: Any) -> TrainingSetRecord:
