@@ -705,3 +705,46 @@ def test_as_of_and_spine_sets_rebuild_identically_after_later_corrections(
     # The correction landed after known_at: the as-of set never saw it.
     assert as_of.table is not None
     assert 70.0 not in as_of.table.column("avg_amount").to_pylist()
+
+
+def test_lineage_and_openlineage_show_as_of_and_the_spine(
+    store: FeatureStore, view: FeatureView
+) -> None:
+    """What chose a set's rows is part of its lineage: the as-of time and the spine."""
+    from featurestore.lineage.openlineage import run_events
+    from featurestore.lineage.queries import feature_lineage
+
+    impatient(store).write(view, 1, rows([DAY1 + HOUR, DAY1 + 5 * HOUR], users=[1, 2]))
+    known_at = datetime.now(UTC)
+    as_of = store.get_training_data(entities(), features=FEATURES, as_of=known_at)
+    spine = store.get_training_data(
+        features=["user_stats:avg_amount"], spine="user_stats", start=DAY1, end=DAY3
+    )
+    found = feature_lineage(
+        store.registry,
+        store.snapshot(),
+        store.config.offline_store_path,
+        "user_stats:avg_amount",
+        "allow",
+    )
+    by_id = {ts["id"]: ts for ts in found["training_sets"]}
+    assert by_id[as_of.record.id]["as_of"] == as_of.record.as_of
+    assert by_id[as_of.record.id]["spine"] is None
+    assert by_id[spine.record.id]["spine"]["view"] == "user_stats@v1"
+    events = list(
+        run_events(store.registry, store.snapshot(), store.config.repo_path, "127.0.0.1:9092")
+    )
+    facets = {
+        e["run"]["facets"]["featurestore_training_set"]["id"]: e["run"]["facets"][
+            "featurestore_training_set"
+        ]
+        for e in events
+        if e["eventType"] == "COMPLETE" and "featurestore_training_set" in e["run"]["facets"]
+    }
+    assert facets[as_of.record.id]["as_of"] == as_of.record.as_of.isoformat()
+    assert facets[spine.record.id]["spine"]["view"] == "user_stats@v1"
+    assert facets[spine.record.id]["fingerprint"] == spine.record.fingerprint
+    shown = cli(store, "lineage", "feature", "user_stats:avg_amount").output
+    assert f"#{as_of.record.id} (no model)" in shown
+    assert "as known at " in shown
+    assert "spine user_stats@v1 [" in shown

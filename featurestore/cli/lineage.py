@@ -55,6 +55,15 @@ def _computed(on_demand: dict[str, Any]) -> str:
     )
 
 
+def _known(ts: dict[str, Any]) -> str:
+    """How a training set chose what it read: as known at a time, entity rows of a spine."""
+    out = f"  as known at {_when(ts['as_of'])}" if ts.get("as_of") else ""
+    spine = ts.get("spine")
+    if spine:
+        out += f"  spine {spine['view']} [{spine.get('start', '-inf')}, {spine.get('end', 'inf')})"
+    return out
+
+
 def _run_line(run: dict[str, Any]) -> str:
     rows = run["rows_online"] if run["rows_online"] is not None else run["rows_offline"]
     return (
@@ -106,7 +115,7 @@ def feature(
     for ts in found["training_sets"][:10] or [None]:
         typer.echo(
             f"  #{ts['id']} {ts['model'] or '(no model)'}  {_when(ts['created_at'])}  "
-            f"{ts['rows']:,} rows  {', '.join(ts['features'])}"
+            f"{ts['rows']:,} rows{_known(ts)}  {', '.join(ts['features'])}"
             if ts
             else "  none"
         )
@@ -161,7 +170,8 @@ def model(
     for ts in found["training_sets"][:10] or [None]:
         typer.echo(
             f"  #{ts['id']}  {_when(ts['created_at'])}  {ts['rows']:,} rows  engine {ts['engine']}"
-            f"  manifests {ts['offline_manifests']}  -> {ts['output_path'] or '(in memory)'}"
+            f"  manifests {ts['offline_manifests']}{_known(ts)}  -> "
+            f"{ts['output_path'] or '(in memory)'}"
             if ts
             else "  no training set recorded"
         )

@@ -169,6 +169,9 @@ def run_events(
                 rows=ts.rows,
                 entity_fingerprint=ts.entity_fingerprint,
                 engine=ts.engine,
+                fingerprint=ts.fingerprint,
+                as_of=ts.as_of.isoformat() if ts.as_of else None,
+                spine=ts.spine,
             )
         }
         yield _event("START", ts.created_at, run_id, job, project, **parts)

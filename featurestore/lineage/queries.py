@@ -94,6 +94,9 @@ def _training_set(ts: Any, features: list[str] | None = None) -> dict[str, Any]:
         "output_path": ts.output_path,
         "features": features if features is not None else list(ts.features),
         "offline_manifests": ts.offline_manifests,
+        "fingerprint": ts.fingerprint,
+        "as_of": ts.as_of,  # only rows landed by then were read (None: all)
+        "spine": ts.spine,  # entity rows from a view's own rows (None: given)
     }
 
 
