@@ -93,6 +93,23 @@ def _event(
     }
 
 
+def _training_set_facet(ts: Any) -> dict[str, Any]:
+    """What a training-set build read and how it chose its rows (as of, spine)."""
+    return _facet(
+        _RUN_FACET,
+        id=ts.id,
+        model=ts.model,
+        features=list(ts.features),
+        entity_rows=ts.entity_rows,
+        rows=ts.rows,
+        entity_fingerprint=ts.entity_fingerprint,
+        engine=ts.engine,
+        fingerprint=ts.fingerprint,
+        as_of=ts.as_of.isoformat() if ts.as_of else None,
+        spine=ts.spine,
+    )
+
+
 def run_events(
     registry: Any, snapshot: Any, repo: Path, brokers: str, since: datetime | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -159,20 +176,6 @@ def run_events(
         parts = {"inputs": inputs, "outputs": [output]}
         run_id = _run_id(project, "training_set", ts.id)
         job = f"training_set.{ts.model or 'adhoc'}"
-        facets = {
-            "featurestore_training_set": _facet(
-                _RUN_FACET,
-                id=ts.id,
-                model=ts.model,
-                features=list(ts.features),
-                entity_rows=ts.entity_rows,
-                rows=ts.rows,
-                entity_fingerprint=ts.entity_fingerprint,
-                engine=ts.engine,
-                fingerprint=ts.fingerprint,
-                as_of=ts.as_of.isoformat() if ts.as_of else None,
-                spine=ts.spine,
-            )
-        }
+        facets = {"featurestore_training_set": _training_set_facet(ts)}
         yield _event("START", ts.created_at, run_id, job, project, **parts)
         yield _event("COMPLETE", ts.created_at, run_id, job, project, run_facets=facets, **parts)
