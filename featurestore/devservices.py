@@ -239,6 +239,8 @@ def down(state_dir: Path, *, timeout: float = 10.0) -> list[ServiceStatus]:
             nodes.append(replace(row, role=role))
         results += reversed(nodes)
         results.append(_stop(state_dir, _Spec("kafka", "", 0), timeout))
+        if (state_dir / "ui.pid").exists():  # `featurestore ui --detach`
+            results.append(_stop(state_dir, _Spec("ui", "", 0), timeout))
         if ports:
             devcluster.forget(state_dir)
     return results

@@ -473,6 +473,19 @@ class FeatureStore:
         self._registry_changed()
         return found
 
+    def create_operator_credential(
+        self, *, expires_at: datetime | None = None, description: str = ""
+    ) -> tuple[Credential, str]:
+        """A new operator's key, for the web UI (``featurestore ui``): it reads the
+        registry's pages and no feature values. ``(credential, key)``; shown once."""
+        from featurestore.registry.database import whoami
+
+        found = self.registry.credentials.create_operator(
+            self.project, actor=whoami(), expires_at=expires_at, description=description
+        )
+        self._registry_changed()
+        return found
+
     def revoke_credential(self, key_id: str) -> Credential:
         """Revoke an API key (``fsk_<id>_...`` or its id): idempotent and audited; servers
         refuse it within their refresh interval."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 # A throwaway PostgreSQL server for the shared-registry tests (started only when asked for).
-pytest_plugins = ["tests.postgres"]
+pytest_plugins = ["tests.postgres", "tests.ui_repo"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = ROOT / "feature_repo"

@@ -30,6 +30,7 @@ from featurestore.cli import (
     registry,
     stream,
     training_sets,
+    ui,
 )
 from featurestore.urls import redact_logs
 
@@ -54,6 +55,7 @@ app.command()(registry.retire)
 app.command()(registry.promote)
 app.command("get-online")(online.get_online)
 app.command()(online.serve)
+app.command()(ui.ui)
 app.command()(materialize.materialize)
 app.command()(materialize.runs)
 app.command("training-data")(data.training_data)

@@ -21,7 +21,8 @@ from featurestore.cli.common import (
 from featurestore.errors import EntityInputError
 
 credentials_app = typer.Typer(
-    help="API keys: one project and one model each, or push-only keys for views."
+    help="API keys: one project and one model each, push-only keys for views, or an "
+    "operator's key for the web UI."
 )
 
 _DURATION = re.compile(r"(\d+)([dhm])")
@@ -56,6 +57,12 @@ def create(
             "--push", help="VIEW[,VIEW...]: a push-only key for these views (reads nothing)."
         ),
     ] = None,
+    operator: Annotated[
+        bool,
+        typer.Option(
+            "--operator", help="An operator's key: opens the web UI, reads no feature values."
+        ),
+    ] = False,
     expires: Annotated[
         str | None, typer.Option(help="90d, 12h, 30m, or an ISO time (default: never).")
     ] = None,
@@ -63,16 +70,20 @@ def create(
     repo: RepoOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Make an API key for MODEL (or a push-only key for --push views) and print it once
-    (only a salted hash is stored)."""
-    if (model is None) == (push is None):
+    """Make an API key for MODEL (or a push-only key for --push views, or an operator's key
+    for the UI) and print it once (only a salted hash is stored)."""
+    if [model is not None, push is not None, operator].count(True) != 1:
         raise EntityInputError(
-            "Give exactly one of --model NAME (a lookup key) or --push VIEW[,VIEW...] (a "
-            "push-only key)."
+            "Give exactly one of --model NAME (a lookup key), --push VIEW[,VIEW...] (a "
+            "push-only key) or --operator (a key for the web UI)."
         )
     expires_at = parse_expiry(expires, datetime.now(UTC))
     with open_store(repo) as store:
-        if push is not None:
+        if operator:
+            credential, key = store.create_operator_credential(
+                expires_at=expires_at, description=description
+            )
+        elif push is not None:
             credential, key = store.create_push_credential(
                 push.split(","), expires_at=expires_at, description=description
             )
@@ -87,6 +98,7 @@ def create(
                 "key_id": credential.key_id,
                 "model": credential.model or None,
                 "push_views": list(credential.push_views),
+                "role": credential.role,
                 "expires_at": credential.expires_at,
             }
         )
@@ -96,7 +108,9 @@ def create(
         credential.expires_at.isoformat(timespec="seconds") if credential.expires_at else "never"
     )
     what = (
-        f"push-only key for {', '.join(credential.push_views)}"
+        "operator's key (the web UI: `featurestore ui`)"
+        if credential.operator
+        else f"push-only key for {', '.join(credential.push_views)}"
         if credential.is_push
         else f"key for model '{credential.model}'"
     )
@@ -128,6 +142,7 @@ def list_credentials(
             "key_id": c.key_id,
             "model": c.model or None,
             "push_views": list(c.push_views),
+            "role": c.role,
             "status": c.status(now),
             "created_at": c.created_at,
             "created_by": c.created_by,
@@ -172,4 +187,6 @@ def revoke(
 
 
 def _who(row: dict[str, Any]) -> str:
+    if row["role"] == "operator":
+        return "operator"
     return f"push:{','.join(row['push_views'])}" if row["push_views"] else str(row["model"])

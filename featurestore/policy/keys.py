@@ -6,10 +6,12 @@ once at creation and never stored. The registry keeps ``SHA-256(salt || secret)`
 per-key random salt. A fast hash is right here, unlike for passwords: a 256-bit random
 secret cannot be guessed, so slowing each check would only slow every lookup.
 
-A key belongs to one project and either one model (it looks features up as that model)
+A key belongs to one project and either one model (it looks features up as that model),
 or, push-only, a list of feature views (it may push rows to those views and read nothing;
-``featurestore credentials create --push VIEW,...``). A server loads only its own
-project's keys (``KeyRing``), so another project's key is simply unknown to it.
+``featurestore credentials create --push VIEW,...``), or an operator (it opens the web UI,
+``featurestore ui``, and neither looks features up nor pushes; ``credentials create
+--operator``). A server loads only its own project's keys (``KeyRing``), so another
+project's key is simply unknown to it.
 
 This module is on the online read path: standard library only.
 """
@@ -27,6 +29,7 @@ from datetime import datetime
 from featurestore.errors import AccessDeniedError, AuthenticationError
 
 PREFIX = "fsk_"
+MODEL, PUSH, OPERATOR = "model", "push", "operator"  # what a key may do
 _KEY = re.compile(r"fsk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
 
@@ -46,6 +49,7 @@ class Credential:
     revoked_by: str | None = None
     description: str = ""
     push_views: tuple[str, ...] = ()  # a push-only key's views (model is then '')
+    operator: bool = False  # an operator's key: the UI only (model '', no views)
 
     @property
     def label(self) -> str:
@@ -56,8 +60,14 @@ class Credential:
         return bool(self.push_views)
 
     @property
+    def role(self) -> str:
+        return OPERATOR if self.operator else PUSH if self.push_views else MODEL
+
+    @property
     def subject(self) -> str:
         """Who the key acts as, for messages and the audit log."""
+        if self.operator:
+            return "operator"
         if self.push_views:
             return f"push {','.join(self.push_views)}"
         return f"model {self.model}"
@@ -114,6 +124,12 @@ class KeyRing:
         """The key's credential if it is this project's, unrevoked and unexpired, and a
         model's key: a push-only key reads nothing (AccessDeniedError, 403)."""
         found = self.live(key, now)
+        if found.operator:
+            raise AccessDeniedError(
+                f"API key {found.label} is an operator's key: it opens the web UI "
+                "(`featurestore ui`) and reads no features. Look features up with a model's "
+                "key (`featurestore credentials create --model NAME`)."
+            )
         if found.push_views:
             raise AccessDeniedError(
                 f"API key {found.label} is a push-only key (views "
@@ -128,8 +144,9 @@ class KeyRing:
         otherwise: a model's key never pushes, a push key only its own views)."""
         found = self.live(key, now)
         if not found.push_views:
+            who = "an operator; operator" if found.operator else f"model '{found.model}'; lookup"
             raise AccessDeniedError(
-                f"API key {found.label} belongs to model '{found.model}'; lookup keys cannot "
+                f"API key {found.label} belongs to {who} keys cannot "
                 f"push. Push with a push-only key: `featurestore credentials create --push "
                 f"{view}`."
             )
@@ -137,6 +154,17 @@ class KeyRing:
             raise AccessDeniedError(
                 f"API key {found.label} may push only {', '.join(found.push_views)}, not "
                 f"'{view}'. Make a key for it: `featurestore credentials create --push {view}`."
+            )
+        return found
+
+    def authenticate_operator(self, key: str, now: datetime) -> Credential:
+        """The key's credential if it is live and an operator's (AccessDeniedError for a
+        model's or a push key: they serve machines, the UI serves people)."""
+        found = self.live(key, now)
+        if not found.operator:
+            raise AccessDeniedError(
+                f"API key {found.label} belongs to {found.subject}; the UI needs an "
+                "operator's key: `featurestore credentials create --operator`."
             )
         return found
 

@@ -2,7 +2,8 @@
 
 A model's key has ``model`` set; a push-only key has ``model`` '' and its views in
 ``push_views`` (a JSON list; null in every key made before schema v7, which thus reads as
-a model's key, as it was).
+a model's key, as it was). An operator's key (the web UI's) has ``model`` '' and ``role``
+'operator' (null in every key made before schema v9).
 
 Each change is audited in its own transaction and bumps the project's serial, so
 servers reload their keys (a revoked key stops working within their refresh interval).
@@ -17,7 +18,14 @@ import orjson
 from sqlalchemy import Connection, select, update
 
 from featurestore.errors import EntityInputError, ObjectNotFound
-from featurestore.policy.keys import PREFIX, Credential, hash_secret, new_key, new_salt
+from featurestore.policy.keys import (
+    OPERATOR,
+    PREFIX,
+    Credential,
+    hash_secret,
+    new_key,
+    new_salt,
+)
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditRecord, append_audit
 from featurestore.registry.database import Database, read_snapshot
@@ -44,6 +52,7 @@ def _from_row(r: Any) -> Credential:
         revoked_by=r.revoked_by,
         description=r.description,
         push_views=tuple(orjson.loads(r.push_views)) if r.push_views else (),
+        operator=r.role == OPERATOR,
     )
 
 
@@ -95,6 +104,17 @@ class CredentialStore:
             raise EntityInputError("--push needs at least one feature view: --push VIEW[,VIEW...].")
         return self._create(project, "", names, actor, expires_at, description)
 
+    def create_operator(
+        self,
+        project: str,
+        *,
+        actor: str,
+        expires_at: datetime | None = None,
+        description: str = "",
+    ) -> tuple[Credential, str]:
+        """A new operator's key: it opens the web UI (read-only) and reads no features."""
+        return self._create(project, "", (), actor, expires_at, description, operator=True)
+
     def _create(
         self,
         project: str,
@@ -103,6 +123,8 @@ class CredentialStore:
         actor: str,
         expires_at: datetime | None,
         description: str,
+        *,
+        operator: bool = False,
     ) -> tuple[Credential, str]:
         now = now_utc()
         if expires_at is not None and expires_at <= now:
@@ -115,7 +137,7 @@ class CredentialStore:
             if push_views:
                 for view in push_views:
                     snapshot.feature_view(view)  # FeatureViewNotFound, with a suggestion
-            else:
+            elif not operator:  # an operator's key names no object
                 snapshot.model(model)  # ObjectNotFound, with a suggestion
             key_id, secret, key = new_key()
             salt = new_salt()
@@ -130,6 +152,7 @@ class CredentialStore:
                 expires_at=expires_at,
                 description=description,
                 push_views=push_views,
+                operator=operator,
             )
             conn.execute(
                 t.credentials.insert().values(
@@ -143,6 +166,7 @@ class CredentialStore:
                     created_by=actor,
                     expires_at=expires_at,
                     push_views=orjson.dumps(list(push_views)).decode() if push_views else None,
+                    role=OPERATOR if operator else None,
                 )
             )
             append_audit(

@@ -23,9 +23,10 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 8  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials,
+SCHEMA_VERSION = 9  # 2: training_sets, 3: materialization_runs, 4: audit, 5: credentials,
 # 6: reference profiles and drift statuses, 7: credentials.push_views (push-only keys),
-# 8: training_sets.fingerprint and .build (what a rebuild needs), .as_of and .spine
+# 8: training_sets.fingerprint and .build (what a rebuild needs), .as_of and .spine,
+# 9: credentials.role ('operator': the web UI's keys)
 
 metadata = MetaData()
 
@@ -190,6 +191,7 @@ credentials = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("revoked_by", String(256)),
     Column("push_views", Text),  # null: a model's key (every key made before v7)
+    Column("role", String(16)),  # 'operator', or null: a model's or push key (as before v9)
 )
 
 # Drift: the reference profile of each feature of a training set (what the model saw).
@@ -236,3 +238,7 @@ def migrate(conn: Connection, from_version: int) -> None:
             conn.execute(text(f"ALTER TABLE fs_training_sets ADD COLUMN as_of {kind}"))
         if "spine" not in columns:
             conn.execute(text("ALTER TABLE fs_training_sets ADD COLUMN spine TEXT"))
+    if from_version < 9:
+        columns = {c["name"] for c in inspect(conn).get_columns("fs_credentials")}
+        if "role" not in columns:
+            conn.execute(text("ALTER TABLE fs_credentials ADD COLUMN role VARCHAR(16)"))

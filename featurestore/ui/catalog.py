@@ -1,0 +1,190 @@
+"""The catalog: every active object and every feature, searched as you type.
+
+The index is built once per registry snapshot (one pass over the heads already in memory)
+and each search is a scan of lowercase strings: at 10,000 views of 10 features, a query
+is a filter over ~110,000 short entries, and a page renders 50 of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from featurestore.registry.snapshot import RegistrySnapshot
+
+PAGE_SIZE = 50
+# Kinds in the order a search lists them: what people look for first.
+ORDER = ("feature_view", "feature", "model", "feature_service", "entity", "source", "policy")
+LABELS = {
+    "feature_view": "view",
+    "feature": "feature",
+    "model": "model",
+    "feature_service": "service",
+    "entity": "entity",
+    "source": "source",
+    "policy": "policy",
+    "drift_monitor": "drift monitor",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    kind: str
+    name: str
+    owner: str
+    description: str
+    tags: dict[str, str]
+    entities: tuple[str, ...] = ()
+    purpose: str = ""
+    dtype: str = ""
+    view: str = ""  # a feature's view
+    text: str = field(default="", repr=False)  # what a search matches, lowercase
+
+    def to_json(self, link: str) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "label": LABELS.get(self.kind, self.kind),
+            "name": self.name,
+            "owner": self.owner,
+            "description": self.description,
+            "tags": [f"{k}={v}" for k, v in sorted(self.tags.items())],
+            "dtype": self.dtype,
+            "url": link,
+        }
+
+
+def _tags(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (value or {}).items()} if isinstance(value, dict) else {}
+
+
+def _entry(kind: str, name: str, spec: dict[str, Any], **extra: Any) -> Entry:
+    tags = _tags(spec.get("tags"))
+    entry = Entry(
+        kind=kind,
+        name=name,
+        owner=str(spec.get("owner") or ""),
+        description=str(spec.get("description") or ""),
+        tags=tags,
+        **extra,
+    )
+    words = [
+        kind,
+        LABELS.get(kind, kind),
+        name,
+        entry.owner,
+        entry.description,
+        entry.purpose,
+        entry.dtype,
+        *entry.entities,
+        *(f"{k}={v}" for k, v in tags.items()),
+    ]
+    object.__setattr__(entry, "text", "\n".join(words).lower())
+    return entry
+
+
+def build_index(snapshot: RegistrySnapshot) -> list[Entry]:
+    entries: list[Entry] = []
+    for (kind, name), head in snapshot.heads.items():
+        if head.status != "active":
+            continue
+        spec = head.spec
+        entities = tuple(str(e) for e in spec.get("entities") or ())
+        entries.append(
+            _entry(kind, name, spec, entities=entities, purpose=str(spec.get("purpose") or ""))
+        )
+        if kind != "feature_view":
+            continue
+        for f in spec.get("schema") or ():
+            entries.append(
+                _entry(
+                    "feature",
+                    f"{name}:{f['name']}",
+                    {
+                        "owner": spec.get("owner"),
+                        "description": f.get("description"),
+                        # A feature has its view's tags, and its own win.
+                        "tags": {**_tags(spec.get("tags")), **_tags(f.get("tags"))},
+                    },
+                    entities=entities,
+                    dtype=str(f.get("dtype") or ""),
+                    view=name,
+                )
+            )
+    rank = {k: i for i, k in enumerate(ORDER)}
+    entries.sort(key=lambda e: (rank.get(e.kind, len(ORDER)), e.name))
+    return entries
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    text: str = ""
+    kind: str = ""
+    owner: str = ""
+    tag: str = ""  # KEY or KEY=VALUE
+    entity: str = ""
+    purpose: str = ""
+
+    @classmethod
+    def of(cls, params: Any) -> Query:
+        def get(name: str) -> str:
+            return str(params.get(name) or "").strip()[:200]
+
+        return cls(get("q"), get("kind"), get("owner"), get("tag"), get("entity"), get("purpose"))
+
+    def params(self) -> dict[str, str]:
+        return {
+            "q": self.text,
+            "kind": self.kind,
+            "owner": self.owner,
+            "tag": self.tag,
+            "entity": self.entity,
+            "purpose": self.purpose,
+        }
+
+    def matches(self, e: Entry) -> bool:
+        if self.kind and e.kind != self.kind:
+            return False
+        if self.owner and e.owner != self.owner:
+            return False
+        if self.entity and self.entity not in e.entities:
+            return False
+        if self.purpose and e.purpose != self.purpose:
+            return False
+        if self.tag:
+            key, eq, value = self.tag.partition("=")
+            if key not in e.tags or (eq and e.tags[key] != value):
+                return False
+        return all(word in e.text for word in self.text.lower().split())
+
+
+def search(index: list[Entry], query: Query, offset: int, limit: int = PAGE_SIZE) -> dict[str, Any]:
+    """One page of matches and the total: ``{"entries", "total", "offset"}``."""
+    matched = [e for e in index if query.matches(e)]
+    offset = max(0, min(offset, max(0, len(matched) - 1)))
+    return {"entries": matched[offset : offset + limit], "total": len(matched), "offset": offset}
+
+
+def facets(index: list[Entry]) -> dict[str, list[str]]:
+    """What the filters offer: owners, tags (KEY=VALUE), entities, purposes, kinds."""
+    owners: set[str] = set()
+    tags: set[str] = set()
+    entities: set[str] = set()
+    purposes: set[str] = set()
+    kinds: set[str] = set()
+    for e in index:
+        kinds.add(e.kind)
+        if e.owner:
+            owners.add(e.owner)
+        tags.update(f"{k}={v}" for k, v in e.tags.items())
+        if e.kind == "entity":
+            entities.add(e.name)
+        if e.purpose:
+            purposes.add(e.purpose)
+    rank = {k: i for i, k in enumerate(ORDER)}
+    return {
+        "kinds": sorted(kinds, key=lambda k: (rank.get(k, len(ORDER)), k)),
+        "owners": sorted(owners),
+        "tags": sorted(tags)[:500],
+        "entities": sorted(entities),
+        "purposes": sorted(purposes),
+    }

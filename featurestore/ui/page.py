@@ -1,0 +1,58 @@
+"""What a page handler gets and gives back: the request's context in, a template out.
+
+Handlers are plain functions (``PageContext -> Rendered``), run in a worker thread (they
+read the registry, which is blocking I/O), and know nothing of HTTP or sessions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from featurestore.errors import EntityInputError
+from featurestore.policy.keys import Credential
+from featurestore.registry.snapshot import RegistrySnapshot
+from featurestore.ui.render import Renderer
+from featurestore.ui.state import UiState
+
+
+@dataclass(frozen=True)
+class PageContext:
+    state: UiState
+    renderer: Renderer
+    operator: Credential
+    path: Mapping[str, str]  # the URL's parameters (/views/{name})
+    params: Mapping[str, str]  # its query string
+
+    @property
+    def snapshot(self) -> RegistrySnapshot:
+        return self.state.snapshot()
+
+    @property
+    def url(self) -> Callable[..., str]:
+        return self.renderer.url
+
+    def int_param(self, name: str, default: int = 0, *, low: int = 0, high: int = 10**9) -> int:
+        """A whole-number query parameter (``?offset=50``), or a clear 422."""
+        raw = self.params.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise EntityInputError(f"?{name}={raw[:40]!r} is not a whole number.") from None
+        if not low <= value <= high:
+            raise EntityInputError(f"?{name}={value} is out of range ({low} to {high}).")
+        return value
+
+
+@dataclass(frozen=True)
+class Rendered:
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+    title: str = ""
+    status: int = 200
+
+
+Handler = Callable[[PageContext], Rendered]
