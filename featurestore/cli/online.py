@@ -154,8 +154,12 @@ def serve(
         int, typer.Option(help="Open connections per worker; requests past it get 503.")
     ] = 1000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Also serve the web UI at /ui (operator keys only).")
+    ] = False,
 ) -> None:
-    """Serve online lookups over HTTP: POST /v1/features, /healthz, /readyz, /metrics, /docs."""
+    """Serve online lookups over HTTP: POST /v1/features, /healthz, /readyz, /metrics, /docs
+    (and the web UI at /ui with --ui)."""
     import shutil
     import tempfile
 
@@ -177,12 +181,14 @@ def serve(
     os.environ["FEATURESTORE_HEADER_TIMEOUT"] = str(header_timeout)
     os.environ["FEATURESTORE_BODY_TIMEOUT"] = str(body_timeout)
     os.environ["FEATURESTORE_MAX_CONNECTIONS"] = str(max_connections)
+    os.environ["FEATURESTORE_UI"] = "1" if ui else "0"
     metrics_dir = None
     if workers > 1:  # workers share metrics through files (prometheus_client multiprocess)
         metrics_dir = tempfile.mkdtemp(prefix="featurestore-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     typer.echo(
         f"Serving {repo.resolve()} on http://{host}:{port} with {workers} worker(s); docs at /docs"
+        + (f"; the UI at http://{host}:{port}/ui/" if ui else "")
     )
     options: dict[str, Any] = {
         "app": "featurestore.serving.app:app_from_env",
