@@ -14,11 +14,13 @@ as_root() {
 }
 
 # Debian packages: redis-server for the online store, postgresql for the
-# shared-registry tests. We start our own servers on our own ports, so the
+# shared-registry tests, chromium for the web UI's browser tests (driven by
+# Playwright for Python; Playwright never downloads a browser here). We start our own servers on our own ports, so the
 # distribution's services are stopped and disabled.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq

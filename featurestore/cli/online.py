@@ -154,12 +154,9 @@ def serve(
         int, typer.Option(help="Open connections per worker; requests past it get 503.")
     ] = 1000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
-    ui: Annotated[
-        bool, typer.Option("--ui", help="Also serve the web UI at /ui (operator keys only).")
-    ] = False,
+    ui: Annotated[bool, typer.Option("--ui", help="Also serve the web UI at /ui.")] = False,
 ) -> None:
-    """Serve online lookups over HTTP: POST /v1/features, /healthz, /readyz, /metrics, /docs
-    (and the web UI at /ui with --ui)."""
+    """Serve online lookups over HTTP: POST /v1/features, /healthz, /readyz, /metrics, /docs."""
     import shutil
     import tempfile
 

@@ -1,0 +1,115 @@
+"""The web UI in a real browser: Debian's headless Chromium, driven by Playwright, against
+``featurestore ui`` on loopback serving the example repo after materialization, a training
+set and drift checks. Each page is screenshotted into ``FEATURESTORE_UI_SHOTS`` (default:
+a temp folder; ``scripts/ui_screenshots.sh`` points it at docs/images/ui)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ui_repo import UiServer
+
+expect: Any = pytest.importorskip("playwright.sync_api").expect
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = os.environ.get("FEATURESTORE_UI_SHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("ui-shots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def page(browser: Any, ui_server: UiServer) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=ui_server.url)
+    errors: list[str] = []
+    tab = context.new_page()
+    # A refused login answers 401/403, which the console reports as a failed load.
+    tab.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    yield tab
+    context.close()
+    # A CSP violation or a script error is printed to the console: none is expected.
+    assert errors == []
+
+
+def log_in(page: Any, server: UiServer, path: str = "/ui/") -> None:
+    page.goto(path)
+    assert "/ui/login" in page.url  # nothing without a key
+    page.fill("#key", server.world.operator_key)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{path}*")
+
+
+def test_the_login_is_required_and_a_model_key_is_refused(
+    page: Any, ui_server: UiServer, shots: Path
+) -> None:
+    page.goto("/ui/")
+    assert "/ui/login" in page.url
+    assert page.locator("#results").count() == 0
+    page.screenshot(path=str(shots / "login.png"))
+    page.fill("#key", ui_server.world.model_key)
+    page.click("button[type=submit]")
+    assert "the UI needs an operator" in page.inner_text("[role=alert]")
+    cookies = page.context.cookies()
+    assert cookies == []
+
+
+def test_the_catalog_finds_a_feature_by_tag_as_you_type(
+    page: Any, ui_server: UiServer, shots: Path
+) -> None:
+    log_in(page, ui_server)
+    (cookie,) = page.context.cookies()
+    assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
+    assert page.evaluate("document.cookie") == ""  # out of scripts' reach
+    rows = page.locator("#results tbody tr")
+    assert rows.count() > 10
+    page.screenshot(path=str(shots / "catalog.png"), full_page=True)
+    page.type("#q", "pii=true", delay=20)
+    expect(rows).to_have_count(1)  # no string evaluation: the CSP forbids eval
+    assert rows.first.locator("a").inner_text() == "user_profile:email"
+    assert "q=pii%3Dtrue" in page.url  # the search is in the URL: linkable
+    page.screenshot(path=str(shots / "catalog-search.png"))
+    rows.first.locator("a").click()
+    page.wait_for_url("**/ui/views/user_profile#f-email")
