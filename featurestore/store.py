@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from featurestore.online.response import OnlineResponse
     from featurestore.online.store import OnlineStore
     from featurestore.online.writer import WriteStats
-    from featurestore.policy.keys import Credential
+    from featurestore.policy.keys import Credential, KeyRing
     from featurestore.push import Pusher, PushResult
     from featurestore.registry.audit import AuditQueue
     from featurestore.streaming.status import StreamStats
@@ -326,7 +326,6 @@ class FeatureStore:
         online denials and masks are audited in the background. With ``previous`` (an
         older catalog), its lookup plans that nothing changed under are kept."""
         from featurestore.online.catalog import Catalog
-        from featurestore.policy.keys import KeyRing
 
         previous_snapshot = previous.snapshot if previous is not None else None
         snapshot = self.registry.snapshot(self.project, previous=previous_snapshot)
@@ -334,10 +333,16 @@ class FeatureStore:
             snapshot,
             policy_default=self.config.policy_default,
             mask_key=self.mask_key(),
-            keys=KeyRing(self.project, self.registry.credentials.records(self.project)),
+            keys=self.key_ring(),
             on_decision=self.audit_queue.put,
             previous=previous,
         )
+
+    def key_ring(self) -> KeyRing:
+        """The project's API keys as the registry holds them now (revoked ones included)."""
+        from featurestore.policy.keys import KeyRing
+
+        return KeyRing(self.project, self.registry.credentials.records(self.project))
 
     @cached_property
     def audit_queue(self) -> AuditQueue:

@@ -3,11 +3,9 @@ and an operator's key, served by ``featurestore ui`` on loopback (one per test r
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,10 +49,9 @@ def ui_repo(tmp_path_factory: pytest.TempPathFactory, services: Any) -> Iterator
     )
     project = f"ui{time.monotonic_ns() % 10**8}"
     replace_in_file(repo / "featurestore.yaml", "project: payments", f"project: {project}")
-    saved = {k: os.environ.get(k) for k in ("FEATURESTORE_REDIS_URL", "FEATURESTORE_KAFKA")}
-    os.environ["FEATURESTORE_REDIS_URL"] = services.redis_url
-    os.environ["FEATURESTORE_KAFKA"] = services.kafka_bootstrap
-    try:
+    with pytest.MonkeyPatch.context() as env:  # undone when the session ends
+        env.setenv("FEATURESTORE_REDIS_URL", services.redis_url)
+        env.setenv("FEATURESTORE_KAFKA", services.kafka_bootstrap)
         generate(load_config(repo), replace(SMALL, end=None))  # ends now: values within TTL
         with FeatureStore(repo) as store:
             store.apply()
@@ -78,12 +75,6 @@ def ui_repo(tmp_path_factory: pytest.TempPathFactory, services: Any) -> Iterator
             _cred, model_key = store.create_credential("fraud_detector", description="ui tests")
             training_set = built.record.id
         yield UiRepo(repo, project, operator_key, model_key, training_set)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @dataclass(frozen=True)
@@ -93,44 +84,27 @@ class UiServer:
 
 
 @pytest.fixture(scope="session")
-def ui_server(
-    ui_repo: UiRepo, services: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[UiServer]:
-    """``featurestore ui`` on a free loopback port, for the browser."""
-    from featurestore.devservices import free_port
+def ui_server(ui_repo: UiRepo) -> Iterator[UiServer]:
+    """``featurestore ui --detach`` on a free loopback port, for the browser; stopped by
+    ``dev down``, as a user stops it (the environment names the test services)."""
+    from featurestore.config import load_config
+    from featurestore.devservices import down, free_port
 
     port = free_port()
-    log = tmp_path_factory.mktemp("ui-log") / "ui.log"
-    env = {
-        **os.environ,
-        "FEATURESTORE_REDIS_URL": services.redis_url,
-        "FEATURESTORE_KAFKA": services.kafka_bootstrap,
-    }
     cli = [sys.executable, "-m", "featurestore.cli", "ui", "-r", str(ui_repo.repo)]
-    proc = subprocess.Popen(
-        [*cli, "--port", str(port), "--refresh-seconds", "0.2"],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
+    started = subprocess.run(
+        [*cli, "--port", str(port), "--refresh-seconds", "0.2", "--detach"],
+        capture_output=True,
+        text=True,
         cwd=ROOT,
+        check=False,
     )
-    url = f"http://127.0.0.1:{port}"
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert f"http://127.0.0.1:{port}/ui/" in started.stdout
+    state_dir = load_config(ui_repo.repo).state_dir
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "featurestore ui did not start:\n" + log.read_text()
-                    ) from None
-                time.sleep(0.2)
-        yield UiServer(url, ui_repo)
+        yield UiServer(f"http://127.0.0.1:{port}", ui_repo)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stopped = {s.name: s for s in down(state_dir)}
+        assert stopped["ui"].state == "stopped", stopped
+        assert not (state_dir / "ui.pid").exists()

@@ -19,6 +19,7 @@ from featurestore.cli.common import (
     parse_time,
 )
 from featurestore.errors import EntityInputError
+from featurestore.policy.keys import OPERATOR
 
 credentials_app = typer.Typer(
     help="API keys: one project and one model each, push-only keys for views, or an "
@@ -187,6 +188,6 @@ def revoke(
 
 
 def _who(row: dict[str, Any]) -> str:
-    if row["role"] == "operator":
-        return "operator"
+    if row["role"] == OPERATOR:
+        return OPERATOR
     return f"push:{','.join(row['push_views'])}" if row["push_views"] else str(row["model"])

@@ -143,10 +143,14 @@ class KeyRing:
         """The key's credential if it is live and may push ``view`` (AccessDeniedError
         otherwise: a model's key never pushes, a push key only its own views)."""
         found = self.live(key, now)
-        if not found.push_views:
-            who = "an operator; operator" if found.operator else f"model '{found.model}'; lookup"
+        if found.operator:
             raise AccessDeniedError(
-                f"API key {found.label} belongs to {who} keys cannot "
+                f"API key {found.label} is an operator's key; operator keys cannot push. Push "
+                f"with a push-only key: `featurestore credentials create --push {view}`."
+            )
+        if not found.push_views:
+            raise AccessDeniedError(
+                f"API key {found.label} belongs to model '{found.model}'; lookup keys cannot "
                 f"push. Push with a push-only key: `featurestore credentials create --push "
                 f"{view}`."
             )

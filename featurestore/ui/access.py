@@ -10,13 +10,14 @@ so another site cannot make a browser use it.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 
-from featurestore.errors import AuthenticationError, MalformedRequestError, RequestTooLargeError
+from featurestore.errors import AuthenticationError, MalformedRequestError
 from featurestore.policy.keys import Credential
+from featurestore.serving.request_io import read_body
+from featurestore.times import now_utc
 from featurestore.ui.session import COOKIE, LIFETIME_SECONDS, Sessions
 from featurestore.ui.state import UiState
 
@@ -52,19 +53,9 @@ class Access:
         return credential, self.sessions.issue(credential.key_id, ends), ends - int(time.time())
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
 async def login_form(request: Request) -> dict[str, str]:
     """The login form's fields (urlencoded, at most ``MAX_LOGIN_BYTES``)."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_LOGIN_BYTES:
-            raise RequestTooLargeError(
-                f"The login form is at most {MAX_LOGIN_BYTES} bytes; paste only the key."
-            )
+    body = await read_body(request.receive, MAX_LOGIN_BYTES)
     try:
         fields = parse_qs(body.decode("utf-8"), max_num_fields=8, strict_parsing=False)
     except (UnicodeDecodeError, ValueError) as exc:

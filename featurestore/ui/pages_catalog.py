@@ -15,16 +15,16 @@ def index(ctx: PageContext) -> list[Entry]:
     return ctx.state.derived("catalog", build_index)
 
 
-def link(renderer: Renderer, e: Entry) -> str:
-    """Where an entry's page is."""
-    if e.kind == "feature_view":
-        return renderer.url("views", e.name)
-    if e.kind == "feature":
-        view, _, feature = e.name.partition(":")
+def link(renderer: Renderer, kind: str, name: str) -> str:
+    """Where the page of an object (or a feature, ``view:feature``) is."""
+    if kind == "feature_view":
+        return renderer.url("views", name)
+    if kind == "feature":
+        view, _, feature = name.partition(":")
         return renderer.url("views", view) + f"#f-{feature}"
-    if e.kind == "model":
-        return renderer.url("models", e.name)
-    return renderer.url("objects", e.kind, e.name)
+    if kind == "model":
+        return renderer.url("models", name)
+    return renderer.url("objects", kind, name)
 
 
 def catalog(ctx: PageContext) -> Rendered:
@@ -35,7 +35,7 @@ def catalog(ctx: PageContext) -> Rendered:
         {
             "query": query.params(),
             "found": found,
-            "rows": [(e, link(ctx.renderer, e)) for e in found["entries"]],
+            "rows": [(e, link(ctx.renderer, e.kind, e.name)) for e in found["entries"]],
             "facets": ctx.state.derived("facets", lambda _s: facets(index(ctx))),
             "labels": LABELS,
         },
@@ -49,7 +49,7 @@ def catalog_json(ctx: PageContext) -> dict[str, Any]:
     return {
         "total": found["total"],
         "offset": found["offset"],
-        "entries": [e.to_json(link(ctx.renderer, e)) for e in found["entries"]],
+        "entries": [e.to_json(link(ctx.renderer, e.kind, e.name)) for e in found["entries"]],
     }
 
 
@@ -85,6 +85,6 @@ def used_by(ctx: PageContext, kind: str, name: str) -> list[tuple[str, str, str]
             "feature_service": spec.get("feature_services") or (),
         }.get(kind, ())
         if name in refs:
-            entry = Entry(other_kind, other, "", "", {})
-            out.append((LABELS.get(other_kind, other_kind), other, link(ctx.renderer, entry)))
+            label = LABELS.get(other_kind, other_kind)
+            out.append((label, other, link(ctx.renderer, other_kind, other)))
     return out

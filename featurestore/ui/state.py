@@ -11,11 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from featurestore.policy.keys import KeyRing
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
+    from featurestore.policy.keys import KeyRing
     from featurestore.registry.snapshot import RegistrySnapshot
     from featurestore.store import FeatureStore
 
@@ -51,7 +50,7 @@ class UiState:
         snapshot = self.snapshot()
         with self._lock:
             if self._snapshot is snapshot and name in self._derived:
-                return self._derived[name]  # type: ignore[no-any-return,unused-ignore]
+                return cast(T, self._derived[name])
         value = build(snapshot)
         with self._lock:
             if self._snapshot is snapshot:
@@ -60,7 +59,4 @@ class UiState:
 
     def keys(self) -> KeyRing:
         """The project's keys as of the current snapshot (credential changes bump it)."""
-        return self.derived(
-            "keys",
-            lambda _s: KeyRing(self.project, self.store.registry.credentials.records(self.project)),
-        )
+        return self.derived("keys", lambda _s: self.store.key_ring())
