@@ -504,6 +504,9 @@ def offline_rows(repo: Path, project: str, view: str) -> list[dict[str, Any]]:
 
 def test_http_buffered_rows_land_on_a_clean_stop_and_restart(tmp_path: Path, services: Any) -> None:
     repo = push_repo(tmp_path / "repo", services.redis_url, "push_restart")
+    # a buffer far longer than 100 pushes take on a slow machine: only the stop lands rows
+    config = repo / "featurestore.yaml"
+    config.write_text(config.read_text() + "push:\n  offline_flush_seconds: 600\n")
     key = push_key(repo, "user_stats")
     with FeatureStore(repo) as store:
         _, model_key = store.create_credential("fraud_model")
@@ -522,7 +525,7 @@ def test_http_buffered_rows_land_on_a_clean_stop_and_restart(tmp_path: Path, ser
             refused = post_push(server, {"view": "user_stats", "rows": []}, model_key)
             assert refused.status_code == 403
         finally:
-            stop_server(server)  # well within the 5 s buffer: nothing landed before this
+            stop_server(server)  # within the 600 s buffer: nothing landed before this
         landed = offline_rows(repo, "push_restart", "user_stats")
         assert len(landed) == produced
     assert sorted(r["user_id"] for r in landed) == [*range(100), *range(1000, 1100)]
