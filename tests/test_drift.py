@@ -81,6 +81,19 @@ def test_a_shifted_mean_drifts() -> None:
     assert large["psi"] > 1.0
 
 
+def test_a_check_keeps_the_served_shares_beside_the_references() -> None:
+    """What a histogram draws: served shares per reference bin or category, summing to 1."""
+    ref = profile_column("v@v1:x", pa.array(normal(5000, 100, 1))).to_dict()
+    got = feature_drift(ref, normal(2000, 120, 2), [], SPEC)
+    assert len(got["served_fractions"]) == len(ref["fractions"])
+    assert sum(got["served_fractions"]) == pytest.approx(1.0, abs=1e-4)
+    assert got["served_fractions"][-1] > ref["fractions"][-1] * 3  # the mass moved up
+    cat = profile_column("v@v1:c", pa.array(countries(5000, 1, BASE))).to_dict()
+    shares = feature_drift(cat, countries(2000, 2, {**BASE, "XX": 0.6}), [], SPEC)
+    assert set(shares["served_categories"]) == {"DE", "FR", "IT", "__other__"}
+    assert shares["served_categories"]["__other__"] == pytest.approx(0.6 / 1.6, abs=0.03)
+
+
 def test_a_new_category_is_flagged() -> None:
     ref = profile_column("v@v1:c", pa.array(countries(5000, 1, BASE))).to_dict()
     got = feature_drift(ref, countries(2000, 2, {**BASE, "XX": 0.6}), [], SPEC)

@@ -158,8 +158,10 @@ def feature_drift(
     present = [v for v in served if v is not None and not _is_non_finite(v)]
     levels = []
     if reference["kind"] == NUMERIC and present:
-        value = psi(reference["fractions"], bin_fractions(present, reference["edges"]))
+        shares = bin_fractions(present, reference["edges"])
+        value = psi(reference["fractions"], shares)
         out["psi"] = round(value, 6)
+        out["served_fractions"] = [round(s, 6) for s in shares]  # per reference bin: drawable
         out["served_mean"] = statistics.fmean(present)
         out["reference_mean"] = reference["mean"]
         levels.append(level(value, spec["psi_warn"], spec["psi_drift"]))
@@ -169,6 +171,7 @@ def feature_drift(
         )
         value = js_distance(reference["categories"], current)
         out["js"] = round(value, 6)
+        out["served_categories"] = {k: round(v, 6) for k, v in current.items()}
         new = current.get("__other__", 0.0) - reference["categories"].get("__other__", 0.0)
         if new > 0:
             out["unseen_share"] = round(new, 6)
