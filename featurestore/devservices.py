@@ -276,7 +276,21 @@ def status(redis_url: str, kafka_bootstrap: str | None, state_dir: Path) -> list
     rows = _cluster_status(redis, layout, state_dir) if layout else [_status_one(redis, state_dir)]
     if kafka_bootstrap is not None:
         rows.append(_status_one(_kafka_spec(kafka_bootstrap), state_dir))
+    if (state_dir / "ui.pid").exists():  # `featurestore ui --detach`
+        rows.append(_ui_status(state_dir))
     return rows
+
+
+def _ui_status(state_dir: Path) -> ServiceStatus:
+    log_path = state_dir / "ui.log"
+    pid_file = read_pid(state_dir / "ui.pid")
+    if pid_file is None or not owned(pid_file.pid, pid_file.binary):
+        return ServiceStatus("ui", "", "stopped", None, log_path, "not running (stale pid file)")
+    address = fmt_addr(pid_file.host, pid_file.port)
+    healthy = listening(pid_file.host, pid_file.port, 0.5)
+    detail = f"http://{address}/ui/" if healthy else "does not answer"
+    state = "running" if healthy else "unhealthy"
+    return ServiceStatus("ui", address, state, pid_file.pid, log_path, detail)
 
 
 def _cluster_status(redis: _Spec, layout: ClusterLayout, state_dir: Path) -> list[ServiceStatus]:

@@ -140,9 +140,19 @@ step "v2 beside v1" "featurestore versions user_profile -r $SCRATCH"
 step "v1 stays resolvable" "featurestore resolve user_profile@v1:credit_limit user_profile:credit_limit -r $SCRATCH"
 rm -rf "$SCRATCH"
 
+# The web UI: read-only, behind an operator's key, left running until `dev down`.
+UI_PORT=8888  # Feast's UI port; another free one if something else holds it
+python -c 'import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", 8888)) != 0)' \
+  && UI_PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+OPERATOR_KEY=$(featurestore credentials create -r $REPO --operator --description "demo: the web UI")
+step "The web UI: the catalog, views, models and their policies, drift, lineage, runs, training sets, the audit log" \
+  "featurestore ui -r $REPO --port $UI_PORT --detach"
+
 step "Local services" "featurestore dev status -r $REPO"
 if [[ "${FEATURESTORE_REDIS_CLUSTER:-}" == "true" ]]; then
   step "The online keys, spread over the cluster's primaries" \
     "for p in 6379 6380 6381; do echo \"127.0.0.1:\$p: \$(redis-cli -p \$p dbsize) keys\"; done"
 fi
-printf '\nDone. Stop the services with: .venv/bin/featurestore dev down -r %s\n' "$REPO"
+printf '\nDone. The web UI: \033[1mhttp://127.0.0.1:%s/ui/\033[0m (start with fraud_detector)\n' "$UI_PORT"
+printf 'Log in with this operator key (shown once; the registry keeps only its hash):\n  %s\n' "$OPERATOR_KEY"
+printf 'Stop the services and the UI with: .venv/bin/featurestore dev down -r %s\n' "$REPO"

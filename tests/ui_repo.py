@@ -88,7 +88,7 @@ def ui_server(ui_repo: UiRepo) -> Iterator[UiServer]:
     """``featurestore ui --detach`` on a free loopback port, for the browser; stopped by
     ``dev down``, as a user stops it (the environment names the test services)."""
     from featurestore.config import load_config
-    from featurestore.devservices import down, free_port
+    from featurestore.devservices import down, free_port, status
 
     port = free_port()
     cli = [sys.executable, "-m", "featurestore.cli", "ui", "-r", str(ui_repo.repo)]
@@ -101,7 +101,10 @@ def ui_server(ui_repo: UiRepo) -> Iterator[UiServer]:
     )
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"http://127.0.0.1:{port}/ui/" in started.stdout
-    state_dir = load_config(ui_repo.repo).state_dir
+    config = load_config(ui_repo.repo)
+    state_dir = config.state_dir
+    shown = {s.name: s for s in status(config.redis_url, None, state_dir)}  # `dev status`
+    assert (shown["ui"].state, shown["ui"].detail) == ("running", f"http://127.0.0.1:{port}/ui/")
     try:
         yield UiServer(f"http://127.0.0.1:{port}", ui_repo)
     finally:
