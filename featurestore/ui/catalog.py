@@ -7,6 +7,7 @@ is a filter over ~110,000 short entries, and a page renders 50 of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,24 +143,40 @@ class Query:
         }
 
     def matches(self, e: Entry) -> bool:
-        if self.kind and e.kind != self.kind:
-            return False
-        if self.owner and e.owner != self.owner:
-            return False
-        if self.entity and self.entity not in e.entities:
-            return False
-        if self.purpose and e.purpose != self.purpose:
-            return False
+        return self.predicate()(e)
+
+    def predicate(self) -> Callable[[Entry], bool]:
+        """The filter, with only the checks this query sets: the scan of a 10,000-view
+        catalog runs it ~110,000 times a keystroke."""
+        words = self.text.lower().split()
+        checks: list[Callable[[Entry], bool]] = []
+        if self.kind:
+            checks.append(lambda e: e.kind == self.kind)
+        if self.owner:
+            checks.append(lambda e: e.owner == self.owner)
+        if self.entity:
+            checks.append(lambda e: self.entity in e.entities)
+        if self.purpose:
+            checks.append(lambda e: e.purpose == self.purpose)
         if self.tag:
             key, eq, value = self.tag.partition("=")
-            if key not in e.tags or (eq and e.tags[key] != value):
-                return False
-        return all(word in e.text for word in self.text.lower().split())
+            checks.append(lambda e: key in e.tags and (not eq or e.tags[key] == value))
+        if len(words) == 1:  # the common case, as you type
+            word = words[0]
+            checks.append(lambda e: word in e.text)
+        elif words:
+            checks.append(lambda e: all(w in e.text for w in words))
+        if not checks:
+            return lambda _e: True
+        if len(checks) == 1:
+            return checks[0]
+        return lambda e: all(check(e) for check in checks)
 
 
 def search(index: list[Entry], query: Query, offset: int, limit: int = PAGE_SIZE) -> dict[str, Any]:
     """One page of matches and the total: ``{"entries", "total", "offset"}``."""
-    matched = [e for e in index if query.matches(e)]
+    keep = query.predicate()
+    matched = [e for e in index if keep(e)]
     offset = max(0, min(offset, max(0, len(matched) - 1)))
     return {"entries": matched[offset : offset + limit], "total": len(matched), "offset": offset}
 
