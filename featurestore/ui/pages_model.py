@@ -12,6 +12,7 @@ from typing import Any
 from markupsafe import Markup
 
 from featurestore.definitions.on_demand import OnDemandFeatureView
+from featurestore.drift.monitor import unversioned
 from featurestore.drift.profile import CATEGORICAL, NUMERIC
 from featurestore.drift.stats import NO_REFERENCE, UNKNOWN
 from featurestore.lineage.queries import model_lineage
@@ -148,8 +149,10 @@ def why_no_histogram(result: dict[str, Any], profile: dict[str, Any] | None) -> 
     return f"a {profile.get('kind', 'non-numeric')} feature: no distribution to draw"
 
 
-def drift_features(ctx: PageContext, check: DriftCheck) -> list[dict[str, Any]]:
-    """Per feature of the newest check: status, measure and the histogram (or why none)."""
+def drift_features(ctx: PageContext, check: DriftCheck, hidden: set[str]) -> list[dict[str, Any]]:
+    """Per feature of the newest check: status, measure and the histogram (or why none).
+    ``hidden``: features masked or denied to the model, whose profile's categories and bin
+    edges are values it may not see, so they are not drawn."""
     profiles: dict[str, dict[str, Any]] = {}
     if check.training_set is not None:
         profiles = ctx.state.store.registry.drift.profiles(ctx.snapshot.project, check.training_set)
@@ -157,7 +160,7 @@ def drift_features(ctx: PageContext, check: DriftCheck) -> list[dict[str, Any]]:
     for name, result in sorted(check.detail.get("features", {}).items()):
         label = str(result.get("reference") or result.get("served") or name)
         profile = profiles.get(label)
-        svg = histogram(label, result, profile)
+        svg = None if name in hidden else histogram(label, result, profile)
         measure = (
             f"PSI {result['psi']:.3f}"
             if "psi" in result
@@ -174,7 +177,11 @@ def drift_features(ctx: PageContext, check: DriftCheck) -> list[dict[str, Any]]:
                 "measure": measure,
                 "samples": result.get("samples"),
                 "svg": svg,
-                "reason": "" if svg is not None else why_no_histogram(result, profile),
+                "reason": ""
+                if svg is not None
+                else "masked or denied to this model: its values are not shown"
+                if name in hidden
+                else why_no_histogram(result, profile),
             }
         )
     return out
@@ -198,7 +205,7 @@ def history_rows(checks: list[DriftCheck]) -> list[dict[str, Any]]:
     ]
 
 
-def drift_context(ctx: PageContext, model: str) -> dict[str, Any]:
+def drift_context(ctx: PageContext, model: str, hidden: set[str]) -> dict[str, Any]:
     offset = ctx.int_param("offset")
     checks = ctx.state.store.registry.drift.checks(
         ctx.snapshot.project, model, limit=offset + PAGE_SIZE + 1
@@ -207,7 +214,7 @@ def drift_context(ctx: PageContext, model: str) -> dict[str, Any]:
     return {
         "latest": latest,
         "latest_reason": str(latest.detail.get("reason") or "") if latest else "",
-        "drift_features": drift_features(ctx, latest) if latest else [],
+        "drift_features": drift_features(ctx, latest, hidden) if latest else [],
         "history": history_rows(checks[offset : offset + PAGE_SIZE]),
         "history_offset": offset,
         "history_more": len(checks) > offset + PAGE_SIZE,
@@ -227,7 +234,7 @@ def model_page(ctx: PageContext) -> Rendered:
     )
     spec = ctx.snapshot.head("model", name).spec
     newest = lineage["training_sets"][0] if lineage["training_sets"] else None
-    skewed = {s["feature"]: s for s in lineage["skew"]}
+    hidden = {unversioned(s["feature"]) for s in lineage["serves"] if s["decision"] != "allow"}
     return Rendered(
         "model.html",
         {
@@ -236,9 +243,8 @@ def model_page(ctx: PageContext) -> Rendered:
             "policies": policy_rows(ctx, lineage),
             "keys": key_rows(ctx, name),
             "newest": newest,
-            "skewed": skewed,
             "training_sets": lineage["training_sets"][:PAGE_SIZE],
-            **drift_context(ctx, name),
+            **drift_context(ctx, name, hidden),
         },
         title=f"model {name}",
     )
