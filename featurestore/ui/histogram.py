@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 
 from markupsafe import Markup, escape
 
-WIDTH = 560
-HEIGHT = 170
+WIDTH = 440  # about a card's width: text stays near its CSS size
+HEIGHT = 160
 TOP = 10  # room above the tallest bar
 BOTTOM = 34  # room for the axis labels
 LEFT = 36  # room for the share labels
-MAX_LABELS = 12  # axis labels drawn at most (every bin keeps its <title>)
+MAX_LABELS = 7  # axis labels drawn at most (every bin keeps its <title>)
+LABEL_CHARS = 9
 
 
 def _pct(share: float) -> str:
@@ -43,14 +44,25 @@ def _share(values: Sequence[float], i: int) -> float:
     return max(0.0, float(value or 0.0))
 
 
+def thinned(ticks: Sequence[tuple[float, str]]) -> list[tuple[float, str]]:
+    """At most ``MAX_LABELS`` of ``ticks`` (evenly spread), each label cut to fit."""
+    step = max(1, -(-len(ticks) // MAX_LABELS))
+    return [
+        (at, text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…")
+        for at, text in list(ticks)[::step]
+    ]
+
+
 def bars_svg(
     feature: str,
     labels: Sequence[str],
     reference: Sequence[float],
     served: Sequence[float] | None,
+    ticks: Sequence[tuple[float, str]] | None = None,
 ) -> Markup:
     """Grouped bars: per label a reference bar (``bar-ref``) and, when known, a served bar
-    (``bar-served``), each with a ``<title>`` giving the exact share."""
+    (``bar-served``), each with a ``<title>`` giving the exact share. ``ticks``: axis
+    labels as (position in bins, text); by default each bin's label at its centre."""
     n = max(1, len(labels))
     labels = list(labels) or ["all values"]
     tallest = max([*(_share(reference, i) for i in range(n)), 0.0])
@@ -60,7 +72,6 @@ def bars_svg(
     plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - TOP - BOTTOM
     slot = plot_w / n
     bar = slot * (0.42 if served is not None else 0.8)
-    step = max(1, -(-n // MAX_LABELS))  # label every step-th bin
     parts = [
         f'<svg class="histogram" data-histogram="{escape(feature)}" role="img" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
@@ -84,12 +95,13 @@ def bars_svg(
                 f'y="{TOP + plot_h - h:.2f}" width="{bar:.2f}" height="{h:.2f}">'
                 f"<title>{escape(label)}: {name} {escape(_pct(share))}</title></rect>"
             )
-        if i % step == 0:
-            text = label if len(label) <= 14 else label[:13] + "…"
-            parts.append(
-                f'<text class="tick" x="{LEFT + (i + 0.5) * slot:.2f}" '
-                f'y="{TOP + plot_h + 14}" text-anchor="middle">{escape(text)}</text>'
-            )
+    if ticks is None:
+        ticks = [(i + 0.5, label) for i, label in enumerate(labels)]
+    for at, text in thinned(ticks):
+        parts.append(
+            f'<text class="tick" x="{LEFT + at * slot:.2f}" y="{TOP + plot_h + 14}" '
+            f'text-anchor="middle">{escape(text)}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -102,7 +114,8 @@ def numeric_svg(
 ) -> Markup:
     """A numeric profile: ``len(edges) + 1`` bins (below the first cut, between cuts,
     from the last cut up), as the drift monitor bins served values."""
-    return bars_svg(feature, bin_labels(edges), reference, served)
+    ticks = [(i + 1.0, _edge(e)) for i, e in enumerate(edges)]  # at the cuts between bins
+    return bars_svg(feature, bin_labels(edges), reference, served, ticks)
 
 
 def categorical_svg(

@@ -68,6 +68,10 @@ def features_of(vv: ViewVersion, head_spec: dict[str, Any]) -> list[dict[str, An
     feature is still in the view: descriptions and tags do not make a version)."""
     current = {f["name"]: f for f in head_spec.get("schema") or ()}
     then = {f["name"]: f for f in vv.spec.get("schema") or ()}
+    windows = {
+        a["name"]: f"{a['function']}({a.get('column') or ''}) over {duration(a['window_seconds'])}"
+        for a in vv.version_spec.get("aggregations") or ()
+    }
     out = []
     for name, dtype in schema_of(vv).items():
         meta = current.get(name) or then.get(name) or {}
@@ -75,6 +79,7 @@ def features_of(vv: ViewVersion, head_spec: dict[str, Any]) -> list[dict[str, An
             {
                 "name": name,
                 "dtype": dtype,
+                "aggregation": windows.get(name, ""),
                 "description": str(meta.get("description") or ""),
                 "tags": {str(k): str(v) for k, v in (meta.get("tags") or {}).items()},
             }
