@@ -88,16 +88,16 @@ def features_of(vv: ViewVersion, head_spec: dict[str, Any]) -> list[dict[str, An
 
 
 def transformation_of(vv: ViewVersion) -> str:
-    """The code a version runs: its transformation, or an on-demand view's function."""
+    """The code a version runs: its transformation's source (the version spec keeps only
+    its fingerprint; the version's full spec keeps the code), or an on-demand function."""
     if vv.on_demand:
         function = vv.spec.get("function") or {}
         return str(function.get("source") or function.get("code") or "")
-    value = vv.version_spec.get("transformation")
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return str(value.get("source") or value.get("code") or value)
-    return str(value)
+    full = vv.spec.get("transformation")
+    if isinstance(full, dict):
+        return str(full.get("source") or full.get("name") or "")
+    fingerprint = vv.version_spec.get("transformation")
+    return f"(code not recorded; fingerprint {fingerprint})" if fingerprint else ""
 
 
 def duration(seconds: Any) -> str:
