@@ -206,18 +206,21 @@ def history_rows(checks: list[DriftCheck]) -> list[dict[str, Any]]:
 
 
 def drift_context(ctx: PageContext, model: str, hidden: set[str]) -> dict[str, Any]:
+    """The newest check's features, and one page of the history (one more check read than
+    shown, to know whether there are older ones)."""
     offset = ctx.int_param("offset")
-    checks = ctx.state.store.registry.drift.checks(
-        ctx.snapshot.project, model, limit=offset + PAGE_SIZE + 1
-    )
-    latest = checks[0] if checks else None
+    drift = ctx.state.store.registry.drift
+    project = ctx.snapshot.project
+    page = drift.checks(project, model, limit=PAGE_SIZE + 1, offset=offset)
+    newest = page[:1] if offset == 0 else drift.checks(project, model, limit=1)
+    latest = newest[0] if newest else None
     return {
         "latest": latest,
         "latest_reason": str(latest.detail.get("reason") or "") if latest else "",
         "drift_features": drift_features(ctx, latest, hidden) if latest else [],
-        "history": history_rows(checks[offset : offset + PAGE_SIZE]),
+        "history": history_rows(page[:PAGE_SIZE]),
         "history_offset": offset,
-        "history_more": len(checks) > offset + PAGE_SIZE,
+        "history_more": len(page) > PAGE_SIZE,
         "page_size": PAGE_SIZE,
     }
 
