@@ -103,15 +103,18 @@ class DriftLog:
             return inserted_id(result)
 
     def checks(
-        self, project: str, model: str | None = None, *, limit: int | None = 50
+        self, project: str, model: str | None = None, *, limit: int | None = 50, offset: int = 0
     ) -> list[DriftCheck]:
-        """Checks, newest first; only one model's when ``model`` is given."""
+        """Checks, newest first (after skipping ``offset``, for pages of history); only one
+        model's when ``model`` is given."""
         dc = t.drift_checks
         query = select(dc).where(dc.c.project == project).order_by(dc.c.id.desc())
         if model is not None:
             query = query.where(dc.c.model == model)
         if limit:
             query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
         with self.database.read() as conn:
             return [
                 DriftCheck(
