@@ -426,3 +426,62 @@ def test_the_svg_links_nodes_escapes_names_and_truncates_long_ones() -> None:
     assert f">{long}<" not in text.replace(f"<title>{long}</title>", "")
     assert "…</text>" in text
     assert len(re.findall(r'<path class="edge"', text)) == len(edges) == 10
+
+
+# -- a busy registry: graphs cap what they draw, lists page ------------------------
+
+
+@pytest.fixture(scope="module")
+def busy(
+    ui_repo: UiRepo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, FeatureStore]]:
+    """A copy of the repo with 60 more runs of user_profile@v1 and 10 more builds."""
+    from dataclasses import replace
+
+    copy = tmp_path_factory.mktemp("busy") / "repo"
+    shutil.copytree(ui_repo.repo, copy)
+    with FeatureStore(copy) as fs:
+        template = fs.registry.training_set(fs.project, ui_repo.training_set)
+        for i in range(60):
+            run = RunRecord(fs.project, "user_profile", 1, None, now_utc(), engine="busy")
+            run.rows_read = i
+            fs.registry.runs.start(run)
+            fs.registry.runs.finish(run, "failed" if i % 2 else "succeeded", error="no")
+        for _ in range(10):
+            fs.registry.record_training_set(replace(template, id=None))
+        yield login(fs, ui_repo.operator_key), fs
+
+
+def test_graphs_draw_a_few_runs_and_training_sets_and_count_the_rest(
+    busy: tuple[TestClient, FeatureStore],
+) -> None:
+    ui, store = busy
+    nodes, edges = graph_of(page(ui, "/ui/lineage/feature/user_profile:age"))
+    runs = [k for k in nodes if k.startswith("run:") and "more" not in k]
+    assert len(runs) == 3  # the newest of 61
+    assert nodes["run:more:v1"] == "/ui/runs?view=user_profile"
+    assert ("run:more:v1", "view:user_profile@v1") in edges
+    assert len([k for k in nodes if k.startswith("training_set:")]) == 8 + 1
+    text = page(ui, f"/ui/lineage/model/{MODEL}")
+    nodes, edges = graph_of(text)
+    assert len([k for k in nodes if k.startswith("training_set:")]) == 8 + 1
+    assert nodes["training_set:more:"] == f"/ui/training-sets?model={MODEL}"
+    assert ">+3 more training sets<" in text
+    # The model's graph has the last successful run of each version, not all of them.
+    newest = store.registry.runs.records(store.project, "user_profile", status="succeeded")[0]
+    assert [a for a, b in edges if b == "view:user_profile@v1" and a.startswith("run:")] == [
+        f"run:{newest.id}"
+    ]
+    assert len(attrs(rows(text, "training-sets"), "data-training-set")) == 11
+
+
+def test_the_runs_list_pages_by_fifty(busy: tuple[TestClient, FeatureStore]) -> None:
+    ui = busy[0]
+    first = page(ui, "/ui/runs?engine=busy")
+    assert 'data-total="60"' in first
+    assert len(attrs(rows(first, "runs"), "data-run")) == 50
+    assert "engine=busy&amp;offset=50" in first  # the next page keeps the filter
+    second = rows(page(ui, "/ui/runs?engine=busy&offset=50"), "runs")
+    assert attrs(second, "data-rows-read") == [str(i) for i in range(9, -1, -1)]
+    failed = page(ui, "/ui/runs?engine=busy&status=failed")
+    assert 'data-total="30"' in failed

@@ -128,8 +128,8 @@ def feature_graph(ctx: PageContext, found: dict[str, Any]) -> LineageGraph:
     builds = found["training_sets"]
     for ts in builds[:TRAINING_SETS_DRAWN]:
         g.training_set(ts)
-    if len(builds) > TRAINING_SETS_DRAWN:  # the tables below list them all
-        g.more("training_set", len(builds) - TRAINING_SETS_DRAWN, "training sets", "")
+    if len(builds) > TRAINING_SETS_DRAWN:  # the table below lists them all
+        g.more("training_set", len(builds) - TRAINING_SETS_DRAWN, "training sets", "#training-sets")
     for m in found["models"]:
         model = g.model(m["model"])
         for ref in m["serves"]:
