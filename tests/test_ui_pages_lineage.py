@@ -26,6 +26,7 @@ from featurestore.ui.graph import NODE_HEIGHT, NODE_WIDTH, Graph, Node, layers, 
 from tests.ui_repo import UiRepo
 
 MODEL = "fraud_detector"
+SECRET = "hunter2-not-shown"
 
 
 def login(store: FeatureStore, key: str) -> TestClient:
@@ -445,10 +446,20 @@ def busy(
         for i in range(60):
             run = RunRecord(fs.project, "user_profile", 1, None, now_utc(), engine="busy")
             run.rows_read = i
+            run.sources = [{"path": f"s3://reader:{SECRET}@bucket/part-{i}.parquet"}]
             fs.registry.runs.start(run)
-            fs.registry.runs.finish(run, "failed" if i % 2 else "succeeded", error="no")
-        for _ in range(10):
+            failed = i % 2 == 1
+            error = f"cannot reach redis://:{SECRET}@cache:6379/0" if failed else None
+            fs.registry.runs.finish(run, "failed" if failed else "succeeded", error)
+        for _ in range(9):
             fs.registry.record_training_set(replace(template, id=None))
+        # The newest build read another version of age and not category: version skew.
+        features = [
+            f.replace("user_profile@v1:age", "user_profile@v2:age")
+            for f in template.features
+            if f != "merchant_stats@v1:category"
+        ]
+        fs.registry.record_training_set(replace(template, id=None, features=tuple(features)))
         yield login(fs, ui_repo.operator_key), fs
 
 
@@ -485,3 +496,36 @@ def test_the_runs_list_pages_by_fifty(busy: tuple[TestClient, FeatureStore]) -> 
     assert attrs(second, "data-rows-read") == [str(i) for i in range(9, -1, -1)]
     failed = page(ui, "/ui/runs?engine=busy&status=failed")
     assert 'data-total="30"' in failed
+
+
+def test_skew_against_the_newest_build_is_listed_and_drawn(
+    busy: tuple[TestClient, FeatureStore],
+) -> None:
+    ui, store = busy
+    text = page(ui, f"/ui/lineage/model/{MODEL}")
+    assert attrs(rows(text, "skew"), "data-skew") == [
+        "user_profile:age",  # serves v1, trained on v2
+        "merchant_stats:category",  # serves it, the newest build did not read it
+    ]
+    newest = store.registry.training_sets(store.project, MODEL)[0]
+    nodes, edges = graph_of(text)
+    assert nodes["view:user_profile@v2"] == "/ui/views/user_profile"
+    assert ("view:user_profile@v2", f"training_set:{newest.id}") in edges
+    assert ("view:user_profile@v1", f"training_set:{newest.id}") in edges  # its other features
+
+
+def test_a_failed_runs_error_and_inputs_are_shown_with_passwords_masked(
+    busy: tuple[TestClient, FeatureStore],
+) -> None:
+    ui, store = busy
+    (failed, *_) = store.registry.runs.records(store.project, status="failed", limit=1)
+    text = page(ui, f"/ui/runs/{failed.id}")
+    assert 'data-status="failed"' in text
+    assert "cannot reach redis://:***@cache:6379/0" in html.unescape(text)
+    assert attrs(rows(text, "sources"), "data-source") == [
+        f"s3://reader:***@bucket/part-{failed.rows_read}.parquet"
+    ]
+    assert 'data-validation="none"' in text
+    for path in ("/ui/runs?engine=busy", f"/ui/lineage/model/{MODEL}", "/ui/audit"):
+        assert SECRET not in page(ui, path)
+    assert SECRET not in text
