@@ -137,7 +137,10 @@ def _order(graph: Graph, slots: _Slots) -> dict[int, list[str]]:
 
     def tie(k: str) -> tuple[str, str]:
         node = graph.nodes.get(k)
-        return (node.kind, node.id) if node else ("~", k)
+        if node is None:
+            return ("~", k)
+        # Numbered ids (runs, training sets) in numeric order: #9 before #10.
+        return (node.kind, node.id.zfill(20) if node.id.isdigit() else node.id)
 
     def sweep(order: list[int], near: dict[str, list[str]]) -> None:
         for i in order:
