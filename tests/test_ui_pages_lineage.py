@@ -19,7 +19,7 @@ from featurestore import FeatureStore
 from featurestore.registry import schema as t
 from featurestore.registry.audit import AuditRecord
 from featurestore.registry.runs import RunRecord
-from featurestore.registry.store import Registry
+from featurestore.registry.store import Registry, TrainingSetRecord
 from featurestore.times import now_utc
 from featurestore.ui.app import standalone
 from featurestore.ui.graph import NODE_HEIGHT, NODE_WIDTH, Graph, Node, layers, layout, svg
@@ -343,6 +343,13 @@ def test_run_and_audit_logs_filter_count_and_page(tmp_path: Path) -> None:
     assert [r.seq for r in audit.records("p", actor="by-a")] == [3, 1]
     assert [r.seq for r in audit.records("p", limit=1, offset=1)] == [2]
     assert audit.count("p", actor="by-a", subject="y") == 1
+    for model in ("m", None, "m"):
+        registry.record_training_set(
+            TrainingSetRecord("p", model, ("v@v1:f",), "e", 1, 1, "x", None, {})
+        )
+    assert [b.id for b in registry.training_sets("p", "m", limit=1, offset=1)] == [1]
+    assert [b.id for b in registry.training_sets("p", limit=2)] == [3, 2]
+    assert (registry.training_set_count("p"), registry.training_set_count("p", "m")) == (3, 2)
     assert audit.choices("p") == {"actions": ["apply"], "actors": ["by-a", "by-b"]}
     result = audit.verify("p")
     assert result.ok
@@ -484,6 +491,10 @@ def test_graphs_draw_a_few_runs_and_training_sets_and_count_the_rest(
         f"run:{newest.id}"
     ]
     assert len(attrs(rows(text, "training-sets"), "data-training-set")) == 11
+    listed = page(ui, f"/ui/training-sets?model={MODEL}&offset=10")
+    assert 'data-total="11"' in listed
+    first = store.registry.training_sets(store.project, MODEL)[-1]
+    assert attrs(rows(listed, "training-sets"), "data-training-set") == [str(first.id)]
 
 
 def test_the_runs_list_pages_by_fifty(busy: tuple[TestClient, FeatureStore]) -> None:

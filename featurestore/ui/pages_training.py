@@ -17,15 +17,16 @@ from featurestore.ui.pages_runs import PAGE_SIZE, run_id, text_param
 def training_sets(ctx: PageContext) -> Rendered:
     model = text_param(ctx, "model")
     offset = ctx.int_param("offset")
-    builds = ctx.state.store.registry.training_sets(ctx.state.project, model or None)
+    registry, project = ctx.state.store.registry, ctx.state.project
+    builds = registry.training_sets(project, model or None, limit=PAGE_SIZE, offset=offset)
     models = sorted(ctx.snapshot.active("model"))
     if model and model not in models:
         models.append(model)  # a removed model's builds stay listed
     return Rendered(
         "training_sets.html",
         {
-            "builds": builds[offset : offset + PAGE_SIZE],
-            "total": len(builds),
+            "builds": builds,
+            "total": registry.training_set_count(project, model or None),
             "offset": offset,
             "size": PAGE_SIZE,
             "filters": {"model": model},
