@@ -23,6 +23,8 @@ from featurestore.registry.store import Registry, TrainingSetRecord
 from featurestore.times import now_utc
 from featurestore.ui.app import standalone
 from featurestore.ui.graph import NODE_HEIGHT, NODE_WIDTH, Graph, Node, layers, layout, svg
+from featurestore.ui.pages_lineage import LineageGraph
+from featurestore.ui.render import Renderer
 from tests.ui_repo import UiRepo
 
 MODEL = "fraud_detector"
@@ -540,3 +542,18 @@ def test_a_failed_runs_error_and_inputs_are_shown_with_passwords_masked(
     for path in ("/ui/runs?engine=busy", f"/ui/lineage/model/{MODEL}", "/ui/audit"):
         assert SECRET not in page(ui, path)
     assert SECRET not in text
+
+
+def test_a_builds_references_that_name_no_version_are_left_out_of_its_graph(
+    store: FeatureStore,
+) -> None:
+    g = LineageGraph(Renderer("/ui"), store.snapshot())
+    build = {
+        "id": 5,
+        "model": None,
+        "features": ["user_profile:age", "not a ref", "user_profile@v1:age"],
+    }
+    key = g.training_set(build)
+    assert [a for a, b in g.graph.edges if b == key] == ["view:user_profile@v1"]
+    assert ("source:user_profile_source", "view:user_profile@v1") in g.graph.edges
+    assert g.graph.nodes[key].href == "/ui/training-sets/5"

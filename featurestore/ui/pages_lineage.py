@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from featurestore.errors import NotFoundError
+from featurestore.errors import InvalidReferenceError, NotFoundError
 from featurestore.lineage.queries import feature_lineage, model_lineage
 from featurestore.references import parse_reference
 from featurestore.registry.snapshot import RegistrySnapshot
@@ -53,7 +53,9 @@ class LineageGraph:
         href = self.renderer.url("training-sets", tid)
         key = self.graph.add(Node("training_set", tid, f"training set #{tid}", href))
         for ref in ts["features"]:
-            self.graph.link(self.version_of(ref), key)
+            version = self.version_of(ref)
+            if version is not None:
+                self.graph.link(version, key)
         if ts["model"]:
             self.graph.link(key, self.model(ts["model"]))
         return key
@@ -63,10 +65,14 @@ class LineageGraph:
         label = f"+{count} more {what}"
         return self.graph.add(Node(kind, f"more:{scope}", label, href))
 
-    def version_of(self, ref: str) -> str:
-        """The node of the view version a pinned reference (``view@vN:feature``) names."""
-        parsed = parse_reference(ref)
-        return self.version(parsed.view, parsed.version or 0)
+    def version_of(self, ref: str) -> str | None:
+        """The node of the view version a pinned reference (``view@vN:feature``) names;
+        None for one that names no version (as an older release may have recorded)."""
+        try:
+            parsed = parse_reference(ref)
+        except InvalidReferenceError:
+            return None
+        return None if parsed.version is None else self.version(parsed.view, parsed.version)
 
     def version(self, view: str, number: int) -> str:
         """A view version's node, with its sources (or, on demand, its input versions)."""
@@ -91,11 +97,15 @@ class LineageGraph:
         return key
 
 
-def model_graph(ctx: PageContext, found: dict[str, Any]) -> LineageGraph:
-    g = LineageGraph(ctx.renderer, ctx.snapshot)
+def model_graph(
+    ctx: PageContext, snapshot: RegistrySnapshot, found: dict[str, Any]
+) -> LineageGraph:
+    g = LineageGraph(ctx.renderer, snapshot)
     model = g.model(found["model"])
     for s in found["serves"]:
-        version = g.version_of(s["feature"])
+        version = g.version_of(s["feature"])  # what a model serves is always pinned
+        if version is None:
+            continue
         g.graph.link(version, model)
         if s["last_materialization"]:
             g.graph.link(g.run(s["last_materialization"]), version)
@@ -109,8 +119,10 @@ def model_graph(ctx: PageContext, found: dict[str, Any]) -> LineageGraph:
     return g
 
 
-def feature_graph(ctx: PageContext, found: dict[str, Any]) -> LineageGraph:
-    g = LineageGraph(ctx.renderer, ctx.snapshot)
+def feature_graph(
+    ctx: PageContext, snapshot: RegistrySnapshot, found: dict[str, Any]
+) -> LineageGraph:
+    g = LineageGraph(ctx.renderer, snapshot)
     name = found["feature"]
     feature = g.graph.add(Node("feature", name, name, link(ctx.renderer, "feature", name)))
     view = name.partition(":")[0]
@@ -133,16 +145,20 @@ def feature_graph(ctx: PageContext, found: dict[str, Any]) -> LineageGraph:
     for m in found["models"]:
         model = g.model(m["model"])
         for ref in m["serves"]:
-            g.graph.link(g.version_of(ref), model)
+            served = g.version_of(ref)
+            if served is not None:
+                g.graph.link(served, model)
     return g
 
 
-def _answer(ctx: PageContext, query: Any, subject: str) -> dict[str, Any]:
+def _answer(
+    ctx: PageContext, snapshot: RegistrySnapshot, query: Any, subject: str
+) -> dict[str, Any]:
     store = ctx.state.store
     return dict(
         query(
             store.registry,
-            ctx.snapshot,
+            snapshot,
             store.config.offline_store_path,
             subject,
             store.config.policy_default,
@@ -152,8 +168,9 @@ def _answer(ctx: PageContext, query: Any, subject: str) -> dict[str, Any]:
 
 def model_page(ctx: PageContext) -> Rendered:
     name = ctx.path["name"]
-    found = _answer(ctx, model_lineage, name)
-    g = model_graph(ctx, found)
+    snapshot = ctx.snapshot  # one snapshot for the answer and its graph
+    found = _answer(ctx, snapshot, model_lineage, name)
+    g = model_graph(ctx, snapshot, found)
     return Rendered(
         "lineage.html",
         {
@@ -168,8 +185,9 @@ def model_page(ctx: PageContext) -> Rendered:
 
 def feature_page(ctx: PageContext) -> Rendered:
     ref = ctx.path["ref"]
-    found = _answer(ctx, feature_lineage, ref)
-    g = feature_graph(ctx, found)
+    snapshot = ctx.snapshot
+    found = _answer(ctx, snapshot, feature_lineage, ref)
+    g = feature_graph(ctx, snapshot, found)
     return Rendered(
         "lineage.html",
         {
