@@ -50,7 +50,7 @@ def runs(ctx: PageContext) -> Rendered:
     )
 
 
-def run_id(raw: str, what: str) -> int:
+def record_id(raw: str, what: str) -> int:
     """A record's id from the URL; an id that is not a number names nothing (404)."""
     if not raw.isdigit() or len(raw) > 18:
         raise ObjectNotFound(f"There is no {what} #{raw[:40]}: ids are whole numbers.")
@@ -59,7 +59,7 @@ def run_id(raw: str, what: str) -> int:
 
 def run(ctx: PageContext) -> Rendered:
     record = ctx.state.store.registry.runs.record(
-        ctx.state.project, run_id(ctx.path["id"], "materialization run")
+        ctx.state.project, record_id(ctx.path["id"], "materialization run")
     )
     return Rendered(
         "run.html",

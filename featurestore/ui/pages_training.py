@@ -11,7 +11,7 @@ from featurestore.errors import InvalidReferenceError
 from featurestore.references import parse_reference
 from featurestore.ui.page import PageContext, Rendered
 from featurestore.ui.pages_lineage import hrefs
-from featurestore.ui.pages_runs import PAGE_SIZE, run_id, text_param
+from featurestore.ui.pages_runs import PAGE_SIZE, record_id, text_param
 
 
 def training_sets(ctx: PageContext) -> Rendered:
@@ -39,7 +39,7 @@ def training_sets(ctx: PageContext) -> Rendered:
 
 def training_set(ctx: PageContext) -> Rendered:
     project, registry = ctx.state.project, ctx.state.store.registry
-    record = registry.training_set(project, run_id(ctx.path["id"], "training set"))
+    record = registry.training_set(project, record_id(ctx.path["id"], "training set"))
     assert record.id is not None  # a stored record has its id
     profiles = registry.drift.profiles(project, record.id)
     return Rendered(
