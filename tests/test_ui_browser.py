@@ -113,3 +113,69 @@ def test_the_catalog_finds_a_feature_by_tag_as_you_type(
     page.screenshot(path=str(shots / "catalog-search.png"))
     rows.first.locator("a").click()
     page.wait_for_url("**/ui/views/user_profile#f-email")
+
+
+def test_from_fraud_detector_its_policies_drift_lineage_and_training_set_are_near(
+    page: Any, ui_server: UiServer, shots: Path
+) -> None:
+    """The issue's walk: catalog -> the model (1 click); its policies and drift histograms
+    are on that page; its lineage graph and its training set are one click further."""
+    world = ui_server.world
+    log_in(page, ui_server)
+    page.type("#q", "fraud_detector", delay=10)
+    model_link = page.locator("#results tbody tr a", has_text="fraud_detector").first
+    expect(model_link).to_be_visible()
+    model_link.click()  # click 1
+    page.wait_for_url("**/ui/models/fraud_detector")
+    decisions = page.locator("#policies [data-decision]")
+    assert decisions.count() >= 5
+    seen = {decisions.nth(i).get_attribute("data-decision") for i in range(decisions.count())}
+    assert "allow" in seen
+    assert "mask" in seen  # fraud_detector's masked feature is shown as masked
+    assert world.model_key not in page.content()
+    histograms = page.locator("#drift svg[data-histogram]")
+    assert histograms.count() >= 1
+    expect(histograms.first.locator(".bar-ref").first).to_be_visible()
+    assert histograms.first.locator(".bar-served").count() >= 1
+    page.screenshot(path=str(shots / "model.png"), full_page=True)
+    histograms.first.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "model-drift.png"))
+
+    page.click("#lineage-link")  # click 2: the graph
+    page.wait_for_url("**/ui/lineage/model/fraud_detector")
+    graph = page.locator("svg[data-graph=lineage]")
+    expect(graph).to_be_visible()
+    nodes = {n.get_attribute("data-node") for n in graph.locator("[data-node]").all()}
+    assert "model:fraud_detector" in nodes
+    assert f"training_set:{world.training_set}" in nodes
+    assert any(n.startswith("view:user_profile@v") for n in nodes if n)
+    edges = {e.get_attribute("data-edge") for e in graph.locator("[data-edge]").all()}
+    assert f"training_set:{world.training_set}->model:fraud_detector" in edges
+    page.screenshot(path=str(shots / "lineage.png"), full_page=True)
+
+    page.go_back()
+    page.click(f"#training-sets [data-training-set='{world.training_set}'] a")  # click 2
+    page.wait_for_url(f"**/ui/training-sets/{world.training_set}")
+    assert "fraud_detector" in page.inner_text("main")
+    page.screenshot(path=str(shots / "training-set.png"), full_page=True)
+
+
+def test_a_view_its_runs_and_the_audit_log_render(
+    page: Any, ui_server: UiServer, shots: Path
+) -> None:
+    log_in(page, ui_server, "/ui/views/user_profile")
+    assert page.locator("#f-email").count() == 1
+    assert page.locator("[data-run]").count() >= 1
+    page.screenshot(path=str(shots / "view.png"), full_page=True)
+    page.locator("[data-run] a").first.click()
+    page.wait_for_url("**/ui/runs/*")
+    assert "user_profile" in page.inner_text("main")
+    page.goto("/ui/runs")
+    assert page.locator("main table tbody tr").count() >= 3  # every batch view was materialized
+    page.screenshot(path=str(shots / "runs.png"), full_page=True)
+    page.goto("/ui/audit")
+    chain = page.locator("[data-chain]")
+    assert chain.get_attribute("data-chain") == "verified"
+    assert len(chain.get_attribute("data-head") or "") == 64
+    assert page.locator("main table tbody tr").count() >= 3
+    page.screenshot(path=str(shots / "audit.png"), full_page=True)

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, func, select
 
 from featurestore.registry import schema as t
 from featurestore.registry.audit_window import WINDOW_SECONDS, DecisionWindows
@@ -127,6 +127,8 @@ def _from_row(r: Any) -> AuditRecord:
 class VerifyResult:
     records: int
     problems: tuple[str, ...]
+    head: str = GENESIS  # the newest record's stored hash (GENESIS: no record)
+    first_broken: int | None = None  # the seq of the first record with a problem
 
     @property
     def ok(self) -> bool:
@@ -151,33 +153,65 @@ class AuditLog:
         action: str | None = None,
         subject: str | None = None,
         decision: str | None = None,
+        actor: str | None = None,
         since: datetime | None = None,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[AuditRecord]:
-        """Records, newest first; ``subject`` matches as a substring (a model or feature)."""
+        """Records, newest first; ``subject`` matches as a substring (a model or feature);
+        ``offset`` skips the newest (for pages)."""
         a = t.audit
-        query = select(a).where(a.c.project == project).order_by(a.c.seq.desc())
-        if action:
-            query = query.where(a.c.action == action)
-        if subject:
-            query = query.where(a.c.subject.contains(subject, autoescape=True))
-        if decision:
-            query = query.where(a.c.decision == decision)
-        if since is not None:
-            query = query.where(a.c.at >= since)
+        query = _filtered(select(a), project, action, subject, decision, actor, since)
+        query = query.order_by(a.c.seq.desc())
         if limit:
             query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
         with self.database.read() as conn:
             return [_from_row(r) for r in conn.execute(query).all()]
+
+    def count(
+        self,
+        project: str,
+        *,
+        action: str | None = None,
+        subject: str | None = None,
+        decision: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+    ) -> int:
+        """How many records ``records`` with the same filters would list."""
+        query = _filtered(
+            select(func.count()).select_from(t.audit),
+            project,
+            action,
+            subject,
+            decision,
+            actor,
+            since,
+        )
+        with self.database.read() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def choices(self, project: str) -> dict[str, list[str]]:
+        """The actions and actors the project's records have (what filters can offer)."""
+        a = t.audit
+        out = {}
+        with self.database.read() as conn:
+            for name, column in (("actions", a.c.action), ("actors", a.c.actor)):
+                query = select(column).where(a.c.project == project).distinct()
+                out[name] = sorted(v for (v,) in conn.execute(query) if v)
+        return out
 
     def verify(self, project: str) -> VerifyResult:
         """Check the chain of ``project``'s records: every problem found, and where."""
         a = t.audit
         with self.database.read() as conn:
             rows = conn.execute(select(a).where(a.c.project == project).order_by(a.c.seq)).all()
-        problems = []
+        problems: list[str] = []
         prev = GENESIS
         expected = 1
+        first_broken = None
         for r in rows:
             record = _from_row(r)
             seq: int = r.seq  # the primary key: a stored record always has one
@@ -191,9 +225,35 @@ class AuditLog:
                 problems.append(f"record {seq} does not follow the record before it")
             if record.digest() != record.hash:
                 problems.append(f"record {seq} was changed after it was written")
+            if problems and first_broken is None:
+                first_broken = seq
             prev = record.hash
             expected = seq + 1
-        return VerifyResult(len(rows), tuple(problems))
+        return VerifyResult(len(rows), tuple(problems), prev, first_broken)
+
+
+def _filtered(
+    query: Select[Any],
+    project: str,
+    action: str | None,
+    subject: str | None,
+    decision: str | None,
+    actor: str | None,
+    since: datetime | None,
+) -> Select[Any]:
+    a = t.audit
+    query = query.where(a.c.project == project)
+    if action:
+        query = query.where(a.c.action == action)
+    if subject:
+        query = query.where(a.c.subject.contains(subject, autoescape=True))
+    if decision:
+        query = query.where(a.c.decision == decision)
+    if actor:
+        query = query.where(a.c.actor == actor)
+    if since is not None:
+        query = query.where(a.c.at >= since)
+    return query
 
 
 class AuditQueue:

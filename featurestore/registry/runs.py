@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 
+from featurestore.errors import ObjectNotFound
 from featurestore.registry import schema as t
 from featurestore.registry.database import Database, inserted_id, whoami
 from featurestore.times import as_utc, now_utc
@@ -173,41 +174,60 @@ class RunLog:
             return int(row.id)
 
     def records(
-        self, project: str, view: str | None = None, *, limit: int | None = None
+        self,
+        project: str,
+        view: str | None = None,
+        *,
+        status: str | None = None,
+        engine: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        """Runs, newest first; one view's when ``view`` is given."""
+        """Runs, newest first; one view's when ``view`` is given, of one status or engine
+        when those are (``offset`` skips the newest, for pages)."""
         mr = t.materialization_runs
-        query = select(mr).where(mr.c.project == project).order_by(mr.c.id.desc())
-        if view is not None:
-            query = query.where(mr.c.view == view)
+        query = _filtered(select(mr), project, view, status, engine).order_by(mr.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
         with self.database.read() as conn:
             rows = conn.execute(query).all()
-        return [
-            RunRecord(
-                project=r.project,
-                view=r.view,
-                version=r.version,
-                window_start=as_utc(r.window_start),
-                window_end=as_utc(r.window_end),
-                status=r.status,
-                sources=orjson.loads(r.sources),
-                rows_read=r.rows_read,
-                rows_offline=r.rows_offline,
-                rows_online=r.rows_online,
-                validation=orjson.loads(r.validation) if r.validation else None,
-                offline_manifest=r.offline_manifest,
-                code_version=r.code_version,
-                engine=r.engine,
-                error=r.error,
-                id=r.id,
-                started_at=as_utc(r.started_at),
-                finished_at=as_utc(r.finished_at),
-                started_by=r.started_by,
+        return [_record(r) for r in rows]
+
+    def count(
+        self,
+        project: str,
+        view: str | None = None,
+        *,
+        status: str | None = None,
+        engine: str | None = None,
+    ) -> int:
+        """How many runs ``records`` with the same filters would list."""
+        query = _filtered(select(func.count()), project, view, status, engine)
+        query = query.select_from(t.materialization_runs)
+        with self.database.read() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def record(self, project: str, run_id: int) -> RunRecord:
+        """One run; ObjectNotFound (saying how to list them) if there is none."""
+        mr = t.materialization_runs
+        query = select(mr).where(mr.c.project == project, mr.c.id == run_id)
+        with self.database.read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise ObjectNotFound(
+                f"No materialization run #{run_id} in project '{project}'. List the recorded "
+                "ones with `featurestore runs`."
             )
-            for r in rows
-        ]
+        return _record(row)
+
+    def engines(self, project: str) -> list[str]:
+        """The engines the project's runs were made by (what a filter can offer)."""
+        mr = t.materialization_runs
+        query = select(mr.c.engine).where(mr.c.project == project).distinct()
+        with self.database.read() as conn:
+            return sorted(e for (e,) in conn.execute(query) if e)
 
     def watermark(self, project: str, view: str, version: int) -> datetime | None:
         """End of the last successful run of ``view@v<version>``; None if it never ran."""
@@ -227,3 +247,41 @@ class RunLog:
         with self.database.read() as conn:
             row = conn.execute(query).first()
         return as_utc(row[0]) if row else None
+
+
+def _filtered(
+    query: Select[Any], project: str, view: str | None, status: str | None, engine: str | None
+) -> Select[Any]:
+    mr = t.materialization_runs
+    query = query.where(mr.c.project == project)
+    if view is not None:
+        query = query.where(mr.c.view == view)
+    if status is not None:
+        query = query.where(mr.c.status == status)
+    if engine is not None:
+        query = query.where(mr.c.engine == engine)
+    return query
+
+
+def _record(r: Any) -> RunRecord:
+    return RunRecord(
+        project=r.project,
+        view=r.view,
+        version=r.version,
+        window_start=as_utc(r.window_start),
+        window_end=as_utc(r.window_end),
+        status=r.status,
+        sources=orjson.loads(r.sources),
+        rows_read=r.rows_read,
+        rows_offline=r.rows_offline,
+        rows_online=r.rows_online,
+        validation=orjson.loads(r.validation) if r.validation else None,
+        offline_manifest=r.offline_manifest,
+        code_version=r.code_version,
+        engine=r.engine,
+        error=r.error,
+        id=r.id,
+        started_at=as_utc(r.started_at),
+        finished_at=as_utc(r.finished_at),
+        started_by=r.started_by,
+    )

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from featurestore.errors import (
@@ -246,15 +246,36 @@ class Registry:
             write_profiles(conn, record.project, training_set, profiles or [])
             return training_set
 
-    def training_sets(self, project: str, model: str | None = None) -> list[TrainingSetRecord]:
-        """Training-set builds, newest first; only one model's when ``model`` is given."""
+    def training_sets(
+        self,
+        project: str,
+        model: str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[TrainingSetRecord]:
+        """Training-set builds, newest first; only one model's when ``model`` is given
+        (``limit`` and ``offset``: one page of them)."""
         ts = t.training_sets
         query = select(ts).where(ts.c.project == project).order_by(ts.c.id.desc())
         if model is not None:
             query = query.where(ts.c.model == model)
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
         with self.database.read() as conn:
             rows = conn.execute(query).all()
         return [_training_set(r) for r in rows]
+
+    def training_set_count(self, project: str, model: str | None = None) -> int:
+        """How many builds ``training_sets`` with the same filter would list."""
+        ts = t.training_sets
+        query = select(func.count()).select_from(ts).where(ts.c.project == project)
+        if model is not None:
+            query = query.where(ts.c.model == model)
+        with self.database.read() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     def training_set(self, project: str, training_set: int) -> TrainingSetRecord:
         """One recorded build; ObjectNotFound (saying how to list them) if there is none."""
