@@ -7,7 +7,7 @@ requests go over one keep-alive connection, the same requests in alternated roun
 
 * featurestore: the catalog page (HTML, first 50 of every view, feature, source and model),
   a search for one view by name (HTML), search as you type (the JSON the page's script
-  fetches) for a name and for a term matching thousands, a tag filter's 100th page; and the
+  fetches) for a name and for a term matching thousands, a tag filter's 20th page; and the
   first page after start (the registry read and the catalog's index built once).
 * Feast: its REST API that its React UI calls: the feature views list (50 a page) and its
   search (for the same name and the same broad term, 50 a page). Feast's pages are JSON that
@@ -15,8 +15,8 @@ requests go over one keep-alive connection, the same requests in alternated roun
 * the HTTP floor: a bare Starlette handler returning the bytes of featurestore's search
   page, so the ratio shows what search and rendering cost above serving bytes.
 
-    python benchmarks/ui_catalog.py                  # 10,000 views, 1,000 models, Feast too
-    python benchmarks/ui_catalog.py --views 1000 --skip-feast
+    python benchmarks/ui_catalog.py                  # 1,000 and 10,000 views; Feast at 1,000
+    python benchmarks/ui_catalog.py --scales 200 --rounds 2 --calls 3   # a quick try
 
 Feast's UI server needs grpcio: ``pip install -e '.[bench]'`` installs it.
 """
@@ -165,61 +165,79 @@ def apply(cmd: list[str], cwd: Path, timeout: float) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--views", type=int, default=10_000)
-    parser.add_argument("--models", type=int, default=1_000)
+    parser.add_argument("--scales", default="1000,10000", help="views per repo, comma-separated")
+    parser.add_argument("--models-per-view", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--calls", type=int, default=10, help="requests per case and round")
     parser.add_argument("--skip-feast", action="store_true")
+    parser.add_argument(
+        "--feast-max-views",
+        type=int,
+        default=1000,
+        help="Feast only up to this scale (at 10,000 views `feast apply` did not end in 20 min)",
+    )
     parser.add_argument("--feast-timeout", type=float, default=1200)
     parser.add_argument("--out", default=str(ROOT / "results" / "ui_catalog.json"))
     args = parser.parse_args()
-    result: dict[str, Any] = {"machine": machine(), "views": args.views, "models": args.models}
+    result: dict[str, Any] = {"machine": machine(), "scales": {}}
     work = Path(tempfile.mkdtemp(prefix="ui-catalog-"))
-    repo = write_repo(work / "fs", views=args.views, models=args.models)
-    log(f"featurestore apply: {args.views} views, {args.models} models")
-    result["featurestore_apply_s"] = apply([*FEATURESTORE, "apply", "-r", str(repo)], repo, 1200)
+    for views in (int(v) for v in args.scales.split(",")):
+        models = max(1, int(views * args.models_per_view))
+        scale = featurestore_side(work / f"fs-{views}", views, models, args)
+        if not args.skip_feast and views <= args.feast_max_views:
+            scale["feast"] = feast_side(work / f"feast-{views}", views, models, args)
+        scale["ratios"] = ratios(scale)
+        result["scales"][f"{views} views, {models} models"] = scale
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_result(result, args.out)
+
+
+def featurestore_side(
+    root: Path, views: int, models: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    repo = write_repo(root, views=views, models=models)
+    log(f"featurestore apply: {views} views, {models} models")
+    out: dict[str, Any] = {"load_average_at_start": os.getloadavg()[0]}
+    out["featurestore_apply_s"] = apply([*FEATURESTORE, "apply", "-r", str(repo)], repo, 1200)
     proc, port, headers, first = featurestore_ui(repo)
-    result["featurestore_start_to_first_page_s"] = round(first, 2)
-    last = args.views - 1
+    out["featurestore_start_to_first_page_s"] = round(first, 2)
+    last = views - 1
     cases = {
         "catalog page": "/ui/",
         "search one view (page)": f"/ui/?q=view_{last}",
         "search as you type, one view (JSON)": f"/ui/api/catalog?q=view_{last}",
         "search as you type, broad: 'f3' (JSON)": "/ui/api/catalog?q=f3",
-        "tag filter, 100th page": "/ui/?tag=team%3Dt3&offset=4950",
+        "tag filter, 20th page": "/ui/?tag=team%3Dt3&offset=950",
     }
     try:
         log("featurestore requests")
         client = Client(port, headers)
-        result["featurestore"] = timed(client, cases, args.rounds, args.calls)
+        out["featurestore"] = timed(client, cases, args.rounds, args.calls)
         _, page = client.get(cases["search one view (page)"])
     finally:
         proc.terminate()
         proc.wait(30)
-    (work / "page.html").write_bytes(page)
+    (root / "page.html").write_bytes(page)
     floor_port = free_port()
     floor = subprocess.Popen(
-        [sys.executable, "-c", FLOOR_APP, str(work / "page.html"), str(floor_port)]
+        [sys.executable, "-c", FLOOR_APP, str(root / "page.html"), str(floor_port)]
     )
     try:
         wait_for(floor_port, "/", floor, 60)
         log("HTTP floor requests")
         floor_cases = {"same bytes, bare Starlette": cases["search one view (page)"]}
-        result["floor"] = timed(Client(floor_port), floor_cases, args.rounds, args.calls)
+        out["floor"] = timed(Client(floor_port), floor_cases, args.rounds, args.calls)
     finally:
         floor.terminate()
         floor.wait(30)
-    if not args.skip_feast:
-        result["feast"] = feast_side(work, args, last)
-    result["ratios"] = ratios(result)
-    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    write_result(result, args.out)
+    return out
 
 
-def feast_side(work: Path, args: argparse.Namespace, last: int) -> dict[str, Any]:
-    repo = write_feast_repo(work / "feast", views=args.views, services=args.models)
+def feast_side(root: Path, views: int, models: int, args: argparse.Namespace) -> dict[str, Any]:
+    repo = write_feast_repo(root, views=views, services=models)
     (repo / "data").mkdir(exist_ok=True)
-    log(f"feast apply: {args.views} views, {args.models} services (timeout {args.feast_timeout} s)")
+    last = views - 1
+    log(f"feast apply: {views} views, {models} services (timeout {args.feast_timeout} s)")
     feast = str(Path(sys.executable).parent / "feast")
     took = apply([feast, "-c", str(repo), "apply"], repo, args.feast_timeout)
     out: dict[str, Any] = {"apply_s": took}
