@@ -63,7 +63,8 @@ def _aggregation(spec: dict[str, Any] | None) -> str | None:
     return f"{spec['function']}({column}) over {spec['window_seconds']}s"
 
 
-def _run(run: Any) -> dict[str, Any]:
+def run_summary(run: Any) -> dict[str, Any]:
+    """A run's recorded fields, as lineage answers and the UI show them."""
     return {
         "id": run.id,
         "version": run.version,
@@ -198,7 +199,7 @@ def feature_lineage(
         "project": project,
         "feature": f"{view}:{feature}",
         "versions": [_version_entry(snapshot, offline_root, vv, feature) for vv in versions],
-        "materialization_runs": [_run(r) for r in runs],
+        "materialization_runs": [run_summary(r) for r in runs],
         "training_sets": builds,
         "models": models,
     }
@@ -234,7 +235,7 @@ def model_lineage(
                 **({"via": d.via} if d.via else {}),
                 "source": source_summary(vv.version_spec.get("source", {})),
                 **({"on_demand": _on_demand(snapshot, vv)} if vv.on_demand else {}),
-                "last_materialization": _run(run) if run else None,
+                "last_materialization": run_summary(run) if run else None,
                 "offline": offline[(r.view, r.version)],
             }
         )

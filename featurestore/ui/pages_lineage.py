@@ -170,31 +170,26 @@ def model_page(ctx: PageContext) -> Rendered:
     name = ctx.path["name"]
     snapshot = ctx.snapshot  # one snapshot for the answer and its graph
     found = _answer(ctx, snapshot, model_lineage, name)
-    g = model_graph(ctx, snapshot, found)
-    return Rendered(
-        "lineage.html",
-        {
-            "subject": "model",
-            "found": found,
-            "graph": svg(layout(g.graph), f"lineage of model {name}"),
-            "href": hrefs(ctx),
-        },
-        title=f"Lineage of {name}",
-    )
+    return lineage_page(ctx, "model", found, model_graph(ctx, snapshot, found).graph, name)
 
 
 def feature_page(ctx: PageContext) -> Rendered:
-    ref = ctx.path["ref"]
     snapshot = ctx.snapshot
-    found = _answer(ctx, snapshot, feature_lineage, ref)
-    g = feature_graph(ctx, snapshot, found)
+    found = _answer(ctx, snapshot, feature_lineage, ctx.path["ref"])
+    graph = feature_graph(ctx, snapshot, found).graph
+    return lineage_page(ctx, "feature", found, graph, found["feature"])
+
+
+def lineage_page(
+    ctx: PageContext, subject: str, found: dict[str, Any], graph: Graph, name: str
+) -> Rendered:
     return Rendered(
         "lineage.html",
         {
-            "subject": "feature",
+            "subject": subject,
             "found": found,
-            "graph": svg(layout(g.graph), f"lineage of feature {found['feature']}"),
+            "graph": svg(layout(graph), f"lineage of {subject} {name}"),
             "href": hrefs(ctx),
         },
-        title=f"Lineage of {found['feature']}",
+        title=f"Lineage of {name}",
     )

@@ -12,7 +12,7 @@ import itertools
 from typing import Any
 
 from featurestore.errors import VersionNotFound
-from featurestore.lineage.queries import offline_state, source_summary
+from featurestore.lineage.queries import offline_state, run_summary, source_summary
 from featurestore.registry.runs import PUSH_ENGINE, SUCCEEDED, RunRecord
 from featurestore.registry.snapshot import ACTIVE, RegistrySnapshot, ViewVersion
 from featurestore.ui.page import PageContext, Rendered
@@ -135,17 +135,8 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         verdict = "passed" if validation.get("success") else "failed"
         checked = f"{verdict} ({passed}/{len(expectations)} expectations)"
     return {
-        "id": run.id,
-        "version": run.version,
-        "status": run.status,
-        "window_start": run.window_start,
-        "window_end": run.window_end,
-        "rows_read": run.rows_read,
-        "rows_offline": run.rows_offline,
-        "rows_online": run.rows_online,
+        **run_summary(run),
         "engine": run.engine or "",
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
         "validation": checked,
         "error": run.error or "",
     }
