@@ -270,20 +270,33 @@ def test_the_audit_page_shows_the_verified_chain_and_filters_by_actor(
     assert attrs(builds, "data-decision") == ["allow"]
 
 
-def test_a_tampered_audit_chain_is_shown_broken(ui_repo: UiRepo, tmp_path: Path) -> None:
+def test_a_tampered_audit_chain_is_shown_broken(
+    ui_repo: UiRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit shows once the last check is older than CHAIN_MAX_AGE (the check reads the
+    whole log, so it is not run on every load), and the page says when it was checked."""
+    from featurestore.ui import pages_audit
+
     copy = tmp_path / "repo"
     shutil.copytree(ui_repo.repo, copy)  # never the shared fixture's registry
     with FeatureStore(copy) as fs:
         (build,) = fs.registry.audit.records(fs.project, action="training_set")
         database = fs.config.registry_url.removeprefix("sqlite:///")
-    assert database.startswith(str(copy))
-    with sqlite3.connect(database) as db:  # an insider edits what a build recorded
-        db.execute(
-            f"UPDATE {t.audit.name} SET detail = ? WHERE project = ? AND seq = ?",
-            ('{"masked": []}', ui_repo.project, build.seq),
-        )
-    with FeatureStore(copy) as fs:
-        text = page(login(fs, ui_repo.operator_key), "/ui/audit")
+        assert database.startswith(str(copy))
+        client = login(fs, ui_repo.operator_key)
+        before = page(client, "/ui/audit")
+        assert 'data-chain="verified"' in before
+        with sqlite3.connect(database) as db:  # an insider edits what a build recorded
+            db.execute(
+                f"UPDATE {t.audit.name} SET detail = ? WHERE project = ? AND seq = ?",
+                ('{"masked": []}', ui_repo.project, build.seq),
+            )
+        checked = re.compile(r'id="checked-at">([^<]+)<')
+        again = page(client, "/ui/audit")  # within CHAIN_MAX_AGE: the last check stands
+        assert 'data-chain="verified"' in again
+        assert checked.findall(again) == checked.findall(before)
+        monkeypatch.setattr(pages_audit, "CHAIN_MAX_AGE", 0.0)
+        text = page(client, "/ui/audit")
         assert not fs.registry.audit.verify(fs.project).ok
     assert 'data-chain="broken"' in text
     assert f'data-first-broken="{build.seq}"' in text

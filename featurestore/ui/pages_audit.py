@@ -1,13 +1,14 @@
 """The audit log: its records, newest first (filters by actor, action, object and
 decision; 50 a page), under the result of verifying its hash chain.
 
-The chain is verified on every request, not cached per snapshot: records are appended
-(training-set builds, denials, logins) without moving the registry's serial, and an
-edit in place moves nothing at all, so a cached "verified" could hide either. It is one
-read of the log and a hash per record."""
+The chain's check is not cached per snapshot: records are appended (training-set builds,
+denials, logins) without moving the registry's serial, and an edit in place moves nothing
+at all. It reads the whole log (0.6 s at 20,000 records), so it runs at most every
+``CHAIN_MAX_AGE`` seconds, however often the page is loaded, and the page says when."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from featurestore.ui.pages_runs import PAGE_SIZE, text_param
 from featurestore.urls import redact
 
 DECISIONS = ("allow", "mask", "deny")
+CHAIN_MAX_AGE = 10.0  # seconds a chain check is shown before it runs again
 
 
 def audit(ctx: PageContext) -> Rendered:
@@ -30,12 +32,13 @@ def audit(ctx: PageContext) -> Rendered:
         "subject": filters["object"] or None,
         "decision": filters["decision"] or None,
     }
-    chain = log.verify(project)
+    chain, checked_at = ctx.state.recent("audit-chain", CHAIN_MAX_AGE, lambda: log.verify(project))
     records = log.records(project, limit=PAGE_SIZE, offset=offset, **chosen)
     return Rendered(
         "audit.html",
         {
             "chain": chain,
+            "checked_at": datetime.fromtimestamp(checked_at, UTC),
             "records": [(r, detail_json(r.detail)) for r in records],
             "total": log.count(project, **chosen),
             "offset": offset,

@@ -30,6 +30,7 @@ class UiState:
         self._checked = 0.0
         self._snapshot: RegistrySnapshot | None = None
         self._derived: dict[str, Any] = {}  # built from the current snapshot
+        self._recent: dict[str, tuple[float, Any, float]] = {}  # name -> (monotonic, value, time)
 
     def snapshot(self) -> RegistrySnapshot:
         with self._lock:
@@ -56,6 +57,19 @@ class UiState:
             if self._snapshot is snapshot:
                 self._derived[name] = value
         return value
+
+    def recent(self, name: str, max_age: float, build: Callable[[], T]) -> tuple[T, float]:
+        """``build()`` and the wall time it ran, reused for ``max_age`` seconds: for what no
+        serial tracks (the audit chain's check reads the whole log)."""
+        now = time.monotonic()
+        with self._lock:
+            kept = self._recent.get(name)
+            if kept is not None and now - kept[0] < max_age:
+                return cast(T, kept[1]), kept[2]
+        value, at = build(), time.time()
+        with self._lock:
+            self._recent[name] = (now, value, at)
+        return value, at
 
     def keys(self) -> KeyRing:
         """The project's keys as of the current snapshot (credential changes bump it)."""
