@@ -195,3 +195,40 @@ def test_a_view_its_runs_and_the_audit_log_render(
     assert len(chain.get_attribute("data-head") or "") == 64
     assert page.locator("main table tbody tr").count() >= 3
     page.screenshot(path=str(shots / "audit.png"), full_page=True)
+
+
+MODEL = "fraud_detector"
+
+
+def test_a_models_graph_is_drawn_and_its_nodes_lead_to_their_pages(
+    page: Any, ui_server: UiServer, shots: Path
+) -> None:
+    log_in(page, ui_server, f"/ui/lineage/model/{MODEL}")
+    graph = page.locator("svg[data-graph=lineage]")
+    box = graph.bounding_box()
+    assert box is not None
+    assert box["width"] > 600
+    assert box["height"] > 100
+    assert page.locator(f'[data-node="model:{MODEL}"]').is_visible()
+    node = page.locator(f'[data-node="training_set:{ui_server.world.training_set}"] rect')
+    assert node.evaluate("r => getComputedStyle(r).fill") != "rgb(0, 0, 0)"  # ui.css applies
+    page.locator('[data-node^="run:"]').first.click()
+    page.wait_for_url("**/ui/runs/*")
+    assert page.locator("#sources tbody tr").count() >= 1
+    page.screenshot(path=str(shots / "run.png"), full_page=True)
+
+
+def test_the_runs_filter_is_a_get_form_and_a_training_set_lists_its_features(
+    page: Any, ui_server: UiServer, shots: Path
+) -> None:
+    log_in(page, ui_server, "/ui/runs")
+    page.select_option("#run-filters select[name=view]", "user_profile")
+    page.click("#run-filters button[type=submit]")
+    page.wait_for_url("**/ui/runs?view=user_profile*")
+    views = page.locator("#runs tbody tr").evaluate_all("rows => rows.map(r => r.dataset.view)")
+    assert views
+    assert set(views) == {"user_profile"}
+    page.goto("/ui/audit")
+    assert page.locator("#chain").get_attribute("data-chain") == "verified"
+    page.goto(f"/ui/training-sets/{ui_server.world.training_set}")
+    assert page.locator("#features tbody tr").count() > 5
