@@ -308,3 +308,23 @@ def test_a_v8_registry_gains_the_role_column(tmp_path: Path) -> None:
         assert conn.execute("SELECT value FROM fs_meta WHERE key = 'schema'").fetchone() == (
             str(SCHEMA_VERSION),
         )
+
+
+def test_a_page_reads_one_snapshot_however_often_it_asks(store: FeatureStore) -> None:
+    """A registry change mid-request must not mix two snapshots into one page."""
+    from featurestore.ui.page import PageContext
+    from featurestore.ui.render import Renderer
+    from featurestore.ui.state import UiState
+
+    state = UiState(store, refresh_seconds=0.0)
+    calls: list[object] = []
+
+    def fresh() -> Any:
+        calls.append(object())
+        return calls[-1]
+
+    state.snapshot = fresh  # type: ignore[method-assign]  # each call: a "new" registry
+    ctx = PageContext(state, Renderer("/ui"), None, {}, {})  # type: ignore[arg-type]
+    assert ctx.snapshot is ctx.snapshot
+    assert len(calls) == 1
+    assert PageContext(state, Renderer("/ui"), None, {}, {}).snapshot is not ctx.snapshot  # type: ignore[arg-type]

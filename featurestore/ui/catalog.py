@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featurestore.registry.snapshot import RegistrySnapshot
+from featurestore.ui.page import PAGE_SIZE, text_value
 
-PAGE_SIZE = 50
 # Kinds in the order a search lists them: what people look for first.
 ORDER = ("feature_view", "feature", "model", "feature_service", "entity", "source", "policy")
 LABELS = {
@@ -127,10 +127,8 @@ class Query:
 
     @classmethod
     def of(cls, params: Any) -> Query:
-        def get(name: str) -> str:
-            return str(params.get(name) or "").strip()[:200]
-
-        return cls(get("q"), get("kind"), get("owner"), get("tag"), get("entity"), get("purpose"))
+        names = ("q", "kind", "owner", "tag", "entity", "purpose")
+        return cls(*(text_value(params, n) for n in names))
 
     def params(self) -> dict[str, str]:
         return {

@@ -13,9 +13,8 @@ from typing import Any
 
 import orjson
 
-from featurestore.ui.page import PageContext, Rendered
+from featurestore.ui.page import PAGE_SIZE, PageContext, Rendered
 from featurestore.ui.pages_lineage import hrefs
-from featurestore.ui.pages_runs import PAGE_SIZE, text_param
 from featurestore.urls import redact
 
 DECISIONS = ("allow", "mask", "deny")
@@ -23,7 +22,7 @@ CHAIN_MAX_AGE = 10.0  # seconds a chain check is shown before it runs again
 
 
 def audit(ctx: PageContext) -> Rendered:
-    filters = {k: text_param(ctx, k) for k in ("actor", "action", "object", "decision")}
+    filters = {k: ctx.text_param(k) for k in ("actor", "action", "object", "decision")}
     offset = ctx.int_param("offset")
     log, project = ctx.state.store.registry.audit, ctx.state.project
     chosen: dict[str, Any] = {

@@ -7,7 +7,7 @@ from typing import Any
 
 from featurestore.errors import ObjectNotFound, did_you_mean
 from featurestore.ui.catalog import LABELS, Entry, Query, build_index, facets, search
-from featurestore.ui.page import PageContext, Rendered
+from featurestore.ui.page import PAGE_SIZE, PageContext, Rendered
 from featurestore.ui.render import Renderer
 
 
@@ -38,6 +38,7 @@ def catalog(ctx: PageContext) -> Rendered:
             "rows": [(e, link(ctx.renderer, e.kind, e.name)) for e in found["entries"]],
             "facets": ctx.state.derived("facets", lambda _s: facets(index(ctx))),
             "labels": LABELS,
+            "size": PAGE_SIZE,
         },
         title="Catalog",
     )

@@ -168,7 +168,7 @@ def _answer(
 
 def model_page(ctx: PageContext) -> Rendered:
     name = ctx.path["name"]
-    snapshot = ctx.snapshot  # one snapshot for the answer and its graph
+    snapshot = ctx.snapshot
     found = _answer(ctx, snapshot, model_lineage, name)
     return lineage_page(ctx, "model", found, model_graph(ctx, snapshot, found).graph, name)
 

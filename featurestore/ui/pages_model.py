@@ -21,9 +21,7 @@ from featurestore.registry.drift import DriftCheck
 from featurestore.registry.snapshot import RegistrySnapshot
 from featurestore.times import now_utc
 from featurestore.ui.histogram import categorical_svg, numeric_svg
-from featurestore.ui.page import PageContext, Rendered
-
-PAGE_SIZE = 50
+from featurestore.ui.page import PAGE_SIZE, PageContext, Rendered
 
 
 def denied_unserved(

@@ -6,22 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurestore.errors import EntityInputError, ObjectNotFound
+from featurestore.errors import EntityInputError
 from featurestore.registry.runs import FAILED, RUNNING, SUCCEEDED, RunRecord
-from featurestore.ui.page import PageContext, Rendered
+from featurestore.ui.page import PAGE_SIZE, PageContext, Rendered
 from featurestore.ui.pages_lineage import hrefs
 
-PAGE_SIZE = 50
 STATUSES = (RUNNING, SUCCEEDED, FAILED)
 
 
-def text_param(ctx: PageContext, name: str) -> str:
-    """A free-text query parameter, trimmed ('' when absent)."""
-    return str(ctx.params.get(name) or "").strip()[:200]
-
-
 def runs(ctx: PageContext) -> Rendered:
-    filters = {k: text_param(ctx, k) for k in ("view", "status", "engine")}
+    filters = {k: ctx.text_param(k) for k in ("view", "status", "engine")}
     if filters["status"] and filters["status"] not in STATUSES:
         raise EntityInputError(
             f"?status={filters['status'][:40]!r} is not a run status ({', '.join(STATUSES)})."
@@ -50,16 +44,9 @@ def runs(ctx: PageContext) -> Rendered:
     )
 
 
-def record_id(raw: str, what: str) -> int:
-    """A record's id from the URL; an id that is not a number names nothing (404)."""
-    if not raw.isdigit() or len(raw) > 18:
-        raise ObjectNotFound(f"There is no {what} #{raw[:40]}: ids are whole numbers.")
-    return int(raw)
-
-
 def run(ctx: PageContext) -> Rendered:
     record = ctx.state.store.registry.runs.record(
-        ctx.state.project, record_id(ctx.path["id"], "materialization run")
+        ctx.state.project, ctx.id_param("id", "materialization run")
     )
     return Rendered(
         "run.html",

@@ -9,13 +9,12 @@ from typing import Any
 
 from featurestore.errors import InvalidReferenceError
 from featurestore.references import parse_reference
-from featurestore.ui.page import PageContext, Rendered
+from featurestore.ui.page import PAGE_SIZE, PageContext, Rendered
 from featurestore.ui.pages_lineage import hrefs
-from featurestore.ui.pages_runs import PAGE_SIZE, record_id, text_param
 
 
 def training_sets(ctx: PageContext) -> Rendered:
-    model = text_param(ctx, "model")
+    model = ctx.text_param("model")
     offset = ctx.int_param("offset")
     registry, project = ctx.state.store.registry, ctx.state.project
     builds = registry.training_sets(project, model or None, limit=PAGE_SIZE, offset=offset)
@@ -39,7 +38,7 @@ def training_sets(ctx: PageContext) -> Rendered:
 
 def training_set(ctx: PageContext) -> Rendered:
     project, registry = ctx.state.project, ctx.state.store.registry
-    record = registry.training_set(project, record_id(ctx.path["id"], "training set"))
+    record = registry.training_set(project, ctx.id_param("id", "training set"))
     assert record.id is not None  # a stored record has its id
     profiles = registry.drift.profiles(project, record.id)
     return Rendered(
