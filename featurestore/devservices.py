@@ -249,7 +249,8 @@ def down(state_dir: Path, *, timeout: float = 10.0) -> list[ServiceStatus]:
 def _stop(state_dir: Path, spec: _Spec, timeout: float) -> ServiceStatus:
     log_path = state_dir / f"{spec.key}.log"
     pid_file = read_pid(_pid_path(state_dir, spec))
-    if pid_file is None:
+    if pid_file is None:  # none, or garbled: it names no process, so it goes
+        _pid_path(state_dir, spec).unlink(missing_ok=True)
         return ServiceStatus(spec.name, "", "stopped", None, log_path, "not running")
     address = fmt_addr(pid_file.host, pid_file.port)
     alive = owned(pid_file.pid, pid_file.binary)

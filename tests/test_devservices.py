@@ -277,3 +277,33 @@ def test_servers_outlive_the_calling_process(state_dir: Path, config: tuple) -> 
     assert all(process_gone(pid) for pid in pids)
     assert not accepting(redis_port)
     assert not accepting(kafka_port)
+
+
+def test_a_detached_uis_stale_or_garbled_pid_file_reads_as_stopped(
+    state_dir: Path, config: tuple
+) -> None:
+    """`featurestore ui --detach` leaves ui.pid: status never reports a dead or foreign
+    process as the UI, and a garbled file is no crash."""
+    redis_url, bootstrap, _, _ = config
+    state_dir.mkdir(parents=True)
+    assert "ui" not in _by_name(status(redis_url, bootstrap, state_dir))  # none was started
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    pid_file = state_dir / "ui.pid"
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        for text in (
+            f"{dead.pid}\n127.0.0.1\n8888\n{sys.executable}\n",
+            f"{stranger.pid}\n127.0.0.1\n8888\n{sys.executable}\n",  # the pid runs `sleep`
+            "not a pid file\n",
+        ):
+            pid_file.write_text(text)
+            ui = _by_name(status(redis_url, bootstrap, state_dir))["ui"]
+            assert (ui.state, ui.pid) == ("stopped", None), text
+            assert "stale pid file" in ui.detail
+        assert _by_name(down(state_dir))["ui"].state == "stopped"
+        assert stranger.poll() is None  # not ours: left alone
+        assert not pid_file.exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
